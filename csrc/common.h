@@ -1,0 +1,99 @@
+// common.h: what every cnnkit kernel shares, on the CPU and (later) the GPU.
+// 64-bit size arithmetic with overflow checks, the convolution/pooling window geometry (NHWC input,
+// one window per output pixel, explicit top/bottom/left/right padding), and the counter-based RNG
+// that dropout and stochastic pooling draw from. The RNG is a pure function of (seed, index), so a
+// result never depends on thread count or scheduling and ops.reference can reproduce it in NumPy.
+// Nothing here depends on Python: errors are C++ exceptions that the bindings turn into Python ones
+// (std::invalid_argument -> ValueError).
+#pragma once
+
+#include <cstdint>
+#include <limits>
+#include <stdexcept>
+#include <string>
+
+#if defined(__CUDACC__)
+#define CNNKIT_HD __host__ __device__ __forceinline__
+#else
+#define CNNKIT_HD inline
+#endif
+
+namespace cnnkit {
+
+using index_t = std::int64_t;
+
+inline void require(bool ok, const std::string& message) {
+    if (!ok) throw std::invalid_argument(message);
+}
+
+// a * b, refusing to wrap around.
+inline index_t checked_mul(index_t a, index_t b, const char* what) {
+    require(a >= 0 && b >= 0, std::string(what) + ": negative size");
+    if (a != 0 && b > std::numeric_limits<index_t>::max() / a)
+        throw std::length_error(std::string(what) + ": size overflows 64 bits");
+    return a * b;
+}
+
+// Window geometry for convolution and pooling over an NHWC input (N, H, W, C).
+// Output pixel (oh, ow) reads input rows oh*SH - PT + i*DH for i in [0, KH), likewise for columns;
+// rows or columns outside [0, H) x [0, W) are padding.
+struct ConvGeom {
+    index_t N, H, W, C;      // input
+    index_t KH, KW;          // window (kernel or pool) size
+    index_t SH, SW;          // strides
+    index_t DH, DW;          // dilation
+    index_t PT, PB, PL, PR;  // padding: top, bottom, left, right
+    index_t OH, OW;          // output size, derived
+
+    index_t out_pixels() const { return N * OH * OW; }    // rows of the im2col matrix
+    index_t patch_size() const { return KH * KW * C; }    // columns of the im2col matrix
+    index_t in_size() const { return N * H * W * C; }
+};
+
+// Build and validate a geometry; every size is checked so kernels can index without further tests.
+inline ConvGeom make_geom(index_t N, index_t H, index_t W, index_t C, index_t KH, index_t KW,
+                          index_t SH, index_t SW, index_t DH, index_t DW, index_t PT, index_t PB,
+                          index_t PL, index_t PR) {
+    require(N >= 0 && H > 0 && W > 0 && C > 0,
+            "input shape must have N >= 0 and H, W, C > 0, got (" + std::to_string(N) + ", " +
+                std::to_string(H) + ", " + std::to_string(W) + ", " + std::to_string(C) + ")");
+    require(KH > 0 && KW > 0, "kernel/pool size must be positive");
+    require(SH > 0 && SW > 0, "strides must be positive");
+    require(DH > 0 && DW > 0, "dilation must be positive");
+    require(PT >= 0 && PB >= 0 && PL >= 0 && PR >= 0, "padding must be non-negative");
+    ConvGeom g{N, H, W, C, KH, KW, SH, SW, DH, DW, PT, PB, PL, PR, 0, 0};
+    const index_t eff_h = checked_mul(KH - 1, DH, "dilated kernel height") + 1;
+    const index_t eff_w = checked_mul(KW - 1, DW, "dilated kernel width") + 1;
+    const index_t span_h = H + PT + PB, span_w = W + PL + PR;
+    require(span_h >= eff_h && span_w >= eff_w,
+            "window (" + std::to_string(eff_h) + ", " + std::to_string(eff_w) +
+                ") is larger than the padded input (" + std::to_string(span_h) + ", " +
+                std::to_string(span_w) + "): the output would be empty");
+    g.OH = (span_h - eff_h) / SH + 1;
+    g.OW = (span_w - eff_w) / SW + 1;
+    // Make sure every product a kernel may form fits in 64 bits.
+    checked_mul(checked_mul(checked_mul(N, g.OH, "output size"), g.OW, "output size"),
+                checked_mul(checked_mul(KH, KW, "patch size"), C, "patch size"), "im2col size");
+    checked_mul(checked_mul(checked_mul(N, H, "input size"), W, "input size"), C, "input size");
+    return g;
+}
+
+// Counter-based RNG: uniform double in [0, 1) as a pure function of (seed, index).
+// splitmix64 finalizer (Steele, Lea, Flood 2014) over a Weyl sequence keyed by the mixed seed.
+// ops.reference reimplements this in NumPy uint64 arithmetic; keep the two in step.
+CNNKIT_HD std::uint64_t mix64(std::uint64_t z) {
+    z ^= z >> 30;
+    z *= 0xBF58476D1CE4E5B9ULL;
+    z ^= z >> 27;
+    z *= 0x94D049BB133111EBULL;
+    z ^= z >> 31;
+    return z;
+}
+
+CNNKIT_HD double uniform01(std::uint64_t seed, std::uint64_t index) {
+    const std::uint64_t key = mix64(seed + 0x9E3779B97F4A7C15ULL);
+    const std::uint64_t z = mix64(key + 0x9E3779B97F4A7C15ULL * (index + 1));
+    return static_cast<double>(z >> 11) * (1.0 / 9007199254740992.0);  // 53 bits / 2^53
+}
+
+}  // namespace cnnkit

@@ -1,0 +1,68 @@
+"""``python -m cnnkit info``: what this build of cnnkit is and what it can use."""
+
+import argparse
+import os
+import platform
+import sys
+
+
+def info():
+    import numpy as np
+
+    import cnnkit
+    from cnnkit.ops import _backend
+
+    lib = _backend._cpu().lib
+    b = lib.build_info()
+    lines = [
+        ("cnnkit", cnnkit.__version__),
+        ("python", f"{platform.python_version()} ({sys.executable})"),
+        ("numpy", np.__version__),
+        ("build type", b["build_type"]),
+        ("compiler", b["compiler"]),
+        ("native CPU tuning", "yes (-march=native)" if b["native_build"] else "no (portable build)"),
+        ("SIMD flags", ", ".join(b["simd"]) or "none"),
+        ("OpenMP", f"yes, {lib.get_num_threads()} threads" if b["openmp"] else "no (single-threaded)"),
+        ("OMP_NUM_THREADS", os.environ.get("OMP_NUM_THREADS", "(unset)")),
+        ("im2col workspace limit", f"{cnnkit.config.workspace_limit / 2**20:g} MiB"),
+    ]
+    try:
+        from cnnkit import _cuda  # noqa: F401
+
+        cuda_built = "yes"
+    except ImportError:
+        cuda_built = "no"
+    lines.append(("CUDA module", cuda_built))
+    lines.append(("GPU visible", _gpu_visible()))
+    width = max(len(k) for k, _ in lines)
+    for k, v in lines:
+        print(f"{k:<{width}}  {v}")
+
+
+def _gpu_visible():
+    try:
+        import cupy
+    except ImportError:
+        return "unknown (CuPy is not installed)"
+    try:
+        n = cupy.cuda.runtime.getDeviceCount()
+    except Exception as e:  # no driver, no device
+        return f"no ({type(e).__name__}: {e})"
+    if n == 0:
+        return "no"
+    name = cupy.cuda.runtime.getDeviceProperties(0)["name"]
+    return f"yes, {n} ({name.decode() if isinstance(name, bytes) else name})"
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(prog="python -m cnnkit", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+    sub.add_parser("info", help="print version, build and device information")
+    args = parser.parse_args(argv)
+    if args.command == "info":
+        info()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,55 @@
+"""Process-wide settings: ``cnnkit.config.workspace_limit`` and friends.
+
+Values can also be set from the environment before import:
+``CNNKIT_WORKSPACE_MB`` (im2col workspace limit in MiB) and ``CNNKIT_ALLOW_TF32=1``.
+"""
+
+import os
+
+
+def _env_int(name, default):
+    raw = os.environ.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        return int(raw)
+    except ValueError:
+        raise ValueError(f"environment variable {name} must be an integer, got {raw!r}") from None
+
+
+class Config:
+    """Settings read by the ops at call time (so changing them takes effect immediately)."""
+
+    def __init__(self):
+        self.workspace_limit = _env_int("CNNKIT_WORKSPACE_MB", 64) * 2**20
+        self.allow_tf32 = os.environ.get("CNNKIT_ALLOW_TF32", "0") == "1"
+
+    @property
+    def workspace_limit(self):
+        """Most bytes of scratch memory a convolution may use for its im2col matrix (default 64 MiB).
+
+        Larger problems are processed in chunks of output pixels so the scratch stays under it."""
+        return self._workspace_limit
+
+    @workspace_limit.setter
+    def workspace_limit(self, value):
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise ValueError(f"workspace_limit must be a positive number of bytes, received {value!r}")
+        self._workspace_limit = value
+
+    @property
+    def allow_tf32(self):
+        """Let GPU GEMMs use TF32 tensor cores (like torch.backends.cuda.matmul.allow_tf32)."""
+        return self._allow_tf32
+
+    @allow_tf32.setter
+    def allow_tf32(self, value):
+        if not isinstance(value, bool):
+            raise TypeError(f"allow_tf32 must be True or False, received {value!r}")
+        self._allow_tf32 = value
+
+    def __repr__(self):
+        return f"Config(workspace_limit={self.workspace_limit}, allow_tf32={self.allow_tf32})"
+
+
+config = Config()

@@ -1,0 +1,22 @@
+"""cnnkit.ops: one function per op, dispatching on the array type.
+
+NumPy arrays run on the C++ kernels (``cnnkit._core``) with GEMMs through ``numpy.matmul``.
+Conventions: activations are NHWC, convolution kernels HWIO ``(kh, kw, in, out)``;
+``<op>_backward(dy, *forward array inputs, **forward parameters)`` returns the gradient of each
+array input of the forward, in order. ``cnnkit.ops.reference`` holds a plain NumPy version of every
+op, written for clarity, that the tests and benchmarks compare against.
+"""
+
+from . import reference
+from .activation import *  # noqa: F401,F403
+from .activation import __all__ as _activation_all
+from .conv import *  # noqa: F401,F403
+from .conv import __all__ as _conv_all
+from .loss import *  # noqa: F401,F403
+from .loss import __all__ as _loss_all
+from .norm import *  # noqa: F401,F403
+from .norm import __all__ as _norm_all
+from .pool import *  # noqa: F401,F403
+from .pool import __all__ as _pool_all
+
+__all__ = ["reference", *_conv_all, *_pool_all, *_activation_all, *_norm_all, *_loss_all]

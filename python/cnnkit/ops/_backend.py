@@ -1,0 +1,179 @@
+"""Dispatch and argument checking shared by every op in cnnkit.ops.
+
+``backend(*arrays)`` picks the kernel module from the arrays' type (NumPy -> ``cnnkit._core``; CuPy ->
+``cnnkit._cuda`` once the CUDA kernels exist) and refuses mixtures. The ``check_*`` helpers validate
+what users pass and raise ValueError/TypeError naming the argument and the shapes. ``geometry``
+turns Keras-style window arguments (strides, padding, dilation) into the 14-tuple the kernels take.
+This module is the only place that imports the native modules.
+"""
+
+import math
+import numbers
+
+import numpy as np
+
+from ..config import config
+
+_FLOATS = (np.dtype(np.float32), np.dtype(np.float64))
+
+
+class Backend:
+    """An array module (``xp``) and the native kernel module that serves it (``lib``)."""
+
+    __slots__ = ("name", "xp", "lib")
+
+    def __init__(self, name, xp, lib):
+        self.name, self.xp, self.lib = name, xp, lib
+
+    def __repr__(self):
+        return f"Backend({self.name})"
+
+
+_cpu_backend = None
+
+
+def _cpu():
+    global _cpu_backend
+    if _cpu_backend is None:
+        from .. import _core
+
+        _cpu_backend = Backend("cpu", np, _core)
+    return _cpu_backend
+
+
+def _is_cupy(a):
+    return type(a).__module__.split(".")[0] == "cupy"
+
+
+def backend(*arrays):
+    """The backend for these arrays (None entries are skipped); TypeError on a NumPy/CuPy mixture."""
+    kinds = set()
+    for a in arrays:
+        if a is None:
+            continue
+        if isinstance(a, np.ndarray):
+            kinds.add("numpy")
+        elif _is_cupy(a):
+            kinds.add("cupy")
+        else:
+            raise TypeError(f"expected numpy.ndarray or cupy.ndarray arguments, got {type(a).__name__}")
+    if len(kinds) > 1:
+        raise TypeError("cannot mix NumPy and CuPy arrays in one call; move them to one device first")
+    if kinds == {"cupy"}:
+        raise RuntimeError(
+            "cnnkit was given CuPy arrays, but this build has no CUDA kernels yet (cnnkit._cuda); "
+            "use NumPy arrays")
+    return _cpu()
+
+
+def check_float(a, name, ndim=None, layout=None, dtype=None):
+    """Validate a float array argument and return it C-contiguous.
+
+    ndim: required rank (layout names it in the message, e.g. "NHWC (N, H, W, C)").
+    dtype: the dtype the other operands have; a mismatch is a TypeError (no silent casts)."""
+    if not hasattr(a, "dtype") or not hasattr(a, "shape"):
+        raise TypeError(f"{name} must be an array, got {type(a).__name__}")
+    if a.dtype not in _FLOATS:
+        raise TypeError(
+            f"{name} must be float32 or float64, got dtype {a.dtype}; cast it explicitly, "
+            f"for example {name}.astype('float32')")
+    if dtype is not None and a.dtype != dtype:
+        raise TypeError(f"{name} has dtype {a.dtype} but the other operands are {np.dtype(dtype)}; "
+                        "mixing float32 and float64 is not supported")
+    if ndim is not None and a.ndim != ndim:
+        what = f" {layout}" if layout else ""
+        raise ValueError(f"{name} must be {ndim}-D{what}, got shape {tuple(a.shape)}")
+    if not a.flags.c_contiguous:
+        a = backend(a).xp.ascontiguousarray(a)
+    return a
+
+
+def _is_int(v):
+    return isinstance(v, numbers.Integral) and not isinstance(v, bool)
+
+
+def pair(value, name, minimum=1):
+    """An int or a pair of ints, each >= minimum, as a tuple of two Python ints."""
+    vals = (value, value) if _is_int(value) else value
+    try:
+        vals = tuple(vals)
+    except TypeError:
+        vals = None
+    if vals is None or len(vals) != 2 or not all(_is_int(v) for v in vals):
+        raise ValueError(f"{name} must be an int or a tuple of 2 ints, received {name}={value!r}")
+    if any(v < minimum for v in vals):
+        bound = "positive" if minimum == 1 else f">= {minimum}"
+        raise ValueError(f"{name} must be {bound}, received {name}={value!r}")
+    return int(vals[0]), int(vals[1])
+
+
+def resolve_padding(padding, in_hw, window_hw, strides, dilation):
+    """((top, bottom), (left, right)) for a padding spec: "valid", "same" (TensorFlow/Keras rule:
+    output = ceil(input / stride), the odd pixel goes at the bottom/right), an int, a pair of ints
+    (symmetric per axis) or ((top, bottom), (left, right))."""
+    if isinstance(padding, str):
+        mode = padding.lower()
+        if mode == "valid":
+            return (0, 0), (0, 0)
+        if mode == "same":
+            pads = []
+            for n, k, s, d in zip(in_hw, window_hw, strides, dilation):
+                out = -(-n // s)
+                total = max((out - 1) * s + (k - 1) * d + 1 - n, 0)
+                pads.append((total // 2, total - total // 2))
+            return tuple(pads)
+        raise ValueError(f'padding must be "valid", "same", an int or ((top, bottom), (left, right)), '
+                         f"received padding={padding!r}")
+    if _is_int(padding):
+        p = pair(padding, "padding", minimum=0)
+        return (p[0], p[0]), (p[1], p[1])
+    try:
+        items = tuple(padding)
+    except TypeError:
+        raise ValueError(f"padding must be a string, an int or a tuple, received padding={padding!r}") from None
+    if len(items) == 2 and all(_is_int(v) for v in items):
+        ph, pw = pair(items, "padding", minimum=0)
+        return (ph, ph), (pw, pw)
+    if len(items) == 2:
+        return pair(items[0], "padding", minimum=0), pair(items[1], "padding", minimum=0)
+    raise ValueError(f"padding must be a string, an int or ((top, bottom), (left, right)), "
+                     f"received padding={padding!r}")
+
+
+def geometry(x_shape, window, strides=1, padding="valid", dilation=1, window_name="kernel_size"):
+    """Validate window arguments against an NHWC shape.
+
+    Returns (geom, (out_h, out_w)) where geom is the 14-tuple
+    (N, H, W, C, KH, KW, SH, SW, DH, DW, PT, PB, PL, PR) the native kernels take."""
+    n, h, w, c = (int(s) for s in x_shape)
+    if h < 1 or w < 1 or c < 1:
+        raise ValueError(f"input must have positive height, width and channels, got shape {tuple(x_shape)}")
+    kh, kw = pair(window, window_name)
+    sh, sw = pair(strides, "strides")
+    dh, dw = pair(dilation, "dilation" if window_name == "kernel_size" else "dilation_rate")
+    (pt, pb), (pl, pr) = resolve_padding(padding, (h, w), (kh, kw), (sh, sw), (dh, dw))
+    eff_h, eff_w = (kh - 1) * dh + 1, (kw - 1) * dw + 1
+    if eff_h > h + pt + pb or eff_w > w + pl + pr:
+        raise ValueError(
+            f"{window_name}=({kh}, {kw}) with dilation ({dh}, {dw}) covers ({eff_h}, {eff_w}) pixels, more "
+            f"than the padded input ({h + pt + pb}, {w + pl + pr}) of input shape {tuple(x_shape)} with "
+            f"padding={padding!r}: the output would be empty")
+    oh = (h + pt + pb - eff_h) // sh + 1
+    ow = (w + pl + pr - eff_w) // sw + 1
+    return (n, h, w, c, kh, kw, sh, sw, dh, dw, pt, pb, pl, pr), (oh, ow)
+
+
+def workspace_rows(row_bytes, total_rows):
+    """How many im2col rows fit in cnnkit.config.workspace_limit (at least one, at most total_rows)."""
+    return int(max(1, min(total_rows, config.workspace_limit // max(1, row_bytes))))
+
+
+def seed_value(seed, name="seed"):
+    """A seed as a Python int in [0, 2**64)."""
+    if not _is_int(seed):
+        raise TypeError(f"{name} must be an int, received {name}={seed!r}")
+    return int(seed) % 2**64
+
+
+def ceil_div(a, b):
+    return -(-a // b) if b else math.inf

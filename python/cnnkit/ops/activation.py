@@ -1,0 +1,3 @@
+"""Placeholder for the activation ops."""
+
+__all__ = []

@@ -1,0 +1,3 @@
+"""Placeholder for the conv ops."""
+
+__all__ = []

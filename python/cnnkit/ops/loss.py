@@ -1,0 +1,3 @@
+"""Placeholder for the loss ops."""
+
+__all__ = []

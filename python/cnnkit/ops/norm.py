@@ -1,0 +1,3 @@
+"""Placeholder for the norm ops."""
+
+__all__ = []

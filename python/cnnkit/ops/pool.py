@@ -1,0 +1,3 @@
+"""Placeholder for the pool ops."""
+
+__all__ = []

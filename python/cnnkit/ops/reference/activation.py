@@ -1,0 +1,3 @@
+"""Placeholder for the activation reference ops."""
+
+__all__ = []

@@ -1,0 +1,3 @@
+"""Placeholder for the conv reference ops."""
+
+__all__ = []

@@ -1,0 +1,3 @@
+"""Placeholder for the loss reference ops."""
+
+__all__ = []

@@ -1,0 +1,3 @@
+"""Placeholder for the norm reference ops."""
+
+__all__ = []

@@ -1,0 +1,3 @@
+"""Placeholder for the pool reference ops."""
+
+__all__ = []
