@@ -111,3 +111,15 @@ def test_reference_rng_is_uniform_and_seeded():
     assert abs(u.mean() - 0.5) < 0.005 and abs(u.var() - 1 / 12) < 0.002
     assert np.array_equal(u, _common.uniform01(123, np.arange(200_000)))
     assert not np.array_equal(u[:100], _common.uniform01(124, np.arange(100)))
+
+
+def test_only_the_ops_backend_imports_the_native_module():
+    """Layers and everything above ops never touch cnnkit._core directly (STYLE: one straight line)."""
+    import pathlib
+    import re
+
+    root = pathlib.Path(cnnkit.__file__).parent
+    pattern = re.compile(r"(from\s+\S*\s+import\s+.*\b_core\b|import\s+\S*_core\b|\b_core\.)")
+    offenders = [str(p.relative_to(root)) for p in root.rglob("*.py")
+                 if p.name != "_backend.py" and pattern.search(p.read_text())]
+    assert offenders == []
