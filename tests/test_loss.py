@@ -78,6 +78,20 @@ def test_huge_gaps_are_exact(xp, dtype):
     assert np.array_equal(d, np.array([[0, 0], [-0.5, 0.5]], dtype))
 
 
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("bad", [np.nan, -np.nan, np.inf, -np.inf, "default"])
+def test_non_finite_logits_give_nan(dtype, bad):
+    """A NaN or infinite logit makes its row's loss and gradient NaN, whatever the NaN's sign bit
+    (x86 produces a negative NaN for 0 * inf); the other rows are unaffected."""
+    logits = np.zeros((3, 40), dtype)
+    with np.errstate(invalid="ignore"):
+        logits[1, 17] = np.float32(0) * np.float32(np.inf) if bad == "default" else bad
+    labels = np.array([0, 1, 2])
+    assert np.isnan(ops.softmax_cross_entropy(logits, labels))
+    d = ops.softmax_cross_entropy_backward(logits, labels)
+    assert np.all(np.isnan(d[1])) and np.all(np.isfinite(d[[0, 2]]))
+
+
 def test_hand_computed_values(xp):
     two = xp.asarray(np.zeros((1, 2)))
     assert math.isclose(float(ops.softmax_cross_entropy(two, xp.asarray(np.array([0])))), math.log(2),
