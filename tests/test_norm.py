@@ -97,6 +97,11 @@ def test_saved_statistics_variants_match_public_ops(rng):
     assert_close(mv_p, mv_r)
     assert_close(mean, x.mean(axis=(0, 1, 2)))
     assert_close(invstd, 1 / np.sqrt(x.var(axis=(0, 1, 2)) + 1e-2))
+    # float32 input: the saved statistics stay float64
+    _, mean32, invstd32 = norm._batch_norm_train_forward(x.astype(np.float32), None, None, mm.astype(np.float32),
+                                                         mv.astype(np.float32), 0.8, 1e-2)
+    assert mean32.dtype == invstd32.dtype == np.float64
+    assert_close(mean32, x.astype(np.float32).astype(np.float64).mean(axis=(0, 1, 2)))
     got = norm._batch_norm_train_backward(dy, x, g, mean, invstd)
     want = ref.batch_norm_backward(dy, x, g, b, mm, mv, training=True, epsilon=1e-2)
     for a, e in zip(got, want):

@@ -28,11 +28,11 @@ def _channels(x):
     return x, c
 
 
-def _per_channel(a, name, x, c):
-    """gamma/beta/statistics: None passes through; otherwise a (C,) array of x's dtype."""
+def _per_channel(a, name, x, c, dtype=None):
+    """gamma/beta/statistics: None passes through; otherwise a (C,) array of x's dtype (or dtype)."""
     if a is None:
         return None
-    a = check_float(a, name, dtype=x.dtype)
+    a = check_float(a, name, dtype=x.dtype if dtype is None else dtype)
     if a.shape != (c,):
         raise ValueError(f"{name} must have shape ({c},) to match the {c} channels of x "
                          f"{tuple(x.shape)}, got shape {tuple(a.shape)}")
@@ -138,8 +138,8 @@ def batch_norm_backward(dy, x, gamma, beta, moving_mean, moving_var, training=Fa
         x, gamma, beta, moving_mean, moving_var, momentum, epsilon, updated=False)
     dy = _check_dy(dy, x)
     if training:
-        mean = be.xp.empty((c,), x.dtype)
-        invstd = be.xp.empty((c,), x.dtype)
+        mean = be.xp.empty((c,), be.xp.float64)
+        invstd = be.xp.empty((c,), be.xp.float64)
         be.lib.batch_norm_batch_stats(x.reshape(-1, c), epsilon, mean, invstd)
         dx, dgamma, dbeta = _batch_norm_train_backward(dy, x, gamma, mean, invstd)
     else:
@@ -153,13 +153,14 @@ def batch_norm_backward(dy, x, gamma, beta, moving_mean, moving_var, training=Fa
 
 def _batch_norm_train_forward(x, gamma, beta, moving_mean, moving_var, momentum, epsilon):
     """Training forward for layers: returns (y, mean, invstd), the batch mean and
-    1 / sqrt(biased variance + epsilon) per channel, to pass to :func:`_batch_norm_train_backward`;
+    1 / sqrt(biased variance + epsilon) per channel as float64 (C,) arrays whatever x's dtype (a
+    rounded mean would cost dgamma its accuracy), to pass to :func:`_batch_norm_train_backward`;
     updates moving_mean / moving_var in place like :func:`batch_norm`."""
     be, x, c, gamma, beta, moving_mean, moving_var, momentum, epsilon = _prepare(
         x, gamma, beta, moving_mean, moving_var, momentum, epsilon, updated=True)
     y = be.xp.empty(x.shape, x.dtype)
-    mean = be.xp.empty((c,), x.dtype)
-    invstd = be.xp.empty((c,), x.dtype)
+    mean = be.xp.empty((c,), be.xp.float64)
+    invstd = be.xp.empty((c,), be.xp.float64)
     be.lib.batch_norm_train_forward(x.reshape(-1, c), gamma, beta, moving_mean, moving_var, momentum,
                                     epsilon, y.reshape(-1, c), mean, invstd)
     return y, mean, invstd
@@ -173,10 +174,10 @@ def _batch_norm_train_backward(dy, x, gamma, mean, invstd):
     x, c = _channels(x)
     dy = _check_dy(dy, x)
     gamma = _per_channel(gamma, "gamma", x, c)
-    mean = _per_channel(mean, "mean", x, c)
-    invstd = _per_channel(invstd, "invstd", x, c)
     if mean is None or invstd is None:
         raise TypeError("mean and invstd are required: pass those returned by _batch_norm_train_forward")
+    mean = _per_channel(mean, "mean", x, c, dtype=be.xp.float64)  # float64, whatever x's dtype
+    invstd = _per_channel(invstd, "invstd", x, c, dtype=be.xp.float64)
     dx = be.xp.empty(x.shape, x.dtype)
     dgamma = be.xp.empty((c,), x.dtype)
     dbeta = be.xp.empty((c,), x.dtype)
