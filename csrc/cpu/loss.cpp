@@ -1,9 +1,9 @@
 // loss.cpp: softmax cross-entropy over logits (N, K), with integer class ids (N,) or target
-// probabilities (N, K). Rows run in parallel (OpenMP over N); each row takes its max, sums
-// exp(logit - max) in double and forms log-sum-exp = max + log(sum), stable for logits of any
-// magnitude. Per-row losses go to a float64 scratch (N,) that the caller allocates and are averaged
-// serially in row order, so the mean does not depend on the thread count. The float32 exp is a
-// branch-free polynomial the compiler vectorizes (std::exp does not vectorize without -ffast-math).
+// probabilities (N, K). Rows run in parallel (OpenMP over N); each row takes its max m, sums
+// exp(logit - m) (float blocks added in double) and uses log-sum-exp = m + log(sum), stable for logits
+// of any magnitude. Per-row losses go to a float64 scratch (N,) that the caller allocates and are
+// averaged serially in row order, so the mean does not depend on the thread count. The float32 exp is
+// a branch-free polynomial the compiler vectorizes (std::exp does not without -ffast-math).
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
@@ -57,7 +57,7 @@ inline double exp_nonpositive(double x) { return std::exp(x); }
 // The float row loops are compiled for AVX-512, AVX2+FMA and baseline x86-64 and picked at load time
 // (GCC function multiversioning), since the portable build targets SSE2 only; results are
 // deterministic on a given machine (the lane count fixes the summation order).
-#if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__) && defined(__linux__) && \
+#if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__) && defined(__GLIBC__) && \
     !defined(CNNKIT_NATIVE_BUILD)
 #define CNNKIT_SIMD_CLONES __attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default")))
 #else
@@ -121,6 +121,37 @@ inline double sum_exp(const double* x, index_t K, double m, double* g) {
     return s;
 }
 
+// Sums over a row of probabilities p: returns sum p[k] * (m - x[k]) (terms >= 0: no cancellation,
+// and m - x[k] is exact enough in float for logits of any size) and sets *psum = sum p[k]. Float rows
+// are summed in float over blocks of 128 and the block sums in double, like sum_exp.
+CNNKIT_SIMD_CLONES double target_sums(const float* x, const float* p, index_t K, float m, double* psum) {
+    constexpr index_t kBlock = 128;
+    double s = 0.0, ps = 0.0;
+    for (index_t k0 = 0; k0 < K; k0 += kBlock) {
+        const index_t k1 = std::min(K, k0 + kBlock);
+        float part = 0.0f, ppart = 0.0f;
+#pragma omp simd reduction(+ : part, ppart)
+        for (index_t k = k0; k < k1; ++k) {
+            part += p[k] * (m - x[k]);
+            ppart += p[k];
+        }
+        s += static_cast<double>(part);
+        ps += static_cast<double>(ppart);
+    }
+    *psum = ps;
+    return s;
+}
+
+inline double target_sums(const double* x, const double* p, index_t K, double m, double* psum) {
+    double s = 0.0, ps = 0.0;
+    for (index_t k = 0; k < K; ++k) {
+        s += p[k] * (m - x[k]);
+        ps += p[k];
+    }
+    *psum = ps;
+    return s;
+}
+
 // g[k] = a * g[k] - b * p[k] (p may be null: g[k] = a * g[k]).
 CNNKIT_SIMD_CLONES void scale_row(float* g, index_t K, float a, float b, const float* p) {
     if (p) {
@@ -145,25 +176,17 @@ double xent_row(const T* x, index_t K, std::int64_t label, const T* probs, doubl
     const T m = row_max(x, K, &finite);
     // A NaN or infinite logit makes the row's loss and gradient NaN (as in plain arithmetic).
     const double s = finite ? sum_exp(x, K, m, g) : std::numeric_limits<double>::quiet_NaN();
-    const double lse = static_cast<double>(m) + std::log(s);
+    const double log_s = std::log(s);
     double loss = 0.0;
     if (probs) {
-        double psum = 0.0;
-        if (want_loss) {
-#pragma omp simd reduction(+ : loss, psum)
-            for (index_t k = 0; k < K; ++k) {
-                const double p = static_cast<double>(probs[k]);
-                psum += p;
-                loss += p * (lse - static_cast<double>(x[k]));
-            }
-        } else {
-#pragma omp simd reduction(+ : psum)
-            for (index_t k = 0; k < K; ++k) psum += static_cast<double>(probs[k]);
-        }
+        // -sum_k p_k log softmax_k = sum_k p_k (m - x_k) + sum(p) log(s)
+        double psum;
+        const double pdist = target_sums(x, probs, K, m, &psum);
+        if (want_loss) loss = pdist + psum * log_s;
         // d/dx_k of -sum_j p_j log softmax_j = sum(p) * softmax_k - p_k
         if (g) scale_row(g, K, static_cast<T>(grad_scale * psum / s), static_cast<T>(grad_scale), probs);
     } else {
-        if (want_loss) loss = lse - static_cast<double>(x[label]);
+        if (want_loss) loss = (static_cast<double>(m) - static_cast<double>(x[label])) + log_s;
         if (g) {
             scale_row(g, K, static_cast<T>(grad_scale / s), T(0), static_cast<const T*>(nullptr));
             g[label] -= static_cast<T>(grad_scale);

@@ -18,7 +18,7 @@ namespace {
 // The row loops below are compiled for AVX-512, AVX2+FMA and baseline x86-64 and picked at load time
 // (GCC function multiversioning): the portable build targets SSE2, where float -> double conversion
 // makes the reductions compute-bound. Same macro as in loss.cpp.
-#if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__) && defined(__linux__) && \
+#if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__) && defined(__GLIBC__) && \
     !defined(CNNKIT_NATIVE_BUILD)
 #define CNNKIT_SIMD_CLONES __attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default")))
 #else
