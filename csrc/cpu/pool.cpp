@@ -99,24 +99,44 @@ void max_pool2d_forward(const T* x, T* y, I* argmax, const ConvGeom& g) {
 
 // Gather: dx at (n, h, w, c) is the sum, over the windows covering (h, w) in (oh, ow) order, of
 // dy[o, c] where argmax[o, c] == h*W + w. Also the backward of training-mode stochastic pooling.
+// The first covering window assigns and the others add, so dx is written once per pass and pixels
+// no window covers are zeroed. Scratch: the W column ranges, computed once per call.
 template <class T, class I>
 void max_pool2d_backward(const T* dy, const I* argmax, T* dx, const ConvGeom& g) {
     const index_t C = g.C;
+    std::vector<Range> cols(static_cast<size_t>(g.W));
+    for (index_t w = 0; w < g.W; ++w) cols[w] = covering_range(w, g.SW, g.PL, g.KW, g.OW);
 #pragma omp parallel for schedule(static)
     for (index_t row = 0; row < g.N * g.H; ++row) {
         const index_t n = row / g.H, h = row % g.H;
         const Range oh_r = covering_range(h, g.SH, g.PT, g.KH, g.OH);
         for (index_t w = 0; w < g.W; ++w) {
-            const Range ow_r = covering_range(w, g.SW, g.PL, g.KW, g.OW);
+            const Range ow_r = cols[w];
             T* d = dx + (row * g.W + w) * C;
-            for (index_t c = 0; c < C; ++c) d[c] = T(0);
+            if (oh_r.lo >= oh_r.hi || ow_r.lo >= ow_r.hi) {
+                for (index_t c = 0; c < C; ++c) d[c] = T(0);
+                continue;
+            }
             const I k = static_cast<I>(h * g.W + w);
+            bool first = true;
             for (index_t oh = oh_r.lo; oh < oh_r.hi; ++oh) {
                 for (index_t ow = ow_r.lo; ow < ow_r.hi; ++ow) {
                     const index_t o = ((n * g.OH + oh) * g.OW + ow) * C;
                     const T* dyo = dy + o;
                     const I* ao = argmax + o;
-                    for (index_t c = 0; c < C; ++c) d[c] += ao[c] == k ? dyo[c] : T(0);
+                    // dyo[c] is loaded unconditionally so that the select vectorizes.
+                    if (first) {
+                        for (index_t c = 0; c < C; ++c) {
+                            const T v = dyo[c];
+                            d[c] = ao[c] == k ? v : T(0);
+                        }
+                        first = false;
+                    } else {
+                        for (index_t c = 0; c < C; ++c) {
+                            const T v = dyo[c];
+                            d[c] += ao[c] == k ? v : T(0);
+                        }
+                    }
                 }
             }
         }
@@ -150,25 +170,37 @@ void avg_pool2d_forward(const T* x, T* y, const ConvGeom& g) {
     }
 }
 
-// Gather: dx at (n, h, w, c) sums dy[o, c] / count[o] over the windows o covering (h, w).
+// Gather: dx at (n, h, w, c) sums dy[o, c] / count[o] over the windows o covering (h, w), the first
+// assigning. Scratch: the W column ranges, computed once per call.
 template <class T>
 void avg_pool2d_backward(const T* dy, T* dx, const ConvGeom& g) {
     const index_t C = g.C;
+    std::vector<Range> cols(static_cast<size_t>(g.W));
+    for (index_t w = 0; w < g.W; ++w) cols[w] = covering_range(w, g.SW, g.PL, g.KW, g.OW);
 #pragma omp parallel for schedule(static)
     for (index_t row = 0; row < g.N * g.H; ++row) {
         const index_t n = row / g.H, h = row % g.H;
         const Range oh_r = covering_range(h, g.SH, g.PT, g.KH, g.OH);
         for (index_t w = 0; w < g.W; ++w) {
-            const Range ow_r = covering_range(w, g.SW, g.PL, g.KW, g.OW);
+            const Range ow_r = cols[w];
             T* d = dx + (row * g.W + w) * C;
-            for (index_t c = 0; c < C; ++c) d[c] = T(0);
+            if (oh_r.lo >= oh_r.hi || ow_r.lo >= ow_r.hi) {
+                for (index_t c = 0; c < C; ++c) d[c] = T(0);
+                continue;
+            }
+            bool first = true;
             for (index_t oh = oh_r.lo; oh < oh_r.hi; ++oh) {
                 const Range rh = window_range(oh, g.SH, g.PT, g.KH, g.H);
                 for (index_t ow = ow_r.lo; ow < ow_r.hi; ++ow) {
                     const Range rw = window_range(ow, g.SW, g.PL, g.KW, g.W);
                     const T inv = T(1) / static_cast<T>((rh.hi - rh.lo) * (rw.hi - rw.lo));
                     const T* dyo = dy + ((n * g.OH + oh) * g.OW + ow) * C;
-                    for (index_t c = 0; c < C; ++c) d[c] += dyo[c] * inv;
+                    if (first) {
+                        for (index_t c = 0; c < C; ++c) d[c] = dyo[c] * inv;
+                        first = false;
+                    } else {
+                        for (index_t c = 0; c < C; ++c) d[c] += dyo[c] * inv;
+                    }
                 }
             }
         }
