@@ -12,6 +12,14 @@
 
 #include "bind_util.h"
 
+// The kernels are memory- and compare-bound over the channel loop: on x86-64 GCC also builds an AVX2
+// clone of each and picks it at load time, so a portable (SSE2) build still runs 8-wide where it can.
+#if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__) && !defined(__AVX2__)
+#define CNNKIT_SIMD_CLONES __attribute__((target_clones("avx2", "default")))
+#else
+#define CNNKIT_SIMD_CLONES
+#endif
+
 namespace cnnkit {
 
 namespace {
@@ -48,7 +56,7 @@ inline double stochastic_weight(T v) {
 // (refused by cnnkit.ops) gives -inf and index -1. argmax may be null (forward without indices).
 
 template <class T, class I>
-void max_pool2d_forward(const T* x, T* y, I* argmax, const ConvGeom& g) {
+CNNKIT_SIMD_CLONES void max_pool2d_forward(const T* x, T* y, I* argmax, const ConvGeom& g) {
     const index_t C = g.C;
 #pragma omp parallel for schedule(static)
     for (index_t row = 0; row < g.N * g.OH; ++row) {
@@ -102,7 +110,7 @@ void max_pool2d_forward(const T* x, T* y, I* argmax, const ConvGeom& g) {
 // The first covering window assigns and the others add, so dx is written once per pass and pixels
 // no window covers are zeroed. Scratch: the W column ranges, computed once per call.
 template <class T, class I>
-void max_pool2d_backward(const T* dy, const I* argmax, T* dx, const ConvGeom& g) {
+CNNKIT_SIMD_CLONES void max_pool2d_backward(const T* dy, const I* argmax, T* dx, const ConvGeom& g) {
     const index_t C = g.C;
     std::vector<Range> cols(static_cast<size_t>(g.W));
     for (index_t w = 0; w < g.W; ++w) cols[w] = covering_range(w, g.SW, g.PL, g.KW, g.OW);
@@ -147,7 +155,7 @@ void max_pool2d_backward(const T* dy, const I* argmax, T* dx, const ConvGeom& g)
 // Average pooling; padded cells are not counted (Keras/TensorFlow). An empty window gives 0.
 
 template <class T>
-void avg_pool2d_forward(const T* x, T* y, const ConvGeom& g) {
+CNNKIT_SIMD_CLONES void avg_pool2d_forward(const T* x, T* y, const ConvGeom& g) {
     const index_t C = g.C;
 #pragma omp parallel for schedule(static)
     for (index_t row = 0; row < g.N * g.OH; ++row) {
@@ -173,7 +181,7 @@ void avg_pool2d_forward(const T* x, T* y, const ConvGeom& g) {
 // Gather: dx at (n, h, w, c) sums dy[o, c] / count[o] over the windows o covering (h, w), the first
 // assigning. Scratch: the W column ranges, computed once per call.
 template <class T>
-void avg_pool2d_backward(const T* dy, T* dx, const ConvGeom& g) {
+CNNKIT_SIMD_CLONES void avg_pool2d_backward(const T* dy, T* dx, const ConvGeom& g) {
     const index_t C = g.C;
     std::vector<Range> cols(static_cast<size_t>(g.W));
     for (index_t w = 0; w < g.W; ++w) cols[w] = covering_range(w, g.SW, g.PL, g.KW, g.OW);
@@ -211,7 +219,7 @@ void avg_pool2d_backward(const T* dy, T* dx, const ConvGeom& g) {
 // Global pooling over H x W: y is (N, C), argmax (N, C) holds h*W + w. Parallel over the batch.
 
 template <class T>
-void global_avg_pool2d_forward(const T* x, T* y, index_t N, index_t HW, index_t C) {
+CNNKIT_SIMD_CLONES void global_avg_pool2d_forward(const T* x, T* y, index_t N, index_t HW, index_t C) {
 #pragma omp parallel
     {
         // Scratch per thread: float partial sums over a block of pixels feed a double total, so a
@@ -239,7 +247,7 @@ void global_avg_pool2d_forward(const T* x, T* y, index_t N, index_t HW, index_t 
 }
 
 template <class T>
-void global_avg_pool2d_backward(const T* dy, T* dx, index_t N, index_t HW, index_t C) {
+CNNKIT_SIMD_CLONES void global_avg_pool2d_backward(const T* dy, T* dx, index_t N, index_t HW, index_t C) {
     const T inv = T(1) / static_cast<T>(HW);
 #pragma omp parallel for schedule(static)
     for (index_t np = 0; np < N * HW; ++np) {
@@ -250,7 +258,7 @@ void global_avg_pool2d_backward(const T* dy, T* dx, index_t N, index_t HW, index
 }
 
 template <class T, class I>
-void global_max_pool2d_forward(const T* x, T* y, I* argmax, index_t N, index_t HW, index_t C) {
+CNNKIT_SIMD_CLONES void global_max_pool2d_forward(const T* x, T* y, I* argmax, index_t N, index_t HW, index_t C) {
 #pragma omp parallel for schedule(static)
     for (index_t n = 0; n < N; ++n) {
         const T* xn = x + n * HW * C;
@@ -280,7 +288,7 @@ void global_max_pool2d_forward(const T* x, T* y, I* argmax, index_t N, index_t H
 }
 
 template <class T, class I>
-void global_max_pool2d_backward(const T* dy, const I* argmax, T* dx, index_t N, index_t HW, index_t C) {
+CNNKIT_SIMD_CLONES void global_max_pool2d_backward(const T* dy, const I* argmax, T* dx, index_t N, index_t HW, index_t C) {
 #pragma omp parallel for schedule(static)
     for (index_t np = 0; np < N * HW; ++np) {
         const index_t n = np / HW;
