@@ -374,3 +374,24 @@ def test_global_pools_against_pytorch(rng):
         assert_close(getattr(ops, name + "_backward")(dy, x), xt.grad.numpy().transpose(0, 2, 3, 1),
                      what=name + " backward")
 
+
+
+def test_kernels_define_windows_of_padding_only():
+    """cnnkit.ops refuses such paddings, but the kernels accept any geometry make_geom accepts and
+    must stay in bounds: a window with no input cell gives -inf/index -1 (max), 0 (average)."""
+    from cnnkit import _core
+
+    x = np.arange(1, 10, dtype=np.float32).reshape(1, 3, 3, 1)
+    geom = (1, 3, 3, 1, 2, 2, 2, 2, 1, 1, 3, 2, 2, 3)  # 4x4 outputs, the border ones all padding
+    y, argmax = np.empty((1, 4, 4, 1), np.float32), np.empty((1, 4, 4, 1), np.int32)
+    _core.max_pool2d_forward(x, y, argmax, geom)
+    np.testing.assert_array_equal(y[0, 1:3, 1:3, 0], [[2, 3], [8, 9]])
+    assert np.all(y[0, [0, 3], :, 0] == -np.inf) and np.all(argmax[0, :, [0, 3], 0] == -1)
+    dx = np.empty_like(x)
+    _core.max_pool2d_backward(np.ones_like(y), argmax, dx, geom)
+    np.testing.assert_array_equal(dx[0, :, :, 0], [[0, 1, 1], [0, 0, 0], [0, 1, 1]])
+    _core.avg_pool2d_forward(x, y, geom)
+    np.testing.assert_array_equal(y[0, 1:3, 1:3, 0], [[1.5, 3], [6, 7.5]])
+    assert np.all(y[0, [0, 3], :, 0] == 0) and np.all(y[0, :, [0, 3], 0] == 0)
+    _core.stochastic_pool2d_forward(x, y, argmax, geom, True, 3)
+    assert np.all(argmax[0, [0, 3], :, 0] == -1) and np.all(y[0, [0, 3], :, 0] == 0)
