@@ -42,10 +42,15 @@ inline Range covering_range(index_t i, index_t stride, index_t pad, index_t k, i
     return {lo, hi};
 }
 
-// Stochastic-pooling weight of a cell: max(x, 0), with NaN counted as 0.
+// Stochastic-pooling weights of one cell's channels: r = max(x, 0), NaN -> 0. Kept in T and in a
+// loop of its own: GCC if-converts a same-type select, but not one fused with the float -> double
+// conversion (it branches instead, which mispredicts on random signs).
 template <class T>
-inline double stochastic_weight(T v) {
-    return v > T(0) ? static_cast<double>(v) : 0.0;
+inline void positive_part(const T* xc, T* r, index_t C) {
+    for (index_t c = 0; c < C; ++c) {
+        const T v = xc[c];
+        r[c] = v > T(0) ? v : T(0);
+    }
 }
 
 }  // namespace
@@ -307,106 +312,148 @@ CNNKIT_SIMD_CLONES void global_max_pool2d_backward(const T* dy, const I* argmax,
 // exceeds u*S (the last cell with a > 0 if rounding leaves none); y = x there. S == 0 picks the first
 // cell and gives y = 0. index records the pick (h*W + w) for the backward, max_pool2d_backward.
 // Inference: y = sum(a^2) / S, 0 when S == 0.
+// Each window is walked cell by cell with the channels innermost (vectorized); every channel still
+// sums its own cells in scan order, so the sums match the reference bit for bit.
+// Scratch: per thread, five arrays of C values for one window.
 
 template <class T, class I>
-void stochastic_pool2d_forward(const T* x, T* y, I* index, const ConvGeom& g, bool training,
-                               std::uint64_t seed) {
+CNNKIT_SIMD_CLONES void stochastic_pool2d_forward(const T* x, T* y, I* index, const ConvGeom& g,
+                                                  bool training, std::uint64_t seed) {
     const index_t C = g.C;
-#pragma omp parallel for schedule(static)
-    for (index_t row = 0; row < g.N * g.OH; ++row) {
-        const index_t n = row / g.OH, oh = row % g.OH;
-        const Range rh = window_range(oh, g.SH, g.PT, g.KH, g.H);
-        const T* xn = x + n * g.H * g.W * C;
-        for (index_t ow = 0; ow < g.OW; ++ow) {
-            const Range rw = window_range(ow, g.SW, g.PL, g.KW, g.W);
-            const index_t o = (row * g.OW + ow) * C;
-            const bool empty = rh.lo >= rh.hi || rw.lo >= rw.hi;
-            for (index_t c = 0; c < C; ++c) {
-                double s = 0.0, q = 0.0;
+#pragma omp parallel
+    {
+        std::vector<T> weights(C);
+        std::vector<double> sum(C), acc(C), target(C);
+        std::vector<index_t> chosen(C), last_positive(C);
+        T* r = weights.data();
+        double* s = sum.data();
+        double* q = acc.data();  // sum of squares, then (training) the running sum
+        double* t = target.data();
+        index_t* pick = chosen.data();
+        index_t* last = last_positive.data();
+#pragma omp for schedule(static)
+        for (index_t row = 0; row < g.N * g.OH; ++row) {
+            const index_t n = row / g.OH, oh = row % g.OH;
+            const Range rh = window_range(oh, g.SH, g.PT, g.KH, g.H);
+            const T* xn = x + n * g.H * g.W * C;
+            for (index_t ow = 0; ow < g.OW; ++ow) {
+                const Range rw = window_range(ow, g.SW, g.PL, g.KW, g.W);
+                const index_t o = (row * g.OW + ow) * C;
+                if (rh.lo >= rh.hi || rw.lo >= rw.hi) {
+                    for (index_t c = 0; c < C; ++c) y[o + c] = T(0);
+                    if (index)
+                        for (index_t c = 0; c < C; ++c) index[o + c] = I(-1);
+                    continue;
+                }
+                for (index_t c = 0; c < C; ++c) s[c] = q[c] = 0.0;
                 for (index_t h = rh.lo; h < rh.hi; ++h)
                     for (index_t w = rw.lo; w < rw.hi; ++w) {
-                        const double a = stochastic_weight(xn[(h * g.W + w) * C + c]);
-                        s += a;
-                        q += a * a;
-                    }
-                if (!training) {
-                    y[o + c] = s > 0.0 ? static_cast<T>(q / s) : T(0);
-                    continue;
-                }
-                if (empty || s == 0.0) {
-                    y[o + c] = T(0);
-                    if (index) index[o + c] = empty ? I(-1) : static_cast<I>(rh.lo * g.W + rw.lo);
-                    continue;
-                }
-                const double target = uniform01(seed, static_cast<std::uint64_t>(o + c)) * s;
-                double cum = 0.0;
-                index_t chosen = -1, last_positive = -1;
-                for (index_t h = rh.lo; h < rh.hi && chosen < 0; ++h)
-                    for (index_t w = rw.lo; w < rw.hi; ++w) {
-                        const double a = stochastic_weight(xn[(h * g.W + w) * C + c]);
-                        if (a > 0.0) last_positive = h * g.W + w;
-                        cum += a;
-                        if (cum > target) {
-                            chosen = h * g.W + w;
-                            break;
+                        positive_part(xn + (h * g.W + w) * C, r, C);
+                        for (index_t c = 0; c < C; ++c) {
+                            const double a = static_cast<double>(r[c]);
+                            s[c] += a;
+                            q[c] += a * a;
                         }
                     }
-                if (chosen < 0) chosen = last_positive;
-                y[o + c] = xn[chosen * C + c];
-                if (index) index[o + c] = static_cast<I>(chosen);
+                if (!training) {
+                    for (index_t c = 0; c < C; ++c) {
+                        const double mean = q[c] / s[c];  // unconditional (0/0 discarded): vectorizes
+                        y[o + c] = static_cast<T>(s[c] > 0.0 ? mean : 0.0);
+                    }
+                    continue;
+                }
+                for (index_t c = 0; c < C; ++c) {
+                    t[c] = uniform01(seed, static_cast<std::uint64_t>(o + c)) * s[c];
+                    q[c] = 0.0;
+                    pick[c] = -1;
+                    last[c] = -1;
+                }
+                for (index_t h = rh.lo; h < rh.hi; ++h)
+                    for (index_t w = rw.lo; w < rw.hi; ++w) {
+                        const index_t k = h * g.W + w;
+                        positive_part(xn + k * C, r, C);
+                        for (index_t c = 0; c < C; ++c) {
+                            const double a = static_cast<double>(r[c]);
+                            last[c] = a > 0.0 ? k : last[c];
+                            q[c] += a;
+                            pick[c] = (pick[c] < 0 && q[c] > t[c]) ? k : pick[c];
+                        }
+                    }
+                const index_t first_cell = rh.lo * g.W + rw.lo;
+                for (index_t c = 0; c < C; ++c) {
+                    const index_t k = s[c] == 0.0 ? first_cell : (pick[c] >= 0 ? pick[c] : last[c]);
+                    y[o + c] = s[c] == 0.0 ? T(0) : xn[k * C + c];
+                    if (index) index[o + c] = static_cast<I>(k);
+                }
             }
         }
     }
 }
 
 // Inference-mode backward: for x_j > 0, dx_j = sum over windows o covering j of
-// dy_o * (2 a_j - y_o) / S_o. stats (N, OH, OW, C, 2) is caller-provided scratch for (S_o, y_o) in
-// double, filled by a first pass; the second pass gathers in (oh, ow) order.
+// dy_o * (2 a_j - y_o) / S_o. Parallel over images: a first pass stores 1/S_o (0 when S_o == 0) and
+// y_o of the image's windows in double, the second gathers in (oh, ow) order and zeroes pixels with
+// x_j <= 0 at the end (so every window with S_o == 0, whose cells all have a == 0, drops out).
+// Scratch: per thread, the (OH, OW, 2, C) window statistics of one image and two arrays of C values.
 template <class T>
-void stochastic_pool2d_backward_inference(const T* dy, const T* x, T* dx, double* stats,
-                                          const ConvGeom& g) {
+CNNKIT_SIMD_CLONES void stochastic_pool2d_backward_inference(const T* dy, const T* x, T* dx, const ConvGeom& g) {
     const index_t C = g.C;
-#pragma omp parallel for schedule(static)
-    for (index_t row = 0; row < g.N * g.OH; ++row) {
-        const index_t n = row / g.OH, oh = row % g.OH;
-        const Range rh = window_range(oh, g.SH, g.PT, g.KH, g.H);
-        const T* xn = x + n * g.H * g.W * C;
-        for (index_t ow = 0; ow < g.OW; ++ow) {
-            const Range rw = window_range(ow, g.SW, g.PL, g.KW, g.W);
-            double* st = stats + (row * g.OW + ow) * C * 2;
-            for (index_t c = 0; c < C; ++c) {
-                double s = 0.0, q = 0.0;
-                for (index_t h = rh.lo; h < rh.hi; ++h)
-                    for (index_t w = rw.lo; w < rw.hi; ++w) {
-                        const double a = stochastic_weight(xn[(h * g.W + w) * C + c]);
-                        s += a;
-                        q += a * a;
+    std::vector<Range> cols(static_cast<size_t>(g.W));
+    for (index_t w = 0; w < g.W; ++w) cols[w] = covering_range(w, g.SW, g.PL, g.KW, g.OW);
+#pragma omp parallel
+    {
+        std::vector<T> weights(C);
+        std::vector<double> acc(C);  // one pixel's gradient in double
+        std::vector<double> window_stats(static_cast<size_t>(g.OH * g.OW * 2 * C));
+        T* r = weights.data();
+        double* ac = acc.data();
+        double* stats = window_stats.data();
+#pragma omp for schedule(static)
+        for (index_t n = 0; n < g.N; ++n) {
+            const T* xn = x + n * g.H * g.W * C;
+            for (index_t oh = 0; oh < g.OH; ++oh) {
+                const Range rh = window_range(oh, g.SH, g.PT, g.KH, g.H);
+                for (index_t ow = 0; ow < g.OW; ++ow) {
+                    const Range rw = window_range(ow, g.SW, g.PL, g.KW, g.W);
+                    double* s = stats + (oh * g.OW + ow) * 2 * C;
+                    double* q = s + C;
+                    for (index_t c = 0; c < C; ++c) s[c] = q[c] = 0.0;
+                    for (index_t h = rh.lo; h < rh.hi; ++h)
+                        for (index_t w = rw.lo; w < rw.hi; ++w) {
+                            positive_part(xn + (h * g.W + w) * C, r, C);
+                            for (index_t c = 0; c < C; ++c) {
+                                const double a = static_cast<double>(r[c]);
+                                s[c] += a;
+                                q[c] += a * a;
+                            }
+                        }
+                    for (index_t c = 0; c < C; ++c) {  // s becomes 1/S, q becomes y
+                        const bool positive = s[c] > 0.0;
+                        q[c] = positive ? q[c] / s[c] : 0.0;
+                        s[c] = positive ? 1.0 / s[c] : 0.0;
                     }
-                st[2 * c] = s;
-                st[2 * c + 1] = s > 0.0 ? q / s : 0.0;
+                }
             }
-        }
-    }
-#pragma omp parallel for schedule(static)
-    for (index_t row = 0; row < g.N * g.H; ++row) {
-        const index_t n = row / g.H, h = row % g.H;
-        const Range oh_r = covering_range(h, g.SH, g.PT, g.KH, g.OH);
-        for (index_t w = 0; w < g.W; ++w) {
-            const Range ow_r = covering_range(w, g.SW, g.PL, g.KW, g.OW);
-            const T* xc = x + (row * g.W + w) * C;
-            T* d = dx + (row * g.W + w) * C;
-            for (index_t c = 0; c < C; ++c) {
-                const double a = stochastic_weight(xc[c]);
-                double acc = 0.0;
-                if (a > 0.0) {
+            for (index_t h = 0; h < g.H; ++h) {
+                const Range oh_r = covering_range(h, g.SH, g.PT, g.KH, g.OH);
+                for (index_t w = 0; w < g.W; ++w) {
+                    const Range ow_r = cols[w];
+                    const index_t pixel = ((n * g.H + h) * g.W + w) * C;
+                    positive_part(x + pixel, r, C);
+                    for (index_t c = 0; c < C; ++c) ac[c] = 0.0;
                     for (index_t oh = oh_r.lo; oh < oh_r.hi; ++oh)
                         for (index_t ow = ow_r.lo; ow < ow_r.hi; ++ow) {
-                            const index_t o = ((n * g.OH + oh) * g.OW + ow) * C + c;
-                            const double s = stats[2 * o], yo = stats[2 * o + 1];
-                            if (s > 0.0) acc += static_cast<double>(dy[o]) * (2.0 * a - yo) / s;
+                            const T* dyo = dy + ((n * g.OH + oh) * g.OW + ow) * C;
+                            const double* inv_s = stats + (oh * g.OW + ow) * 2 * C;
+                            const double* yo = inv_s + C;
+                            for (index_t c = 0; c < C; ++c)
+                                ac[c] += static_cast<double>(dyo[c]) * (2.0 * static_cast<double>(r[c]) - yo[c]) * inv_s[c];
                         }
+                    // Two loops: GCC branches (and mispredicts) on a select fused with the conversion.
+                    T* d = dx + pixel;
+                    for (index_t c = 0; c < C; ++c) d[c] = static_cast<T>(ac[c]);
+                    for (index_t c = 0; c < C; ++c) d[c] = r[c] > T(0) ? d[c] : T(0);
                 }
-                d[c] = static_cast<T>(acc);
             }
         }
     }
@@ -592,20 +639,18 @@ void bind_pool(py::module_& m) {
     }, py::arg("x"), py::arg("y"), py::arg("index"), py::arg("geom"), py::arg("training"), py::arg("seed"),
        "Stochastic pooling; in training, index (or None) receives the chosen cell h*W + w.");
 
-    m.def("stochastic_pool2d_backward_inference", [](py::array dy, py::array x, py::array dx,
-                                                     py::array stats, py::tuple geom) {
+    m.def("stochastic_pool2d_backward_inference", [](py::array dy, py::array x, py::array dx, py::tuple geom) {
         const ConvGeom g = geom_from(geom);
         dispatch_float(float_dtype(x, "x"), [&](auto tag) {
             using T = decltype(tag);
             const T* dyp = in_ptr<T>(dy, "dy", {g.N, g.OH, g.OW, g.C});
             const T* xp = input_of<T>(x, "x", g);
             T* dxp = out_ptr<T>(dx, "dx", {g.N, g.H, g.W, g.C});
-            double* sp = out_ptr<double>(stats, "stats", {g.N, g.OH, g.OW, g.C, 2});
             py::gil_scoped_release nogil;
-            stochastic_pool2d_backward_inference<T>(dyp, xp, dxp, sp, g);
+            stochastic_pool2d_backward_inference<T>(dyp, xp, dxp, g);
         });
-    }, py::arg("dy"), py::arg("x"), py::arg("dx"), py::arg("stats"), py::arg("geom"),
-       "Backward of inference-mode stochastic pooling; stats is float64 scratch (N, OH, OW, C, 2).");
+    }, py::arg("dy"), py::arg("x"), py::arg("dx"), py::arg("geom"),
+       "Backward of inference-mode stochastic pooling.");
 }
 
 }  // namespace cnnkit

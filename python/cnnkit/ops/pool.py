@@ -281,6 +281,5 @@ def stochastic_pool2d_backward(dy, x, pool_size=2, strides=None, padding="valid"
         _, index = _stochastic_pool2d_forward_saved(x, pool_size, strides, padding, seed)
         return _stochastic_pool2d_backward_saved(dy, index, x.shape, pool_size, strides, padding)
     dx = be.xp.empty(x.shape, dtype=x.dtype)
-    stats = be.xp.empty((*out_shape, 2), dtype=np.float64)  # scratch: (S, y) per output
-    be.lib.stochastic_pool2d_backward_inference(dy, x, dx, stats, geom)
+    be.lib.stochastic_pool2d_backward_inference(dy, x, dx, geom)
     return dx
