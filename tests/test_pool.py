@@ -332,6 +332,8 @@ def test_native_bindings_check_buffers():
     with pytest.raises(TypeError, match="argmax"):
         _core.max_pool2d_backward(np.empty((2, 3, 3, 3), np.float32), np.empty((2, 3, 3, 3), np.float32),
                                   x.copy(), geom)
+    with pytest.raises(ValueError, match="argmax"):
+        _core.max_pool2d_forward(x, None, None, geom)
     with pytest.raises(ValueError, match="strides"):
         _core.avg_pool2d_forward(x, np.empty((2, 3, 3, 3), np.float32), geom[:6] + (0, 2) + geom[8:])
 

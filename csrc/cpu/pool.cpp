@@ -65,45 +65,50 @@ inline void positive_part(const T* xc, T* r, index_t C) {
 template <class T, class I>
 CNNKIT_SIMD_CLONES void max_pool2d_forward(const T* x, T* y, I* argmax, const ConvGeom& g) {
     const index_t C = g.C;
-#pragma omp parallel for schedule(static)
-    for (index_t row = 0; row < g.N * g.OH; ++row) {
-        const index_t n = row / g.OH, oh = row % g.OH;
-        const Range rh = window_range(oh, g.SH, g.PT, g.KH, g.H);
-        const T* xn = x + n * g.H * g.W * C;
-        for (index_t ow = 0; ow < g.OW; ++ow) {
-            const Range rw = window_range(ow, g.SW, g.PL, g.KW, g.W);
-            const index_t o = (row * g.OW + ow) * C;
-            T* yo = y + o;
-            I* ao = argmax ? argmax + o : nullptr;
-            if (rh.lo >= rh.hi || rw.lo >= rw.hi) {
-                for (index_t c = 0; c < C; ++c) yo[c] = -std::numeric_limits<T>::infinity();
-                if (ao)
-                    for (index_t c = 0; c < C; ++c) ao[c] = I(-1);
-                continue;
-            }
-            // The first cell seeds the running maximum, so an all -inf window still has an argmax.
-            const T* first = xn + (rh.lo * g.W + rw.lo) * C;
-            for (index_t c = 0; c < C; ++c) yo[c] = first[c];
-            if (ao) {
-                const I k0 = static_cast<I>(rh.lo * g.W + rw.lo);
-                for (index_t c = 0; c < C; ++c) ao[c] = k0;
-            }
-            for (index_t h = rh.lo; h < rh.hi; ++h) {
-                for (index_t w = (h == rh.lo ? rw.lo + 1 : rw.lo); w < rw.hi; ++w) {
-                    const T* xc = xn + (h * g.W + w) * C;
-                    // Take v when it is larger, or NaN while the best is not: !(v <= b) && b == b.
-                    if (ao) {
-                        const I k = static_cast<I>(h * g.W + w);
-                        for (index_t c = 0; c < C; ++c) {
-                            const T v = xc[c], b = yo[c];
-                            const bool take = !(v <= b) && (b == b);
-                            yo[c] = take ? v : b;
-                            ao[c] = take ? k : ao[c];
-                        }
-                    } else {
-                        for (index_t c = 0; c < C; ++c) {
-                            const T v = xc[c], b = yo[c];
-                            yo[c] = (!(v <= b) && (b == b)) ? v : b;
+#pragma omp parallel
+    {
+        // Without y (a backward recomputing only the argmax), the running maximum lives in scratch.
+        std::vector<T> best(y ? 0 : static_cast<size_t>(C));
+#pragma omp for schedule(static)
+        for (index_t row = 0; row < g.N * g.OH; ++row) {
+            const index_t n = row / g.OH, oh = row % g.OH;
+            const Range rh = window_range(oh, g.SH, g.PT, g.KH, g.H);
+            const T* xn = x + n * g.H * g.W * C;
+            for (index_t ow = 0; ow < g.OW; ++ow) {
+                const Range rw = window_range(ow, g.SW, g.PL, g.KW, g.W);
+                const index_t o = (row * g.OW + ow) * C;
+                T* yo = y ? y + o : best.data();
+                I* ao = argmax ? argmax + o : nullptr;
+                if (rh.lo >= rh.hi || rw.lo >= rw.hi) {
+                    for (index_t c = 0; c < C; ++c) yo[c] = -std::numeric_limits<T>::infinity();
+                    if (ao)
+                        for (index_t c = 0; c < C; ++c) ao[c] = I(-1);
+                    continue;
+                }
+                // The first cell seeds the running maximum, so an all -inf window still has an argmax.
+                const T* first = xn + (rh.lo * g.W + rw.lo) * C;
+                for (index_t c = 0; c < C; ++c) yo[c] = first[c];
+                if (ao) {
+                    const I k0 = static_cast<I>(rh.lo * g.W + rw.lo);
+                    for (index_t c = 0; c < C; ++c) ao[c] = k0;
+                }
+                for (index_t h = rh.lo; h < rh.hi; ++h) {
+                    for (index_t w = (h == rh.lo ? rw.lo + 1 : rw.lo); w < rw.hi; ++w) {
+                        const T* xc = xn + (h * g.W + w) * C;
+                        // Take v when it is larger, or NaN while the best is not: !(v <= b) && b == b.
+                        if (ao) {
+                            const I k = static_cast<I>(h * g.W + w);
+                            for (index_t c = 0; c < C; ++c) {
+                                const T v = xc[c], b = yo[c];
+                                const bool take = !(v <= b) && (b == b);
+                                yo[c] = take ? v : b;
+                                ao[c] = take ? k : ao[c];
+                            }
+                        } else {
+                            for (index_t c = 0; c < C; ++c) {
+                                const T v = xc[c], b = yo[c];
+                                yo[c] = (!(v <= b) && (b == b)) ? v : b;
+                            }
                         }
                     }
                 }
@@ -494,6 +499,12 @@ I* optional_index(py::object obj, const char* name, std::initializer_list<index_
     return out_ptr<I>(a, name, shape);
 }
 
+template <class T>
+T* optional_output(py::object obj, const char* name, std::initializer_list<index_t> shape) {
+    py::array a = obj.cast<py::array>();
+    return out_ptr<T>(a, name, shape);
+}
+
 IType index_type_of(const py::object& obj, const char* name) {
     return obj.is_none() ? IType::i64 : index_dtype(obj.cast<py::array>(), name);
 }
@@ -508,22 +519,23 @@ void require_index_fits(index_t pixels, const char* name) {
 }  // namespace
 
 void bind_pool(py::module_& m) {
-    m.def("max_pool2d_forward", [](py::array x, py::array y, py::object argmax, py::tuple geom) {
+    m.def("max_pool2d_forward", [](py::array x, py::object y, py::object argmax, py::tuple geom) {
         const ConvGeom g = geom_from(geom);
         dispatch_float(float_dtype(x, "x"), [&](auto tag) {
             using T = decltype(tag);
             dispatch_index(index_type_of(argmax, "argmax"), [&](auto itag) {
                 using I = decltype(itag);
                 const T* xp = input_of<T>(x, "x", g);
-                T* yp = out_ptr<T>(y, "y", {g.N, g.OH, g.OW, g.C});
+                T* yp = y.is_none() ? nullptr : optional_output<T>(y, "y", {g.N, g.OH, g.OW, g.C});
                 I* ap = optional_index<I>(argmax, "argmax", {g.N, g.OH, g.OW, g.C});
                 require_index_fits<I>(g.H * g.W, "argmax");
+                require(yp || ap, "max_pool2d_forward needs y, argmax or both");
                 py::gil_scoped_release nogil;
                 max_pool2d_forward<T, I>(xp, yp, ap, g);
             });
         });
     }, py::arg("x"), py::arg("y"), py::arg("argmax"), py::arg("geom"),
-       "Max pooling; writes y and, unless argmax is None, the flat in-image argmax (h*W + w).");
+       "Max pooling; writes y and the flat in-image argmax (h*W + w), unless either is None.");
 
     m.def("max_pool2d_backward", [](py::array dy, py::array argmax, py::array dx, py::tuple geom) {
         const ConvGeom g = geom_from(geom);

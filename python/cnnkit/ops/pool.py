@@ -120,11 +120,14 @@ def max_pool2d_backward(dy, x, pool_size=2, strides=None, padding="valid"):
     """Gradient of ``max_pool2d`` w.r.t. x: each dy goes to its window's argmax (recomputed here;
     layers save it with ``_max_pool2d_forward_saved``)."""
     x = _check_x(x)
-    _backend.backend(dy, x)
+    be = _backend.backend(dy, x)
     geom, out_shape = _geometry(x.shape, pool_size, strides, padding)
-    _check_dy(dy, out_shape, x.dtype, "max_pool2d")
-    _, argmax = _max_pool2d_forward_saved(x, pool_size, strides, padding)
-    return _max_pool2d_backward_saved(dy, argmax, x.shape, pool_size, strides, padding)
+    dy = _check_dy(dy, out_shape, x.dtype, "max_pool2d")
+    argmax = be.xp.empty(out_shape, dtype=_index_dtype(x.shape[1], x.shape[2]))
+    be.lib.max_pool2d_forward(x, None, argmax, geom)  # the argmax alone: no y to write
+    dx = be.xp.empty(x.shape, dtype=x.dtype)
+    be.lib.max_pool2d_backward(dy, argmax, dx, geom)
+    return dx
 
 
 # ----------------------------------------------------------------------------------------------
