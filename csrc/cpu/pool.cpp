@@ -177,14 +177,19 @@ CNNKIT_SIMD_CLONES void avg_pool2d_forward(const T* x, T* y, const ConvGeom& g) 
         for (index_t ow = 0; ow < g.OW; ++ow) {
             const Range rw = window_range(ow, g.SW, g.PL, g.KW, g.W);
             T* yo = y + (row * g.OW + ow) * C;
-            for (index_t c = 0; c < C; ++c) yo[c] = T(0);
+            if (rh.lo >= rh.hi || rw.lo >= rw.hi) {
+                for (index_t c = 0; c < C; ++c) yo[c] = T(0);
+                continue;
+            }
+            // The first cell seeds the sum (one pass less than starting from zero).
+            const T* first = xn + (rh.lo * g.W + rw.lo) * C;
+            for (index_t c = 0; c < C; ++c) yo[c] = first[c];
             for (index_t h = rh.lo; h < rh.hi; ++h)
-                for (index_t w = rw.lo; w < rw.hi; ++w) {
+                for (index_t w = (h == rh.lo ? rw.lo + 1 : rw.lo); w < rw.hi; ++w) {
                     const T* xc = xn + (h * g.W + w) * C;
                     for (index_t c = 0; c < C; ++c) yo[c] += xc[c];
                 }
-            const index_t count = std::max<index_t>(rh.hi - rh.lo, 0) * std::max<index_t>(rw.hi - rw.lo, 0);
-            const T inv = count > 0 ? T(1) / static_cast<T>(count) : T(0);
+            const T inv = T(1) / static_cast<T>((rh.hi - rh.lo) * (rw.hi - rw.lo));
             for (index_t c = 0; c < C; ++c) yo[c] *= inv;
         }
     }
