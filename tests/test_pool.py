@@ -309,6 +309,13 @@ def test_bad_dy(fn):
     assert_raises_naming(TypeError, "dy", f, np.ones(out_shape, np.float16), x)
 
 
+@pytest.mark.parametrize("fn", ["global_avg_pool2d", "global_max_pool2d", "max_pool2d", "avg_pool2d"])
+def test_empty_images_are_refused(fn):
+    assert_raises_naming(ValueError, "x", getattr(ops, fn), _x((2, 0, 3, 4)))
+    assert_raises_naming(ValueError, "x", getattr(ops, fn), _x((2, 3, 3, 0)))
+    assert_raises_naming(ValueError, "x", getattr(ops, fn), _x((2, 6, 6)))
+
+
 def test_bad_seed_and_saved_index():
     assert_raises_naming(TypeError, "seed", ops.stochastic_pool2d, _x(), training=True, seed=1.5)
     y, argmax = native_pool._max_pool2d_forward_saved(_x())

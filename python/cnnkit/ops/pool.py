@@ -45,7 +45,10 @@ def _index_dtype(h, w):
 
 
 def _check_x(x):
-    return _backend.check_float(x, "x", 4, _NHWC)
+    x = _backend.check_float(x, "x", 4, _NHWC)
+    if min(x.shape[1:]) < 1:
+        raise ValueError(f"x must have positive height, width and channels, got shape {tuple(x.shape)}")
+    return x
 
 
 def _check_dy(dy, expected_shape, dtype, what):
@@ -70,8 +73,8 @@ def _check_x_shape(x_shape):
         shape = tuple(int(s) for s in x_shape)
     except TypeError:
         raise ValueError(f"x_shape must be a tuple of 4 ints, received x_shape={x_shape!r}") from None
-    if len(shape) != 4:
-        raise ValueError(f"x_shape must be (N, H, W, C), received x_shape={x_shape!r}")
+    if len(shape) != 4 or min(shape) < 0 or min(shape[1:]) < 1:
+        raise ValueError(f"x_shape must be (N, H, W, C) with positive H, W, C, received x_shape={x_shape!r}")
     return shape
 
 
@@ -168,7 +171,6 @@ def global_avg_pool2d(x):
     """Mean over height and width (Keras ``GlobalAveragePooling2D``): (N, H, W, C) -> (N, C)."""
     x = _check_x(x)
     be = _backend.backend(x)
-    _backend.geometry(x.shape, 1, 1, "valid", 1, window_name="pool_size")  # positive H, W, C
     y = be.xp.empty((x.shape[0], x.shape[3]), dtype=x.dtype)
     be.lib.global_avg_pool2d_forward(x, y)
     return y
@@ -178,7 +180,6 @@ def global_avg_pool2d_backward(dy, x):
     """Gradient of ``global_avg_pool2d`` w.r.t. x: dy / (H*W) at every pixel."""
     x = _check_x(x)
     be = _backend.backend(dy, x)
-    _backend.geometry(x.shape, 1, 1, "valid", 1, window_name="pool_size")
     dy = _check_dy(dy, (x.shape[0], x.shape[3]), x.dtype, "global_avg_pool2d")
     dx = be.xp.empty(x.shape, dtype=x.dtype)
     be.lib.global_avg_pool2d_backward(dy, dx)
@@ -189,7 +190,6 @@ def _global_max_pool2d_forward_saved(x):
     """``global_max_pool2d`` that also returns the argmax (N, C) as a flat index h*W + w."""
     x = _check_x(x)
     be = _backend.backend(x)
-    _backend.geometry(x.shape, 1, 1, "valid", 1, window_name="pool_size")
     y = be.xp.empty((x.shape[0], x.shape[3]), dtype=x.dtype)
     argmax = be.xp.empty(y.shape, dtype=_index_dtype(x.shape[1], x.shape[2]))
     be.lib.global_max_pool2d_forward(x, y, argmax)
@@ -199,7 +199,6 @@ def _global_max_pool2d_forward_saved(x):
 def _global_max_pool2d_backward_saved(dy, argmax, x_shape):
     """Gradient of global max pooling w.r.t. x from the argmax of ``_global_max_pool2d_forward_saved``."""
     x_shape = _check_x_shape(x_shape)
-    _backend.geometry(x_shape, 1, 1, "valid", 1, window_name="pool_size")
     dy = _check_dy(dy, (x_shape[0], x_shape[3]), None, "global_max_pool2d")
     be = _backend.backend(dy, argmax)
     argmax = _check_index(argmax, "argmax", dy.shape, be)
@@ -213,7 +212,6 @@ def global_max_pool2d(x):
     NaN is the maximum and ties go to the first pixel in row-major order, as in ``max_pool2d``."""
     x = _check_x(x)
     be = _backend.backend(x)
-    _backend.geometry(x.shape, 1, 1, "valid", 1, window_name="pool_size")
     y = be.xp.empty((x.shape[0], x.shape[3]), dtype=x.dtype)
     be.lib.global_max_pool2d_forward(x, y, None)
     return y
@@ -223,7 +221,6 @@ def global_max_pool2d_backward(dy, x):
     """Gradient of ``global_max_pool2d`` w.r.t. x: dy goes to the argmax pixel of each (n, c)."""
     x = _check_x(x)
     _backend.backend(dy, x)
-    _backend.geometry(x.shape, 1, 1, "valid", 1, window_name="pool_size")
     _check_dy(dy, (x.shape[0], x.shape[3]), x.dtype, "global_max_pool2d")
     _, argmax = _global_max_pool2d_forward_saved(x)
     return _global_max_pool2d_backward_saved(dy, argmax, x.shape)
