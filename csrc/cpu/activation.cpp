@@ -1,6 +1,460 @@
-// activation.cpp: placeholder, filled in by the activation kernel family.
+// activation.cpp: activations (relu, leaky_relu, elu, sigmoid, tanh), softmax/log_softmax and
+// inverted dropout, forward and backward, for float and double.
+// Elementwise kernels see the array as a flat C-order vector of n elements (any layout, NHWC here);
+// softmax/log_softmax see it as (rows, cols) and normalize each row (the last axis).
+// OpenMP splits flat indices (or rows) statically over threads; tiny arrays stay on one thread
+// because starting the team costs more than the work. Loops are branch-free selects so they vectorize.
+// Dropout draws uniform01(seed, flat index) (common.h): the mask never depends on the thread count.
+#include <cmath>
+#include <cstdint>
+#include <string>
+
 #include "bind_util.h"
 
 namespace cnnkit {
-void bind_activation(py::module_& m) { (void)m; }
+
+// Below this many elements a kernel runs on the calling thread (thread start-up is ~microseconds).
+constexpr index_t kParallelMin = 1 << 15;
+
+// ---------------------------------------------------------------------------------------------
+// relu: y = x < 0 ? 0 : x (NaN passes through, as in PyTorch); dx = v <= 0 ? 0 : dy, where v is
+// the input or the output (same sign), so the gradient at 0 is 0.
+
+template <class T>
+void relu_forward(const T* x, T* y, index_t n) {
+#pragma omp parallel for schedule(static) if (n > kParallelMin)
+    for (index_t i = 0; i < n; ++i) y[i] = x[i] < T(0) ? T(0) : x[i];
+}
+
+template <class T>
+void relu_backward(const T* dy, const T* v, T* dx, index_t n) {
+#pragma omp parallel for schedule(static) if (n > kParallelMin)
+    for (index_t i = 0; i < n; ++i) dx[i] = v[i] <= T(0) ? T(0) : dy[i];
+}
+
+// leaky_relu: y = x < 0 ? alpha x : x; dx = x > 0 ? dy : alpha dy (alpha at 0, like PyTorch/TF).
+template <class T>
+void leaky_relu_forward(const T* x, T* y, index_t n, T alpha) {
+#pragma omp parallel for schedule(static) if (n > kParallelMin)
+    for (index_t i = 0; i < n; ++i) y[i] = x[i] < T(0) ? alpha * x[i] : x[i];
+}
+
+template <class T>
+void leaky_relu_backward(const T* dy, const T* x, T* dx, index_t n, T alpha) {
+#pragma omp parallel for schedule(static) if (n > kParallelMin)
+    for (index_t i = 0; i < n; ++i) dx[i] = x[i] > T(0) ? dy[i] : alpha * dy[i];
+}
+
+// elu: y = x > 0 ? x : alpha expm1(x); dx = x > 0 ? dy : alpha exp(x) dy.
+// expm1/exp of min(x, 0) only, so large positive x never overflows an unused branch.
+template <class T>
+void elu_forward(const T* x, T* y, index_t n, T alpha) {
+#pragma omp parallel for schedule(static) if (n > kParallelMin / 8)
+    for (index_t i = 0; i < n; ++i)
+        y[i] = x[i] > T(0) ? x[i] : alpha * std::expm1(x[i] > T(0) ? T(0) : x[i]);
+}
+
+template <class T>
+void elu_backward(const T* dy, const T* x, T* dx, index_t n, T alpha) {
+#pragma omp parallel for schedule(static) if (n > kParallelMin / 8)
+    for (index_t i = 0; i < n; ++i)
+        dx[i] = x[i] > T(0) ? dy[i] : alpha * std::exp(x[i] > T(0) ? T(0) : x[i]) * dy[i];
+}
+
+// sigmoid with e = exp(-|x|) <= 1, which never overflows: s = 1 / (1 + e) for x >= 0 and
+// e / (1 + e) for x < 0; s (1 - s) = e / (1 + e)^2 on both sides, without the cancellation of 1 - s.
+template <class T>
+void sigmoid_forward(const T* x, T* y, index_t n) {
+#pragma omp parallel for schedule(static) if (n > kParallelMin / 8)
+    for (index_t i = 0; i < n; ++i) {
+        const T e = std::exp(-std::abs(x[i]));
+        const T r = T(1) / (T(1) + e);
+        y[i] = x[i] >= T(0) ? r : e * r;
+    }
+}
+
+template <class T>
+void sigmoid_backward(const T* dy, const T* x, T* dx, index_t n) {
+#pragma omp parallel for schedule(static) if (n > kParallelMin / 8)
+    for (index_t i = 0; i < n; ++i) {
+        const T e = std::exp(-std::abs(x[i]));
+        const T r = T(1) / (T(1) + e);
+        dx[i] = dy[i] * (e * r * r);
+    }
+}
+
+template <class T>
+void sigmoid_backward_from_output(const T* dy, const T* y, T* dx, index_t n) {
+#pragma omp parallel for schedule(static) if (n > kParallelMin)
+    for (index_t i = 0; i < n; ++i) dx[i] = dy[i] * (y[i] * (T(1) - y[i]));
+}
+
+// tanh: dx = dy (1 - tanh(x)^2).
+template <class T>
+void tanh_forward(const T* x, T* y, index_t n) {
+#pragma omp parallel for schedule(static) if (n > kParallelMin / 8)
+    for (index_t i = 0; i < n; ++i) y[i] = std::tanh(x[i]);
+}
+
+template <class T>
+void tanh_backward(const T* dy, const T* x, T* dx, index_t n) {
+#pragma omp parallel for schedule(static) if (n > kParallelMin / 8)
+    for (index_t i = 0; i < n; ++i) {
+        const T t = std::tanh(x[i]);
+        dx[i] = dy[i] * (T(1) - t * t);
+    }
+}
+
+template <class T>
+void tanh_backward_from_output(const T* dy, const T* y, T* dx, index_t n) {
+#pragma omp parallel for schedule(static) if (n > kParallelMin)
+    for (index_t i = 0; i < n; ++i) dx[i] = dy[i] * (T(1) - y[i] * y[i]);
+}
+
+// ---------------------------------------------------------------------------------------------
+// softmax / log_softmax over the last axis of a (rows, cols) array, one row per loop iteration.
+// The row maximum is subtracted before exp (so exp <= 1: no overflow); sums are accumulated in
+// double for float rows too. Every kernel may run in place (y == x, dx == dy): each row is read
+// fully before the pass that overwrites it.
+
+template <class T>
+static T row_max(const T* x, index_t cols) {
+    T m = x[0];
+    for (index_t j = 1; j < cols; ++j) m = x[j] > m ? x[j] : m;
+    return m;
+}
+
+template <class T>
+void softmax_forward(const T* x, T* y, index_t rows, index_t cols) {
+    if (cols == 0) return;
+#pragma omp parallel for schedule(static) if (rows * cols > kParallelMin / 8 && rows > 1)
+    for (index_t r = 0; r < rows; ++r) {
+        const T* xr = x + r * cols;
+        T* yr = y + r * cols;
+        const T m = row_max(xr, cols);
+        double sum = 0;
+        for (index_t j = 0; j < cols; ++j) {
+            yr[j] = std::exp(xr[j] - m);
+            sum += yr[j];
+        }
+        const T inv = static_cast<T>(1.0 / sum);
+        for (index_t j = 0; j < cols; ++j) yr[j] *= inv;
+    }
+}
+
+// dx = y (dy - sum(dy y)), given the output y.
+template <class T>
+void softmax_backward_from_output(const T* dy, const T* y, T* dx, index_t rows, index_t cols) {
+#pragma omp parallel for schedule(static) if (rows * cols > kParallelMin && rows > 1)
+    for (index_t r = 0; r < rows; ++r) {
+        const T* dyr = dy + r * cols;
+        const T* yr = y + r * cols;
+        T* dxr = dx + r * cols;
+        double dot = 0;
+        for (index_t j = 0; j < cols; ++j) dot += static_cast<double>(dyr[j]) * yr[j];
+        const T d = static_cast<T>(dot);
+        for (index_t j = 0; j < cols; ++j) dxr[j] = yr[j] * (dyr[j] - d);
+    }
+}
+
+// The same from the input: the row's softmax is first written into dx, then turned into dx.
+template <class T>
+void softmax_backward(const T* dy, const T* x, T* dx, index_t rows, index_t cols) {
+    if (cols == 0) return;
+#pragma omp parallel for schedule(static) if (rows * cols > kParallelMin / 8 && rows > 1)
+    for (index_t r = 0; r < rows; ++r) {
+        const T* dyr = dy + r * cols;
+        const T* xr = x + r * cols;
+        T* dxr = dx + r * cols;
+        const T m = row_max(xr, cols);
+        double sum = 0;
+        for (index_t j = 0; j < cols; ++j) sum += std::exp(xr[j] - m);
+        const T inv = static_cast<T>(1.0 / sum);
+        double dot = 0;
+        for (index_t j = 0; j < cols; ++j) dot += static_cast<double>(dyr[j]) * (std::exp(xr[j] - m) * inv);
+        const T d = static_cast<T>(dot);
+        for (index_t j = 0; j < cols; ++j) dxr[j] = std::exp(xr[j] - m) * inv * (dyr[j] - d);
+    }
+}
+
+// log_softmax: y = (x - max) - log(sum exp(x - max)). x - max is exact for x near the maximum, and
+// the log is small; adding max to the log first would round it to the ulp of max (1e-3 at 1e4).
+template <class T>
+void log_softmax_forward(const T* x, T* y, index_t rows, index_t cols) {
+    if (cols == 0) return;
+#pragma omp parallel for schedule(static) if (rows * cols > kParallelMin / 8 && rows > 1)
+    for (index_t r = 0; r < rows; ++r) {
+        const T* xr = x + r * cols;
+        T* yr = y + r * cols;
+        const T m = row_max(xr, cols);
+        double sum = 0;
+        for (index_t j = 0; j < cols; ++j) sum += std::exp(xr[j] - m);
+        const T lse = static_cast<T>(std::log(sum));
+        for (index_t j = 0; j < cols; ++j) yr[j] = (xr[j] - m) - lse;
+    }
+}
+
+// dx = dy - softmax(x) sum(dy), where softmax(x) = exp(y).
+template <class T>
+void log_softmax_backward_from_output(const T* dy, const T* y, T* dx, index_t rows, index_t cols) {
+#pragma omp parallel for schedule(static) if (rows * cols > kParallelMin / 8 && rows > 1)
+    for (index_t r = 0; r < rows; ++r) {
+        const T* dyr = dy + r * cols;
+        const T* yr = y + r * cols;
+        T* dxr = dx + r * cols;
+        double total = 0;
+        for (index_t j = 0; j < cols; ++j) total += dyr[j];
+        const T s = static_cast<T>(total);
+        for (index_t j = 0; j < cols; ++j) dxr[j] = dyr[j] - std::exp(yr[j]) * s;
+    }
+}
+
+template <class T>
+void log_softmax_backward(const T* dy, const T* x, T* dx, index_t rows, index_t cols) {
+    if (cols == 0) return;
+#pragma omp parallel for schedule(static) if (rows * cols > kParallelMin / 8 && rows > 1)
+    for (index_t r = 0; r < rows; ++r) {
+        const T* dyr = dy + r * cols;
+        const T* xr = x + r * cols;
+        T* dxr = dx + r * cols;
+        const T m = row_max(xr, cols);
+        double sum = 0, total = 0;
+        for (index_t j = 0; j < cols; ++j) {
+            sum += std::exp(xr[j] - m);
+            total += dyr[j];
+        }
+        const T lse = static_cast<T>(std::log(sum));
+        const T s = static_cast<T>(total);
+        for (index_t j = 0; j < cols; ++j) dxr[j] = dyr[j] - std::exp((xr[j] - m) - lse) * s;
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Inverted dropout: element i is kept iff uniform01(seed, i) >= rate, and kept elements are scaled
+// by 1 / (1 - rate). uniform01 is (z >> 11) * 2^-53, exact in double, so the test is the integer
+// comparison (z >> 11) >= ceil(rate * 2^53), bit-identical to comparing the doubles.
+// The backward applies the same mask to dy.
+
+inline std::uint64_t dropout_threshold(double rate) {
+    return static_cast<std::uint64_t>(std::ceil(rate * 9007199254740992.0));  // 2^53
+}
+
+template <class T>
+void dropout_forward(const T* x, T* y, index_t n, double rate, std::uint64_t seed) {
+    const std::uint64_t key = mix64(seed + 0x9E3779B97F4A7C15ULL);
+    const std::uint64_t threshold = dropout_threshold(rate);
+    const T scale = static_cast<T>(1.0 / (1.0 - rate));
+#pragma omp parallel for schedule(static) if (n > kParallelMin / 8)
+    for (index_t i = 0; i < n; ++i) {
+        const std::uint64_t z = mix64(key + 0x9E3779B97F4A7C15ULL * (static_cast<std::uint64_t>(i) + 1));
+        y[i] = (z >> 11) >= threshold ? x[i] * scale : T(0);
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Bindings: shapes, dtypes, contiguity and writability are checked here again (the Python layer
+// checked first), then the GIL is released around the kernel.
+
+namespace {
+
+// a has the dtype T, is C-contiguous (and writable when asked) and has the same shape as ref.
+template <class T>
+index_t check_like(const py::array& a, const char* name, const py::array& ref, const char* ref_name,
+                   bool writable) {
+    const index_t n = check_array<T>(a, name, {}, writable);
+    bool same = a.ndim() == ref.ndim();
+    for (py::ssize_t i = 0; same && i < a.ndim(); ++i) same = a.shape(i) == ref.shape(i);
+    if (!same)
+        throw std::invalid_argument(std::string(name) + " has shape " + shape_str(a) + " but " + ref_name +
+                                    " has shape " + shape_str(ref));
+    return n;
+}
+
+template <class T>
+T finite_param(double v, const char* name, bool nonnegative) {
+    require(std::isfinite(v) && (!nonnegative || v >= 0),
+            std::string(name) + " must be a finite number" + (nonnegative ? " >= 0" : "") + ", got " +
+                std::to_string(v));
+    return static_cast<T>(v);
+}
+
+// (rows, cols) of an array normalized over its last axis.
+std::pair<index_t, index_t> rows_cols(const py::array& a, const char* name) {
+    require(a.ndim() >= 1, std::string(name) + " must have at least 1 dimension");
+    const index_t cols = a.shape(a.ndim() - 1);
+    index_t rows = 1;
+    for (py::ssize_t i = 0; i + 1 < a.ndim(); ++i) rows *= a.shape(i);
+    return {rows, cols};
+}
+
+// f(x, y) elementwise forward: y = f(x).
+template <template <class> class K>
+void def_unary(py::module_& m, const char* name, const char* doc) {
+    m.def(name, [](const py::array& x, py::array& y) {
+        dispatch_float(float_dtype(x, "x"), [&](auto t) {
+            using T = decltype(t);
+            const index_t n = check_array<T>(x, "x", {});
+            check_like<T>(y, "y", x, "x", true);
+            const T* xp = static_cast<const T*>(x.data());
+            T* yp = static_cast<T*>(y.mutable_data());
+            py::gil_scoped_release nogil;
+            K<T>::run(xp, yp, n);
+        });
+    }, py::arg("x"), py::arg("y"), doc);
+}
+
+// dx = f'(v) dy elementwise, v being the forward input or output (named v_name).
+template <template <class> class K>
+void def_binary(py::module_& m, const char* name, const char* v_name, const char* doc) {
+    m.def(name, [v_name](const py::array& dy, const py::array& v, py::array& dx) {
+        dispatch_float(float_dtype(v, v_name), [&](auto t) {
+            using T = decltype(t);
+            const index_t n = check_array<T>(v, v_name, {});
+            check_like<T>(dy, "dy", v, v_name, false);
+            check_like<T>(dx, "dx", v, v_name, true);
+            const T* dyp = static_cast<const T*>(dy.data());
+            const T* vp = static_cast<const T*>(v.data());
+            T* dxp = static_cast<T*>(dx.mutable_data());
+            py::gil_scoped_release nogil;
+            K<T>::run(dyp, vp, dxp, n);
+        });
+    }, py::arg("dy"), py::arg(v_name), py::arg("dx"), doc);
+}
+
+// Adapters giving each kernel the uniform static run(...) the binding helpers call.
+#define CNNKIT_UNARY(K)                                                                   \
+    template <class T>                                                                    \
+    struct K##_k {                                                                        \
+        static void run(const T* x, T* y, index_t n) { K<T>(x, y, n); }                   \
+    };
+#define CNNKIT_BINARY(K)                                                                  \
+    template <class T>                                                                    \
+    struct K##_k {                                                                        \
+        static void run(const T* dy, const T* v, T* dx, index_t n) { K<T>(dy, v, dx, n); } \
+    };
+CNNKIT_UNARY(relu_forward)
+CNNKIT_UNARY(sigmoid_forward)
+CNNKIT_UNARY(tanh_forward)
+CNNKIT_BINARY(relu_backward)
+CNNKIT_BINARY(sigmoid_backward)
+CNNKIT_BINARY(sigmoid_backward_from_output)
+CNNKIT_BINARY(tanh_backward)
+CNNKIT_BINARY(tanh_backward_from_output)
+#undef CNNKIT_UNARY
+#undef CNNKIT_BINARY
+
+template <class T>
+using RowKernel = void (*)(const T*, T*, index_t, index_t);
+template <class T>
+using RowBackKernel = void (*)(const T*, const T*, T*, index_t, index_t);
+
+}  // namespace
+
+void bind_activation(py::module_& m) {
+    def_unary<relu_forward_k>(m, "relu_forward", "y = relu(x) (y may be x)");
+    def_binary<relu_backward_k>(m, "relu_backward", "v", "dx = dy where v > 0 else 0; v = x or relu(x)");
+    def_unary<sigmoid_forward_k>(m, "sigmoid_forward", "y = sigmoid(x) (y may be x)");
+    def_binary<sigmoid_backward_k>(m, "sigmoid_backward", "x", "dx = dy sigmoid'(x)");
+    def_binary<sigmoid_backward_from_output_k>(m, "sigmoid_backward_from_output", "y",
+                                               "dx = dy y (1 - y), y = sigmoid(x)");
+    def_unary<tanh_forward_k>(m, "tanh_forward", "y = tanh(x) (y may be x)");
+    def_binary<tanh_backward_k>(m, "tanh_backward", "x", "dx = dy (1 - tanh(x)^2)");
+    def_binary<tanh_backward_from_output_k>(m, "tanh_backward_from_output", "y",
+                                            "dx = dy (1 - y^2), y = tanh(x)");
+
+    // Elementwise ops with a scalar alpha.
+    auto def_alpha = [&m](const char* fwd_name, const char* bwd_name, bool nonnegative, auto fwd,
+                          auto bwd) {
+        m.def(fwd_name, [=](const py::array& x, py::array& y, double alpha) {
+            dispatch_float(float_dtype(x, "x"), [&](auto t) {
+                using T = decltype(t);
+                const T a = finite_param<T>(alpha, "alpha", nonnegative);
+                const index_t n = check_array<T>(x, "x", {});
+                check_like<T>(y, "y", x, "x", true);
+                const T* xp = static_cast<const T*>(x.data());
+                T* yp = static_cast<T*>(y.mutable_data());
+                py::gil_scoped_release nogil;
+                fwd(xp, yp, n, a);
+            });
+        }, py::arg("x"), py::arg("y"), py::arg("alpha"));
+        m.def(bwd_name, [=](const py::array& dy, const py::array& x, py::array& dx, double alpha) {
+            dispatch_float(float_dtype(x, "x"), [&](auto t) {
+                using T = decltype(t);
+                const T a = finite_param<T>(alpha, "alpha", nonnegative);
+                const index_t n = check_array<T>(x, "x", {});
+                check_like<T>(dy, "dy", x, "x", false);
+                check_like<T>(dx, "dx", x, "x", true);
+                const T* dyp = static_cast<const T*>(dy.data());
+                const T* xp = static_cast<const T*>(x.data());
+                T* dxp = static_cast<T*>(dx.mutable_data());
+                py::gil_scoped_release nogil;
+                bwd(dyp, xp, dxp, n, a);
+            });
+        }, py::arg("dy"), py::arg("x"), py::arg("dx"), py::arg("alpha"));
+    };
+    def_alpha("leaky_relu_forward", "leaky_relu_backward", true,
+              [](auto x, auto y, index_t n, auto a) { leaky_relu_forward(x, y, n, a); },
+              [](auto dy, auto x, auto dx, index_t n, auto a) { leaky_relu_backward(dy, x, dx, n, a); });
+    def_alpha("elu_forward", "elu_backward", false,
+              [](auto x, auto y, index_t n, auto a) { elu_forward(x, y, n, a); },
+              [](auto dy, auto x, auto dx, index_t n, auto a) { elu_backward(dy, x, dx, n, a); });
+
+    // Row-wise ops over the last axis.
+    auto def_rows = [&m](const char* name, auto pick) {
+        m.def(name, [=](const py::array& x, py::array& y) {
+            dispatch_float(float_dtype(x, "x"), [&](auto t) {
+                using T = decltype(t);
+                check_array<T>(x, "x", {});
+                check_like<T>(y, "y", x, "x", true);
+                const auto [rows, cols] = rows_cols(x, "x");
+                const T* xp = static_cast<const T*>(x.data());
+                T* yp = static_cast<T*>(y.mutable_data());
+                RowKernel<T> k = pick(t);
+                py::gil_scoped_release nogil;
+                k(xp, yp, rows, cols);
+            });
+        }, py::arg("x"), py::arg("y"), "normalizes each row (the last axis); y may be x");
+    };
+    auto def_rows_back = [&m](const char* name, const char* v_name, auto pick) {
+        m.def(name, [=](const py::array& dy, const py::array& v, py::array& dx) {
+            dispatch_float(float_dtype(v, v_name), [&](auto t) {
+                using T = decltype(t);
+                check_array<T>(v, v_name, {});
+                check_like<T>(dy, "dy", v, v_name, false);
+                check_like<T>(dx, "dx", v, v_name, true);
+                const auto [rows, cols] = rows_cols(v, v_name);
+                const T* dyp = static_cast<const T*>(dy.data());
+                const T* vp = static_cast<const T*>(v.data());
+                T* dxp = static_cast<T*>(dx.mutable_data());
+                RowBackKernel<T> k = pick(t);
+                py::gil_scoped_release nogil;
+                k(dyp, vp, dxp, rows, cols);
+            });
+        }, py::arg("dy"), py::arg(v_name), py::arg("dx"), "gradient over each row (the last axis)");
+    };
+    def_rows("softmax_forward", [](auto t) { return &softmax_forward<decltype(t)>; });
+    def_rows("log_softmax_forward", [](auto t) { return &log_softmax_forward<decltype(t)>; });
+    def_rows_back("softmax_backward", "x", [](auto t) { return &softmax_backward<decltype(t)>; });
+    def_rows_back("softmax_backward_from_output", "y",
+                  [](auto t) { return &softmax_backward_from_output<decltype(t)>; });
+    def_rows_back("log_softmax_backward", "x", [](auto t) { return &log_softmax_backward<decltype(t)>; });
+    def_rows_back("log_softmax_backward_from_output", "y",
+                  [](auto t) { return &log_softmax_backward_from_output<decltype(t)>; });
+
+    // Dropout: forward y = mask * x / (1 - rate); the backward is the same map applied to dy.
+    m.def("dropout_forward", [](const py::array& x, py::array& y, double rate, std::uint64_t seed) {
+        require(rate >= 0 && rate < 1, "rate must be in [0, 1), got " + std::to_string(rate));
+        dispatch_float(float_dtype(x, "x"), [&](auto t) {
+            using T = decltype(t);
+            const index_t n = check_array<T>(x, "x", {});
+            check_like<T>(y, "y", x, "x", true);
+            const T* xp = static_cast<const T*>(x.data());
+            T* yp = static_cast<T*>(y.mutable_data());
+            py::gil_scoped_release nogil;
+            dropout_forward(xp, yp, n, rate, seed);
+        });
+    }, py::arg("x"), py::arg("y"), py::arg("rate"), py::arg("seed"),
+       "y[i] = x[i] / (1 - rate) if uniform01(seed, i) >= rate else 0 (also the backward, on dy)");
+}
+
 }  // namespace cnnkit
