@@ -7,9 +7,18 @@
 // Dropout draws uniform01(seed, flat index) (common.h): the mask never depends on the thread count.
 #include <cmath>
 #include <cstdint>
+#include <cstring>
 #include <string>
 
 #include "bind_util.h"
+
+// GCC's default -ftrapping-math keeps it from if-converting a select whose arm does arithmetic
+// (x < 0 ? alpha * x : x), so such loops would not vectorize; no kernel here reads the FP
+// exception flags, so the kernels are compiled without it (the bindings below are not).
+#if defined(__GNUC__) && !defined(__clang__)
+#pragma GCC push_options
+#pragma GCC optimize("no-trapping-math")
+#endif
 
 namespace cnnkit {
 
@@ -17,48 +26,139 @@ namespace cnnkit {
 constexpr index_t kParallelMin = 1 << 15;
 
 // ---------------------------------------------------------------------------------------------
+// Vectorizable math. std::exp/expm1/tanh are libm calls, which GCC vectorizes only under
+// -ffast-math; the float versions below use only arithmetic and selects, so loops calling them
+// vectorize. They follow Cephes (expf, tanhf), accurate to a few ulp. double keeps libm.
+// Each loop computes both sides of a select (clamping the argument of the side not taken, so it
+// cannot overflow), which is what vectorized code does anyway.
+
+// |x| (std::abs comes from outside this file's optimize region, and GCC would not inline it).
+template <class T>
+inline T magnitude(T x) {
+    return x < T(0) ? -x : x;
+}
+
+// exp(x) for x <= 0 (the only arguments used here). x = n ln2 + r with |r| <= ln2 / 2 (Cody-Waite
+// split of ln2), e^r from a degree-6 polynomial, 2^n from exponent bits; 0 below ln(FLT_MIN)
+// (no subnormal results), NaN stays NaN.
+inline float exp_nonpos(float x) {
+    constexpr float lo = -87.3365447f;  // ln(FLT_MIN)
+    const float xc = x >= lo ? x : lo;  // also maps NaN to lo, keeping the int conversion defined
+    const float n = (xc * 1.44269504f + 12582912.0f) - 12582912.0f;  // round(x / ln2): 1.5 * 2^23 trick
+    const float r = (xc - n * 0.693359375f) + n * 2.12194440e-4f;
+    float p = 1.9875691500e-4f;
+    p = p * r + 1.3981999507e-3f;
+    p = p * r + 8.3334519073e-3f;
+    p = p * r + 4.1665795894e-2f;
+    p = p * r + 1.6666665459e-1f;
+    p = p * r + 5.0000001201e-1f;
+    p = p * r * r + r + 1.0f;
+    const std::uint32_t bits = static_cast<std::uint32_t>(static_cast<std::int32_t>(n) + 127) << 23;
+    float scale;
+    std::memcpy(&scale, &bits, sizeof scale);
+    const float e = p * scale;
+    return x >= lo ? e : (x < lo ? 0.0f : x);
+}
+inline double exp_nonpos(double x) { return std::exp(x); }
+
+// expm1(x) for x <= 0: Taylor series to x^8 near 0 (truncation < 2e-8 relative for x > -0.5),
+// exp(x) - 1 below, where exp(x) < 0.61 leaves no cancellation.
+inline float expm1_nonpos(float x) {
+    const float xn = x > -0.5f ? x : 0.0f;  // the series only sees small arguments
+    float p = 1.0f / 40320;
+    p = p * xn + 1.0f / 5040;
+    p = p * xn + 1.0f / 720;
+    p = p * xn + 1.0f / 120;
+    p = p * xn + 1.0f / 24;
+    p = p * xn + 1.0f / 6;
+    p = p * xn + 0.5f;
+    p = p * xn + 1.0f;
+    const float near0 = p * xn;
+    const float far = exp_nonpos(x) - 1.0f;
+    return x > -0.5f ? near0 : far;
+}
+inline double expm1_nonpos(double x) { return std::expm1(x); }
+
+// tanh: an odd polynomial for |x| < 0.625 (Cephes tanhf), (1 - e) / (1 + e) with e = exp(-2|x|)
+// beyond, where 1 - e has no cancellation. Never overflows.
+inline float tanh_any(float x) {
+    const float ax = magnitude(x);
+    const float xn = ax < 0.625f ? x : 0.0f;  // the polynomial only sees small arguments
+    const float z = xn * xn;
+    float p = -5.70498872745e-3f;
+    p = p * z + 2.06390887954e-2f;
+    p = p * z - 5.37397155531e-2f;
+    p = p * z + 1.33314422036e-1f;
+    p = p * z - 3.33332819422e-1f;
+    const float e = exp_nonpos(-2.0f * ax);
+    const float t = (1.0f - e) / (1.0f + e);
+    const float near0 = p * z * xn + xn;
+    const float far = x < 0.0f ? -t : t;
+    return ax < 0.625f ? near0 : far;
+}
+inline double tanh_any(double x) { return std::tanh(x); }
+
+// ---------------------------------------------------------------------------------------------
 // relu: y = x < 0 ? 0 : x (NaN passes through, as in PyTorch); dx = v <= 0 ? 0 : dy, where v is
-// the input or the output (same sign), so the gradient at 0 is 0.
+// the input or the output (same sign), so the gradient at 0 is 0 (and at NaN it is dy, as PyTorch).
 
 template <class T>
 void relu_forward(const T* x, T* y, index_t n) {
 #pragma omp parallel for schedule(static) if (n > kParallelMin)
-    for (index_t i = 0; i < n; ++i) y[i] = x[i] < T(0) ? T(0) : x[i];
+    for (index_t i = 0; i < n; ++i) {
+        const T v = x[i];
+        y[i] = v < T(0) ? T(0) : v;
+    }
 }
 
 template <class T>
 void relu_backward(const T* dy, const T* v, T* dx, index_t n) {
 #pragma omp parallel for schedule(static) if (n > kParallelMin)
-    for (index_t i = 0; i < n; ++i) dx[i] = v[i] <= T(0) ? T(0) : dy[i];
+    for (index_t i = 0; i < n; ++i) {
+        const T g = dy[i], s = v[i];
+        dx[i] = s <= T(0) ? T(0) : g;
+    }
 }
 
 // leaky_relu: y = x < 0 ? alpha x : x; dx = x > 0 ? dy : alpha dy (alpha at 0, like PyTorch/TF).
 template <class T>
 void leaky_relu_forward(const T* x, T* y, index_t n, T alpha) {
 #pragma omp parallel for schedule(static) if (n > kParallelMin)
-    for (index_t i = 0; i < n; ++i) y[i] = x[i] < T(0) ? alpha * x[i] : x[i];
+    for (index_t i = 0; i < n; ++i) {
+        const T v = x[i];
+        y[i] = v < T(0) ? alpha * v : v;
+    }
 }
 
 template <class T>
 void leaky_relu_backward(const T* dy, const T* x, T* dx, index_t n, T alpha) {
 #pragma omp parallel for schedule(static) if (n > kParallelMin)
-    for (index_t i = 0; i < n; ++i) dx[i] = x[i] > T(0) ? dy[i] : alpha * dy[i];
+    for (index_t i = 0; i < n; ++i) {
+        const T g = dy[i], v = x[i];
+        dx[i] = v > T(0) ? g : alpha * g;
+    }
 }
 
 // elu: y = x > 0 ? x : alpha expm1(x); dx = x > 0 ? dy : alpha exp(x) dy.
-// expm1/exp of min(x, 0) only, so large positive x never overflows an unused branch.
+// expm1/exp of min(x, 0) only, so large positive x never overflows the unused side.
 template <class T>
 void elu_forward(const T* x, T* y, index_t n, T alpha) {
 #pragma omp parallel for schedule(static) if (n > kParallelMin / 8)
-    for (index_t i = 0; i < n; ++i)
-        y[i] = x[i] > T(0) ? x[i] : alpha * std::expm1(x[i] > T(0) ? T(0) : x[i]);
+    for (index_t i = 0; i < n; ++i) {
+        const T v = x[i];
+        const T neg = alpha * expm1_nonpos(v > T(0) ? T(0) : v);
+        y[i] = v > T(0) ? v : neg;
+    }
 }
 
 template <class T>
 void elu_backward(const T* dy, const T* x, T* dx, index_t n, T alpha) {
 #pragma omp parallel for schedule(static) if (n > kParallelMin / 8)
-    for (index_t i = 0; i < n; ++i)
-        dx[i] = x[i] > T(0) ? dy[i] : alpha * std::exp(x[i] > T(0) ? T(0) : x[i]) * dy[i];
+    for (index_t i = 0; i < n; ++i) {
+        const T g = dy[i], v = x[i];
+        const T neg = alpha * exp_nonpos(v > T(0) ? T(0) : v) * g;
+        dx[i] = v > T(0) ? g : neg;
+    }
 }
 
 // sigmoid with e = exp(-|x|) <= 1, which never overflows: s = 1 / (1 + e) for x >= 0 and
@@ -67,9 +167,10 @@ template <class T>
 void sigmoid_forward(const T* x, T* y, index_t n) {
 #pragma omp parallel for schedule(static) if (n > kParallelMin / 8)
     for (index_t i = 0; i < n; ++i) {
-        const T e = std::exp(-std::abs(x[i]));
+        const T v = x[i];
+        const T e = exp_nonpos(-magnitude(v));
         const T r = T(1) / (T(1) + e);
-        y[i] = x[i] >= T(0) ? r : e * r;
+        y[i] = v >= T(0) ? r : e * r;
     }
 }
 
@@ -77,7 +178,7 @@ template <class T>
 void sigmoid_backward(const T* dy, const T* x, T* dx, index_t n) {
 #pragma omp parallel for schedule(static) if (n > kParallelMin / 8)
     for (index_t i = 0; i < n; ++i) {
-        const T e = std::exp(-std::abs(x[i]));
+        const T e = exp_nonpos(-magnitude(x[i]));
         const T r = T(1) / (T(1) + e);
         dx[i] = dy[i] * (e * r * r);
     }
@@ -89,19 +190,21 @@ void sigmoid_backward_from_output(const T* dy, const T* y, T* dx, index_t n) {
     for (index_t i = 0; i < n; ++i) dx[i] = dy[i] * (y[i] * (T(1) - y[i]));
 }
 
-// tanh: dx = dy (1 - tanh(x)^2).
+// tanh: dx = dy (1 - tanh(x)^2). From x, 1 - tanh(x)^2 = 4 e / (1 + e)^2 with e = exp(-2|x|),
+// which keeps its relative accuracy where tanh(x) rounds to +-1 (1 - t t would give 0 there).
 template <class T>
 void tanh_forward(const T* x, T* y, index_t n) {
 #pragma omp parallel for schedule(static) if (n > kParallelMin / 8)
-    for (index_t i = 0; i < n; ++i) y[i] = std::tanh(x[i]);
+    for (index_t i = 0; i < n; ++i) y[i] = tanh_any(x[i]);
 }
 
 template <class T>
 void tanh_backward(const T* dy, const T* x, T* dx, index_t n) {
 #pragma omp parallel for schedule(static) if (n > kParallelMin / 8)
     for (index_t i = 0; i < n; ++i) {
-        const T t = std::tanh(x[i]);
-        dx[i] = dy[i] * (T(1) - t * t);
+        const T e = exp_nonpos(T(-2) * magnitude(x[i]));
+        const T r = T(1) / (T(1) + e);
+        dx[i] = dy[i] * (T(4) * e * r * r);
     }
 }
 
@@ -113,13 +216,15 @@ void tanh_backward_from_output(const T* dy, const T* y, T* dx, index_t n) {
 
 // ---------------------------------------------------------------------------------------------
 // softmax / log_softmax over the last axis of a (rows, cols) array, one row per loop iteration.
-// The row maximum is subtracted before exp (so exp <= 1: no overflow); sums are accumulated in
-// double for float rows too. Every kernel may run in place (y == x, dx == dy): each row is read
-// fully before the pass that overwrites it.
+// The row maximum is subtracted before exp (every exp argument is <= 0: no overflow); sums are
+// accumulated in double for float rows too, as SIMD reductions (the order is fixed per build).
+// Every kernel may run in place (y == x, dx == dy): each row is read fully before the pass that
+// overwrites it.
 
 template <class T>
 static T row_max(const T* x, index_t cols) {
     T m = x[0];
+#pragma omp simd reduction(max : m)
     for (index_t j = 1; j < cols; ++j) m = x[j] > m ? x[j] : m;
     return m;
 }
@@ -133,8 +238,9 @@ void softmax_forward(const T* x, T* y, index_t rows, index_t cols) {
         T* yr = y + r * cols;
         const T m = row_max(xr, cols);
         double sum = 0;
+#pragma omp simd reduction(+ : sum)
         for (index_t j = 0; j < cols; ++j) {
-            yr[j] = std::exp(xr[j] - m);
+            yr[j] = exp_nonpos(xr[j] - m);
             sum += yr[j];
         }
         const T inv = static_cast<T>(1.0 / sum);
@@ -151,13 +257,14 @@ void softmax_backward_from_output(const T* dy, const T* y, T* dx, index_t rows, 
         const T* yr = y + r * cols;
         T* dxr = dx + r * cols;
         double dot = 0;
+#pragma omp simd reduction(+ : dot)
         for (index_t j = 0; j < cols; ++j) dot += static_cast<double>(dyr[j]) * yr[j];
         const T d = static_cast<T>(dot);
         for (index_t j = 0; j < cols; ++j) dxr[j] = yr[j] * (dyr[j] - d);
     }
 }
 
-// The same from the input: the row's softmax is first written into dx, then turned into dx.
+// The same from the input, recomputing exp(x - max) rather than storing it (dx may be dy).
 template <class T>
 void softmax_backward(const T* dy, const T* x, T* dx, index_t rows, index_t cols) {
     if (cols == 0) return;
@@ -167,13 +274,16 @@ void softmax_backward(const T* dy, const T* x, T* dx, index_t rows, index_t cols
         const T* xr = x + r * cols;
         T* dxr = dx + r * cols;
         const T m = row_max(xr, cols);
-        double sum = 0;
-        for (index_t j = 0; j < cols; ++j) sum += std::exp(xr[j] - m);
+        double sum = 0, dot = 0;  // sum(e) and sum(dy e) with e = exp(x - max); y = e / sum
+#pragma omp simd reduction(+ : sum, dot)
+        for (index_t j = 0; j < cols; ++j) {
+            const T e = exp_nonpos(xr[j] - m);
+            sum += e;
+            dot += static_cast<double>(dyr[j]) * e;
+        }
         const T inv = static_cast<T>(1.0 / sum);
-        double dot = 0;
-        for (index_t j = 0; j < cols; ++j) dot += static_cast<double>(dyr[j]) * (std::exp(xr[j] - m) * inv);
-        const T d = static_cast<T>(dot);
-        for (index_t j = 0; j < cols; ++j) dxr[j] = std::exp(xr[j] - m) * inv * (dyr[j] - d);
+        const T d = static_cast<T>(dot / sum);
+        for (index_t j = 0; j < cols; ++j) dxr[j] = exp_nonpos(xr[j] - m) * inv * (dyr[j] - d);
     }
 }
 
@@ -188,7 +298,8 @@ void log_softmax_forward(const T* x, T* y, index_t rows, index_t cols) {
         T* yr = y + r * cols;
         const T m = row_max(xr, cols);
         double sum = 0;
-        for (index_t j = 0; j < cols; ++j) sum += std::exp(xr[j] - m);
+#pragma omp simd reduction(+ : sum)
+        for (index_t j = 0; j < cols; ++j) sum += exp_nonpos(xr[j] - m);
         const T lse = static_cast<T>(std::log(sum));
         for (index_t j = 0; j < cols; ++j) yr[j] = (xr[j] - m) - lse;
     }
@@ -203,9 +314,10 @@ void log_softmax_backward_from_output(const T* dy, const T* y, T* dx, index_t ro
         const T* yr = y + r * cols;
         T* dxr = dx + r * cols;
         double total = 0;
+#pragma omp simd reduction(+ : total)
         for (index_t j = 0; j < cols; ++j) total += dyr[j];
         const T s = static_cast<T>(total);
-        for (index_t j = 0; j < cols; ++j) dxr[j] = dyr[j] - std::exp(yr[j]) * s;
+        for (index_t j = 0; j < cols; ++j) dxr[j] = dyr[j] - exp_nonpos(yr[j]) * s;
     }
 }
 
@@ -219,13 +331,14 @@ void log_softmax_backward(const T* dy, const T* x, T* dx, index_t rows, index_t 
         T* dxr = dx + r * cols;
         const T m = row_max(xr, cols);
         double sum = 0, total = 0;
+#pragma omp simd reduction(+ : sum, total)
         for (index_t j = 0; j < cols; ++j) {
-            sum += std::exp(xr[j] - m);
+            sum += exp_nonpos(xr[j] - m);
             total += dyr[j];
         }
         const T lse = static_cast<T>(std::log(sum));
         const T s = static_cast<T>(total);
-        for (index_t j = 0; j < cols; ++j) dxr[j] = dyr[j] - std::exp((xr[j] - m) - lse) * s;
+        for (index_t j = 0; j < cols; ++j) dxr[j] = dyr[j] - exp_nonpos((xr[j] - m) - lse) * s;
     }
 }
 
@@ -250,6 +363,10 @@ void dropout_forward(const T* x, T* y, index_t n, double rate, std::uint64_t see
         y[i] = (z >> 11) >= threshold ? x[i] * scale : T(0);
     }
 }
+
+#if defined(__GNUC__) && !defined(__clang__)
+#pragma GCC pop_options
+#endif
 
 // ---------------------------------------------------------------------------------------------
 // Bindings: shapes, dtypes, contiguity and writability are checked here again (the Python layer
