@@ -25,6 +25,25 @@ namespace cnnkit {
 // Below this many elements a kernel runs on the calling thread (thread start-up is ~microseconds).
 constexpr index_t kParallelMin = 1 << 15;
 
+// The exp-based loops are compute-bound, so GCC also compiles them for AVX2+FMA and AVX-512
+// (x86-64-v3/v4) and picks one at load time; the build itself stays portable (baseline SSE2).
+// Memory-bound loops (relu, dropout's hash aside) gain nothing from wider vectors and are left alone.
+#if defined(__GNUC__) && !defined(__clang__) && __GNUC__ >= 12 && defined(__x86_64__) && defined(__linux__)
+#define CNNKIT_WIDE __attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default")))
+#else
+#define CNNKIT_WIDE
+#endif
+
+// f(begin, end) over [0, n) in chunks of 8192 elements, chunks split statically over the threads
+// (contiguous blocks per thread, as a static parallel for over elements would give).
+template <class F>
+void for_chunks(index_t n, index_t min_parallel, F f) {
+    constexpr index_t chunk = 8192;
+    const index_t count = (n + chunk - 1) / chunk;
+#pragma omp parallel for schedule(static) if (n > min_parallel)
+    for (index_t c = 0; c < count; ++c) f(c * chunk, c + 1 < count ? (c + 1) * chunk : n);
+}
+
 // ---------------------------------------------------------------------------------------------
 // Vectorizable math. std::exp/expm1/tanh are libm calls, which GCC vectorizes only under
 // -ffast-math; the float versions below use only arithmetic and selects, so loops calling them
@@ -142,8 +161,7 @@ void leaky_relu_backward(const T* dy, const T* x, T* dx, index_t n, T alpha) {
 // elu: y = x > 0 ? x : alpha expm1(x); dx = x > 0 ? dy : alpha exp(x) dy.
 // expm1/exp of min(x, 0) only, so large positive x never overflows the unused side.
 template <class T>
-void elu_forward(const T* x, T* y, index_t n, T alpha) {
-#pragma omp parallel for schedule(static) if (n > kParallelMin / 8)
+CNNKIT_WIDE void elu_forward_span(const T* x, T* y, index_t n, T alpha) {
     for (index_t i = 0; i < n; ++i) {
         const T v = x[i];
         const T neg = alpha * expm1_nonpos(v > T(0) ? T(0) : v);
@@ -152,8 +170,12 @@ void elu_forward(const T* x, T* y, index_t n, T alpha) {
 }
 
 template <class T>
-void elu_backward(const T* dy, const T* x, T* dx, index_t n, T alpha) {
-#pragma omp parallel for schedule(static) if (n > kParallelMin / 8)
+void elu_forward(const T* x, T* y, index_t n, T alpha) {
+    for_chunks(n, kParallelMin / 8, [=](index_t b, index_t e) { elu_forward_span(x + b, y + b, e - b, alpha); });
+}
+
+template <class T>
+CNNKIT_WIDE void elu_backward_span(const T* dy, const T* x, T* dx, index_t n, T alpha) {
     for (index_t i = 0; i < n; ++i) {
         const T g = dy[i], v = x[i];
         const T neg = alpha * exp_nonpos(v > T(0) ? T(0) : v) * g;
@@ -161,11 +183,15 @@ void elu_backward(const T* dy, const T* x, T* dx, index_t n, T alpha) {
     }
 }
 
+template <class T>
+void elu_backward(const T* dy, const T* x, T* dx, index_t n, T alpha) {
+    for_chunks(n, kParallelMin / 8, [=](index_t b, index_t e) { elu_backward_span(dy + b, x + b, dx + b, e - b, alpha); });
+}
+
 // sigmoid with e = exp(-|x|) <= 1, which never overflows: s = 1 / (1 + e) for x >= 0 and
 // e / (1 + e) for x < 0; s (1 - s) = e / (1 + e)^2 on both sides, without the cancellation of 1 - s.
 template <class T>
-void sigmoid_forward(const T* x, T* y, index_t n) {
-#pragma omp parallel for schedule(static) if (n > kParallelMin / 8)
+CNNKIT_WIDE void sigmoid_forward_span(const T* x, T* y, index_t n) {
     for (index_t i = 0; i < n; ++i) {
         const T v = x[i];
         const T e = exp_nonpos(-magnitude(v));
@@ -175,13 +201,22 @@ void sigmoid_forward(const T* x, T* y, index_t n) {
 }
 
 template <class T>
-void sigmoid_backward(const T* dy, const T* x, T* dx, index_t n) {
-#pragma omp parallel for schedule(static) if (n > kParallelMin / 8)
+void sigmoid_forward(const T* x, T* y, index_t n) {
+    for_chunks(n, kParallelMin / 8, [=](index_t b, index_t e) { sigmoid_forward_span(x + b, y + b, e - b); });
+}
+
+template <class T>
+CNNKIT_WIDE void sigmoid_backward_span(const T* dy, const T* x, T* dx, index_t n) {
     for (index_t i = 0; i < n; ++i) {
         const T e = exp_nonpos(-magnitude(x[i]));
         const T r = T(1) / (T(1) + e);
         dx[i] = dy[i] * (e * r * r);
     }
+}
+
+template <class T>
+void sigmoid_backward(const T* dy, const T* x, T* dx, index_t n) {
+    for_chunks(n, kParallelMin / 8, [=](index_t b, index_t e) { sigmoid_backward_span(dy + b, x + b, dx + b, e - b); });
 }
 
 template <class T>
@@ -193,19 +228,27 @@ void sigmoid_backward_from_output(const T* dy, const T* y, T* dx, index_t n) {
 // tanh: dx = dy (1 - tanh(x)^2). From x, 1 - tanh(x)^2 = 4 e / (1 + e)^2 with e = exp(-2|x|),
 // which keeps its relative accuracy where tanh(x) rounds to +-1 (1 - t t would give 0 there).
 template <class T>
-void tanh_forward(const T* x, T* y, index_t n) {
-#pragma omp parallel for schedule(static) if (n > kParallelMin / 8)
+CNNKIT_WIDE void tanh_forward_span(const T* x, T* y, index_t n) {
     for (index_t i = 0; i < n; ++i) y[i] = tanh_any(x[i]);
 }
 
 template <class T>
-void tanh_backward(const T* dy, const T* x, T* dx, index_t n) {
-#pragma omp parallel for schedule(static) if (n > kParallelMin / 8)
+void tanh_forward(const T* x, T* y, index_t n) {
+    for_chunks(n, kParallelMin / 8, [=](index_t b, index_t e) { tanh_forward_span(x + b, y + b, e - b); });
+}
+
+template <class T>
+CNNKIT_WIDE void tanh_backward_span(const T* dy, const T* x, T* dx, index_t n) {
     for (index_t i = 0; i < n; ++i) {
         const T e = exp_nonpos(T(-2) * magnitude(x[i]));
         const T r = T(1) / (T(1) + e);
         dx[i] = dy[i] * (T(4) * e * r * r);
     }
+}
+
+template <class T>
+void tanh_backward(const T* dy, const T* x, T* dx, index_t n) {
+    for_chunks(n, kParallelMin / 8, [=](index_t b, index_t e) { tanh_backward_span(dy + b, x + b, dx + b, e - b); });
 }
 
 template <class T>
@@ -215,7 +258,7 @@ void tanh_backward_from_output(const T* dy, const T* y, T* dx, index_t n) {
 }
 
 // ---------------------------------------------------------------------------------------------
-// softmax / log_softmax over the last axis of a (rows, cols) array, one row per loop iteration.
+// softmax / log_softmax over the last axis of a (rows, cols) array, one row per call of a *_row.
 // The row maximum is subtracted before exp (every exp argument is <= 0: no overflow); sums are
 // accumulated in double for float rows too, as SIMD reductions (the order is fixed per build).
 // Every kernel may run in place (y == x, dx == dy): each row is read fully before the pass that
@@ -229,117 +272,128 @@ static T row_max(const T* x, index_t cols) {
     return m;
 }
 
+// f(r) for each row r, rows split statically over the threads.
+template <class F>
+void for_rows(index_t rows, index_t cols, F f) {
+#pragma omp parallel for schedule(static) if (rows * cols > kParallelMin / 8 && rows > 1)
+    for (index_t r = 0; r < rows; ++r) f(r);
+}
+
+template <class T>
+CNNKIT_WIDE void softmax_row(const T* x, T* y, index_t cols) {
+    const T m = row_max(x, cols);
+    double sum = 0;
+#pragma omp simd reduction(+ : sum)
+    for (index_t j = 0; j < cols; ++j) {
+        y[j] = exp_nonpos(x[j] - m);
+        sum += y[j];
+    }
+    const T inv = static_cast<T>(1.0 / sum);
+    for (index_t j = 0; j < cols; ++j) y[j] *= inv;
+}
+
 template <class T>
 void softmax_forward(const T* x, T* y, index_t rows, index_t cols) {
     if (cols == 0) return;
-#pragma omp parallel for schedule(static) if (rows * cols > kParallelMin / 8 && rows > 1)
-    for (index_t r = 0; r < rows; ++r) {
-        const T* xr = x + r * cols;
-        T* yr = y + r * cols;
-        const T m = row_max(xr, cols);
-        double sum = 0;
-#pragma omp simd reduction(+ : sum)
-        for (index_t j = 0; j < cols; ++j) {
-            yr[j] = exp_nonpos(xr[j] - m);
-            sum += yr[j];
-        }
-        const T inv = static_cast<T>(1.0 / sum);
-        for (index_t j = 0; j < cols; ++j) yr[j] *= inv;
-    }
+    for_rows(rows, cols, [=](index_t r) { softmax_row(x + r * cols, y + r * cols, cols); });
 }
 
 // dx = y (dy - sum(dy y)), given the output y.
 template <class T>
-void softmax_backward_from_output(const T* dy, const T* y, T* dx, index_t rows, index_t cols) {
-#pragma omp parallel for schedule(static) if (rows * cols > kParallelMin && rows > 1)
-    for (index_t r = 0; r < rows; ++r) {
-        const T* dyr = dy + r * cols;
-        const T* yr = y + r * cols;
-        T* dxr = dx + r * cols;
-        double dot = 0;
+CNNKIT_WIDE void softmax_backward_from_output_row(const T* dy, const T* y, T* dx, index_t cols) {
+    double dot = 0;
 #pragma omp simd reduction(+ : dot)
-        for (index_t j = 0; j < cols; ++j) dot += static_cast<double>(dyr[j]) * yr[j];
-        const T d = static_cast<T>(dot);
-        for (index_t j = 0; j < cols; ++j) dxr[j] = yr[j] * (dyr[j] - d);
-    }
+    for (index_t j = 0; j < cols; ++j) dot += static_cast<double>(dy[j]) * y[j];
+    const T d = static_cast<T>(dot);
+    for (index_t j = 0; j < cols; ++j) dx[j] = y[j] * (dy[j] - d);
+}
+
+template <class T>
+void softmax_backward_from_output(const T* dy, const T* y, T* dx, index_t rows, index_t cols) {
+    for_rows(rows, cols, [=](index_t r) {
+        softmax_backward_from_output_row(dy + r * cols, y + r * cols, dx + r * cols, cols);
+    });
 }
 
 // The same from the input, recomputing exp(x - max) rather than storing it (dx may be dy).
 template <class T>
+CNNKIT_WIDE void softmax_backward_row(const T* dy, const T* x, T* dx, index_t cols) {
+    const T m = row_max(x, cols);
+    double sum = 0, dot = 0;  // sum(e) and sum(dy e) with e = exp(x - max); y = e / sum
+#pragma omp simd reduction(+ : sum, dot)
+    for (index_t j = 0; j < cols; ++j) {
+        const T e = exp_nonpos(x[j] - m);
+        sum += e;
+        dot += static_cast<double>(dy[j]) * e;
+    }
+    const T inv = static_cast<T>(1.0 / sum);
+    const T d = static_cast<T>(dot / sum);
+    for (index_t j = 0; j < cols; ++j) dx[j] = exp_nonpos(x[j] - m) * inv * (dy[j] - d);
+}
+
+template <class T>
 void softmax_backward(const T* dy, const T* x, T* dx, index_t rows, index_t cols) {
     if (cols == 0) return;
-#pragma omp parallel for schedule(static) if (rows * cols > kParallelMin / 8 && rows > 1)
-    for (index_t r = 0; r < rows; ++r) {
-        const T* dyr = dy + r * cols;
-        const T* xr = x + r * cols;
-        T* dxr = dx + r * cols;
-        const T m = row_max(xr, cols);
-        double sum = 0, dot = 0;  // sum(e) and sum(dy e) with e = exp(x - max); y = e / sum
-#pragma omp simd reduction(+ : sum, dot)
-        for (index_t j = 0; j < cols; ++j) {
-            const T e = exp_nonpos(xr[j] - m);
-            sum += e;
-            dot += static_cast<double>(dyr[j]) * e;
-        }
-        const T inv = static_cast<T>(1.0 / sum);
-        const T d = static_cast<T>(dot / sum);
-        for (index_t j = 0; j < cols; ++j) dxr[j] = exp_nonpos(xr[j] - m) * inv * (dyr[j] - d);
-    }
+    for_rows(rows, cols, [=](index_t r) {
+        softmax_backward_row(dy + r * cols, x + r * cols, dx + r * cols, cols);
+    });
 }
 
 // log_softmax: y = (x - max) - log(sum exp(x - max)). x - max is exact for x near the maximum, and
 // the log is small; adding max to the log first would round it to the ulp of max (1e-3 at 1e4).
 template <class T>
+CNNKIT_WIDE void log_softmax_row(const T* x, T* y, index_t cols) {
+    const T m = row_max(x, cols);
+    double sum = 0;
+#pragma omp simd reduction(+ : sum)
+    for (index_t j = 0; j < cols; ++j) sum += exp_nonpos(x[j] - m);
+    const T lse = static_cast<T>(std::log(sum));
+    for (index_t j = 0; j < cols; ++j) y[j] = (x[j] - m) - lse;
+}
+
+template <class T>
 void log_softmax_forward(const T* x, T* y, index_t rows, index_t cols) {
     if (cols == 0) return;
-#pragma omp parallel for schedule(static) if (rows * cols > kParallelMin / 8 && rows > 1)
-    for (index_t r = 0; r < rows; ++r) {
-        const T* xr = x + r * cols;
-        T* yr = y + r * cols;
-        const T m = row_max(xr, cols);
-        double sum = 0;
-#pragma omp simd reduction(+ : sum)
-        for (index_t j = 0; j < cols; ++j) sum += exp_nonpos(xr[j] - m);
-        const T lse = static_cast<T>(std::log(sum));
-        for (index_t j = 0; j < cols; ++j) yr[j] = (xr[j] - m) - lse;
-    }
+    for_rows(rows, cols, [=](index_t r) { log_softmax_row(x + r * cols, y + r * cols, cols); });
 }
 
 // dx = dy - softmax(x) sum(dy), where softmax(x) = exp(y).
 template <class T>
-void log_softmax_backward_from_output(const T* dy, const T* y, T* dx, index_t rows, index_t cols) {
-#pragma omp parallel for schedule(static) if (rows * cols > kParallelMin / 8 && rows > 1)
-    for (index_t r = 0; r < rows; ++r) {
-        const T* dyr = dy + r * cols;
-        const T* yr = y + r * cols;
-        T* dxr = dx + r * cols;
-        double total = 0;
+CNNKIT_WIDE void log_softmax_backward_from_output_row(const T* dy, const T* y, T* dx, index_t cols) {
+    double total = 0;
 #pragma omp simd reduction(+ : total)
-        for (index_t j = 0; j < cols; ++j) total += dyr[j];
-        const T s = static_cast<T>(total);
-        for (index_t j = 0; j < cols; ++j) dxr[j] = dyr[j] - exp_nonpos(yr[j]) * s;
+    for (index_t j = 0; j < cols; ++j) total += dy[j];
+    const T s = static_cast<T>(total);
+    for (index_t j = 0; j < cols; ++j) dx[j] = dy[j] - exp_nonpos(y[j]) * s;
+}
+
+template <class T>
+void log_softmax_backward_from_output(const T* dy, const T* y, T* dx, index_t rows, index_t cols) {
+    for_rows(rows, cols, [=](index_t r) {
+        log_softmax_backward_from_output_row(dy + r * cols, y + r * cols, dx + r * cols, cols);
+    });
+}
+
+template <class T>
+CNNKIT_WIDE void log_softmax_backward_row(const T* dy, const T* x, T* dx, index_t cols) {
+    const T m = row_max(x, cols);
+    double sum = 0, total = 0;
+#pragma omp simd reduction(+ : sum, total)
+    for (index_t j = 0; j < cols; ++j) {
+        sum += exp_nonpos(x[j] - m);
+        total += dy[j];
     }
+    const T lse = static_cast<T>(std::log(sum));
+    const T s = static_cast<T>(total);
+    for (index_t j = 0; j < cols; ++j) dx[j] = dy[j] - exp_nonpos((x[j] - m) - lse) * s;
 }
 
 template <class T>
 void log_softmax_backward(const T* dy, const T* x, T* dx, index_t rows, index_t cols) {
     if (cols == 0) return;
-#pragma omp parallel for schedule(static) if (rows * cols > kParallelMin / 8 && rows > 1)
-    for (index_t r = 0; r < rows; ++r) {
-        const T* dyr = dy + r * cols;
-        const T* xr = x + r * cols;
-        T* dxr = dx + r * cols;
-        const T m = row_max(xr, cols);
-        double sum = 0, total = 0;
-#pragma omp simd reduction(+ : sum, total)
-        for (index_t j = 0; j < cols; ++j) {
-            sum += exp_nonpos(xr[j] - m);
-            total += dyr[j];
-        }
-        const T lse = static_cast<T>(std::log(sum));
-        const T s = static_cast<T>(total);
-        for (index_t j = 0; j < cols; ++j) dxr[j] = dyr[j] - exp_nonpos((xr[j] - m) - lse) * s;
-    }
+    for_rows(rows, cols, [=](index_t r) {
+        log_softmax_backward_row(dy + r * cols, x + r * cols, dx + r * cols, cols);
+    });
 }
 
 // ---------------------------------------------------------------------------------------------
