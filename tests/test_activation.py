@@ -126,6 +126,23 @@ def test_relu_propagates_nan_and_has_zero_gradient_at_zero(xp):
     assert np.isnan(ref.relu(x)[0])
 
 
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_relu_on_outputs_large_enough_to_stream(rng, dtype):
+    """Outputs of 32 MiB and more take the non-temporal store path: misaligned by one element (a
+    scalar head) and of an odd length (a scalar tail), with NaN, -0 and 0 sprinkled in."""
+    n = (1 << 25) // np.dtype(dtype).itemsize + 3
+    x = rng.standard_normal(n + 1).astype(dtype)
+    x[rng.integers(0, n, 50)] = np.nan
+    x[rng.integers(0, n, 50)] = -0.0
+    x[rng.integers(0, n, 50)] = 0.0
+    dy = rng.standard_normal(n).astype(dtype)
+    misaligned_out = np.empty(n + 1, dtype)[1:]
+    for src, y in ((x[1:], ops.relu(x[1:], out=misaligned_out)), (x[:n], ops.relu(x[:n]))):
+        np.testing.assert_array_equal(y, ref.relu(src))
+        np.testing.assert_array_equal(np.signbit(y), np.signbit(ref.relu(src)))
+    np.testing.assert_array_equal(ops.relu_backward(dy, x[1:]), ref.relu_backward(dy, x[1:]))
+
+
 def test_reference_on_hand_computed_values():
     x = np.array([-2.0, -0.5, 0.0, 1.5])
     np.testing.assert_array_equal(ref.relu(x), [0, 0, 0, 1.5])

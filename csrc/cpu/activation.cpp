@@ -5,10 +5,15 @@
 // OpenMP splits flat indices (or rows) statically over threads; tiny arrays stay on one thread
 // because starting the team costs more than the work. Loops are branch-free selects so they vectorize.
 // Dropout draws uniform01(seed, flat index) (common.h): the mask never depends on the thread count.
+#include <algorithm>
 #include <cmath>
 #include <cstdint>
 #include <cstring>
 #include <string>
+
+#if defined(__SSE2__)
+#include <emmintrin.h>
+#endif
 
 #include "bind_util.h"
 
@@ -120,23 +125,93 @@ inline double tanh_any(double x) { return std::tanh(x); }
 // ---------------------------------------------------------------------------------------------
 // relu: y = x < 0 ? 0 : x (NaN passes through, as in PyTorch); dx = v <= 0 ? 0 : dy, where v is
 // the input or the output (same sign), so the gradient at 0 is 0 (and at NaN it is dy, as PyTorch).
+template <class T>
+inline T relu_of(T v) {
+    return v < T(0) ? T(0) : v;
+}
+template <class T>
+inline T relu_grad_of(T g, T v) {
+    return v <= T(0) ? T(0) : g;
+}
+
+// relu is memory-bound. A large output (>= kStreamBytes: far beyond the caches, so its consumer
+// reads it from memory anyway) is written with SSE2 non-temporal stores, which skip reading each
+// output line before overwriting it: a third less traffic for y = relu(x). Not in place (those
+// lines were just read). The SSE2 compare-and-mask gives the same NaN and -0 results as relu_of.
+#if defined(__SSE2__)
+constexpr index_t kStreamBytes = index_t(1) << 25;  // 32 MiB
+
+template <class T>
+struct Sse2;
+template <>
+struct Sse2<float> {
+    using V = __m128;
+    static constexpr index_t lanes = 4;
+    static V load(const float* p) { return _mm_loadu_ps(p); }
+    static void stream(float* p, V v) { _mm_stream_ps(p, v); }
+    static V relu(V v) { return _mm_andnot_ps(_mm_cmplt_ps(v, _mm_setzero_ps()), v); }
+    static V relu_grad(V g, V v) { return _mm_andnot_ps(_mm_cmple_ps(v, _mm_setzero_ps()), g); }
+};
+template <>
+struct Sse2<double> {
+    using V = __m128d;
+    static constexpr index_t lanes = 2;
+    static V load(const double* p) { return _mm_loadu_pd(p); }
+    static void stream(double* p, V v) { _mm_stream_pd(p, v); }
+    static V relu(V v) { return _mm_andnot_pd(_mm_cmplt_pd(v, _mm_setzero_pd()), v); }
+    static V relu_grad(V g, V v) { return _mm_andnot_pd(_mm_cmple_pd(v, _mm_setzero_pd()), g); }
+};
+
+template <class T>
+bool worth_streaming(const T* out, index_t n) {
+    return n * static_cast<index_t>(sizeof(T)) >= kStreamBytes &&
+           reinterpret_cast<std::uintptr_t>(out) % sizeof(T) == 0;
+}
+
+// scalar(i) for the elements before out + i is 16-byte aligned and after the last whole vector,
+// vector(i) for each vector of lanes elements in between (threads split those statically).
+template <class T, class V, class S>
+void stream_map(const T* out, index_t n, V vector, S scalar) {
+    const index_t lanes = Sse2<T>::lanes;
+    const index_t head = std::min<index_t>(n, (16 - reinterpret_cast<std::uintptr_t>(out) % 16) % 16 / sizeof(T));
+    const index_t count = (n - head) / lanes;
+    for (index_t i = 0; i < head; ++i) scalar(i);
+#pragma omp parallel
+    {
+#pragma omp for schedule(static) nowait
+        for (index_t k = 0; k < count; ++k) vector(head + k * lanes);
+        _mm_sfence();  // each thread orders its own streaming stores before the region ends
+    }
+    for (index_t i = head + count * lanes; i < n; ++i) scalar(i);
+}
+#endif
 
 template <class T>
 void relu_forward(const T* x, T* y, index_t n) {
-#pragma omp parallel for schedule(static) if (n > kParallelMin)
-    for (index_t i = 0; i < n; ++i) {
-        const T v = x[i];
-        y[i] = v < T(0) ? T(0) : v;
+#if defined(__SSE2__)
+    if (x != y && worth_streaming(y, n)) {
+        using S = Sse2<T>;
+        stream_map(y, n, [=](index_t i) { S::stream(y + i, S::relu(S::load(x + i))); },
+                   [=](index_t i) { y[i] = relu_of(x[i]); });
+        return;
     }
+#endif
+#pragma omp parallel for schedule(static) if (n > kParallelMin)
+    for (index_t i = 0; i < n; ++i) y[i] = relu_of(x[i]);
 }
 
 template <class T>
 void relu_backward(const T* dy, const T* v, T* dx, index_t n) {
-#pragma omp parallel for schedule(static) if (n > kParallelMin)
-    for (index_t i = 0; i < n; ++i) {
-        const T g = dy[i], s = v[i];
-        dx[i] = s <= T(0) ? T(0) : g;
+#if defined(__SSE2__)
+    if (dx != dy && dx != v && worth_streaming(dx, n)) {
+        using S = Sse2<T>;
+        stream_map(dx, n, [=](index_t i) { S::stream(dx + i, S::relu_grad(S::load(dy + i), S::load(v + i))); },
+                   [=](index_t i) { dx[i] = relu_grad_of(dy[i], v[i]); });
+        return;
     }
+#endif
+#pragma omp parallel for schedule(static) if (n > kParallelMin)
+    for (index_t i = 0; i < n; ++i) dx[i] = relu_grad_of(dy[i], v[i]);
 }
 
 // leaky_relu: y = x < 0 ? alpha x : x; dx = x > 0 ? dy : alpha dy (alpha at 0, like PyTorch/TF).
