@@ -30,9 +30,9 @@ namespace cnnkit {
 // Below this many elements a kernel runs on the calling thread (thread start-up is ~microseconds).
 constexpr index_t kParallelMin = 1 << 15;
 
-// The exp-based loops are compute-bound, so GCC also compiles them for AVX2+FMA and AVX-512
-// (x86-64-v3/v4) and picks one at load time; the build itself stays portable (baseline SSE2).
-// Memory-bound loops (relu, dropout's hash aside) gain nothing from wider vectors and are left alone.
+// The elementwise and row loops are also compiled for AVX2+FMA and AVX-512 (x86-64-v3/v4), one
+// picked at load time; the build itself stays portable (baseline SSE2). This pays most in the
+// exp-based loops, which are compute-bound, and in relu-like loops on data that fits in cache.
 #if defined(__GNUC__) && !defined(__clang__) && __GNUC__ >= 12 && defined(__x86_64__) && defined(__linux__)
 #define CNNKIT_WIDE __attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default")))
 #else
@@ -134,6 +134,16 @@ inline T relu_grad_of(T g, T v) {
     return v <= T(0) ? T(0) : g;
 }
 
+template <class T>
+CNNKIT_WIDE void relu_forward_span(const T* x, T* y, index_t n) {
+    for (index_t i = 0; i < n; ++i) y[i] = relu_of(x[i]);
+}
+
+template <class T>
+CNNKIT_WIDE void relu_backward_span(const T* dy, const T* v, T* dx, index_t n) {
+    for (index_t i = 0; i < n; ++i) dx[i] = relu_grad_of(dy[i], v[i]);
+}
+
 // relu is memory-bound. A large output (>= kStreamBytes: far beyond the caches, so its consumer
 // reads it from memory anyway) is written with SSE2 non-temporal stores, which skip reading each
 // output line before overwriting it: a third less traffic for y = relu(x). Not in place (those
@@ -173,7 +183,8 @@ bool worth_streaming(const T* out, index_t n) {
 template <class T, class V, class S>
 void stream_map(const T* out, index_t n, V vector, S scalar) {
     const index_t lanes = Sse2<T>::lanes;
-    const index_t head = std::min<index_t>(n, (16 - reinterpret_cast<std::uintptr_t>(out) % 16) % 16 / sizeof(T));
+    const auto misalign = reinterpret_cast<std::uintptr_t>(out) % 16;
+    const index_t head = std::min<index_t>(n, (16 - misalign) % 16 / sizeof(T));
     const index_t count = (n - head) / lanes;
     for (index_t i = 0; i < head; ++i) scalar(i);
 #pragma omp parallel
@@ -196,8 +207,9 @@ void relu_forward(const T* x, T* y, index_t n) {
         return;
     }
 #endif
-#pragma omp parallel for schedule(static) if (n > kParallelMin)
-    for (index_t i = 0; i < n; ++i) y[i] = relu_of(x[i]);
+    for_chunks(n, kParallelMin, [=](index_t b, index_t e) {
+        relu_forward_span(x + b, y + b, e - b);
+    });
 }
 
 template <class T>
@@ -205,19 +217,20 @@ void relu_backward(const T* dy, const T* v, T* dx, index_t n) {
 #if defined(__SSE2__)
     if (dx != dy && dx != v && worth_streaming(dx, n)) {
         using S = Sse2<T>;
-        stream_map(dx, n, [=](index_t i) { S::stream(dx + i, S::relu_grad(S::load(dy + i), S::load(v + i))); },
+        stream_map(dx, n,
+                   [=](index_t i) { S::stream(dx + i, S::relu_grad(S::load(dy + i), S::load(v + i))); },
                    [=](index_t i) { dx[i] = relu_grad_of(dy[i], v[i]); });
         return;
     }
 #endif
-#pragma omp parallel for schedule(static) if (n > kParallelMin)
-    for (index_t i = 0; i < n; ++i) dx[i] = relu_grad_of(dy[i], v[i]);
+    for_chunks(n, kParallelMin, [=](index_t b, index_t e) {
+        relu_backward_span(dy + b, v + b, dx + b, e - b);
+    });
 }
 
 // leaky_relu: y = x < 0 ? alpha x : x; dx = x > 0 ? dy : alpha dy (alpha at 0, like PyTorch/TF).
 template <class T>
-void leaky_relu_forward(const T* x, T* y, index_t n, T alpha) {
-#pragma omp parallel for schedule(static) if (n > kParallelMin)
+CNNKIT_WIDE void leaky_relu_forward_span(const T* x, T* y, index_t n, T alpha) {
     for (index_t i = 0; i < n; ++i) {
         const T v = x[i];
         y[i] = v < T(0) ? alpha * v : v;
@@ -225,12 +238,25 @@ void leaky_relu_forward(const T* x, T* y, index_t n, T alpha) {
 }
 
 template <class T>
-void leaky_relu_backward(const T* dy, const T* x, T* dx, index_t n, T alpha) {
-#pragma omp parallel for schedule(static) if (n > kParallelMin)
+void leaky_relu_forward(const T* x, T* y, index_t n, T alpha) {
+    for_chunks(n, kParallelMin, [=](index_t b, index_t e) {
+        leaky_relu_forward_span(x + b, y + b, e - b, alpha);
+    });
+}
+
+template <class T>
+CNNKIT_WIDE void leaky_relu_backward_span(const T* dy, const T* x, T* dx, index_t n, T alpha) {
     for (index_t i = 0; i < n; ++i) {
         const T g = dy[i], v = x[i];
         dx[i] = v > T(0) ? g : alpha * g;
     }
+}
+
+template <class T>
+void leaky_relu_backward(const T* dy, const T* x, T* dx, index_t n, T alpha) {
+    for_chunks(n, kParallelMin, [=](index_t b, index_t e) {
+        leaky_relu_backward_span(dy + b, x + b, dx + b, e - b, alpha);
+    });
 }
 
 // elu: y = x > 0 ? x : alpha expm1(x); dx = x > 0 ? dy : alpha exp(x) dy.
@@ -246,7 +272,9 @@ CNNKIT_WIDE void elu_forward_span(const T* x, T* y, index_t n, T alpha) {
 
 template <class T>
 void elu_forward(const T* x, T* y, index_t n, T alpha) {
-    for_chunks(n, kParallelMin / 8, [=](index_t b, index_t e) { elu_forward_span(x + b, y + b, e - b, alpha); });
+    for_chunks(n, kParallelMin / 8, [=](index_t b, index_t e) {
+        elu_forward_span(x + b, y + b, e - b, alpha);
+    });
 }
 
 template <class T>
@@ -260,7 +288,9 @@ CNNKIT_WIDE void elu_backward_span(const T* dy, const T* x, T* dx, index_t n, T 
 
 template <class T>
 void elu_backward(const T* dy, const T* x, T* dx, index_t n, T alpha) {
-    for_chunks(n, kParallelMin / 8, [=](index_t b, index_t e) { elu_backward_span(dy + b, x + b, dx + b, e - b, alpha); });
+    for_chunks(n, kParallelMin / 8, [=](index_t b, index_t e) {
+        elu_backward_span(dy + b, x + b, dx + b, e - b, alpha);
+    });
 }
 
 // sigmoid with e = exp(-|x|) <= 1, which never overflows: s = 1 / (1 + e) for x >= 0 and
@@ -277,7 +307,9 @@ CNNKIT_WIDE void sigmoid_forward_span(const T* x, T* y, index_t n) {
 
 template <class T>
 void sigmoid_forward(const T* x, T* y, index_t n) {
-    for_chunks(n, kParallelMin / 8, [=](index_t b, index_t e) { sigmoid_forward_span(x + b, y + b, e - b); });
+    for_chunks(n, kParallelMin / 8, [=](index_t b, index_t e) {
+        sigmoid_forward_span(x + b, y + b, e - b);
+    });
 }
 
 template <class T>
@@ -291,13 +323,21 @@ CNNKIT_WIDE void sigmoid_backward_span(const T* dy, const T* x, T* dx, index_t n
 
 template <class T>
 void sigmoid_backward(const T* dy, const T* x, T* dx, index_t n) {
-    for_chunks(n, kParallelMin / 8, [=](index_t b, index_t e) { sigmoid_backward_span(dy + b, x + b, dx + b, e - b); });
+    for_chunks(n, kParallelMin / 8, [=](index_t b, index_t e) {
+        sigmoid_backward_span(dy + b, x + b, dx + b, e - b);
+    });
+}
+
+template <class T>
+CNNKIT_WIDE void sigmoid_backward_from_output_span(const T* dy, const T* y, T* dx, index_t n) {
+    for (index_t i = 0; i < n; ++i) dx[i] = dy[i] * (y[i] * (T(1) - y[i]));
 }
 
 template <class T>
 void sigmoid_backward_from_output(const T* dy, const T* y, T* dx, index_t n) {
-#pragma omp parallel for schedule(static) if (n > kParallelMin)
-    for (index_t i = 0; i < n; ++i) dx[i] = dy[i] * (y[i] * (T(1) - y[i]));
+    for_chunks(n, kParallelMin, [=](index_t b, index_t e) {
+        sigmoid_backward_from_output_span(dy + b, y + b, dx + b, e - b);
+    });
 }
 
 // tanh: dx = dy (1 - tanh(x)^2). From x, 1 - tanh(x)^2 = 4 e / (1 + e)^2 with e = exp(-2|x|),
@@ -309,7 +349,9 @@ CNNKIT_WIDE void tanh_forward_span(const T* x, T* y, index_t n) {
 
 template <class T>
 void tanh_forward(const T* x, T* y, index_t n) {
-    for_chunks(n, kParallelMin / 8, [=](index_t b, index_t e) { tanh_forward_span(x + b, y + b, e - b); });
+    for_chunks(n, kParallelMin / 8, [=](index_t b, index_t e) {
+        tanh_forward_span(x + b, y + b, e - b);
+    });
 }
 
 template <class T>
@@ -323,13 +365,21 @@ CNNKIT_WIDE void tanh_backward_span(const T* dy, const T* x, T* dx, index_t n) {
 
 template <class T>
 void tanh_backward(const T* dy, const T* x, T* dx, index_t n) {
-    for_chunks(n, kParallelMin / 8, [=](index_t b, index_t e) { tanh_backward_span(dy + b, x + b, dx + b, e - b); });
+    for_chunks(n, kParallelMin / 8, [=](index_t b, index_t e) {
+        tanh_backward_span(dy + b, x + b, dx + b, e - b);
+    });
+}
+
+template <class T>
+CNNKIT_WIDE void tanh_backward_from_output_span(const T* dy, const T* y, T* dx, index_t n) {
+    for (index_t i = 0; i < n; ++i) dx[i] = dy[i] * (T(1) - y[i] * y[i]);
 }
 
 template <class T>
 void tanh_backward_from_output(const T* dy, const T* y, T* dx, index_t n) {
-#pragma omp parallel for schedule(static) if (n > kParallelMin)
-    for (index_t i = 0; i < n; ++i) dx[i] = dy[i] * (T(1) - y[i] * y[i]);
+    for_chunks(n, kParallelMin, [=](index_t b, index_t e) {
+        tanh_backward_from_output_span(dy + b, y + b, dx + b, e - b);
+    });
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -66,7 +66,7 @@ def _output(be, out, x, *others):
     # Elementwise kernels may write in place, element i over element i; a shifted overlap would
     # read values already overwritten.
     for a in (x, *others):
-        if out.size and _data_ptr(out) != _data_ptr(a) and np.may_share_memory(out, a):
+        if out is not a and np.may_share_memory(out, a) and out.size and _data_ptr(out) != _data_ptr(a):
             raise ValueError("out overlaps an input without being that input itself; "
                              "pass out=x or a separate array")
     return out
