@@ -1,9 +1,8 @@
 // activation.cpp: activations (relu, leaky_relu, elu, sigmoid, tanh), softmax/log_softmax and
-// inverted dropout, forward and backward, for float and double.
-// Elementwise kernels see the array as a flat C-order vector of n elements (any layout, NHWC here);
-// softmax/log_softmax see it as (rows, cols) and normalize each row (the last axis).
-// OpenMP splits flat indices (or rows) statically over threads; tiny arrays stay on one thread
-// because starting the team costs more than the work. Loops are branch-free selects so they vectorize.
+// inverted dropout, forward and backward, float and double. Elementwise kernels see a flat C-order
+// array (any layout, NHWC here); softmax/log_softmax see (rows, cols) and normalize each row.
+// OpenMP splits element chunks or rows statically over threads (tiny arrays stay on one thread);
+// loops are branch-free selects that vectorize, also built for AVX2/AVX-512 (target_clones).
 // Dropout draws uniform01(seed, flat index) (common.h): the mask never depends on the thread count.
 #include <algorithm>
 #include <cmath>
@@ -531,16 +530,25 @@ inline std::uint64_t dropout_threshold(double rate) {
     return static_cast<std::uint64_t>(std::ceil(rate * 9007199254740992.0));  // 2^53
 }
 
+// Elements [begin, end) of the flat array (the hash takes the global index).
+template <class T>
+CNNKIT_WIDE void dropout_span(const T* x, T* y, index_t begin, index_t end, std::uint64_t key,
+                              std::uint64_t threshold, T scale) {
+    for (index_t i = begin; i < end; ++i) {
+        const std::uint64_t z = mix64(key + 0x9E3779B97F4A7C15ULL * (static_cast<std::uint64_t>(i) + 1));
+        const T kept = x[i] * scale;
+        y[i] = (z >> 11) >= threshold ? kept : T(0);
+    }
+}
+
 template <class T>
 void dropout_forward(const T* x, T* y, index_t n, double rate, std::uint64_t seed) {
     const std::uint64_t key = mix64(seed + 0x9E3779B97F4A7C15ULL);
     const std::uint64_t threshold = dropout_threshold(rate);
     const T scale = static_cast<T>(1.0 / (1.0 - rate));
-#pragma omp parallel for schedule(static) if (n > kParallelMin / 8)
-    for (index_t i = 0; i < n; ++i) {
-        const std::uint64_t z = mix64(key + 0x9E3779B97F4A7C15ULL * (static_cast<std::uint64_t>(i) + 1));
-        y[i] = (z >> 11) >= threshold ? x[i] * scale : T(0);
-    }
+    for_chunks(n, kParallelMin / 8, [=](index_t b, index_t e) {
+        dropout_span(x, y, b, e, key, threshold, scale);
+    });
 }
 
 #if defined(__GNUC__) && !defined(__clang__)
