@@ -44,6 +44,7 @@ template <class F>
 void for_chunks(index_t n, index_t min_parallel, F f) {
     constexpr index_t chunk = 8192;
     const index_t count = (n + chunk - 1) / chunk;
+    (void)min_parallel;  // used by the pragma only
 #pragma omp parallel for schedule(static) if (n > min_parallel)
     for (index_t c = 0; c < count; ++c) f(c * chunk, c + 1 < count ? (c + 1) * chunk : n);
 }
@@ -399,6 +400,7 @@ static T row_max(const T* x, index_t cols) {
 // f(r) for each row r, rows split statically over the threads.
 template <class F>
 void for_rows(index_t rows, index_t cols, F f) {
+    (void)cols;  // used by the pragma only
 #pragma omp parallel for schedule(static) if (rows * cols > kParallelMin / 8 && rows > 1)
     for (index_t r = 0; r < rows; ++r) f(r);
 }
