@@ -25,6 +25,9 @@
 #endif
 
 namespace cnnkit {
+// Internal linkage for everything but bind_activation: another family's file may well define a
+// kernel or helper of the same name (softmax_forward, for_rows), which would otherwise be an ODR clash.
+namespace {
 
 // Below this many elements a kernel runs on the calling thread (thread start-up is ~microseconds).
 constexpr index_t kParallelMin = 1 << 15;
@@ -394,7 +397,7 @@ void tanh_backward_from_output(const T* dy, const T* y, T* dx, index_t n) {
 constexpr index_t kRowBlock = 256;
 
 template <class T>
-static T row_max(const T* x, index_t cols) {
+T row_max(const T* x, index_t cols) {
     T m = x[0];
 #pragma omp simd reduction(max : m)
     for (index_t j = 1; j < cols; ++j) m = x[j] > m ? x[j] : m;
@@ -589,6 +592,8 @@ void dropout_forward(const T* x, T* y, index_t n, double rate, std::uint64_t see
         dropout_span(x, y, b, e, key, threshold, scale);
     });
 }
+
+}  // namespace
 
 #if defined(__GNUC__) && !defined(__clang__)
 #pragma GCC pop_options
