@@ -105,13 +105,15 @@ def test_float32_exp_based_ops_are_accurate_elementwise(name):
     exact = {
         "sigmoid": (np.where(x64 >= 0, 1, e) / (1 + e), e / (1 + e) ** 2),
         "tanh": (np.tanh(x64), 1 / np.cosh(x64) ** 2),
-        "elu": (np.where(x64 > 0, x64, np.expm1(np.minimum(x64, 0))), np.where(x64 > 0, 1, np.exp(np.minimum(x64, 0)))),
+        "elu": (np.where(x64 > 0, x64, np.expm1(np.minimum(x64, 0))),
+                np.where(x64 > 0, 1, np.exp(np.minimum(x64, 0)))),
     }[name]
     got = (getattr(ops, name)(x), getattr(ops, name + "_backward")(np.ones_like(x), x))
     for what, g, ex in zip(("forward", "backward"), got, exact):
         keep = np.abs(ex) > 1e-37
         rel = np.abs(g[keep] - ex[keep]) / np.abs(ex[keep])
-        assert rel.max() < 2e-6, f"{name} {what}: relative error {rel.max():.2e} at x={x[keep][np.argmax(rel)]}"
+        worst = x[keep][np.argmax(rel)]
+        assert rel.max() < 2e-6, f"{name} {what}: relative error {rel.max():.2e} at x={worst}"
 
 
 def test_relu_propagates_nan_and_has_zero_gradient_at_zero(xp):
@@ -156,7 +158,8 @@ def test_reference_on_hand_computed_values():
     np.testing.assert_allclose(ref.sigmoid_backward(np.ones(4), x), s * (1 - s), rtol=1e-14)
     np.testing.assert_allclose(ref.tanh_backward(np.ones(4), x), 1 / np.cosh(x) ** 2, rtol=1e-14)
     np.testing.assert_allclose(ref.softmax(np.array([0.0, np.log(3.0)])), [0.25, 0.75], rtol=1e-15)
-    np.testing.assert_allclose(ref.log_softmax(np.array([0.0, np.log(3.0)])), np.log([0.25, 0.75]), rtol=1e-15)
+    np.testing.assert_allclose(ref.log_softmax(np.array([0.0, np.log(3.0)])), np.log([0.25, 0.75]),
+                               rtol=1e-15)
     # softmax Jacobian [[y0(1-y0), -y0 y1], [-y0 y1, y1(1-y1)]] times dy = (1, 0)
     np.testing.assert_allclose(ref.softmax_backward(np.array([1.0, 0.0]), np.array([0.0, np.log(3.0)])),
                                [0.25 * 0.75, -0.25 * 0.75], rtol=1e-14)
@@ -183,7 +186,8 @@ def test_rowwise_forward_and_backward(xp, rng, name, shape, axis, dtype):
     assert y.flags.c_contiguous and dx.flags.c_contiguous
     # float32: sums are accumulated in double, so only per-element roundings remain.
     assert_close(y, _ref64(getattr(ref, name), x, axis=axis), dtype, what=f"{name} forward")
-    assert_close(dx, _ref64(getattr(ref, name + "_backward"), dy, x, axis=axis), dtype, what=f"{name} backward")
+    assert_close(dx, _ref64(getattr(ref, name + "_backward"), dy, x, axis=axis), dtype,
+                 what=f"{name} backward")
     dx_y = getattr(act, f"_{name}_backward_from_output")(xp.asarray(dy), y, axis=axis)
     assert_close(dx_y, _ref64(getattr(ref, name + "_backward"), dy, x, axis=axis), dtype,
                  what=f"{name} backward from output")
@@ -222,7 +226,8 @@ def test_rowwise_large_magnitudes_stay_finite(name):
 # ----------------------------------------------------------------------------------------------
 # out= and non-contiguous inputs
 
-@pytest.mark.parametrize("name,kw", ELEMENTWISE + [("softmax", {}), ("log_softmax", {}), ("softmax", {"axis": 0})],
+@pytest.mark.parametrize("name,kw",
+                         ELEMENTWISE + [("softmax", {}), ("log_softmax", {}), ("softmax", {"axis": 0})],
                          ids=ELEMENTWISE_IDS + ["softmax", "log_softmax", "softmax-axis0"])
 def test_out_preallocated_and_in_place(xp, rng, name, kw):
     x = xp.asarray(_data(rng, (4, 6, 5), np.float64))
@@ -283,7 +288,8 @@ def test_dropout_is_reproducible_and_depends_on_seed(xp):
     np.testing.assert_array_equal(a, to_numpy(ops.dropout(x, 0.5, seed=123)))
     assert not np.array_equal(a, to_numpy(ops.dropout(x, 0.5, seed=124)))
     # seeds are taken modulo 2**64, like the reference's
-    np.testing.assert_array_equal(to_numpy(ops.dropout(x, 0.5, seed=-1)), to_numpy(ops.dropout(x, 0.5, seed=2**64 - 1)))
+    np.testing.assert_array_equal(to_numpy(ops.dropout(x, 0.5, seed=-1)),
+                                  to_numpy(ops.dropout(x, 0.5, seed=2**64 - 1)))
 
 
 @pytest.mark.parametrize("rate", [0.05, 0.3, 0.75])
@@ -387,7 +393,8 @@ def test_native_bindings_check_their_arguments():
     ro = np.empty_like(x)
     ro.flags.writeable = False
     assert_raises_naming(ValueError, "y", lib.softmax_forward, x, ro)
-    assert_raises_naming(ValueError, "x", lib.softmax_forward, np.ones((), np.float32), np.empty((), np.float32))
+    scalar = np.ones((), np.float32)
+    assert_raises_naming(ValueError, "x", lib.softmax_forward, scalar, np.empty_like(scalar))
 
 
 # ----------------------------------------------------------------------------------------------

@@ -66,7 +66,8 @@ def _output(be, out, x, *others):
     # Elementwise kernels may write in place, element i over element i; a shifted overlap would
     # read values already overwritten.
     for a in (x, *others):
-        if out is not a and np.may_share_memory(out, a) and out.size and _data_ptr(out) != _data_ptr(a):
+        shifted = out is not a and np.may_share_memory(out, a) and _data_ptr(out) != _data_ptr(a)
+        if shifted and out.size:
             raise ValueError("out overlaps an input without being that input itself; "
                              "pass out=x or a separate array")
     return out
