@@ -1,3 +1,311 @@
-"""Placeholder for the activation ops."""
+"""Activations, softmax and dropout: forward and backward.
 
-__all__ = []
+Elementwise ops accept arrays of any shape; ``softmax``/``log_softmax`` normalize along ``axis``
+(native kernels work on the last axis; another axis is moved last and back). Every forward takes an
+optional ``out`` (same shape and dtype, C-contiguous, writable; ``out=x`` works in place) so a
+caller can reuse buffers. ``<op>_backward(dy, x, ...)`` returns the gradient with respect to ``x``.
+The private ``_<op>_backward_from_output(dy, y)`` variants take the forward output instead of the
+input, which layers keep anyway, and skip recomputing the activation.
+"""
+
+import math
+import numbers
+
+import numpy as np
+
+from ._backend import backend, check_float, seed_value
+
+__all__ = [
+    "relu", "relu_backward",
+    "leaky_relu", "leaky_relu_backward",
+    "elu", "elu_backward",
+    "sigmoid", "sigmoid_backward",
+    "tanh", "tanh_backward",
+    "softmax", "softmax_backward",
+    "log_softmax", "log_softmax_backward",
+    "dropout", "dropout_backward",
+]
+
+
+# ----------------------------------------------------------------------------------------------
+# argument checks
+
+def _input(x, name="x"):
+    """x validated (float32/float64 array), C-contiguous, with its backend."""
+    x = check_float(x, name)
+    return backend(x), x
+
+
+def _grad_pair(dy, v, v_name="x"):
+    """(backend, dy, v) with dy of v's shape and dtype, both C-contiguous."""
+    v = check_float(v, v_name)
+    dy = check_float(dy, "dy", dtype=v.dtype)
+    if dy.shape != v.shape:
+        raise ValueError(f"dy must have the shape of {v_name}: got dy.shape={tuple(dy.shape)}, "
+                         f"{v_name}.shape={tuple(v.shape)}")
+    return backend(dy, v), dy, v
+
+
+def _output(be, out, x, *others):
+    """A fresh array like x, or ``out`` after checking it can receive the result (the other
+    operands, if any, must not partially overlap it either)."""
+    if out is None:
+        return be.xp.empty(x.shape, x.dtype)
+    if not hasattr(out, "dtype") or not hasattr(out, "shape"):
+        raise TypeError(f"out must be an array, got {type(out).__name__}")
+    backend(x, out)
+    if out.shape != x.shape:
+        raise ValueError(f"out must have the shape of x: got out.shape={tuple(out.shape)}, "
+                         f"x.shape={tuple(x.shape)}")
+    if out.dtype != x.dtype:
+        raise TypeError(f"out has dtype {out.dtype} but x is {x.dtype}; they must match")
+    if not out.flags.c_contiguous:
+        raise ValueError("out must be C-contiguous")
+    if not out.flags.writeable:
+        raise ValueError("out must be writable")
+    # Elementwise kernels may write in place, element i over element i; a shifted overlap would
+    # read values already overwritten.
+    for a in (x, *others):
+        shifted = out is not a and np.may_share_memory(out, a) and _data_ptr(out) != _data_ptr(a)
+        if shifted and out.size:
+            raise ValueError("out overlaps an input without being that input itself; "
+                             "pass out=x or a separate array")
+    return out
+
+
+def _data_ptr(a):
+    return a.__array_interface__["data"][0]
+
+
+def _alpha(alpha, nonnegative):
+    ok = isinstance(alpha, numbers.Real) and not isinstance(alpha, bool) and math.isfinite(alpha)
+    if not ok or (nonnegative and alpha < 0):
+        need = "a finite float >= 0" if nonnegative else "a finite float"
+        raise ValueError(f"alpha must be {need}, received alpha={alpha!r}")
+    return float(alpha)
+
+
+def _rate(rate):
+    ok = isinstance(rate, numbers.Real) and not isinstance(rate, bool) and 0 <= rate < 1
+    if not ok:
+        raise ValueError(f"rate must be a float in [0, 1), received rate={rate!r}")
+    return float(rate)
+
+
+def _axis(axis, ndim, name="x"):
+    if ndim < 1:
+        raise ValueError(f"{name} must have at least 1 dimension, got a 0-D array")
+    if not isinstance(axis, numbers.Integral) or isinstance(axis, bool) or not -ndim <= axis < ndim:
+        raise ValueError(f"axis must be an int in [-{ndim}, {ndim}) for a {ndim}-D {name}, "
+                         f"received axis={axis!r}")
+    return int(axis) % ndim
+
+
+# ----------------------------------------------------------------------------------------------
+# elementwise activations
+
+def relu(x, out=None):
+    """max(x, 0) elementwise; NaN stays NaN (as in PyTorch)."""
+    be, x = _input(x)
+    y = _output(be, out, x)
+    be.lib.relu_forward(x, y)
+    return y
+
+
+def relu_backward(dy, x):
+    """dy where x > 0, else 0 (the gradient at 0 is 0)."""
+    be, dy, x = _grad_pair(dy, x)
+    dx = be.xp.empty(x.shape, x.dtype)
+    be.lib.relu_backward(dy, x, dx)
+    return dx
+
+
+def _relu_backward_from_output(dy, y, out=None):
+    """relu_backward given y = relu(x) instead of x (y > 0 exactly where x > 0). out=dy works."""
+    be, dy, y = _grad_pair(dy, y, "y")
+    dx = _output(be, out, dy, y)
+    be.lib.relu_backward(dy, y, dx)
+    return dx
+
+
+def leaky_relu(x, alpha=0.2, out=None):
+    """x for x >= 0, alpha * x below (Keras' default negative slope 0.2)."""
+    alpha = _alpha(alpha, nonnegative=True)
+    be, x = _input(x)
+    y = _output(be, out, x)
+    be.lib.leaky_relu_forward(x, y, alpha)
+    return y
+
+
+def leaky_relu_backward(dy, x, alpha=0.2):
+    """dy for x > 0, alpha * dy for x <= 0."""
+    alpha = _alpha(alpha, nonnegative=True)
+    be, dy, x = _grad_pair(dy, x)
+    dx = be.xp.empty(x.shape, x.dtype)
+    be.lib.leaky_relu_backward(dy, x, dx, alpha)
+    return dx
+
+
+def elu(x, alpha=1.0, out=None):
+    """x for x > 0, alpha * (exp(x) - 1) otherwise (computed with expm1)."""
+    alpha = _alpha(alpha, nonnegative=False)
+    be, x = _input(x)
+    y = _output(be, out, x)
+    be.lib.elu_forward(x, y, alpha)
+    return y
+
+
+def elu_backward(dy, x, alpha=1.0):
+    """dy for x > 0, alpha * exp(x) * dy for x <= 0."""
+    alpha = _alpha(alpha, nonnegative=False)
+    be, dy, x = _grad_pair(dy, x)
+    dx = be.xp.empty(x.shape, x.dtype)
+    be.lib.elu_backward(dy, x, dx, alpha)
+    return dx
+
+
+def sigmoid(x, out=None):
+    """1 / (1 + exp(-x)), without overflow for large |x|."""
+    be, x = _input(x)
+    y = _output(be, out, x)
+    be.lib.sigmoid_forward(x, y)
+    return y
+
+
+def sigmoid_backward(dy, x):
+    """dy * sigmoid(x) * (1 - sigmoid(x))."""
+    be, dy, x = _grad_pair(dy, x)
+    dx = be.xp.empty(x.shape, x.dtype)
+    be.lib.sigmoid_backward(dy, x, dx)
+    return dx
+
+
+def _sigmoid_backward_from_output(dy, y, out=None):
+    """sigmoid_backward given y = sigmoid(x): dy * y * (1 - y). out=dy works."""
+    be, dy, y = _grad_pair(dy, y, "y")
+    dx = _output(be, out, dy, y)
+    be.lib.sigmoid_backward_from_output(dy, y, dx)
+    return dx
+
+
+def tanh(x, out=None):
+    """Hyperbolic tangent."""
+    be, x = _input(x)
+    y = _output(be, out, x)
+    be.lib.tanh_forward(x, y)
+    return y
+
+
+def tanh_backward(dy, x):
+    """dy * (1 - tanh(x)**2)."""
+    be, dy, x = _grad_pair(dy, x)
+    dx = be.xp.empty(x.shape, x.dtype)
+    be.lib.tanh_backward(dy, x, dx)
+    return dx
+
+
+def _tanh_backward_from_output(dy, y, out=None):
+    """tanh_backward given y = tanh(x): dy * (1 - y**2). out=dy works."""
+    be, dy, y = _grad_pair(dy, y, "y")
+    dx = _output(be, out, dy, y)
+    be.lib.tanh_backward_from_output(dy, y, dx)
+    return dx
+
+
+# ----------------------------------------------------------------------------------------------
+# softmax and log_softmax
+
+def _along_last(be, kernel, arrays, axis, out=None):
+    """Run a row kernel over ``axis``: directly when it is the last one, else on copies with the
+    axis moved last, moving the result back (C-contiguous, or written into ``out``)."""
+    ndim = arrays[0].ndim
+    if axis == ndim - 1:
+        res = _output(be, out, arrays[0])
+        kernel(*arrays, res)
+        return res
+    moved = [be.xp.ascontiguousarray(be.xp.moveaxis(a, axis, -1)) for a in arrays]
+    res = be.xp.empty_like(moved[0])
+    kernel(*moved, res)
+    res = be.xp.moveaxis(res, -1, axis)
+    if out is None:
+        return be.xp.ascontiguousarray(res)
+    out = _output(be, out, arrays[0])
+    out[...] = res
+    return out
+
+
+def softmax(x, axis=-1, out=None):
+    """exp(x) / sum(exp(x)) along axis, with the maximum subtracted first (no overflow)."""
+    be, x = _input(x)
+    axis = _axis(axis, x.ndim)
+    return _along_last(be, be.lib.softmax_forward, [x], axis, out)
+
+
+def softmax_backward(dy, x, axis=-1):
+    """y * (dy - sum(dy * y, axis)) with y = softmax(x, axis)."""
+    be, dy, x = _grad_pair(dy, x)
+    axis = _axis(axis, x.ndim)
+    return _along_last(be, be.lib.softmax_backward, [dy, x], axis)
+
+
+def _softmax_backward_from_output(dy, y, axis=-1):
+    """softmax_backward given y = softmax(x, axis)."""
+    be, dy, y = _grad_pair(dy, y, "y")
+    axis = _axis(axis, y.ndim, "y")
+    return _along_last(be, be.lib.softmax_backward_from_output, [dy, y], axis)
+
+
+def log_softmax(x, axis=-1, out=None):
+    """x - max - log(sum(exp(x - max))) along axis."""
+    be, x = _input(x)
+    axis = _axis(axis, x.ndim)
+    return _along_last(be, be.lib.log_softmax_forward, [x], axis, out)
+
+
+def log_softmax_backward(dy, x, axis=-1):
+    """dy - softmax(x, axis) * sum(dy, axis)."""
+    be, dy, x = _grad_pair(dy, x)
+    axis = _axis(axis, x.ndim)
+    return _along_last(be, be.lib.log_softmax_backward, [dy, x], axis)
+
+
+def _log_softmax_backward_from_output(dy, y, axis=-1):
+    """log_softmax_backward given y = log_softmax(x, axis): dy - exp(y) * sum(dy, axis)."""
+    be, dy, y = _grad_pair(dy, y, "y")
+    axis = _axis(axis, y.ndim, "y")
+    return _along_last(be, be.lib.log_softmax_backward_from_output, [dy, y], axis)
+
+
+# ----------------------------------------------------------------------------------------------
+# dropout
+
+def dropout(x, rate, seed, training=True):
+    """Inverted dropout (Keras semantics): element i of x (flat C order) is kept iff
+    uniform01(seed, i) >= rate and then scaled by 1 / (1 - rate), else set to 0.
+
+    The mask is a pure function of (seed, index): the same seed gives the same mask on every run
+    and thread count. When ``training`` is false or ``rate == 0`` x itself is returned (the same
+    object, not a copy), as Keras does."""
+    rate = _rate(rate)
+    seed = seed_value(seed)
+    x_in = x
+    be, x = _input(x)
+    if not training or rate == 0:
+        return x_in
+    y = be.xp.empty(x.shape, x.dtype)
+    be.lib.dropout_forward(x, y, rate, seed)
+    return y
+
+
+def dropout_backward(dy, x, rate, seed, training=True):
+    """The gradient of dropout: dy masked and scaled like the forward (the mask is redrawn from
+    seed, so nothing needs saving). dy itself is returned when training is false or rate == 0."""
+    rate = _rate(rate)
+    seed = seed_value(seed)
+    dy_in = dy
+    be, dy, x = _grad_pair(dy, x)
+    if not training or rate == 0:
+        return dy_in
+    dx = be.xp.empty(dy.shape, dy.dtype)
+    be.lib.dropout_forward(dy, dx, rate, seed)
+    return dx

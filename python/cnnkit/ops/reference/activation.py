@@ -1,3 +1,131 @@
-"""Placeholder for the activation reference ops."""
+"""Reference activations, softmax and dropout: the textbook formulas in NumPy, in the given dtype.
 
-__all__ = []
+Where a formula could overflow (exp of a large argument) it is written in its stable form, with
+the branch shown explicitly (np.where over both halves), so the reference stays finite for inputs
+up to |x| = 1e4 and can check the native kernels there.
+"""
+
+import numpy as np
+
+from ._common import uniform01
+
+__all__ = [
+    "relu", "relu_backward",
+    "leaky_relu", "leaky_relu_backward",
+    "elu", "elu_backward",
+    "sigmoid", "sigmoid_backward",
+    "tanh", "tanh_backward",
+    "softmax", "softmax_backward",
+    "log_softmax", "log_softmax_backward",
+    "dropout", "dropout_backward",
+]
+
+
+def _zero(x):
+    return np.zeros((), dtype=x.dtype)
+
+
+def relu(x, out=None):
+    y = np.where(x < 0, _zero(x), x)  # not np.maximum: NaN must stay NaN either way
+    return _into(y, out)
+
+
+def relu_backward(dy, x):
+    # x <= 0 rather than x > 0 picks the gradient at NaN: dy, as PyTorch's threshold_backward.
+    return np.where(x <= 0, _zero(dy), dy)
+
+
+def leaky_relu(x, alpha=0.2, out=None):
+    a = x.dtype.type(alpha)
+    return _into(np.where(x < 0, a * x, x), out)
+
+
+def leaky_relu_backward(dy, x, alpha=0.2):
+    a = x.dtype.type(alpha)
+    return np.where(x > 0, dy, a * dy)
+
+
+def elu(x, alpha=1.0, out=None):
+    a = x.dtype.type(alpha)
+    negative = np.minimum(x, _zero(x))  # expm1 only of x <= 0
+    return _into(np.where(x > 0, x, a * np.expm1(negative)), out)
+
+
+def elu_backward(dy, x, alpha=1.0):
+    a = x.dtype.type(alpha)
+    negative = np.minimum(x, _zero(x))
+    return np.where(x > 0, dy, a * np.exp(negative) * dy)
+
+
+def sigmoid(x, out=None):
+    # 1 / (1 + exp(-x)) for x >= 0 and exp(x) / (1 + exp(x)) for x < 0: exp never sees a
+    # positive argument, so it cannot overflow.
+    one = x.dtype.type(1)
+    e = np.exp(-np.abs(x))
+    return _into(np.where(x >= 0, one / (one + e), e / (one + e)), out)
+
+
+def sigmoid_backward(dy, x):
+    s = sigmoid(x)
+    return dy * s * (x.dtype.type(1) - s)
+
+
+def tanh(x, out=None):
+    return _into(np.tanh(x), out)
+
+
+def tanh_backward(dy, x):
+    t = np.tanh(x)
+    return dy * (x.dtype.type(1) - t * t)
+
+
+def softmax(x, axis=-1, out=None):
+    if x.shape[axis] == 0:  # no rows to normalize (np.max has nothing to reduce)
+        return _into(x.copy(), out)
+    e = np.exp(x - np.max(x, axis=axis, keepdims=True))
+    return _into(e / np.sum(e, axis=axis, keepdims=True), out)
+
+
+def softmax_backward(dy, x, axis=-1):
+    y = softmax(x, axis)
+    # Jacobian of softmax: dy_i/dx_j = y_i (delta_ij - y_j), so dx = y * (dy - <dy, y>).
+    return y * (dy - np.sum(dy * y, axis=axis, keepdims=True))
+
+
+def log_softmax(x, axis=-1, out=None):
+    if x.shape[axis] == 0:
+        return _into(x.copy(), out)
+    shifted = x - np.max(x, axis=axis, keepdims=True)
+    return _into(shifted - np.log(np.sum(np.exp(shifted), axis=axis, keepdims=True)), out)
+
+
+def log_softmax_backward(dy, x, axis=-1):
+    return dy - softmax(x, axis) * np.sum(dy, axis=axis, keepdims=True)
+
+
+def dropout_mask(shape, rate, seed):
+    """The keep mask of dropout: element i (flat C order) is kept iff uniform01(seed, i) >= rate."""
+    n = int(np.prod(shape, dtype=np.int64))
+    return (uniform01(seed, np.arange(n, dtype=np.uint64)) >= rate).reshape(shape)
+
+
+def dropout(x, rate, seed, training=True):
+    if not training or rate == 0:
+        return x
+    keep = dropout_mask(x.shape, rate, seed)
+    return np.where(keep, x * x.dtype.type(1.0 / (1.0 - rate)), _zero(x))
+
+
+def dropout_backward(dy, x, rate, seed, training=True):
+    if not training or rate == 0:
+        return dy
+    keep = dropout_mask(x.shape, rate, seed)
+    return np.where(keep, dy * dy.dtype.type(1.0 / (1.0 - rate)), _zero(dy))
+
+
+def _into(y, out):
+    y = np.asarray(y)
+    if out is None:
+        return y
+    out[...] = y
+    return out
