@@ -15,6 +15,7 @@
 #endif
 
 #include "bind_util.h"
+#include "cpu/simd.h"
 
 // GCC's default -ftrapping-math keeps it from if-converting a select whose arm does arithmetic
 // (x < 0 ? alpha * x : x), so such loops would not vectorize; no kernel here reads the FP
@@ -31,15 +32,6 @@ namespace {
 
 // Below this many elements a kernel runs on the calling thread (thread start-up is ~microseconds).
 constexpr index_t kParallelMin = 1 << 15;
-
-// The elementwise and row loops are also compiled for AVX2+FMA and AVX-512 (x86-64-v3/v4), one
-// picked at load time; the build itself stays portable (baseline SSE2). This pays most in the
-// exp-based loops, which are compute-bound, and in relu-like loops on data that fits in cache.
-#if defined(__GNUC__) && !defined(__clang__) && __GNUC__ >= 12 && defined(__x86_64__) && defined(__linux__)
-#define CNNKIT_WIDE __attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default")))
-#else
-#define CNNKIT_WIDE
-#endif
 
 // f(begin, end) over [0, n) in chunks of 8192 elements, chunks split statically over the threads
 // (contiguous blocks per thread, as a static parallel for over elements would give).
@@ -138,12 +130,12 @@ inline T relu_grad_of(T g, T v) {
 }
 
 template <class T>
-CNNKIT_WIDE void relu_forward_span(const T* x, T* y, index_t n) {
+CNNKIT_SIMD_CLONES void relu_forward_span(const T* x, T* y, index_t n) {
     for (index_t i = 0; i < n; ++i) y[i] = relu_of(x[i]);
 }
 
 template <class T>
-CNNKIT_WIDE void relu_backward_span(const T* dy, const T* v, T* dx, index_t n) {
+CNNKIT_SIMD_CLONES void relu_backward_span(const T* dy, const T* v, T* dx, index_t n) {
     for (index_t i = 0; i < n; ++i) dx[i] = relu_grad_of(dy[i], v[i]);
 }
 
@@ -233,7 +225,7 @@ void relu_backward(const T* dy, const T* v, T* dx, index_t n) {
 
 // leaky_relu: y = x < 0 ? alpha x : x; dx = x > 0 ? dy : alpha dy (alpha at 0, like PyTorch/TF).
 template <class T>
-CNNKIT_WIDE void leaky_relu_forward_span(const T* x, T* y, index_t n, T alpha) {
+CNNKIT_SIMD_CLONES void leaky_relu_forward_span(const T* x, T* y, index_t n, T alpha) {
     for (index_t i = 0; i < n; ++i) {
         const T v = x[i];
         y[i] = v < T(0) ? alpha * v : v;
@@ -248,7 +240,7 @@ void leaky_relu_forward(const T* x, T* y, index_t n, T alpha) {
 }
 
 template <class T>
-CNNKIT_WIDE void leaky_relu_backward_span(const T* dy, const T* x, T* dx, index_t n, T alpha) {
+CNNKIT_SIMD_CLONES void leaky_relu_backward_span(const T* dy, const T* x, T* dx, index_t n, T alpha) {
     for (index_t i = 0; i < n; ++i) {
         const T g = dy[i], v = x[i];
         dx[i] = v > T(0) ? g : alpha * g;
@@ -265,7 +257,7 @@ void leaky_relu_backward(const T* dy, const T* x, T* dx, index_t n, T alpha) {
 // elu: y = x > 0 ? x : alpha expm1(x); dx = x > 0 ? dy : alpha exp(x) dy.
 // expm1/exp of min(x, 0) only, so large positive x never overflows the unused side.
 template <class T>
-CNNKIT_WIDE void elu_forward_span(const T* x, T* y, index_t n, T alpha) {
+CNNKIT_SIMD_CLONES void elu_forward_span(const T* x, T* y, index_t n, T alpha) {
     for (index_t i = 0; i < n; ++i) {
         const T v = x[i];
         const T neg = alpha * expm1_nonpos(v > T(0) ? T(0) : v);
@@ -281,7 +273,7 @@ void elu_forward(const T* x, T* y, index_t n, T alpha) {
 }
 
 template <class T>
-CNNKIT_WIDE void elu_backward_span(const T* dy, const T* x, T* dx, index_t n, T alpha) {
+CNNKIT_SIMD_CLONES void elu_backward_span(const T* dy, const T* x, T* dx, index_t n, T alpha) {
     for (index_t i = 0; i < n; ++i) {
         const T g = dy[i], v = x[i];
         const T neg = alpha * exp_nonpos(v > T(0) ? T(0) : v) * g;
@@ -299,7 +291,7 @@ void elu_backward(const T* dy, const T* x, T* dx, index_t n, T alpha) {
 // sigmoid with e = exp(-|x|) <= 1, which never overflows: s = 1 / (1 + e) for x >= 0 and
 // e / (1 + e) for x < 0; s (1 - s) = e / (1 + e)^2 on both sides, without the cancellation of 1 - s.
 template <class T>
-CNNKIT_WIDE void sigmoid_forward_span(const T* x, T* y, index_t n) {
+CNNKIT_SIMD_CLONES void sigmoid_forward_span(const T* x, T* y, index_t n) {
     for (index_t i = 0; i < n; ++i) {
         const T v = x[i];
         const T e = exp_nonpos(-magnitude(v));
@@ -316,7 +308,7 @@ void sigmoid_forward(const T* x, T* y, index_t n) {
 }
 
 template <class T>
-CNNKIT_WIDE void sigmoid_backward_span(const T* dy, const T* x, T* dx, index_t n) {
+CNNKIT_SIMD_CLONES void sigmoid_backward_span(const T* dy, const T* x, T* dx, index_t n) {
     for (index_t i = 0; i < n; ++i) {
         const T e = exp_nonpos(-magnitude(x[i]));
         const T r = T(1) / (T(1) + e);
@@ -332,7 +324,7 @@ void sigmoid_backward(const T* dy, const T* x, T* dx, index_t n) {
 }
 
 template <class T>
-CNNKIT_WIDE void sigmoid_backward_from_output_span(const T* dy, const T* y, T* dx, index_t n) {
+CNNKIT_SIMD_CLONES void sigmoid_backward_from_output_span(const T* dy, const T* y, T* dx, index_t n) {
     for (index_t i = 0; i < n; ++i) dx[i] = dy[i] * (y[i] * (T(1) - y[i]));
 }
 
@@ -346,7 +338,7 @@ void sigmoid_backward_from_output(const T* dy, const T* y, T* dx, index_t n) {
 // tanh: dx = dy (1 - tanh(x)^2). From x, 1 - tanh(x)^2 = 4 e / (1 + e)^2 with e = exp(-2|x|),
 // which keeps its relative accuracy where tanh(x) rounds to +-1 (1 - t t would give 0 there).
 template <class T>
-CNNKIT_WIDE void tanh_forward_span(const T* x, T* y, index_t n) {
+CNNKIT_SIMD_CLONES void tanh_forward_span(const T* x, T* y, index_t n) {
     for (index_t i = 0; i < n; ++i) y[i] = tanh_any(x[i]);
 }
 
@@ -358,7 +350,7 @@ void tanh_forward(const T* x, T* y, index_t n) {
 }
 
 template <class T>
-CNNKIT_WIDE void tanh_backward_span(const T* dy, const T* x, T* dx, index_t n) {
+CNNKIT_SIMD_CLONES void tanh_backward_span(const T* dy, const T* x, T* dx, index_t n) {
     for (index_t i = 0; i < n; ++i) {
         const T e = exp_nonpos(T(-2) * magnitude(x[i]));
         const T r = T(1) / (T(1) + e);
@@ -374,7 +366,7 @@ void tanh_backward(const T* dy, const T* x, T* dx, index_t n) {
 }
 
 template <class T>
-CNNKIT_WIDE void tanh_backward_from_output_span(const T* dy, const T* y, T* dx, index_t n) {
+CNNKIT_SIMD_CLONES void tanh_backward_from_output_span(const T* dy, const T* y, T* dx, index_t n) {
     for (index_t i = 0; i < n; ++i) dx[i] = dy[i] * (T(1) - y[i] * y[i]);
 }
 
@@ -414,7 +406,7 @@ void for_rows(index_t rows, index_t cols, F f) {
 
 // y = e / sum(e) with e = exp(x - max), e stored in y on the way.
 template <class T>
-CNNKIT_WIDE void softmax_row(const T* x, T* y, index_t cols) {
+CNNKIT_SIMD_CLONES void softmax_row(const T* x, T* y, index_t cols) {
     const T m = row_max(x, cols);
     double sum = 0;
     for (index_t b = 0; b < cols; b += kRowBlock) {
@@ -439,7 +431,7 @@ void softmax_forward(const T* x, T* y, index_t rows, index_t cols) {
 
 // dx = y (dy - sum(dy y)), given the output y.
 template <class T>
-CNNKIT_WIDE void softmax_backward_from_output_row(const T* dy, const T* y, T* dx, index_t cols) {
+CNNKIT_SIMD_CLONES void softmax_backward_from_output_row(const T* dy, const T* y, T* dx, index_t cols) {
     double dot = 0;
     for (index_t b = 0; b < cols; b += kRowBlock) {
         const index_t end = std::min(cols, b + kRowBlock);
@@ -461,7 +453,7 @@ void softmax_backward_from_output(const T* dy, const T* y, T* dx, index_t rows, 
 
 // The same from the input, recomputing exp(x - max) rather than storing it (dx may be dy).
 template <class T>
-CNNKIT_WIDE void softmax_backward_row(const T* dy, const T* x, T* dx, index_t cols) {
+CNNKIT_SIMD_CLONES void softmax_backward_row(const T* dy, const T* x, T* dx, index_t cols) {
     const T m = row_max(x, cols);
     double sum = 0, dot = 0;  // sum(e) and sum(dy e) with e = exp(x - max); y = e / sum
     for (index_t b = 0; b < cols; b += kRowBlock) {
@@ -492,7 +484,7 @@ void softmax_backward(const T* dy, const T* x, T* dx, index_t rows, index_t cols
 // log_softmax: y = (x - max) - log(sum exp(x - max)). x - max is exact for x near the maximum, and
 // the log is small; adding max to the log first would round it to the ulp of max (1e-3 at 1e4).
 template <class T>
-CNNKIT_WIDE void log_softmax_row(const T* x, T* y, index_t cols) {
+CNNKIT_SIMD_CLONES void log_softmax_row(const T* x, T* y, index_t cols) {
     const T m = row_max(x, cols);
     double sum = 0;
     for (index_t b = 0; b < cols; b += kRowBlock) {
@@ -514,7 +506,7 @@ void log_softmax_forward(const T* x, T* y, index_t rows, index_t cols) {
 
 // dx = dy - softmax(x) sum(dy), where softmax(x) = exp(y).
 template <class T>
-CNNKIT_WIDE void log_softmax_backward_from_output_row(const T* dy, const T* y, T* dx, index_t cols) {
+CNNKIT_SIMD_CLONES void log_softmax_backward_from_output_row(const T* dy, const T* y, T* dx, index_t cols) {
     double total = 0;
     for (index_t b = 0; b < cols; b += kRowBlock) {
         const index_t end = std::min(cols, b + kRowBlock);
@@ -535,7 +527,7 @@ void log_softmax_backward_from_output(const T* dy, const T* y, T* dx, index_t ro
 }
 
 template <class T>
-CNNKIT_WIDE void log_softmax_backward_row(const T* dy, const T* x, T* dx, index_t cols) {
+CNNKIT_SIMD_CLONES void log_softmax_backward_row(const T* dy, const T* x, T* dx, index_t cols) {
     const T m = row_max(x, cols);
     double sum = 0, total = 0;
     for (index_t b = 0; b < cols; b += kRowBlock) {
@@ -574,7 +566,7 @@ inline std::uint64_t dropout_threshold(double rate) {
 
 // Elements [begin, end) of the flat array (the hash takes the global index).
 template <class T>
-CNNKIT_WIDE void dropout_span(const T* x, T* y, index_t begin, index_t end, std::uint64_t key,
+CNNKIT_SIMD_CLONES void dropout_span(const T* x, T* y, index_t begin, index_t end, std::uint64_t key,
                               std::uint64_t threshold, T scale) {
     for (index_t i = begin; i < end; ++i) {
         const std::uint64_t z = mix64(key + 0x9E3779B97F4A7C15ULL * (static_cast<std::uint64_t>(i) + 1));

@@ -12,6 +12,7 @@
 #include <string>
 
 #include "bind_util.h"
+#include "cpu/simd.h"
 
 namespace cnnkit {
 
@@ -54,15 +55,6 @@ inline float exp_nonpositive(float x) {
 
 inline double exp_nonpositive(double x) { return std::exp(x); }
 
-// The float row loops are compiled for AVX-512, AVX2+FMA and baseline x86-64 and picked at load time
-// (GCC function multiversioning), since the portable build targets SSE2 only; results are
-// deterministic on a given machine (the lane count fixes the summation order).
-#if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__) && defined(__GLIBC__) && \
-    !defined(CNNKIT_NATIVE_BUILD)
-#define CNNKIT_SIMD_CLONES __attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default")))
-#else
-#define CNNKIT_SIMD_CLONES
-#endif
 
 // Max of the row; *finite tells whether every value is finite (x * 0 is 0 for finite x, else NaN).
 CNNKIT_SIMD_CLONES float row_max(const float* x, index_t K, bool* finite) {

@@ -10,20 +10,12 @@
 #include <vector>
 
 #include "bind_util.h"
+#include "cpu/simd.h"
 
 namespace cnnkit {
 
 namespace {
 
-// The row loops below are compiled for AVX-512, AVX2+FMA and baseline x86-64 and picked at load time
-// (GCC function multiversioning): the portable build targets SSE2, where float -> double conversion
-// makes the reductions compute-bound. Same macro as in loss.cpp.
-#if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__) && defined(__GLIBC__) && \
-    !defined(CNNKIT_NATIVE_BUILD)
-#define CNNKIT_SIMD_CLONES __attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default")))
-#else
-#define CNNKIT_SIMD_CLONES
-#endif
 
 // Rows per block: about 16K elements (fits in L2), at least 8 rows. Depends on C only.
 inline index_t bn_block_rows(index_t C) { return std::max<index_t>(8, 16384 / std::max<index_t>(C, 1)); }

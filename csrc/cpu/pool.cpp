@@ -11,16 +11,8 @@
 #include <vector>
 
 #include "bind_util.h"
+#include "cpu/simd.h"
 
-// The kernels are memory- and compare-bound over the channel loop: on x86-64 with glibc (ifunc), GCC
-// also builds an AVX2 clone of each and picks it at load time, so a portable (SSE2) build still runs
-// 8-wide where the CPU can.
-#if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__) && defined(__GLIBC__) && \
-    !defined(__AVX2__)
-#define CNNKIT_SIMD_CLONES __attribute__((target_clones("avx2", "default")))
-#else
-#define CNNKIT_SIMD_CLONES
-#endif
 
 namespace cnnkit {
 
