@@ -47,13 +47,33 @@ void im2col(const T* x, T* col, const ConvGeom& g, index_t row0, index_t row1) {
     }
 }
 
+// The taps of one spatial axis: for each input coordinate h, the (kernel offset i, output
+// coordinate oh) pairs with oh*S - P + i*D == h and 0 <= oh < O, in increasing i. Precomputing them
+// keeps divisions out of col2im's inner loops and visits only the taps that exist (about K/S).
+struct AxisTaps {
+    std::vector<index_t> count, k, out;  // count[h]; k/out[h * K + t] for t < count[h]
+    AxisTaps(index_t size, index_t K, index_t S, index_t D, index_t P, index_t O)
+        : count(size, 0), k(size * K), out(size * K) {
+        for (index_t h = 0; h < size; ++h) {
+            for (index_t i = 0; i < K; ++i) {
+                const index_t t = h + P - i * D;
+                if (t < 0 || t % S != 0 || t / S >= O) continue;
+                k[h * K + count[h]] = i;
+                out[h * K + count[h]] = t / S;
+                ++count[h];
+            }
+        }
+    }
+};
+
 // dx (N, H, W, C) += the adjoint of im2col applied to dcol, the rows [row0, row1) of the full
 // (N*OH*OW, KH*KW*C) column-gradient matrix, stored as a (row1 - row0, K) block. Gather: each input
 // pixel of the images those rows touch adds, in (kh, kw) order, the entries of the rows in range
-// whose window read it.
+// whose window read it. Scratch: the two AxisTaps tables, (H + W) * (KH + KW) integers.
 template <class T>
 void col2im_accumulate(const T* dcol, T* dx, const ConvGeom& g, index_t row0, index_t row1) {
     if (row1 <= row0) return;
+    const AxisTaps th(g.H, g.KH, g.SH, g.DH, g.PT, g.OH), tw(g.W, g.KW, g.SW, g.DW, g.PL, g.OW);
     const index_t K = g.patch_size(), C = g.C, ohw = g.OH * g.OW;
     const index_t n0 = row0 / ohw, n1 = (row1 - 1) / ohw;  // images touched, inclusive
     const index_t span = (n1 - n0 + 1) * g.H;              // (image, input row) pairs
@@ -64,21 +84,21 @@ void col2im_accumulate(const T* dcol, T* dx, const ConvGeom& g, index_t row0, in
         const index_t lo = std::max(row0, n * ohw) - n * ohw, hi = std::min(row1, (n + 1) * ohw) - n * ohw;
         const index_t oh_lo = lo / g.OW, oh_hi = (hi - 1) / g.OW;
         if (h < oh_lo * g.SH - g.PT || h > oh_hi * g.SH - g.PT + (g.KH - 1) * g.DH) continue;
+        const index_t nh = th.count[h];
+        const index_t* hk = &th.k[h * g.KH];
+        const index_t* hoh = &th.out[h * g.KH];
         for (index_t w = 0; w < g.W; ++w) {
             T* dst = dx + ((n * g.H + h) * g.W + w) * C;
-            for (index_t i = 0; i < g.KH; ++i) {
-                const index_t th = h + g.PT - i * g.DH;
-                if (th < 0 || th % g.SH != 0) continue;
-                const index_t oh = th / g.SH;
-                if (oh >= g.OH) continue;
-                for (index_t j = 0; j < g.KW; ++j) {
-                    const index_t tw = w + g.PL - j * g.DW;
-                    if (tw < 0 || tw % g.SW != 0) continue;
-                    const index_t ow = tw / g.SW;
-                    if (ow >= g.OW) continue;
-                    const index_t r = n * ohw + oh * g.OW + ow;
+            const index_t nw = tw.count[w];
+            const index_t* wk = &tw.k[w * g.KW];
+            const index_t* wow = &tw.out[w * g.KW];
+            for (index_t a = 0; a < nh; ++a) {
+                const index_t rbase = n * ohw + hoh[a] * g.OW;
+                const index_t cbase = hk[a] * g.KW * C;
+                for (index_t bb = 0; bb < nw; ++bb) {
+                    const index_t r = rbase + wow[bb];
                     if (r < row0 || r >= row1) continue;
-                    const T* src = dcol + (r - row0) * K + (i * g.KW + j) * C;
+                    const T* src = dcol + (r - row0) * K + cbase + wk[bb] * C;
                     for (index_t c = 0; c < C; ++c) dst[c] += src[c];
                 }
             }

@@ -8,8 +8,14 @@ inside an image), reusing one buffer. ``conv2d_backward`` gives dw (col.T @ dy, 
 chunks), dx (dy @ w.T into the same buffer, then a deterministic col2im gather) and db (a native,
 deterministic column sum). A 1x1, stride-1, unpadded convolution needs no im2col: it is one GEMM on
 x.reshape(-1, C).
+
+The workspace is kept per thread between calls (at most ``workspace_limit`` bytes of it): a fresh
+64 MiB buffer per call would cost more in page faults than the im2col copy itself.
 """
 
+import threading
+
+from ..config import config
 from . import _backend
 from ._backend import backend, check_float
 
@@ -35,6 +41,22 @@ def _is_pointwise(geom):
     """1x1 window, stride 1, no padding: the im2col matrix is x.reshape(-1, C) itself."""
     _, _, _, _, kh, kw, sh, sw, _, _, pt, pb, pl, pr = geom
     return kh == kw == sh == sw == 1 and pt == pb == pl == pr == 0
+
+
+_cache = threading.local()
+
+
+def _workspace(be, rows, k, dtype):
+    """A (rows, k) scratch buffer, reusing this thread's previous one when it is large enough and
+    not above the current workspace limit (so lowering the limit also releases memory)."""
+    need = rows * k * be.xp.dtype(dtype).itemsize
+    buf = getattr(_cache, "buf", None)
+    limit = max(need, config.workspace_limit)
+    if buf is None or type(buf) is not be.xp.ndarray or buf.nbytes < need or buf.nbytes > limit:
+        _cache.buf = None  # let the old one go before allocating the new one
+        buf = be.xp.empty(need, dtype=be.xp.uint8)
+        _cache.buf = buf
+    return buf[:need].view(dtype).reshape(rows, k)
 
 
 def _chunks(total_rows, rows):
@@ -95,7 +117,7 @@ def conv2d(x, w, b=None, strides=1, padding="valid", dilation=1):
         xp.matmul(x.reshape(rows, c), w2d, out=y2d)
     elif rows:
         step = _backend.workspace_rows(k * x.itemsize, rows)
-        col = xp.empty((step, k), dtype=x.dtype)
+        col = _workspace(be, step, k, x.dtype)
         for r0, r1 in _chunks(rows, step):
             chunk = col[: r1 - r0]
             be.lib.im2col(x, chunk, geom, r0, r1)
@@ -137,7 +159,7 @@ def conv2d_backward(dy, x, w, b=None, strides=1, padding="valid", dilation=1):
         dw2d = dw.reshape(k, o)
         dw_part = xp.empty((k, o), dtype=x.dtype)
         step = _backend.workspace_rows(k * x.itemsize, rows)
-        col = xp.empty((step, k), dtype=x.dtype)
+        col = _workspace(be, step, k, x.dtype)
         for r0, r1 in _chunks(rows, step):
             chunk, dy_chunk = col[: r1 - r0], dy2d[r0:r1]
             be.lib.im2col(x, chunk, geom, r0, r1)
