@@ -13,6 +13,7 @@ The workspace is kept per thread between calls (at most ``workspace_limit`` byte
 64 MiB buffer per call would cost more in page faults than the im2col copy itself.
 """
 
+import os
 import threading
 
 from ..config import config
@@ -57,6 +58,22 @@ def _workspace(be, rows, k, dtype):
         buf = be.xp.empty(need, dtype=be.xp.uint8)
         _cache.buf = buf
     return buf[:need].view(dtype).reshape(rows, k)
+
+
+# Chunk size. Each chunk alternates our OpenMP kernels with OpenBLAS's own threads. When OpenMP
+# threads sleep between regions (OMP_WAIT_POLICY=PASSIVE), chunks of ~8 MiB that stay in the last-level
+# cache are fastest (C3 forward ~30% faster than one 64 MiB chunk). With libgomp's default
+# spin-waiting, every switch makes the spinning OpenMP threads fight the BLAS threads for the cores,
+# so fewer, larger chunks (up to workspace_limit) win by far; measured on 2 cores.
+_CACHE_CHUNK_BYTES = 8 * 2**20
+_THREADS_SLEEP = os.environ.get("OMP_WAIT_POLICY", "").strip().upper() == "PASSIVE"
+
+
+def _chunk_rows(row_bytes, total_rows):
+    rows = _backend.workspace_rows(row_bytes, total_rows)
+    if _THREADS_SLEEP:
+        rows = min(rows, max(1, _CACHE_CHUNK_BYTES // row_bytes))
+    return rows
 
 
 def _chunks(total_rows, rows):
@@ -116,7 +133,7 @@ def conv2d(x, w, b=None, strides=1, padding="valid", dilation=1):
     if rows and _is_pointwise(geom):
         xp.matmul(x.reshape(rows, c), w2d, out=y2d)
     elif rows:
-        step = _backend.workspace_rows(k * x.itemsize, rows)
+        step = _chunk_rows(k * x.itemsize, rows)
         col = _workspace(be, step, k, x.dtype)
         for r0, r1 in _chunks(rows, step):
             chunk = col[: r1 - r0]
@@ -143,22 +160,18 @@ def conv2d_backward(dy, x, w, b=None, strides=1, padding="valid", dilation=1):
     rows, k = n * oh * ow, w.shape[0] * w.shape[1] * c
     dy2d = dy.reshape(rows, o)
     w2d = w.reshape(k, o)
-    db = None
-    if b is not None:
-        db = xp.empty((o,), dtype=x.dtype)
-        be.lib.bias_grad(dy2d, db)
     if rows and _is_pointwise(geom):
         dx = xp.empty(x.shape, dtype=x.dtype)
         xp.matmul(dy2d, w2d.T, out=dx.reshape(rows, c))
         dw = xp.empty(w.shape, dtype=x.dtype)
         xp.matmul(x.reshape(rows, c).T, dy2d, out=dw.reshape(k, o))
-        return dx, dw, db
+        return dx, dw, _bias_grad(be, dy2d, b)
     dx = xp.zeros(x.shape, dtype=x.dtype)
     dw = xp.zeros(w.shape, dtype=x.dtype)
     if rows:
         dw2d = dw.reshape(k, o)
         dw_part = xp.empty((k, o), dtype=x.dtype)
-        step = _backend.workspace_rows(k * x.itemsize, rows)
+        step = _chunk_rows(k * x.itemsize, rows)
         col = _workspace(be, step, k, x.dtype)
         for r0, r1 in _chunks(rows, step):
             chunk, dy_chunk = col[: r1 - r0], dy2d[r0:r1]
@@ -168,4 +181,13 @@ def conv2d_backward(dy, x, w, b=None, strides=1, padding="valid", dilation=1):
                 dw2d += dw_part
             xp.matmul(dy_chunk, w2d.T, out=chunk)  # the buffer now holds dcol for these rows
             be.lib.col2im_accumulate(chunk, dx, geom, r0, r1)
-    return dx, dw, db
+    # After col2im, so that two native (OpenMP) kernels run back to back rather than around a GEMM.
+    return dx, dw, _bias_grad(be, dy2d, b)
+
+
+def _bias_grad(be, dy2d, b):
+    if b is None:
+        return None
+    db = be.xp.empty((dy2d.shape[1],), dtype=dy2d.dtype)
+    be.lib.bias_grad(dy2d, db)
+    return db
