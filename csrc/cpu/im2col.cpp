@@ -13,11 +13,14 @@
 namespace cnnkit {
 
 // Fill col (row1 - row0, KH*KW*C) with the im2col rows [row0, row1) of x (N, H, W, C); padding -> 0.
+// parallel=false runs on the calling thread: conv2d does so between OpenBLAS GEMMs, where this
+// memory-bound copy gains less from a second OpenMP thread than that thread costs the GEMM that
+// follows (it spin-waits on a core OpenBLAS needs; measured ~15-30% on 2 cores).
 template <class T>
-void im2col(const T* x, T* col, const ConvGeom& g, index_t row0, index_t row1) {
+void im2col(const T* x, T* col, const ConvGeom& g, index_t row0, index_t row1, bool parallel = true) {
     const index_t K = g.patch_size(), C = g.C, ohw = g.OH * g.OW;
     const index_t run = g.KW * g.C;  // one kernel row of a window
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if (parallel)
     for (index_t r = row0; r < row1; ++r) {
         const index_t n = r / ohw, oh = (r % ohw) / g.OW, ow = r % g.OW;
         const index_t ih0 = oh * g.SH - g.PT, iw0 = ow * g.SW - g.PL;
@@ -152,7 +155,8 @@ static void check_rows(const ConvGeom& g, index_t row0, index_t row1) {
 void bind_im2col(py::module_& m) {
     m.def(
         "im2col",
-        [](const py::array& x, py::array& col, const py::tuple& geom, index_t row0, index_t row1) {
+        [](const py::array& x, py::array& col, const py::tuple& geom, index_t row0, index_t row1,
+           bool parallel) {
             const ConvGeom g = geom_from(geom);
             check_rows(g, row0, row1);
             dispatch_float(float_dtype(x, "x"), [&](auto t) {
@@ -160,11 +164,13 @@ void bind_im2col(py::module_& m) {
                 const T* xp = in_ptr<T>(x, "x", {g.N, g.H, g.W, g.C});
                 T* cp = out_ptr<T>(col, "col", {row1 - row0, g.patch_size()});
                 py::gil_scoped_release release;
-                im2col<T>(xp, cp, g, row0, row1);
+                im2col<T>(xp, cp, g, row0, row1, parallel);
             });
         },
         py::arg("x"), py::arg("col"), py::arg("geom"), py::arg("row0"), py::arg("row1"),
-        "Fill col (row1-row0, KH*KW*C) with rows [row0, row1) of the im2col matrix of x (NHWC).");
+        py::arg("parallel") = true,
+        "Fill col (row1-row0, KH*KW*C) with rows [row0, row1) of the im2col matrix of x (NHWC);\n"
+        "parallel=False copies on the calling thread only.");
     m.def(
         "col2im_accumulate",
         [](const py::array& dcol, py::array& dx, const py::tuple& geom, index_t row0, index_t row1) {

@@ -137,7 +137,7 @@ def conv2d(x, w, b=None, strides=1, padding="valid", dilation=1):
         col = _workspace(be, step, k, x.dtype)
         for r0, r1 in _chunks(rows, step):
             chunk = col[: r1 - r0]
-            be.lib.im2col(x, chunk, geom, r0, r1)
+            be.lib.im2col(x, chunk, geom, r0, r1, parallel=False)
             xp.matmul(chunk, w2d, out=y2d[r0:r1])
     if b is not None:
         be.lib.bias_add(y2d, b)
@@ -175,7 +175,7 @@ def conv2d_backward(dy, x, w, b=None, strides=1, padding="valid", dilation=1):
         col = _workspace(be, step, k, x.dtype)
         for r0, r1 in _chunks(rows, step):
             chunk, dy_chunk = col[: r1 - r0], dy2d[r0:r1]
-            be.lib.im2col(x, chunk, geom, r0, r1)
+            be.lib.im2col(x, chunk, geom, r0, r1, parallel=False)
             xp.matmul(chunk.T, dy_chunk, out=dw2d if r0 == 0 else dw_part)
             if r0:
                 dw2d += dw_part
