@@ -1,6 +1,219 @@
-// im2col.cpp: placeholder, filled in by the im2col kernel family.
+// im2col.cpp: the native half of conv2d (the GEMMs run in NumPy/OpenBLAS, see cnnkit/ops/conv.py).
+// im2col copies the windows of an NHWC input into rows of a (rows, KH*KW*C) matrix, columns ordered
+// (kh, kw, c), so each window row is KW runs of C contiguous floats; col2im_accumulate is its adjoint
+// written as a GATHER: one thread owns each input pixel and sums the column entries that read it in a
+// fixed (kh, kw) order, so dx is deterministic without atomics. Both work on a range of im2col rows
+// [row0, row1) so the caller can bound its workspace. OpenMP over rows / pixels; int64 indexing.
+#include <algorithm>
+#include <cstring>
+#include <vector>
+
 #include "bind_util.h"
 
 namespace cnnkit {
-void bind_im2col(py::module_& m) { (void)m; }
+
+// Fill col (row1 - row0, KH*KW*C) with the im2col rows [row0, row1) of x (N, H, W, C); padding -> 0.
+// parallel=false runs on the calling thread: conv2d does so between OpenBLAS GEMMs, where this
+// memory-bound copy gains less from a second OpenMP thread than that thread costs the GEMM that
+// follows (it spin-waits on a core OpenBLAS needs; measured ~15-30% on 2 cores).
+template <class T>
+void im2col(const T* x, T* col, const ConvGeom& g, index_t row0, index_t row1, bool parallel = true) {
+    const index_t K = g.patch_size(), C = g.C, ohw = g.OH * g.OW;
+    const index_t run = g.KW * g.C;  // one kernel row of a window
+#pragma omp parallel for schedule(static) if (parallel)
+    for (index_t r = row0; r < row1; ++r) {
+        const index_t n = r / ohw, oh = (r % ohw) / g.OW, ow = r % g.OW;
+        const index_t ih0 = oh * g.SH - g.PT, iw0 = ow * g.SW - g.PL;
+        T* dst = col + (r - row0) * K;
+        // Whole kernel row inside the image and undilated along W: one contiguous copy.
+        const bool row_inside = g.DW == 1 && iw0 >= 0 && iw0 + g.KW <= g.W;
+        for (index_t i = 0; i < g.KH; ++i, dst += run) {
+            const index_t ih = ih0 + i * g.DH;
+            if (ih < 0 || ih >= g.H) {
+                std::fill(dst, dst + run, T(0));
+                continue;
+            }
+            const T* src_row = x + ((n * g.H + ih) * g.W) * C;
+            if (row_inside) {
+                std::memcpy(dst, src_row + iw0 * C, sizeof(T) * run);
+                continue;
+            }
+            for (index_t j = 0; j < g.KW; ++j) {
+                const index_t iw = iw0 + j * g.DW;
+                T* d = dst + j * C;
+                if (iw < 0 || iw >= g.W)
+                    std::fill(d, d + C, T(0));
+                else
+                    std::memcpy(d, src_row + iw * C, sizeof(T) * C);
+            }
+        }
+    }
+}
+
+// The taps of one spatial axis: for each input coordinate h, the (kernel offset i, output
+// coordinate oh) pairs with oh*S - P + i*D == h and 0 <= oh < O, in increasing i. Precomputing them
+// keeps divisions out of col2im's inner loops and visits only the taps that exist (about K/S).
+struct AxisTaps {
+    std::vector<index_t> count, k, out;  // count[h]; k/out[h * K + t] for t < count[h]
+    AxisTaps(index_t size, index_t K, index_t S, index_t D, index_t P, index_t O)
+        : count(size, 0), k(size * K), out(size * K) {
+        for (index_t h = 0; h < size; ++h) {
+            for (index_t i = 0; i < K; ++i) {
+                const index_t t = h + P - i * D;
+                if (t < 0 || t % S != 0 || t / S >= O) continue;
+                k[h * K + count[h]] = i;
+                out[h * K + count[h]] = t / S;
+                ++count[h];
+            }
+        }
+    }
+};
+
+// dx (N, H, W, C) += the adjoint of im2col applied to dcol, the rows [row0, row1) of the full
+// (N*OH*OW, KH*KW*C) column-gradient matrix, stored as a (row1 - row0, K) block. Gather: each input
+// pixel of the images those rows touch adds, in (kh, kw) order, the entries of the rows in range
+// whose window read it. Scratch: the two AxisTaps tables, (H + W) * (KH + KW) integers.
+template <class T>
+void col2im_accumulate(const T* dcol, T* dx, const ConvGeom& g, index_t row0, index_t row1) {
+    if (row1 <= row0) return;
+    const AxisTaps th(g.H, g.KH, g.SH, g.DH, g.PT, g.OH), tw(g.W, g.KW, g.SW, g.DW, g.PL, g.OW);
+    const index_t K = g.patch_size(), C = g.C, ohw = g.OH * g.OW;
+    const index_t n0 = row0 / ohw, n1 = (row1 - 1) / ohw;  // images touched, inclusive
+    const index_t span = (n1 - n0 + 1) * g.H;              // (image, input row) pairs
+#pragma omp parallel for schedule(static)
+    for (index_t p = 0; p < span; ++p) {
+        const index_t n = n0 + p / g.H, h = p % g.H;
+        // Output rows of image n inside [row0, row1); skip input rows no such window reads.
+        const index_t lo = std::max(row0, n * ohw) - n * ohw, hi = std::min(row1, (n + 1) * ohw) - n * ohw;
+        const index_t oh_lo = lo / g.OW, oh_hi = (hi - 1) / g.OW;
+        if (h < oh_lo * g.SH - g.PT || h > oh_hi * g.SH - g.PT + (g.KH - 1) * g.DH) continue;
+        const index_t nh = th.count[h];
+        const index_t* hk = &th.k[h * g.KH];
+        const index_t* hoh = &th.out[h * g.KH];
+        for (index_t w = 0; w < g.W; ++w) {
+            T* dst = dx + ((n * g.H + h) * g.W + w) * C;
+            const index_t nw = tw.count[w];
+            const index_t* wk = &tw.k[w * g.KW];
+            const index_t* wow = &tw.out[w * g.KW];
+            for (index_t a = 0; a < nh; ++a) {
+                const index_t rbase = n * ohw + hoh[a] * g.OW;
+                const index_t cbase = hk[a] * g.KW * C;
+                for (index_t bb = 0; bb < nw; ++bb) {
+                    const index_t r = rbase + wow[bb];
+                    if (r < row0 || r >= row1) continue;
+                    const T* src = dcol + (r - row0) * K + cbase + wk[bb] * C;
+                    for (index_t c = 0; c < C; ++c) dst[c] += src[c];
+                }
+            }
+        }
+    }
+}
+
+// y (rows, O) += b (O) on every row.
+template <class T>
+void bias_add(T* y, const T* b, index_t rows, index_t O) {
+#pragma omp parallel for schedule(static)
+    for (index_t r = 0; r < rows; ++r) {
+        T* yr = y + r * O;
+        for (index_t o = 0; o < O; ++o) yr[o] += b[o];
+    }
+}
+
+// db (O) = column sums of dy (rows, O), accumulated in double. Deterministic whatever the thread
+// count: fixed blocks of rows are summed into per-block partials (scratch: rows/block * O doubles),
+// which are then added in block order.
+template <class T>
+void bias_grad(const T* dy, T* db, index_t rows, index_t O) {
+    constexpr index_t block = 512;
+    const index_t nblocks = (rows + block - 1) / block;
+    std::vector<double> partial(static_cast<size_t>(nblocks * O), 0.0);
+#pragma omp parallel for schedule(static)
+    for (index_t bi = 0; bi < nblocks; ++bi) {
+        double* acc = partial.data() + bi * O;
+        const index_t r1 = std::min(rows, (bi + 1) * block);
+        for (index_t r = bi * block; r < r1; ++r) {
+            const T* dyr = dy + r * O;
+            for (index_t o = 0; o < O; ++o) acc[o] += dyr[o];
+        }
+    }
+#pragma omp parallel for schedule(static)
+    for (index_t o = 0; o < O; ++o) {
+        double s = 0.0;
+        for (index_t bi = 0; bi < nblocks; ++bi) s += partial[bi * O + o];
+        db[o] = static_cast<T>(s);
+    }
+}
+
+// ---- bindings --------------------------------------------------------------------------------
+
+static void check_rows(const ConvGeom& g, index_t row0, index_t row1) {
+    require(0 <= row0 && row0 <= row1 && row1 <= g.out_pixels(),
+            "row range [" + std::to_string(row0) + ", " + std::to_string(row1) +
+                ") must lie inside [0, N*OH*OW = " + std::to_string(g.out_pixels()) + "]");
+}
+
+void bind_im2col(py::module_& m) {
+    m.def(
+        "im2col",
+        [](const py::array& x, py::array& col, const py::tuple& geom, index_t row0, index_t row1,
+           bool parallel) {
+            const ConvGeom g = geom_from(geom);
+            check_rows(g, row0, row1);
+            dispatch_float(float_dtype(x, "x"), [&](auto t) {
+                using T = decltype(t);
+                const T* xp = in_ptr<T>(x, "x", {g.N, g.H, g.W, g.C});
+                T* cp = out_ptr<T>(col, "col", {row1 - row0, g.patch_size()});
+                py::gil_scoped_release release;
+                im2col<T>(xp, cp, g, row0, row1, parallel);
+            });
+        },
+        py::arg("x"), py::arg("col"), py::arg("geom"), py::arg("row0"), py::arg("row1"),
+        py::arg("parallel") = true,
+        "Fill col (row1-row0, KH*KW*C) with rows [row0, row1) of the im2col matrix of x (NHWC);\n"
+        "parallel=False copies on the calling thread only.");
+    m.def(
+        "col2im_accumulate",
+        [](const py::array& dcol, py::array& dx, const py::tuple& geom, index_t row0, index_t row1) {
+            const ConvGeom g = geom_from(geom);
+            check_rows(g, row0, row1);
+            dispatch_float(float_dtype(dcol, "dcol"), [&](auto t) {
+                using T = decltype(t);
+                const T* cp = in_ptr<T>(dcol, "dcol", {row1 - row0, g.patch_size()});
+                T* dp = out_ptr<T>(dx, "dx", {g.N, g.H, g.W, g.C});
+                py::gil_scoped_release release;
+                col2im_accumulate<T>(cp, dp, g, row0, row1);
+            });
+        },
+        py::arg("dcol"), py::arg("dx"), py::arg("geom"), py::arg("row0"), py::arg("row1"),
+        "dx (NHWC) += col2im of dcol, the rows [row0, row1) of the column-gradient matrix (a gather).");
+    m.def(
+        "bias_add",
+        [](py::array& y, const py::array& b) {
+            dispatch_float(float_dtype(y, "y"), [&](auto t) {
+                using T = decltype(t);
+                const index_t O = check_array<T>(b, "b", {-1});
+                T* yp = out_ptr<T>(y, "y", {-1, O});
+                const T* bp = in_ptr<T>(b, "b", {O});
+                const index_t rows = y.shape(0);
+                py::gil_scoped_release release;
+                bias_add<T>(yp, bp, rows, O);
+            });
+        },
+        py::arg("y"), py::arg("b"), "y (rows, O) += b (O,) in place.");
+    m.def(
+        "bias_grad",
+        [](const py::array& dy, py::array& db) {
+            dispatch_float(float_dtype(dy, "dy"), [&](auto t) {
+                using T = decltype(t);
+                const index_t O = check_array<T>(db, "db", {-1}, true);
+                const T* dyp = in_ptr<T>(dy, "dy", {-1, O});
+                T* dbp = out_ptr<T>(db, "db", {O});
+                const index_t rows = dy.shape(0);
+                py::gil_scoped_release release;
+                bias_grad<T>(dyp, dbp, rows, O);
+            });
+        },
+        py::arg("dy"), py::arg("db"), "db (O,) = column sums of dy (rows, O), deterministic.");
+}
+
 }  // namespace cnnkit

@@ -1,3 +1,94 @@
-"""Placeholder for the conv reference ops."""
+"""Reference 2-D convolution in plain NumPy: x NHWC, w HWIO (kh, kw, in, out).
 
-__all__ = []
+The convolution is written as a sum over kernel offsets (i, j): pad x, take the strided (and dilated)
+slice of the padded input that offset (i, j) reads for every output pixel, and contract its channels
+with w[i, j] (tensordot). The backward pass is the same sum read backwards (chain rule); im2col and
+col2im are explicit loops over windows.
+"""
+
+import numpy as np
+
+from ._common import as_pair, pad_spec
+
+__all__ = ["im2col", "col2im", "conv2d", "conv2d_backward"]
+
+
+def _geometry(x_shape, kernel_size, strides, padding, dilation):
+    """Padding ((top, bottom), (left, right)), output size, strides, dilation, kernel size."""
+    _, h, w, _ = x_shape
+    kh, kw = as_pair(kernel_size)
+    sh, sw = as_pair(strides)
+    dh, dw = as_pair(dilation)
+    pads = pad_spec(padding, (h, w), (kh, kw), (sh, sw), (dh, dw))
+    (pt, pb), (pl, pr) = pads
+    oh = (h + pt + pb - (kh - 1) * dh - 1) // sh + 1
+    ow = (w + pl + pr - (kw - 1) * dw - 1) // sw + 1
+    return pads, (oh, ow), (sh, sw), (dh, dw), (kh, kw)
+
+
+def _tap(i, j, out_hw, strides, dilation):
+    """The (row, column) slices of the padded input that kernel offset (i, j) reads."""
+    (oh, ow), (sh, sw), (dh, dw) = out_hw, strides, dilation
+    return (slice(i * dh, i * dh + (oh - 1) * sh + 1, sh),
+            slice(j * dw, j * dw + (ow - 1) * sw + 1, sw))
+
+
+def conv2d(x, w, b=None, strides=1, padding="valid", dilation=1):
+    pads, out_hw, st, dil, (kh, kw) = _geometry(x.shape, w.shape[:2], strides, padding, dilation)
+    xpad = np.pad(x, ((0, 0), *pads, (0, 0)))
+    y = np.zeros((x.shape[0], *out_hw, w.shape[3]), dtype=x.dtype)
+    for i in range(kh):
+        for j in range(kw):
+            rows, cols = _tap(i, j, out_hw, st, dil)
+            y += np.tensordot(xpad[:, rows, cols, :], w[i, j], axes=([3], [0]))
+    if b is not None:
+        y += b
+    return y
+
+
+def conv2d_backward(dy, x, w, b=None, strides=1, padding="valid", dilation=1):
+    pads, out_hw, st, dil, (kh, kw) = _geometry(x.shape, w.shape[:2], strides, padding, dilation)
+    (pt, _), (pl, _) = pads
+    xpad = np.pad(x, ((0, 0), *pads, (0, 0)))
+    dxpad = np.zeros_like(xpad)
+    dw = np.zeros_like(w)
+    for i in range(kh):
+        for j in range(kw):
+            rows, cols = _tap(i, j, out_hw, st, dil)
+            # y[n, oh, ow, o] += xpad[n, rows[oh], cols[ow], c] * w[i, j, c, o]
+            dw[i, j] = np.tensordot(xpad[:, rows, cols, :], dy, axes=([0, 1, 2], [0, 1, 2]))
+            dxpad[:, rows, cols, :] += np.tensordot(dy, w[i, j], axes=([3], [1]))
+    dx = dxpad[:, pt:pt + x.shape[1], pl:pl + x.shape[2], :]
+    db = dy.sum(axis=(0, 1, 2)) if b is not None else None
+    return np.ascontiguousarray(dx), dw, db
+
+
+def im2col(x, kernel_size, strides=1, padding="valid", dilation=1):
+    n, h, w, c = x.shape
+    ((pt, _), (pl, _)), (oh, ow), (sh, sw), (dh, dw), (kh, kw) = _geometry(
+        x.shape, kernel_size, strides, padding, dilation)
+    col = np.zeros((n, oh, ow, kh, kw, c), dtype=x.dtype)
+    for a in range(oh):
+        for b in range(ow):
+            for i in range(kh):
+                for j in range(kw):
+                    r, s = a * sh - pt + i * dh, b * sw - pl + j * dw
+                    if 0 <= r < h and 0 <= s < w:
+                        col[:, a, b, i, j, :] = x[:, r, s, :]
+    return col.reshape(n * oh * ow, kh * kw * c)
+
+
+def col2im(col, x_shape, kernel_size, strides=1, padding="valid", dilation=1):
+    n, h, w, c = x_shape
+    ((pt, _), (pl, _)), (oh, ow), (sh, sw), (dh, dw), (kh, kw) = _geometry(
+        x_shape, kernel_size, strides, padding, dilation)
+    col = col.reshape(n, oh, ow, kh, kw, c)
+    dx = np.zeros((n, h, w, c), dtype=col.dtype)
+    for a in range(oh):
+        for b in range(ow):
+            for i in range(kh):
+                for j in range(kw):
+                    r, s = a * sh - pt + i * dh, b * sw - pl + j * dw
+                    if 0 <= r < h and 0 <= s < w:
+                        dx[:, r, s, :] += col[:, a, b, i, j, :]
+    return dx
