@@ -1,0 +1,13 @@
+// simd.h: CNNKIT_SIMD_CLONES marks a hot CPU loop to be compiled for AVX-512 (x86-64-v4), AVX2+FMA
+// (x86-64-v3) and the baseline, with the copy picked at load time (GCC function multiversioning,
+// which needs glibc's ifunc). The distributable build targets baseline x86-64 (SSE2) and still runs
+// wide where the CPU can; a -march=native build (CNNKIT_NATIVE) or another compiler gets plain loops.
+// Results are deterministic on a given machine (the lane count fixes any summation order).
+#pragma once
+
+#if defined(__GNUC__) && !defined(__clang__) && __GNUC__ >= 12 && defined(__x86_64__) && \
+    defined(__GLIBC__) && !defined(CNNKIT_NATIVE_BUILD)
+#define CNNKIT_SIMD_CLONES __attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default")))
+#else
+#define CNNKIT_SIMD_CLONES
+#endif
