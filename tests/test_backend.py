@@ -123,3 +123,16 @@ def test_only_the_ops_backend_imports_the_native_module():
     offenders = [str(p.relative_to(root)) for p in root.rglob("*.py")
                  if p.name != "_backend.py" and pattern.search(p.read_text())]
     assert offenders == []
+
+
+def test_core_stub_lists_every_native_function():
+    """python/cnnkit/_core.pyi (tools/gen_stub.sh) stays in step with the built module."""
+    import pathlib
+    import re
+
+    stub = pathlib.Path(cnnkit.__file__).parent / "_core.pyi"
+    assert stub.exists(), "the _core.pyi stub is not installed with the package"
+    declared = set(re.findall(r"^def (\w+)\(", stub.read_text(), re.M))
+    lib = _backend._cpu().lib
+    built = {n for n in dir(lib) if not n.startswith("_") and callable(getattr(lib, n))}
+    assert declared == built, f"missing from stub: {built - declared}; stale in stub: {declared - built}"

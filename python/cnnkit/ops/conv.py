@@ -1,6 +1,6 @@
 """2-D convolution over NHWC inputs with HWIO kernels: im2col + GEMM.
 
-``conv2d`` copies the input windows into rows of an im2col matrix (native ``_core.im2col``) and
+``conv2d`` copies the input windows into rows of an im2col matrix (the native im2col kernel) and
 multiplies it by the kernel reshaped to (KH*KW*C, O) with ``numpy.matmul`` (OpenBLAS), writing each
 chunk's result straight into the output. The im2col scratch is bounded by
 ``cnnkit.config.workspace_limit``: output pixels are processed in chunks of rows (a chunk may end
@@ -58,6 +58,12 @@ def _workspace(be, rows, k, dtype):
         buf = be.xp.empty(need, dtype=be.xp.uint8)
         _cache.buf = buf
     return buf[:need].view(dtype).reshape(rows, k)
+
+
+def release_workspace():
+    """Free this thread's cached im2col scratch (at most cnnkit.config.workspace_limit bytes, kept
+    between calls so that each convolution does not page-fault a fresh buffer)."""
+    _cache.buf = None
 
 
 # Chunk size, measured on 2 cores. Chunks of a few MiB stay in the last-level cache between im2col
