@@ -4,8 +4,11 @@
     python benchmarks/bench_ops.py --device cpu --quick    # fewer shapes and repeats
     python benchmarks/bench_ops.py --device all            # adds the GPU columns where a GPU is usable
 
-Method: every timing is the median of repeated runs after warm-up, in this one process; PyTorch runs
-with the same thread count as cnnkit's OpenMP kernels; GPU work is timed with CUDA events. Ratios
+Method: every timing is the median of repeated runs after warm-up. PyTorch runs in a child process
+of this run, on the same data (fixed seeds) and with the same thread count, because a process has
+one OpenMP runtime: whichever library loads it first sets its wait policy for both, and cnnkit's
+(sleeping threads) slows PyTorch by up to 1.7x while PyTorch's (spinning) slows cnnkit. Each library
+thus runs with its own defaults. GPU work is timed with CUDA events. Ratios
 are quoted against the peers measured here ("x torch" > 1 means cnnkit is faster). Peak extra memory
 is measured in a separate, untimed call with tracemalloc (NumPy reports its allocations to it):
 the most memory the call held at once beyond its inputs. Nothing here asserts a speed.
@@ -104,7 +107,7 @@ def gbps(nbytes, ms):
     return f"{nbytes / ms / 1e6:.1f} GB/s"
 
 
-def header(torch):
+def header(peer_info):
     info = _backend._cpu().lib.build_info()
     cpu = platform.processor() or "?"
     try:
@@ -114,12 +117,33 @@ def header(torch):
         pass
     print(f"cnnkit {cnnkit.__version__} ({info['build_type']}, "
           f"{'native -march=native' if info['native_build'] else 'portable'} build, SIMD {','.join(info['simd'])}, "
-          f"{_backend._cpu().lib.get_num_threads()} OpenMP threads), numpy {np.__version__}")
+          f"{_backend._cpu().lib.get_num_threads()} OpenMP threads, "
+          f"OMP_WAIT_POLICY={'PASSIVE' if _backend.threads_sleep else 'ACTIVE'}), numpy {np.__version__}")
     print(f"CPU: {cpu}, {os.cpu_count()} logical cores")
-    if torch is not None:
-        print(f"peer: torch {torch.__version__}, {torch.get_num_threads()} threads")
-    else:
-        print("peer: PyTorch not installed (pip install torch==2.13.0 for the peer columns)")
+    print(f"peer: {peer_info}")
+
+
+# Filled by the peer child process (PEER_MODE) and read back by the parent: PyTorch's times per case.
+PEER = {}
+PEER_MODE = False
+
+
+def run_peer(argv, threads):
+    """Time PyTorch in a child process with this process's environment as the user set it (cnnkit
+    restores OMP_WAIT_POLICY after loading its runtime), on the same data; returns (info, times)."""
+    import json
+    import subprocess
+    import tempfile
+
+    with tempfile.NamedTemporaryFile(suffix=".json") as tmp:
+        cmd = [sys.executable, os.path.abspath(__file__), *argv, "--peer-json", tmp.name,
+               "--peer-threads", str(threads)]
+        proc = subprocess.run(cmd, capture_output=True, text=True)
+        if proc.returncode != 0:
+            return f"PyTorch peer failed: {proc.stderr.strip().splitlines()[-1] if proc.stderr else proc.returncode}", {}
+        with open(tmp.name) as f:
+            data = json.load(f)
+    return data.pop("_info"), data
 
 
 def bench_conv(table, args, torch, dtype=np.float32):
@@ -132,18 +156,18 @@ def bench_conv(table, args, torch, dtype=np.float32):
         w = (rng.standard_normal((k, k, cin, cout)) / math.sqrt(k * k * cin)).astype(dtype)
         b = rng.standard_normal(cout).astype(dtype)
         kw = dict(strides=s, padding=p)
-        y = ops.conv2d(x, w, b, **kw)
-        dy = rng.standard_normal(y.shape).astype(dtype)
-        ho = y.shape[1]
+        ho = (hw + 2 * p - k) // s + 1
+        dy = rng.standard_normal((n, ho, ho, cout)).astype(dtype)
         flops = 2 * n * cout * cin * k * k * ho * ho
         shape = f"{sid} N={n} {cin}->{cout} {hw}x{hw} k{k} s{s} p{p}"
         fwd = lambda: ops.conv2d(x, w, b, **kw)  # noqa: E731
         fb = lambda: (ops.conv2d(x, w, b, **kw), ops.conv2d_backward(dy, x, w, b, **kw))  # noqa: E731
-        t_torch = {}
-        if torch is not None:
-            t_torch = torch_conv_times(torch, x, w, b, dy, s, p, args.repeat)
+        if PEER_MODE:
+            PEER[f"conv {sid}"] = torch_conv_times(torch, x, w, b, dy, s, p, args.repeat)
+            continue
+        t_torch = PEER.get(f"conv {sid}", {})
         t_ref = {}
-        if not args.no_ref:
+        if not args.no_ref and not PEER_MODE:
             rx, rw, rb = x, w, b
             t_ref["fwd"] = median_ms(lambda: ref.conv2d(rx, rw, rb, **kw), 1, warmup=0)
             t_ref["fb"] = median_ms(lambda: (ref.conv2d(rx, rw, rb, **kw), ref.conv2d_backward(dy, rx, rw, rb, **kw)),
@@ -165,7 +189,7 @@ def bench_conv(table, args, torch, dtype=np.float32):
         gm = math.exp(sum(map(math.log, ratios_fb)) / len(ratios_fb))
         print(f"conv2d fwd+bwd, cnnkit time / torch time, geometric mean over "
               f"{len(ratios_fb)} shapes (C2-C6 present): {gm:.2f}x")
-    if not args.quick:
+    if not args.quick and not PEER_MODE:
         print("conv2d workspace at N=256 (limit "
               f"{cnnkit.config.workspace_limit / 2**20:g} MiB): peak extra memory beyond inputs and outputs")
         for sid, _, cin, hw, cout, k, s, p in shapes[1:]:
@@ -220,17 +244,17 @@ def bench_pool(table, args, torch, dtype=np.float32):
         f = getattr(ops, fname)
         fb_ = getattr(ops, fname + "_backward")
         rf, rfb = getattr(ref, fname), getattr(ref, fname + "_backward")
-        y = f(x, **kw)
-        dy = rng.standard_normal(y.shape).astype(dtype)
+        y_shape = rf(x[:1], **kw).shape
+        y_shape = (n, *y_shape[1:])
+        dy = rng.standard_normal(y_shape).astype(dtype)
         fwd = lambda: f(x, **kw)  # noqa: E731
         fb = lambda: (f(x, **kw), fb_(dy, x, **kw))  # noqa: E731
-        nb_fwd = x.nbytes + y.nbytes
+        nb_fwd = x.nbytes + dy.nbytes
         nb_fb = nb_fwd + 2 * x.nbytes + dy.nbytes
-        t = {}
-        if torch is not None:
+        if PEER_MODE:
             tx = torch.from_numpy(x).permute(0, 3, 1, 2).requires_grad_(True)  # channels_last view
-            tdy = torch.from_numpy(dy.reshape(y.shape[0], -1, y.shape[-1]) if y.ndim == 2 else dy)
-            tdy = tdy.reshape(n, 1, 1, -1).permute(0, 3, 1, 2) if y.ndim == 2 else tdy.permute(0, 3, 1, 2)
+            tdy = torch.from_numpy(dy)
+            tdy = tdy.reshape(n, 1, 1, -1).permute(0, 3, 1, 2) if dy.ndim == 2 else tdy.permute(0, 3, 1, 2)
             tf = getattr(F, tname)
 
             def tfwd():
@@ -241,7 +265,9 @@ def bench_pool(table, args, torch, dtype=np.float32):
                 tx.grad = None
                 tf(tx, **tkw).backward(tdy)
 
-            t = {"fwd": median_ms(tfwd, args.repeat), "fb": median_ms(tfb, args.repeat)}
+            PEER[f"pool {name}"] = {"fwd": median_ms(tfwd, args.repeat), "fb": median_ms(tfb, args.repeat)}
+            continue
+        t = PEER.get(f"pool {name}", {})
         r = {}
         if not args.no_ref:
             r = {"fwd": median_ms(lambda: rf(x, **kw), 1, warmup=0),
@@ -269,8 +295,8 @@ def bench_relu(table, args, torch, dtype=np.float32):
     dy = rng.standard_normal(x.shape).astype(dtype)
     out = np.empty_like(x)
     shape = f"({n}, 112, 112, 64)"
-    t = {}
-    if torch is not None:
+    if PEER_MODE:
+        t = {}
         tx, tout, tdy = torch.from_numpy(x.copy()), torch.from_numpy(out), torch.from_numpy(dy)
         t["fresh"] = median_ms(lambda: torch.relu(tx), args.repeat)
         t["out"] = median_ms(lambda: torch.clamp_min(tx, 0, out=tout), args.repeat)
@@ -282,6 +308,9 @@ def bench_relu(table, args, torch, dtype=np.float32):
             torch.relu(txg).backward(tdy)
 
         t["fb"] = median_ms(tfb, args.repeat)
+        PEER["relu"] = t
+        return
+    t = PEER.get("relu", {})
     r = {}
     if not args.no_ref:
         r["fresh"] = median_ms(lambda: ref.relu(x), 1, warmup=0)
@@ -310,8 +339,7 @@ def bench_loss(table, args, torch, dtype=np.float32):
     if hasattr(ops, "_softmax_cross_entropy_fused"):
         cases.append(("fwd+bwd (fused)", "fb", lambda: ops._softmax_cross_entropy_fused(logits, labels),
                       2 * logits.nbytes))
-    t = {}
-    if torch is not None:
+    if PEER_MODE:
         F = torch.nn.functional
         tl, tlab = torch.from_numpy(logits), torch.from_numpy(labels)
         tlg = torch.from_numpy(logits.copy()).requires_grad_(True)
@@ -324,7 +352,9 @@ def bench_loss(table, args, torch, dtype=np.float32):
             tlg.grad = None
             F.cross_entropy(tlg, tlab).backward()
 
-        t = {"fwd": median_ms(tfwd, args.repeat), "fb": median_ms(tfb, args.repeat)}
+        PEER["loss"] = {"fwd": median_ms(tfwd, args.repeat), "fb": median_ms(tfb, args.repeat)}
+        return
+    t = PEER.get("loss", {})
     r = {}
     if not args.no_ref:
         r = {"fwd": median_ms(lambda: ref.softmax_cross_entropy(logits, labels), 1, warmup=0),
@@ -339,6 +369,8 @@ def bench_loss(table, args, torch, dtype=np.float32):
 
 
 def main(argv=None):
+    global PEER_MODE
+    argv = sys.argv[1:] if argv is None else argv
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--device", choices=["cpu", "gpu", "all"], default="cpu")
     p.add_argument("--quick", action="store_true", help="smaller batches, fewer shapes and repeats")
@@ -346,27 +378,51 @@ def main(argv=None):
     p.add_argument("--ops", default="conv,pool,relu,loss", help="comma-separated subset of conv,pool,relu,loss")
     p.add_argument("--no-torch", action="store_true", help="skip the PyTorch peer")
     p.add_argument("--no-ref", action="store_true", help="skip the (slow) NumPy reference")
+    p.add_argument("--peer-json", help=argparse.SUPPRESS)  # internal: run as the PyTorch peer
+    p.add_argument("--peer-threads", type=int, help=argparse.SUPPRESS)
     args = p.parse_args(argv)
     args.repeat = args.repeat or (3 if args.quick else 10)
-    torch = None
+    sections = (("conv", bench_conv), ("pool", bench_pool), ("relu", bench_relu), ("loss", bench_loss))
+    wanted = set(args.ops.split(","))
+
+    if args.peer_json:  # the child: PyTorch only, never loads cnnkit's kernels
+        import json
+
+        import torch
+
+        torch.set_num_threads(args.peer_threads)
+        PEER_MODE = True
+        for name, fn in sections:
+            if name in wanted:
+                fn(None, args, torch)
+        PEER["_info"] = (f"torch {torch.__version__}, {torch.get_num_threads()} threads, "
+                         f"OMP_WAIT_POLICY={os.environ.get('OMP_WAIT_POLICY', 'default')}, timed in a child process")
+        with open(args.peer_json, "w") as f:
+            json.dump(PEER, f)
+        return 0
+
+    threads = _backend._cpu().lib.get_num_threads()
+    peer_info = "skipped (--no-torch)"
     if not args.no_torch:
         try:
-            import torch
+            import importlib.util
 
-            torch.set_num_threads(_backend._cpu().lib.get_num_threads())
+            if importlib.util.find_spec("torch") is None:
+                raise ImportError
+            peer_info, times = run_peer(argv, threads)
+            PEER.update(times)
         except ImportError:
-            torch = None
-    header(torch)
+            peer_info = "PyTorch not installed (pip install torch==2.13.0 for the peer columns)"
+    header(peer_info)
     if args.device in ("gpu", "all"):
         print("GPU: cnnkit has no CUDA kernels in this build yet (cnnkit._cuda); GPU columns skipped")
         if args.device == "gpu":
             return 0
     table = Table()
-    wanted = set(args.ops.split(","))
-    for name, fn in (("conv", bench_conv), ("pool", bench_pool), ("relu", bench_relu), ("loss", bench_loss)):
+    for name, fn in sections:
         if name in wanted:
             print(f"[{name}]", flush=True)
-            fn(table, args, torch)
+            fn(table, args, None)
     print()
     print(table.render())
     return 0

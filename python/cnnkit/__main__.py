@@ -24,7 +24,7 @@ def info():
         ("SIMD flags", ", ".join(b["simd"]) or "none"),
         ("OpenMP", f"yes, {lib.get_num_threads()} threads" if b["openmp"] else "no (single-threaded)"),
         ("OMP_NUM_THREADS", os.environ.get("OMP_NUM_THREADS", "(unset)")),
-        ("OMP_WAIT_POLICY", os.environ.get("OMP_WAIT_POLICY", "(unset)")),
+        ("OMP_WAIT_POLICY", os.environ.get("OMP_WAIT_POLICY", "(unset: cnnkit loads OpenMP with PASSIVE)")),
         ("im2col workspace limit", f"{cnnkit.config.workspace_limit / 2**20:g} MiB"),
     ]
     try:

@@ -13,7 +13,6 @@ The workspace is kept per thread between calls (at most ``workspace_limit`` byte
 64 MiB buffer per call would cost more in page faults than the im2col copy itself.
 """
 
-import os
 import threading
 
 from ..config import config
@@ -73,12 +72,11 @@ def release_workspace():
 # spinning OpenMP thread fight the BLAS threads for the cores, so there fewer, larger chunks (up to
 # workspace_limit) win, unless OpenMP threads sleep between regions (OMP_WAIT_POLICY=PASSIVE).
 _CACHE_CHUNK_BYTES = 4 * 2**20
-_THREADS_SLEEP = os.environ.get("OMP_WAIT_POLICY", "").strip().upper() == "PASSIVE"
 
 
 def _chunk_rows(row_bytes, total_rows, with_openmp_kernels):
     rows = _backend.workspace_rows(row_bytes, total_rows)
-    if _THREADS_SLEEP or not with_openmp_kernels:
+    if _backend.threads_sleep or not with_openmp_kernels:
         rows = min(rows, max(1, _CACHE_CHUNK_BYTES // row_bytes))
     return rows
 
