@@ -18,6 +18,26 @@ namespace cnnkit {
 
 namespace {
 
+// One step of max pooling over the C channels of a cell (x) at in-image index k: take x[c] when it
+// is larger than the running max y[c], or when it is NaN while y[c] is not (!(v <= b) && b == b), so
+// NaN wins and ties keep the first cell; the argmax (when kept) follows. Branch-free to vectorize.
+template <class T, class I>
+inline void max_update(const T* x, I k, T* y, I* argmax, index_t C) {
+    if (argmax) {
+        for (index_t c = 0; c < C; ++c) {
+            const T v = x[c], b = y[c];
+            const bool take = !(v <= b) && (b == b);
+            y[c] = take ? v : b;
+            argmax[c] = take ? k : argmax[c];
+        }
+    } else {
+        for (index_t c = 0; c < C; ++c) {
+            const T v = x[c], b = y[c];
+            y[c] = (!(v <= b) && (b == b)) ? v : b;
+        }
+    }
+}
+
 // Clipped window [lo, hi) along one axis for output position o: padding cells are skipped.
 struct Range {
     index_t lo, hi;
@@ -86,22 +106,7 @@ CNNKIT_SIMD_CLONES void max_pool2d_forward(const T* x, T* y, I* argmax, const Co
                 }
                 for (index_t h = rh.lo; h < rh.hi; ++h) {
                     for (index_t w = (h == rh.lo ? rw.lo + 1 : rw.lo); w < rw.hi; ++w) {
-                        const T* xc = xn + (h * g.W + w) * C;
-                        // Take v when it is larger, or NaN while the best is not: !(v <= b) && b == b.
-                        if (ao) {
-                            const I k = static_cast<I>(h * g.W + w);
-                            for (index_t c = 0; c < C; ++c) {
-                                const T v = xc[c], b = yo[c];
-                                const bool take = !(v <= b) && (b == b);
-                                yo[c] = take ? v : b;
-                                ao[c] = take ? k : ao[c];
-                            }
-                        } else {
-                            for (index_t c = 0; c < C; ++c) {
-                                const T v = xc[c], b = yo[c];
-                                yo[c] = (!(v <= b) && (b == b)) ? v : b;
-                            }
-                        }
+                        max_update(xn + (h * g.W + w) * C, static_cast<I>(h * g.W + w), yo, ao, C);
                     }
                 }
             }
@@ -277,21 +282,7 @@ CNNKIT_SIMD_CLONES void global_max_pool2d_forward(const T* x, T* y, I* argmax, i
         if (ao)
             for (index_t c = 0; c < C; ++c) ao[c] = I(0);
         for (index_t p = 1; p < HW; ++p) {
-            const T* xc = xn + p * C;
-            if (ao) {
-                const I k = static_cast<I>(p);
-                for (index_t c = 0; c < C; ++c) {
-                    const T v = xc[c], b = yo[c];
-                    const bool take = !(v <= b) && (b == b);
-                    yo[c] = take ? v : b;
-                    ao[c] = take ? k : ao[c];
-                }
-            } else {
-                for (index_t c = 0; c < C; ++c) {
-                    const T v = xc[c], b = yo[c];
-                    yo[c] = (!(v <= b) && (b == b)) ? v : b;
-                }
-            }
+            max_update(xn + p * C, static_cast<I>(p), yo, ao, C);
         }
     }
 }
