@@ -90,6 +90,38 @@ def backend(*arrays):
     return _cpu()
 
 
+def get_array_module(*arrays):
+    """numpy or cupy, whichever module the arrays belong to (numpy when none is a CuPy array).
+
+    Layers use it for the structural work that needs no kernel (reshape, concatenate, pad)."""
+    for a in arrays:
+        if a is not None and _is_cupy(a):
+            import cupy
+
+            return cupy
+    return np
+
+
+def cuda_status():
+    """(available, reason): whether CuPy arrays can run here, and if not, why not."""
+    try:
+        import cupy
+    except Exception as exc:  # ImportError, or a CuPy that fails to load its CUDA libraries
+        return False, f"CuPy is not importable ({exc.__class__.__name__}: {exc})"
+    try:
+        count = cupy.cuda.runtime.getDeviceCount()
+    except Exception as exc:
+        return False, f"CuPy finds no usable CUDA device ({exc})"
+    if count < 1:
+        return False, "CuPy finds no CUDA device"
+    try:
+        from .. import _cuda  # noqa: F401
+    except ImportError:
+        return False, ("this cnnkit build has no CUDA kernels (cnnkit._cuda); reinstall with nvcc on "
+                       "PATH to build them")
+    return True, ""
+
+
 def check_float(a, name, ndim=None, layout=None, dtype=None):
     """Validate a float array argument and return it C-contiguous.
 
