@@ -10,6 +10,8 @@ from .activation import *  # noqa: F401,F403
 from .activation import __all__ as _activation_all
 from .conv import *  # noqa: F401,F403
 from .conv import __all__ as _conv_all
+from .linear import *  # noqa: F401,F403
+from .linear import __all__ as _linear_all
 from .loss import *  # noqa: F401,F403
 from .loss import __all__ as _loss_all
 from .norm import *  # noqa: F401,F403
@@ -17,4 +19,4 @@ from .norm import __all__ as _norm_all
 from .pool import *  # noqa: F401,F403
 from .pool import __all__ as _pool_all
 
-__all__ = [*_conv_all, *_pool_all, *_activation_all, *_norm_all, *_loss_all]
+__all__ = [*_conv_all, *_linear_all, *_pool_all, *_activation_all, *_norm_all, *_loss_all]

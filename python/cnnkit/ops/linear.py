@@ -1,0 +1,74 @@
+"""Fully connected layer: y = x @ w + b over the last axis of x.
+
+The GEMMs go through the array library's matmul (OpenBLAS under NumPy, cuBLAS under CuPy); the
+bias add and the bias gradient are the same native kernels the convolution uses (a deterministic
+column sum, no atomics). x may have any rank >= 2, like Keras' Dense: the leading axes are flattened
+into rows.
+"""
+
+from ._backend import backend, check_float
+
+__all__ = ["dense", "dense_backward"]
+
+
+def _check(x, w, b):
+    x = check_float(x, "x")
+    if x.ndim < 2:
+        raise ValueError(f"x must have at least 2 dimensions (batch, features), got shape {tuple(x.shape)}")
+    w = check_float(w, "w", 2, "(in_features, out_features)", dtype=x.dtype)
+    if w.shape[0] != x.shape[-1]:
+        raise ValueError(f"w has {w.shape[0]} input features (w.shape={tuple(w.shape)}) but x has "
+                         f"{x.shape[-1]} on its last axis (x.shape={tuple(x.shape)})")
+    if b is not None:
+        b = check_float(b, "b", dtype=x.dtype)
+        if tuple(b.shape) != (w.shape[1],):
+            raise ValueError(f"b must have shape ({w.shape[1]},) to match w.shape={tuple(w.shape)}, "
+                             f"got b.shape={tuple(b.shape)}")
+    return x, w, b
+
+
+def dense(x, w, b=None):
+    """x (..., in) @ w (in, out) + b (out,) -> (..., out)."""
+    x, w, b = _check(x, w, b)
+    be = backend(x, w, b)
+    y = be.xp.empty(x.shape[:-1] + (w.shape[1],), dtype=x.dtype)
+    y2d = y.reshape(-1, w.shape[1])
+    be.xp.matmul(x.reshape(-1, w.shape[0]), w, out=y2d)
+    if b is not None and y2d.shape[0]:
+        be.lib.bias_add(y2d, b)
+    return y
+
+
+def _check_dy(dy, x, w):
+    dy = check_float(dy, "dy", dtype=x.dtype)
+    expected = tuple(x.shape[:-1]) + (w.shape[1],)
+    if tuple(dy.shape) != expected:
+        raise ValueError(f"dy must have the output shape {expected} of dense for x.shape={tuple(x.shape)}, "
+                         f"w.shape={tuple(w.shape)}, got dy.shape={tuple(dy.shape)}")
+    return dy
+
+
+def dense_backward(dy, x, w, b=None):
+    """Gradients of ``dense(x, w, b)``: (dx, dw, db), db None when b is None."""
+    x, w, b = _check(x, w, b)
+    dy = _check_dy(dy, x, w)
+    be = backend(dy, x, w, b)
+    dx = be.xp.matmul(dy.reshape(-1, w.shape[1]), w.T).reshape(x.shape)
+    return (dx, *_dense_backward_weights(dy, x, w, b))
+
+
+def _dense_backward_weights(dy, x, w, b=None):
+    """(dw, db) only, for a layer whose input needs no gradient."""
+    x, w, b = _check(x, w, b)
+    dy = _check_dy(dy, x, w)
+    be = backend(dy, x, w, b)
+    dy2d = dy.reshape(-1, w.shape[1])
+    dw = be.xp.matmul(x.reshape(-1, w.shape[0]).T, dy2d)
+    db = None
+    if b is not None:
+        db = be.xp.empty((w.shape[1],), dtype=x.dtype)
+        if dy2d.shape[0]:
+            be.lib.bias_grad(dy2d, db)
+        else:
+            db[...] = 0
+    return dw, db
