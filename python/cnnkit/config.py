@@ -1,7 +1,8 @@
 """Process-wide settings: ``cnnkit.config.workspace_limit`` and friends.
 
 Values can also be set from the environment before import:
-``CNNKIT_WORKSPACE_MB`` (im2col workspace limit in MiB) and ``CNNKIT_ALLOW_TF32=1``.
+``CNNKIT_WORKSPACE_MB`` (im2col workspace limit in MiB), ``CNNKIT_ALLOW_TF32=1`` and
+``CNNKIT_FLOATX=float64``.
 """
 
 import os
@@ -23,6 +24,7 @@ class Config:
     def __init__(self):
         self.workspace_limit = _env_int("CNNKIT_WORKSPACE_MB", 64) * 2**20
         self.allow_tf32 = os.environ.get("CNNKIT_ALLOW_TF32", "0") == "1"
+        self.floatx = os.environ.get("CNNKIT_FLOATX", "float32")
 
     @property
     def workspace_limit(self):
@@ -48,8 +50,20 @@ class Config:
             raise TypeError(f"allow_tf32 must be True or False, received {value!r}")
         self._allow_tf32 = value
 
+    @property
+    def floatx(self):
+        """The dtype layers create weights in and models cast inputs to: "float32" (default) or
+        "float64" (for gradient checks), like keras.config.floatx()."""
+        return self._floatx
+
+    @floatx.setter
+    def floatx(self, value):
+        if value not in ("float32", "float64"):
+            raise ValueError(f'floatx must be "float32" or "float64", received {value!r}')
+        self._floatx = value
+
     def __repr__(self):
-        return f"Config(workspace_limit={self.workspace_limit}, allow_tf32={self.allow_tf32})"
+        return f"Config(workspace_limit={self.workspace_limit}, allow_tf32={self.allow_tf32}, floatx={self.floatx!r})"
 
 
 config = Config()

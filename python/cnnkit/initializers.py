@@ -1,0 +1,162 @@
+"""Weight initializers with Keras' names and formulas (fans of an HWIO kernel count the window).
+
+Values are drawn on the host from cnnkit's shared generator (``cnnkit.utils.set_random_seed``), in
+float64 and then rounded to the weight's dtype, so a seed gives the same weights on every device.
+"""
+
+import math
+
+import numpy as np
+
+from . import _random
+
+__all__ = ["Initializer", "Zeros", "Ones", "Constant", "RandomNormal", "RandomUniform", "GlorotUniform",
+           "GlorotNormal", "HeNormal", "HeUniform", "get", "serialize"]
+
+
+def compute_fans(shape):
+    """(fan_in, fan_out) as Keras computes them: Dense (in, out); Conv (kh, kw, in, out) -> times kh*kw."""
+    shape = tuple(shape)
+    if len(shape) == 0:
+        return 1, 1
+    if len(shape) == 1:
+        return shape[0], shape[0]
+    if len(shape) == 2:
+        return shape[0], shape[1]
+    receptive = math.prod(shape[:-2])
+    return shape[-2] * receptive, shape[-1] * receptive
+
+
+class Initializer:
+    """``init(shape, dtype)`` -> a NumPy array."""
+
+    def __call__(self, shape, dtype="float32"):
+        return np.asarray(self._draw(tuple(int(s) for s in shape)), dtype=np.float64).astype(dtype)
+
+    def _draw(self, shape):
+        raise NotImplementedError
+
+    def get_config(self):
+        return {}
+
+    @classmethod
+    def from_config(cls, config):
+        return cls(**config)
+
+
+class Zeros(Initializer):
+    def _draw(self, shape):
+        return np.zeros(shape)
+
+
+class Ones(Initializer):
+    def _draw(self, shape):
+        return np.ones(shape)
+
+
+class Constant(Initializer):
+    def __init__(self, value=0.0):
+        self.value = float(value)
+
+    def _draw(self, shape):
+        return np.full(shape, self.value)
+
+    def get_config(self):
+        return {"value": self.value}
+
+
+class RandomNormal(Initializer):
+    def __init__(self, mean=0.0, stddev=0.05):
+        self.mean, self.stddev = float(mean), float(stddev)
+
+    def _draw(self, shape):
+        return _random.generator().normal(self.mean, self.stddev, shape)
+
+    def get_config(self):
+        return {"mean": self.mean, "stddev": self.stddev}
+
+
+class RandomUniform(Initializer):
+    def __init__(self, minval=-0.05, maxval=0.05):
+        self.minval, self.maxval = float(minval), float(maxval)
+
+    def _draw(self, shape):
+        return _random.generator().uniform(self.minval, self.maxval, shape)
+
+    def get_config(self):
+        return {"minval": self.minval, "maxval": self.maxval}
+
+
+def _truncated_normal(shape, stddev):
+    """Normal(0, stddev) redrawn outside two standard deviations (TensorFlow's truncated_normal)."""
+    rng = _random.generator()
+    out = rng.standard_normal(shape)
+    bad = np.abs(out) > 2
+    while bad.any():
+        out[bad] = rng.standard_normal(int(bad.sum()))
+        bad = np.abs(out) > 2
+    return out * stddev
+
+
+class _VarianceScaling(Initializer):
+    """Keras' VarianceScaling with the scale/mode/distribution fixed by the subclass."""
+
+    scale, mode, distribution = 1.0, "fan_avg", "uniform"
+
+    def _draw(self, shape):
+        fan_in, fan_out = compute_fans(shape)
+        n = {"fan_in": fan_in, "fan_out": fan_out, "fan_avg": (fan_in + fan_out) / 2}[self.mode]
+        var = self.scale / max(1.0, n)
+        if self.distribution == "uniform":
+            limit = math.sqrt(3.0 * var)
+            return _random.generator().uniform(-limit, limit, shape)
+        # 0.8796... is the standard deviation of a unit normal truncated at two standard deviations.
+        return _truncated_normal(shape, math.sqrt(var) / 0.87962566103423978)
+
+
+class GlorotUniform(_VarianceScaling):
+    """Uniform in +-sqrt(6 / (fan_in + fan_out)); Keras' default kernel initializer."""
+
+
+class GlorotNormal(_VarianceScaling):
+    distribution = "truncated_normal"
+
+
+class HeNormal(_VarianceScaling):
+    """Truncated normal with stddev sqrt(2 / fan_in)."""
+    scale, mode, distribution = 2.0, "fan_in", "truncated_normal"
+
+
+class HeUniform(_VarianceScaling):
+    """Uniform in +-sqrt(6 / fan_in)."""
+    scale, mode = 2.0, "fan_in"
+
+
+_BY_NAME = {"zeros": Zeros, "ones": Ones, "constant": Constant, "random_normal": RandomNormal,
+            "random_uniform": RandomUniform, "glorot_uniform": GlorotUniform,
+            "glorot_normal": GlorotNormal, "he_normal": HeNormal, "he_uniform": HeUniform}
+_BY_CLASS = {cls.__name__: cls for cls in _BY_NAME.values()}
+
+
+def get(identifier):
+    """An Initializer from a name ("glorot_uniform", "he_normal", ...), a serialized dict, an instance
+    or a callable(shape, dtype) -> array."""
+    if isinstance(identifier, Initializer):
+        return identifier
+    if isinstance(identifier, str):
+        cls = _BY_NAME.get(identifier.lower()) or _BY_CLASS.get(identifier)
+        if cls is None:
+            raise ValueError(f"unknown initializer {identifier!r}; known: {', '.join(sorted(_BY_NAME))}")
+        return cls()
+    if isinstance(identifier, dict) and identifier.get("class_name") in _BY_CLASS:
+        return _BY_CLASS[identifier["class_name"]].from_config(identifier.get("config", {}))
+    if callable(identifier):
+        return identifier
+    raise ValueError(f"could not interpret initializer {identifier!r}; pass a name such as "
+                     f"'glorot_uniform' or an Initializer")
+
+
+def serialize(init):
+    if isinstance(init, Initializer):
+        return {"class_name": type(init).__name__, "config": init.get_config()}
+    raise TypeError(f"cannot serialize initializer {init!r}: only cnnkit.initializers classes can be saved")

@@ -1,0 +1,20 @@
+"""Keras-style layers: ``from cnnkit import layers; layers.Conv2D(32, (3, 3), activation="relu")``."""
+
+from .base import Input, InputLayer, KerasTensor, Layer
+from .conv import Conv2D
+from .core import Activation, Dense, Flatten, Reshape
+from .pooling import MaxPooling2D
+
+__all__ = ["Layer", "Input", "InputLayer", "KerasTensor", "Dense", "Activation", "Flatten", "Reshape",
+           "Conv2D", "MaxPooling2D"]
+
+_REGISTRY = {name: globals()[name] for name in __all__ if isinstance(globals()[name], type)}
+
+
+def get_layer_class(class_name, custom_objects=None):
+    """The layer class saved under class_name (custom_objects first); ValueError when unknown."""
+    if custom_objects and class_name in custom_objects:
+        return custom_objects[class_name]
+    if class_name in _REGISTRY:
+        return _REGISTRY[class_name]
+    raise ValueError(f"unknown layer class {class_name!r} in the model file; pass it in custom_objects")

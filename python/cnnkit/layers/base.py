@@ -1,0 +1,275 @@
+"""The Layer base class, symbolic tensors and Input: what every layer and model is built from.
+
+A layer is called on arrays (runs at once, inference mode) or on the symbolic tensors that
+``Input`` returns (records a node of a graph that ``Model(inputs, outputs)`` then runs). Layers keep
+no per-call state: ``forward(x, training)`` returns ``(y, saved)`` and ``backward(saved, dy, need_dx)``
+returns dx from that saved state, adding weight gradients to ``variable.grad``. So one layer can be
+used at several places of a graph (shared weights), and a model can skip dx where no weight is
+upstream (``need_dx`` False: the first layer never computes its input gradient).
+"""
+
+import re
+
+from .. import device as _device
+from .. import initializers, regularizers
+from ..config import config
+from ..ops import get_array_module
+from ..variables import Variable
+
+__all__ = ["Layer", "KerasTensor", "InputLayer", "Input"]
+
+_name_counts = {}
+
+
+def unique_name(prefix):
+    """conv2d, conv2d_1, conv2d_2, ... as Keras names layers."""
+    n = _name_counts.get(prefix, 0)
+    _name_counts[prefix] = n + 1
+    return prefix if n == 0 else f"{prefix}_{n}"
+
+
+def clear_session():
+    """Restart layer auto-naming (conv2d, conv2d_1, ...), like keras.backend.clear_session()."""
+    _name_counts.clear()
+
+
+def snake_case(name):
+    """Keras' rule: Conv2D -> conv2d, MaxPooling2D -> max_pooling2d, BatchNormalization -> batch_normalization."""
+    s = re.sub(r"(.)([A-Z][a-z0-9]+)", r"\1_\2", name)
+    return re.sub(r"([a-z])([A-Z])", r"\1_\2", s).lower()
+
+
+def format_shape(shape):
+    return "(" + ", ".join("None" if s is None else str(s) for s in shape) + ("," if len(shape) == 1 else "") + ")"
+
+
+class KerasTensor:
+    """A symbolic tensor: a shape (batch axis None) and the layer call that produces it."""
+
+    def __init__(self, shape, dtype, node=None, index=0):
+        self.shape, self.dtype, self.node, self.index = tuple(shape), dtype, node, index
+
+    @property
+    def ndim(self):
+        return len(self.shape)
+
+    def __repr__(self):
+        src = self.node.layer.name if self.node is not None else "?"
+        return f"<KerasTensor shape={format_shape(self.shape)} dtype={self.dtype} from {src!r}>"
+
+
+class Node:
+    """One call of a layer in a graph: its input and output symbolic tensors."""
+
+    def __init__(self, layer, inputs, outputs):
+        self.layer, self.inputs, self.outputs = layer, list(inputs), list(outputs)
+
+
+def _is_symbolic(x):
+    if isinstance(x, (list, tuple)):
+        return any(isinstance(t, KerasTensor) for t in x)
+    return isinstance(x, KerasTensor)
+
+
+class Layer:
+    """Base class. Subclasses override ``build``, ``compute_output_shape``, ``forward``, ``backward``
+    and ``get_config``; layers taking several inputs set ``multi_input = True``."""
+
+    multi_input = False
+
+    def __init__(self, trainable=True, name=None, dtype=None, input_shape=None, input_dim=None, **kwargs):
+        if kwargs:
+            raise TypeError(f"{type(self).__name__} got unexpected keyword argument(s): "
+                            f"{', '.join(sorted(kwargs))}")
+        if name is not None and (not isinstance(name, str) or not name or "/" in name):
+            raise ValueError(f"name must be a non-empty string without '/', received name={name!r}")
+        self.name = name or unique_name(snake_case(type(self).__name__))
+        self._trainable = bool(trainable)
+        self.dtype = str(dtype or config.floatx)
+        if self.dtype not in ("float32", "float64"):
+            raise TypeError(f"dtype must be 'float32' or 'float64', received dtype={dtype!r}")
+        if input_dim is not None and input_shape is None:
+            input_shape = (input_dim,)
+        self._input_shape_arg = None if input_shape is None else tuple(input_shape)
+        self._weights = []
+        self.built = False
+        self._build_shape = None
+        self._nodes = []
+        self.device = None  # set when built, or by Model.to()
+
+    # ------------------------------------------------------------------ weights
+    @property
+    def trainable(self):
+        return self._trainable
+
+    @trainable.setter
+    def trainable(self, value):
+        self._trainable = bool(value)
+
+    def add_weight(self, name, shape, initializer="glorot_uniform", regularizer=None, trainable=True):
+        """Create a Variable on this layer's device, drawn from ``initializer``."""
+        init = initializers.get(initializer)
+        value = init(tuple(shape), self.dtype)
+        if tuple(value.shape) != tuple(shape):
+            raise ValueError(f"initializer {init!r} returned shape {tuple(value.shape)} for weight "
+                             f"{self.name}/{name} of shape {tuple(shape)}")
+        if self.device is None:
+            self.device = _device.get_device()
+        var = Variable(_device.to_device(value, self.device), f"{self.name}/{name}", trainable,
+                       regularizers.get(regularizer))
+        self._weights.append(var)
+        return var
+
+    @property
+    def weights(self):
+        return list(self._weights)
+
+    @property
+    def trainable_weights(self):
+        return [v for v in self._weights if v.trainable] if self.trainable else []
+
+    @property
+    def non_trainable_weights(self):
+        return [v for v in self._weights if not (v.trainable and self.trainable)]
+
+    def _wants_grad(self, var):
+        return self.trainable and var.trainable
+
+    def count_params(self):
+        if not self.built:
+            raise ValueError(f"layer {self.name!r} is not built yet, so it has no weights to count; call "
+                             "it on an input or build the model first")
+        return sum(v.size for v in self._weights)
+
+    def get_weights(self):
+        return [v.numpy() for v in self._weights]
+
+    def set_weights(self, weights):
+        weights = list(weights)
+        if len(weights) != len(self._weights):
+            raise ValueError(f"layer {self.name!r} has {len(self._weights)} weights, received a list of "
+                             f"{len(weights)}")
+        for var, value in zip(self._weights, weights):
+            shape = tuple(getattr(value, "shape", ()))
+            if shape != var.shape:
+                raise ValueError(f"weight {var.name!r} has shape {var.shape}, received shape {shape}")
+        for var, value in zip(self._weights, weights):
+            var.assign(value)
+
+    def _move(self, device):
+        """Move weights to device in place of the old arrays (Model.to)."""
+        self.device = device
+        for v in self._weights:
+            v.value = _device.to_device(v.value, device)
+            v.grad = None
+
+    # ------------------------------------------------------------------ shapes and building
+    def build(self, input_shape):
+        """Create the weights for inputs of this shape (batch axis included, as None)."""
+
+    def compute_output_shape(self, input_shape):
+        return input_shape
+
+    def _check_input_shape(self, input_shape):
+        """Raise ValueError when an input of this shape cannot be taken (after build)."""
+
+    def _maybe_build(self, input_shape):
+        if not self.built:
+            self.build(input_shape)
+            self.built = True
+            self._build_shape = input_shape
+        self._check_input_shape(input_shape)
+
+    # ------------------------------------------------------------------ running
+    def forward(self, inputs, training=False):
+        """(outputs, saved): the result and what ``backward`` needs."""
+        raise NotImplementedError(f"{type(self).__name__} does not implement forward")
+
+    def backward(self, saved, dy, need_dx=True):
+        """dx (a list for multi-input layers; None where need_dx is false), adding weight gradients to
+        each trainable Variable's ``grad``."""
+        raise NotImplementedError(f"{type(self).__name__} does not implement backward")
+
+    def __call__(self, inputs, training=None):
+        if _is_symbolic(inputs):
+            return self._call_symbolic(inputs)
+        return self._call_eager(inputs, bool(training))
+
+    def _call_symbolic(self, inputs):
+        tensors = list(inputs) if isinstance(inputs, (list, tuple)) else [inputs]
+        if not all(isinstance(t, KerasTensor) for t in tensors):
+            raise TypeError(f"layer {self.name!r} received a mix of symbolic tensors and arrays")
+        if self.multi_input != isinstance(inputs, (list, tuple)):
+            want = "a list of tensors" if self.multi_input else "one tensor"
+            raise TypeError(f"layer {self.name!r} ({type(self).__name__}) takes {want}, received {inputs!r}")
+        shapes = [t.shape for t in tensors] if self.multi_input else tensors[0].shape
+        self._maybe_build(shapes)
+        out_shape = tuple(self.compute_output_shape(shapes))
+        node = Node(self, tensors, [])
+        out = KerasTensor(out_shape, self.dtype, node, 0)
+        node.outputs.append(out)
+        self._nodes.append(node)
+        return out
+
+    def _call_eager(self, inputs, training):
+        xp = get_array_module(*(inputs if isinstance(inputs, (list, tuple)) else [inputs]))
+        if isinstance(inputs, (list, tuple)):
+            arrays = [xp.asarray(a) for a in inputs]
+            shapes = [(None,) + tuple(a.shape[1:]) for a in arrays]
+        else:
+            arrays = xp.asarray(inputs)
+            shapes = (None,) + tuple(arrays.shape[1:])
+        self._maybe_build(shapes)
+        return self.forward(arrays, training)[0]
+
+    # ------------------------------------------------------------------ config
+    def get_config(self):
+        config_ = {"name": self.name, "trainable": self.trainable, "dtype": self.dtype}
+        if self._input_shape_arg is not None:
+            config_["input_shape"] = list(self._input_shape_arg)
+        return config_
+
+    @classmethod
+    def from_config(cls, config_):
+        return cls(**config_)
+
+    @property
+    def output_shape(self):
+        if not self._nodes:
+            raise AttributeError(f"layer {self.name!r} has not been called on a symbolic input yet")
+        return self._nodes[0].outputs[0].shape
+
+    def __repr__(self):
+        return f"<{type(self).__name__} name={self.name!r} built={self.built}>"
+
+
+class InputLayer(Layer):
+    """The source of a graph: holds the input shape (without the batch axis)."""
+
+    def __init__(self, shape=None, batch_size=None, dtype=None, name=None, input_shape=None, **kwargs):
+        if shape is None:
+            shape = input_shape
+        if shape is None:
+            raise ValueError("InputLayer needs shape=, the shape of one sample, e.g. shape=(28, 28, 1)")
+        try:
+            shape = tuple(None if s is None else int(s) for s in shape)
+        except TypeError:
+            raise TypeError(f"shape must be a tuple of ints, received shape={shape!r}") from None
+        if any(s is not None and s < 1 for s in shape):
+            raise ValueError(f"shape must hold positive sizes, received shape={shape!r}")
+        super().__init__(name=name or unique_name("input_layer"), dtype=dtype, **kwargs)
+        self.shape, self.batch_size = shape, batch_size
+        self.built = True
+        node = Node(self, [], [])
+        self.output = KerasTensor((batch_size,) + shape, self.dtype, node, 0)
+        node.outputs.append(self.output)
+        self._nodes.append(node)
+
+    def get_config(self):
+        return {"name": self.name, "shape": list(self.shape), "batch_size": self.batch_size,
+                "dtype": self.dtype}
+
+
+def Input(shape=None, batch_size=None, dtype=None, name=None):
+    """A symbolic input tensor for a model: ``Input((28, 28, 1))``."""
+    return InputLayer(shape=shape, batch_size=batch_size, dtype=dtype, name=name).output

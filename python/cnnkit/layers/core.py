@@ -1,0 +1,170 @@
+"""Dense, Activation, Flatten and Reshape, and the mixin that gives a layer its ``activation=``."""
+
+import math
+
+from .. import activations
+from .. import initializers as _init
+from .. import regularizers as _reg
+from ..ops import dense
+from ..ops.linear import _dense_backward_weights, dense_backward
+from . import _args
+from .base import Layer, format_shape
+
+__all__ = ["Dense", "Activation", "Flatten", "Reshape"]
+
+
+class ActivationMixin:
+    """forward = ``_forward_linear`` then the activation (in place on the fresh pre-activation);
+    the model's fused softmax + cross-entropy path calls ``forward_logits``/``backward_logits`` to
+    skip the softmax."""
+
+    def forward(self, x, training=False):
+        z, saved = self._forward_linear(x, training)
+        y, act_saved = self.activation.forward(z, inplace=z is not x)
+        return y, (saved, act_saved)
+
+    def backward(self, saved, dy, need_dx=True):
+        saved, act_saved = saved
+        return self._backward_linear(saved, self.activation.backward(act_saved, dy), need_dx)
+
+    def ends_in_softmax(self):
+        return self.activation.name == "softmax" and self.activation.params.get("axis", -1) == -1
+
+    def forward_logits(self, x, training=False):
+        return self._forward_linear(x, training)
+
+    def backward_logits(self, saved, dz, need_dx=True):
+        return self._backward_linear(saved, dz, need_dx)
+
+
+class Dense(ActivationMixin, Layer):
+    """y = activation(x @ kernel + bias) over the last axis of x."""
+
+    def __init__(self, units, activation=None, use_bias=True, kernel_initializer="glorot_uniform",
+                 bias_initializer="zeros", kernel_regularizer=None, bias_regularizer=None, **kwargs):
+        super().__init__(**kwargs)
+        self.units = _args.positive_int(units, "units")
+        self.activation = activations.get(activation)
+        self.use_bias = bool(use_bias)
+        self.kernel_initializer = _init.get(kernel_initializer)
+        self.bias_initializer = _init.get(bias_initializer)
+        self.kernel_regularizer = _reg.get(kernel_regularizer)
+        self.bias_regularizer = _reg.get(bias_regularizer)
+
+    def build(self, input_shape):
+        if len(input_shape) < 2 or input_shape[-1] is None:
+            raise ValueError(f"Dense {self.name!r} needs inputs of shape (batch, ..., features) with a known "
+                             f"last axis, received input shape {format_shape(input_shape)}")
+        self.kernel = self.add_weight("kernel", (input_shape[-1], self.units), self.kernel_initializer,
+                                      self.kernel_regularizer)
+        self.bias = (self.add_weight("bias", (self.units,), self.bias_initializer, self.bias_regularizer)
+                     if self.use_bias else None)
+
+    def _check_input_shape(self, input_shape):
+        if len(input_shape) < 2 or input_shape[-1] != self.kernel.shape[0]:
+            raise ValueError(f"Dense {self.name!r} expects inputs with {self.kernel.shape[0]} features on the "
+                             f"last axis, received input shape {format_shape(input_shape)}")
+
+    def compute_output_shape(self, input_shape):
+        return tuple(input_shape[:-1]) + (self.units,)
+
+    def _forward_linear(self, x, training):
+        b = self.bias.value if self.use_bias else None
+        return dense(x, self.kernel.value, b), x
+
+    def _backward_linear(self, x, dz, need_dx):
+        b = self.bias.value if self.use_bias else None
+        if need_dx:
+            dx, dw, db = dense_backward(dz, x, self.kernel.value, b)
+        else:
+            dx, (dw, db) = None, _dense_backward_weights(dz, x, self.kernel.value, b)
+        if self._wants_grad(self.kernel):
+            self.kernel.accumulate_grad(dw)
+        if self.use_bias and self._wants_grad(self.bias):
+            self.bias.accumulate_grad(db)
+        return dx
+
+    def get_config(self):
+        return {**super().get_config(), "units": self.units, "activation": activations.serialize(self.activation),
+                "use_bias": self.use_bias, "kernel_initializer": _init.serialize(self.kernel_initializer),
+                "bias_initializer": _init.serialize(self.bias_initializer),
+                "kernel_regularizer": _reg.serialize(self.kernel_regularizer),
+                "bias_regularizer": _reg.serialize(self.bias_regularizer)}
+
+
+class Activation(ActivationMixin, Layer):
+    """Applies an activation by name: ``Activation("relu")``."""
+
+    def __init__(self, activation, **kwargs):
+        super().__init__(**kwargs)
+        self.activation = activations.get(activation)
+
+    def _forward_linear(self, x, training):
+        return x, None
+
+    def _backward_linear(self, saved, dz, need_dx):
+        return dz if need_dx else None
+
+    def get_config(self):
+        return {**super().get_config(), "activation": activations.serialize(self.activation)}
+
+
+class Flatten(Layer):
+    """(N, d1, d2, ...) -> (N, d1*d2*...) in C order (NHWC flattens channel-fastest, like Keras)."""
+
+    def __init__(self, data_format=None, **kwargs):
+        _args.data_format(data_format)
+        super().__init__(**kwargs)
+
+    def compute_output_shape(self, input_shape):
+        rest = input_shape[1:]
+        return (input_shape[0], None if None in rest else math.prod(rest))
+
+    def forward(self, x, training=False):
+        return x.reshape(x.shape[0], -1), x.shape
+
+    def backward(self, shape, dy, need_dx=True):
+        return dy.reshape(shape) if need_dx else None
+
+
+class Reshape(Layer):
+    """Reshape each sample to ``target_shape`` (one entry may be -1)."""
+
+    def __init__(self, target_shape, **kwargs):
+        super().__init__(**kwargs)
+        try:
+            self.target_shape = tuple(int(s) for s in target_shape)
+        except TypeError:
+            raise ValueError(f"target_shape must be a tuple of ints, received target_shape={target_shape!r}") from None
+        if sum(s == -1 for s in self.target_shape) > 1 or any(s < 1 and s != -1 for s in self.target_shape):
+            raise ValueError(f"target_shape must hold positive sizes and at most one -1, received "
+                             f"target_shape={target_shape!r}")
+
+    def compute_output_shape(self, input_shape):
+        rest = input_shape[1:]
+        if None in rest:
+            return (input_shape[0],) + tuple(None if s == -1 else s for s in self.target_shape)
+        total, known = math.prod(rest), math.prod(s for s in self.target_shape if s != -1)
+        if -1 in self.target_shape:
+            if total % known:
+                raise ValueError(f"cannot reshape input of shape {format_shape(input_shape)} to "
+                                 f"target_shape={self.target_shape}")
+            return (input_shape[0],) + tuple(total // known if s == -1 else s for s in self.target_shape)
+        if total != known:
+            raise ValueError(f"cannot reshape input of shape {format_shape(input_shape)} ({total} values per "
+                             f"sample) to target_shape={self.target_shape} ({known} values)")
+        return (input_shape[0],) + self.target_shape
+
+    def _check_input_shape(self, input_shape):
+        self.compute_output_shape(input_shape)
+
+    def forward(self, x, training=False):
+        return x.reshape((x.shape[0],) + self.target_shape), x.shape
+
+    def backward(self, shape, dy, need_dx=True):
+        return dy.reshape(shape) if need_dx else None
+
+    def get_config(self):
+        return {**super().get_config(), "target_shape": list(self.target_shape)}
+
+
