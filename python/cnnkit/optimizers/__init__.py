@@ -1,0 +1,453 @@
+"""Optimizers with Keras 3's names, defaults and update rules: SGD, Adam, RMSprop, AdamW.
+
+``apply(grads, variables)`` filters out frozen variables and missing gradients, builds the slots
+(moments, velocities: zeros with the module, dtype and layout of each ``variable.value``) on first
+sight of a variable, clips the gradients, applies decoupled weight decay, runs one ``update_step``
+per variable and counts one iteration. Updates work in place on ``variable.value`` and on the slots,
+through one reused scratch array per dtype, so a step on a large model allocates nothing new.
+Saving goes through ``get_state()`` / ``set_state()``: JSON plus plain arrays, no pickle.
+"""
+
+import inspect
+import math
+import numbers
+import re
+
+import numpy as np
+
+from ..ops import get_array_module
+from . import schedules
+from .schedules import LearningRateSchedule, _float
+
+__all__ = ["Optimizer", "SGD", "Adam", "RMSprop", "AdamW", "schedules", "get", "serialize",
+           "deserialize"]
+
+_LR_EXPECTED = "a float >= 0, a LearningRateSchedule or a callable(step) -> float"
+
+
+def _unit(v):
+    return 0 <= v <= 1
+
+
+def _nonneg(v):
+    return 0 <= v < math.inf
+
+
+def _positive(v):
+    return 0 < v < math.inf
+
+
+def _optional(name, value, expected, ok):
+    return None if value is None else _float(name, value, f"None or {expected}", ok)
+
+
+def _bool(name, value):
+    if not isinstance(value, (bool, np.bool_)):
+        raise TypeError(f"Argument `{name}` must be a bool. Received: {name}={value!r}")
+    return bool(value)
+
+
+def _check_learning_rate(value):
+    if isinstance(value, LearningRateSchedule) or callable(value):
+        return value
+    return _float("learning_rate", value, _LR_EXPECTED, _nonneg)
+
+
+def _call_schedule(fn, step):
+    """fn(step); Keras 3 documents plain callables as taking no argument, so those are called bare."""
+    if isinstance(fn, LearningRateSchedule):
+        return float(fn(step))
+    try:
+        inspect.signature(fn).bind(step)
+    except TypeError:
+        return float(fn())
+    except ValueError:  # no signature to inspect (some builtins): assume the Keras schedule form
+        pass
+    return float(fn(step))
+
+
+def _norm(g):
+    xp = get_array_module(g)
+    return float(xp.linalg.norm(g.ravel()))
+
+
+def _scaled(g, scale):
+    # A new array, never g *= scale: the caller's gradient (variable.grad) must stay as it was.
+    return g if scale == 1.0 else g * scale
+
+
+def _to_host(a):
+    return a.get() if hasattr(a, "get") else np.array(a, copy=True)
+
+
+class Optimizer:
+    """Base class: subclasses list their slots in ``_slot_names()`` and implement
+    ``update_step(grad, variable, learning_rate)`` in place."""
+
+    def __init__(self, learning_rate, weight_decay=None, clipnorm=None, clipvalue=None,
+                 global_clipnorm=None, name=None):
+        self._learning_rate = _check_learning_rate(learning_rate)
+        self.weight_decay = _optional("weight_decay", weight_decay, "a float >= 0", _nonneg)
+        self.clipnorm = _optional("clipnorm", clipnorm, "a float > 0", _positive)
+        self.clipvalue = _optional("clipvalue", clipvalue, "a float > 0", _positive)
+        self.global_clipnorm = _optional("global_clipnorm", global_clipnorm, "a float > 0", _positive)
+        if sum(c is not None for c in (clipnorm, clipvalue, global_clipnorm)) > 1:
+            raise ValueError("Only one of `clipnorm`, `clipvalue` and `global_clipnorm` can be set. "
+                             f"Received: clipnorm={clipnorm}, clipvalue={clipvalue}, "
+                             f"global_clipnorm={global_clipnorm}")
+        if name is not None and not isinstance(name, str):
+            raise TypeError(f"Argument `name` must be a string. Received: name={name!r}")
+        self.name = name if name is not None else type(self).__name__.lower()
+        self.iterations = 0
+        self.built = False
+        # Slots are found by id(variable); holding the variables keeps those ids from being reused.
+        self._variables, self._index, self._slots = [], {}, []
+        self._scratch_arrays = {}
+        self._exclude_ids, self._exclude_pattern = set(), None
+
+    # -- learning rate -----------------------------------------------------------------------------
+    @property
+    def learning_rate(self):
+        """The rate the next step uses (a schedule evaluated at ``iterations``), as a float."""
+        lr = self._learning_rate
+        return _call_schedule(lr, self.iterations) if callable(lr) else lr
+
+    @learning_rate.setter
+    def learning_rate(self, value):
+        value = _check_learning_rate(value)
+        if callable(self._learning_rate) and not callable(value):
+            raise TypeError("This optimizer was created with a schedule as its `learning_rate`, so its "
+                            "learning rate cannot be set to a float; create the optimizer with a float "
+                            f"learning rate to change it during training. Received: learning_rate={value}")
+        self._learning_rate = value
+
+    # -- slots ---------------------------------------------------------------------------------------
+    def _slot_names(self):
+        return ()
+
+    def build(self, variables):
+        """Create zero slots for every variable not seen before, appended in the order given."""
+        for v in variables:
+            if id(v) in self._index:
+                continue
+            xp = get_array_module(v.value)
+            self._index[id(v)] = len(self._variables)
+            self._variables.append(v)
+            self._slots.append({name: xp.zeros_like(v.value) for name in self._slot_names()})
+        self.built = True
+
+    def _slot(self, variable, name):
+        return self._slots[self._index[id(variable)]][name]
+
+    def _scratch(self, like):
+        """A work array shaped like ``like`` (same module and dtype), reused across variables and steps."""
+        xp = get_array_module(like)
+        key = (xp.__name__, like.dtype)
+        buf = self._scratch_arrays.get(key)
+        if buf is None or buf.size < like.size:
+            buf = self._scratch_arrays[key] = xp.empty(like.size, like.dtype)
+        return buf[: like.size].reshape(like.shape)
+
+    # -- the step ------------------------------------------------------------------------------------
+    def apply_gradients(self, grads_and_vars):
+        """Apply (grad, variable) pairs; returns ``iterations``."""
+        pairs = list(grads_and_vars)
+        self.apply([g for g, _ in pairs], [v for _, v in pairs])
+        return self.iterations
+
+    def apply(self, grads, variables=None):
+        """One step on ``variables`` (default: those the optimizer was built on) with ``grads``."""
+        grads = list(grads)
+        if variables is None:
+            if not self.built:
+                raise ValueError("When passing `grads` without `variables`, the optimizer must already "
+                                 "be built on a list of variables. Call `optimizer.build(variables)` first.")
+            variables = self._variables
+        variables = list(variables)
+        if len(grads) != len(variables):
+            raise ValueError(f"Expected one gradient per variable. Received: {len(grads)} gradients for "
+                             f"{len(variables)} variables")
+        pairs = [(g, v) for g, v in zip(grads, variables) if v.trainable]
+        if not pairs:
+            return
+        self.build([v for _, v in pairs])
+        pairs = [(g, v) for g, v in pairs if g is not None]
+        if not pairs:
+            raise ValueError("No gradients provided for any variable.")
+        for g, v in pairs:
+            if tuple(g.shape) != v.shape:
+                raise ValueError(f"Gradient of shape {tuple(g.shape)} does not match variable {v.name!r} "
+                                 f"of shape {v.shape}")
+        variables = [v for _, v in pairs]
+        grads = self._clip([g if g.dtype == v.dtype else g.astype(v.dtype) for g, v in pairs])
+        lr = self.learning_rate
+        self._apply_weight_decay(variables, lr)
+        for g, v in zip(grads, variables):
+            self.update_step(g, v, lr)
+        self.iterations += 1
+
+    def update_step(self, grad, variable, learning_rate):
+        raise NotImplementedError(f"{type(self).__name__} must implement update_step()")
+
+    def _clip(self, grads):
+        if self.clipnorm is not None:
+            c = self.clipnorm
+            return [_scaled(g, c / max(_norm(g), c)) for g in grads]
+        if self.global_clipnorm is not None:
+            c = self.global_clipnorm
+            norm = math.sqrt(sum(_norm(g) ** 2 for g in grads))
+            # Like Keras: a non-finite global norm turns every gradient into NaN rather than hiding it.
+            return [_scaled(g, c / max(norm, c) if math.isfinite(norm) else math.nan) for g in grads]
+        if self.clipvalue is not None:
+            return [get_array_module(g).clip(g, -self.clipvalue, self.clipvalue) for g in grads]
+        return grads
+
+    def exclude_from_weight_decay(self, var_list=None, var_names=None):
+        """Skip weight decay for the variables in ``var_list`` and for those whose name matches any
+        of the regular expressions in ``var_names`` (e.g. ``["bias"]``). Call before the first step."""
+        if self.built:
+            raise ValueError("`exclude_from_weight_decay()` can only be configured before the optimizer "
+                             "is built.")
+        self._exclude_ids = {id(v) for v in var_list or ()}
+        self._exclude_pattern = re.compile("|".join(var_names)) if var_names else None
+
+    def _use_weight_decay(self, v):
+        if id(v) in self._exclude_ids:
+            return False
+        return self._exclude_pattern is None or self._exclude_pattern.search(v.name) is None
+
+    def _apply_weight_decay(self, variables, lr):
+        # Decoupled (AdamW-style) decay, before the update: w -= w * weight_decay * lr.
+        if self.weight_decay is None:
+            return
+        factor = 1.0 - self.weight_decay * lr
+        for v in variables:
+            if self._use_weight_decay(v):
+                value = v.value
+                value *= factor
+
+    # -- configuration -------------------------------------------------------------------------------
+    def get_config(self):
+        lr = self._learning_rate
+        if isinstance(lr, LearningRateSchedule):
+            lr = schedules.serialize(lr)
+        elif callable(lr):
+            raise TypeError(f"A plain callable learning rate cannot be serialized. Received: "
+                            f"learning_rate={lr!r}; use a LearningRateSchedule subclass with get_config()")
+        return {"name": self.name, "learning_rate": lr, "weight_decay": self.weight_decay,
+                "clipnorm": self.clipnorm, "global_clipnorm": self.global_clipnorm,
+                "clipvalue": self.clipvalue}
+
+    @classmethod
+    def from_config(cls, config, custom_objects=None):
+        config = dict(config)
+        if isinstance(config.get("learning_rate"), dict):
+            config["learning_rate"] = schedules.deserialize(config["learning_rate"], custom_objects)
+        return cls(**config)
+
+    # -- saving and moving ---------------------------------------------------------------------------
+    def get_state(self):
+        """``(state, arrays)``: a JSON-compatible dict with ``iterations`` and the slot names, and host
+        (NumPy) copies of every slot array, variable by variable in build order."""
+        names = [[v.name, s] for v, slots in zip(self._variables, self._slots) for s in slots]
+        arrays = [_to_host(a) for slots in self._slots for a in slots.values()]
+        return {"iterations": self.iterations, "slots": names}, arrays
+
+    def set_state(self, state, arrays):
+        """Restore ``get_state()``'s output into this optimizer, built on the same variables."""
+        iterations = state.get("iterations") if isinstance(state, dict) else None
+        if isinstance(iterations, bool) or not isinstance(iterations, numbers.Integral) or iterations < 0:
+            raise ValueError(f"state['iterations'] must be an int >= 0. Received: state={state!r}")
+        targets = [(v, name, a) for v, slots in zip(self._variables, self._slots)
+                   for name, a in slots.items()]
+        arrays = list(arrays)
+        if len(arrays) != len(targets):
+            raise ValueError(f"This optimizer has {len(targets)} slot arrays (built on "
+                             f"{len(self._variables)} variables) but the state holds {len(arrays)}; "
+                             "build it on the same variables first.")
+        for (v, name, a), new in zip(targets, arrays):
+            if tuple(new.shape) != a.shape:
+                raise ValueError(f"Slot {name!r} of variable {v.name!r} has shape {a.shape}; the state's "
+                                 f"array has shape {tuple(new.shape)}")
+        for (_, _, a), new in zip(targets, arrays):
+            xp = get_array_module(a)
+            if xp is np and hasattr(new, "get"):
+                new = new.get()
+            a[...] = xp.asarray(new)
+        self.iterations = int(iterations)
+
+    def _move_slots(self, convert):
+        """Replace every slot array with ``convert(array)`` (``Model.to(device)`` moves them)."""
+        self._slots = [{name: convert(a) for name, a in slots.items()} for slots in self._slots]
+        self._scratch_arrays = {}
+
+    def __repr__(self):
+        return f"<{type(self).__name__} name={self.name!r} learning_rate={self._learning_rate!r}>"
+
+
+class SGD(Optimizer):
+    """Gradient descent with optional (Nesterov) momentum. With momentum ``m``:
+    ``v = m * v - lr * g; w += v`` (Nesterov: ``w += m * v - lr * g``)."""
+
+    def __init__(self, learning_rate=0.01, momentum=0.0, nesterov=False, weight_decay=None,
+                 clipnorm=None, clipvalue=None, global_clipnorm=None, name="SGD"):
+        super().__init__(learning_rate, weight_decay, clipnorm, clipvalue, global_clipnorm, name)
+        self.momentum = _float("momentum", momentum, "a float in [0, 1]", _unit)
+        self.nesterov = _bool("nesterov", nesterov)
+
+    def _slot_names(self):
+        return ("momentum",) if self.momentum != 0 else ()
+
+    def update_step(self, grad, variable, learning_rate):
+        w, xp, step = variable.value, get_array_module(variable.value), self._scratch(variable.value)
+        xp.multiply(grad, learning_rate, out=step)  # lr * g
+        if self.momentum == 0:
+            w -= step
+            return
+        m = self._slot(variable, "momentum")
+        m *= self.momentum
+        m -= step
+        if self.nesterov:
+            w -= step
+            xp.multiply(m, self.momentum, out=step)
+            w += step
+        else:
+            w += m
+
+    def get_config(self):
+        return {**super().get_config(), "momentum": self.momentum, "nesterov": self.nesterov}
+
+
+class Adam(Optimizer):
+    """Adam (Kingma & Ba) with Keras' epsilon-hat form: ``m += (g - m)(1 - b1)``,
+    ``v += (g^2 - v)(1 - b2)``, ``w -= lr sqrt(1 - b2^t) / (1 - b1^t) * m / (sqrt(v) + eps)``;
+    ``amsgrad`` uses the running maximum of ``v``."""
+
+    def __init__(self, learning_rate=0.001, beta_1=0.9, beta_2=0.999, epsilon=1e-7, amsgrad=False,
+                 weight_decay=None, clipnorm=None, clipvalue=None, global_clipnorm=None, name="adam"):
+        super().__init__(learning_rate, weight_decay, clipnorm, clipvalue, global_clipnorm, name)
+        self.beta_1 = _float("beta_1", beta_1, "a float in [0, 1)", lambda v: 0 <= v < 1)
+        self.beta_2 = _float("beta_2", beta_2, "a float in [0, 1)", lambda v: 0 <= v < 1)
+        self.epsilon = _float("epsilon", epsilon, "a float >= 0", _nonneg)
+        self.amsgrad = _bool("amsgrad", amsgrad)
+
+    def _slot_names(self):
+        return ("momentum", "velocity") + (("velocity_hat",) if self.amsgrad else ())
+
+    def update_step(self, grad, variable, learning_rate):
+        w, xp, tmp = variable.value, get_array_module(variable.value), self._scratch(variable.value)
+        m, v = self._slot(variable, "momentum"), self._slot(variable, "velocity")
+        t = self.iterations + 1
+        alpha = learning_rate * math.sqrt(1 - self.beta_2**t) / (1 - self.beta_1**t)
+        xp.subtract(grad, m, out=tmp)
+        tmp *= 1 - self.beta_1
+        m += tmp
+        xp.multiply(grad, grad, out=tmp)
+        tmp -= v
+        tmp *= 1 - self.beta_2
+        v += tmp
+        if self.amsgrad:
+            v_hat = self._slot(variable, "velocity_hat")
+            v = xp.maximum(v_hat, v, out=v_hat)
+        xp.sqrt(v, out=tmp)
+        tmp += self.epsilon
+        xp.divide(m, tmp, out=tmp)
+        tmp *= alpha
+        w -= tmp
+
+    def get_config(self):
+        return {**super().get_config(), "beta_1": self.beta_1, "beta_2": self.beta_2,
+                "epsilon": self.epsilon, "amsgrad": self.amsgrad}
+
+
+class AdamW(Adam):
+    """Adam with decoupled weight decay (Loshchilov & Hutter): ``w -= w * weight_decay * lr`` first."""
+
+    def __init__(self, learning_rate=0.001, weight_decay=0.004, beta_1=0.9, beta_2=0.999, epsilon=1e-7,
+                 amsgrad=False, clipnorm=None, clipvalue=None, global_clipnorm=None, name="adamw"):
+        if weight_decay is None:
+            raise ValueError("Argument `weight_decay` must be a float. Received: weight_decay=None")
+        super().__init__(learning_rate, beta_1, beta_2, epsilon, amsgrad, weight_decay, clipnorm,
+                         clipvalue, global_clipnorm, name)
+
+
+class RMSprop(Optimizer):
+    """RMSprop (Hinton): ``v = rho v + (1 - rho) g^2``, ``w -= lr g / sqrt(v + eps)``; ``centered``
+    subtracts the squared running mean of g inside the root; ``momentum`` accumulates the steps."""
+
+    def __init__(self, learning_rate=0.001, rho=0.9, momentum=0.0, epsilon=1e-7, centered=False,
+                 weight_decay=None, clipnorm=None, clipvalue=None, global_clipnorm=None, name="rmsprop"):
+        super().__init__(learning_rate, weight_decay, clipnorm, clipvalue, global_clipnorm, name)
+        self.rho = _float("rho", rho, "a float in [0, 1]", _unit)
+        self.momentum = _float("momentum", momentum, "a float in [0, 1]", _unit)
+        self.epsilon = _float("epsilon", epsilon, "a float >= 0", _nonneg)
+        self.centered = _bool("centered", centered)
+
+    def _slot_names(self):
+        return (("velocity",) + (("momentum",) if self.momentum > 0 else ())
+                + (("average_gradient",) if self.centered else ()))
+
+    def update_step(self, grad, variable, learning_rate):
+        w, xp, tmp = variable.value, get_array_module(variable.value), self._scratch(variable.value)
+        v = self._slot(variable, "velocity")
+        v *= self.rho
+        xp.multiply(grad, grad, out=tmp)
+        tmp *= 1 - self.rho
+        v += tmp
+        if self.centered:
+            a = self._slot(variable, "average_gradient")
+            a *= self.rho
+            xp.multiply(grad, 1 - self.rho, out=tmp)
+            a += tmp
+            xp.multiply(a, a, out=tmp)
+            xp.subtract(v, tmp, out=tmp)
+            tmp += self.epsilon
+        else:
+            xp.add(v, self.epsilon, out=tmp)
+        xp.sqrt(tmp, out=tmp)
+        xp.divide(grad, tmp, out=tmp)
+        tmp *= learning_rate  # the increment lr * g / sqrt(...)
+        if self.momentum > 0:
+            mom = self._slot(variable, "momentum")
+            mom *= self.momentum
+            mom += tmp
+            w -= mom
+        else:
+            w -= tmp
+
+    def get_config(self):
+        return {**super().get_config(), "rho": self.rho, "momentum": self.momentum,
+                "epsilon": self.epsilon, "centered": self.centered}
+
+
+_BUILTINS = {"sgd": SGD, "adam": Adam, "rmsprop": RMSprop, "adamw": AdamW}
+
+
+def serialize(optimizer):
+    """``{"class_name": ..., "config": ...}``, JSON-compatible."""
+    return {"class_name": type(optimizer).__name__, "config": optimizer.get_config()}
+
+
+def deserialize(config, custom_objects=None):
+    """The optimizer that ``serialize`` described (built-in class names match case-insensitively;
+    ``custom_objects`` maps the names of user classes)."""
+    custom_objects = custom_objects or {}
+    name = config.get("class_name") if isinstance(config, dict) else None
+    cls = custom_objects.get(name) or (_BUILTINS.get(name.lower()) if isinstance(name, str) else None)
+    if cls is None:
+        raise ValueError(f"Could not interpret optimizer config: {config!r}. Expected "
+                         f"{{'class_name': one of {[c.__name__ for c in _BUILTINS.values()]}, "
+                         "'config': {...}}")
+    return cls.from_config(config.get("config", {}), custom_objects)
+
+
+def get(identifier):
+    """An optimizer from a name ("adam"), a serialized dict, or an Optimizer (returned as is)."""
+    if isinstance(identifier, Optimizer):
+        return identifier
+    if isinstance(identifier, dict):
+        return deserialize(identifier)
+    if isinstance(identifier, str) and identifier.lower() in _BUILTINS:
+        return _BUILTINS[identifier.lower()]()
+    raise ValueError(f"Could not interpret optimizer identifier: {identifier!r}. Expected one of "
+                     f"{sorted(_BUILTINS)}, an Optimizer instance or a {{'class_name', 'config'}} dict")
