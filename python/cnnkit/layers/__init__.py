@@ -1,12 +1,20 @@
 """Keras-style layers: ``from cnnkit import layers; layers.Conv2D(32, (3, 3), activation="relu")``."""
 
+from .activation import ELU, LeakyReLU, ReLU, Softmax
 from .base import Input, InputLayer, KerasTensor, Layer
 from .conv import Conv2D
 from .core import Activation, Dense, Flatten, Reshape
-from .pooling import MaxPooling2D
+from .merge import Add, Average, Concatenate, Multiply, Subtract
+from .normalization import BatchNormalization
+from .pooling import (AveragePooling2D, GlobalAveragePooling2D, GlobalMaxPooling2D, MaxPooling2D,
+                      StochasticPooling2D)
+from .regularization import Dropout
+from .reshaping import Cropping2D, ZeroPadding2D
 
 __all__ = ["Layer", "Input", "InputLayer", "KerasTensor", "Dense", "Activation", "Flatten", "Reshape",
-           "Conv2D", "MaxPooling2D"]
+           "Conv2D", "MaxPooling2D", "AveragePooling2D", "StochasticPooling2D", "GlobalAveragePooling2D",
+           "GlobalMaxPooling2D", "Dropout", "BatchNormalization", "ReLU", "LeakyReLU", "Softmax", "ELU",
+           "Add", "Subtract", "Multiply", "Average", "Concatenate", "ZeroPadding2D", "Cropping2D"]
 
 _REGISTRY = {name: globals()[name] for name in __all__ if isinstance(globals()[name], type)}
 

@@ -1,4 +1,4 @@
-"""Conv2D (NHWC input, HWIO kernel, like Keras' channels_last) and ZeroPadding2D live here."""
+"""Conv2D (NHWC input, HWIO kernel, like Keras' channels_last) and the output-length rule of window ops."""
 
 from .. import activations
 from .. import initializers as _init

@@ -1,20 +1,32 @@
-"""Pooling layers over NHWC inputs: MaxPooling2D (the argmax is saved for backward)."""
+"""Pooling layers over NHWC inputs: max, average and stochastic windows, global average and max.
+
+Max and stochastic pooling save the chosen cell of each window for backward; average pooling and
+the inference form of stochastic pooling differentiate from the saved input."""
 
 from ..ops import pool as _pool
 from . import _args
+from ._seeds import SeedStream
 from .base import Layer, format_shape
 from .conv import conv_output_length
 
-__all__ = ["MaxPooling2D"]
+__all__ = ["MaxPooling2D", "AveragePooling2D", "StochasticPooling2D", "GlobalAveragePooling2D",
+           "GlobalMaxPooling2D"]
+
+
+def _check_nhwc(layer, input_shape):
+    if len(input_shape) != 4:
+        raise ValueError(f"{type(layer).__name__} {layer.name!r} needs NHWC inputs (batch, height, width, "
+                         f"channels), received input shape {format_shape(input_shape)}")
 
 
 class _Pooling2D(Layer):
     def __init__(self, pool_size=(2, 2), strides=None, padding="valid", data_format=None, **kwargs):
-        super().__init__(**kwargs)
         _args.data_format(data_format)
-        self.pool_size = _args.int_pair(pool_size, "pool_size")
-        self.strides = self.pool_size if strides is None else _args.int_pair(strides, "strides")
-        self.padding = _args.padding_mode(padding)
+        pool_size = _args.int_pair(pool_size, "pool_size")
+        strides = pool_size if strides is None else _args.int_pair(strides, "strides")
+        padding = _args.padding_mode(padding)
+        super().__init__(**kwargs)
+        self.pool_size, self.strides, self.padding = pool_size, strides, padding
 
     def compute_output_shape(self, input_shape):
         n, h, w, c = input_shape
@@ -23,9 +35,7 @@ class _Pooling2D(Layer):
         return (n, oh, ow, c)
 
     def _check_input_shape(self, input_shape):
-        if len(input_shape) != 4:
-            raise ValueError(f"{type(self).__name__} {self.name!r} needs NHWC inputs (batch, height, width, "
-                             f"channels), received input shape {format_shape(input_shape)}")
+        _check_nhwc(self, input_shape)
         oh, ow = self.compute_output_shape(input_shape)[1:3]
         if oh == 0 or ow == 0:
             raise ValueError(f"{type(self).__name__} {self.name!r}: pool_size={self.pool_size} does not fit "
@@ -51,3 +61,88 @@ class MaxPooling2D(_Pooling2D):
             return None
         argmax, shape = saved
         return _pool._max_pool2d_backward_saved(dy, argmax, shape, **self._args())
+
+
+class AveragePooling2D(_Pooling2D):
+    """Mean over each window; the padding of "same" is not counted (Keras/TensorFlow)."""
+
+    def forward(self, x, training=False):
+        return _pool.avg_pool2d(x, **self._args()), x
+
+    def backward(self, x, dy, need_dx=True):
+        return _pool.avg_pool2d_backward(dy, x, **self._args()) if need_dx else None
+
+
+class StochasticPooling2D(_Pooling2D):
+    """Stochastic pooling (Zeiler & Fergus 2013; not in Keras). Training: each window yields one of
+    its cells, drawn with probability proportional to max(x, 0), with a fresh seed per call (from
+    ``seed`` when given, see Dropout); inference: the probability-weighted average
+    sum(a^2) / sum(a), a = max(x, 0)."""
+
+    def __init__(self, pool_size=(2, 2), strides=None, padding="valid", seed=None, data_format=None, **kwargs):
+        seed = _args.seed(seed)
+        super().__init__(pool_size, strides, padding, data_format, **kwargs)
+        self.seed = seed
+        self._seeds = SeedStream(seed)
+
+    def forward(self, x, training=False):
+        if training:
+            y, index = _pool._stochastic_pool2d_forward_saved(x, **self._args(), seed=self._seeds.next())
+            return y, (index, x.shape)
+        return _pool.stochastic_pool2d(x, **self._args(), training=False), (None, x)
+
+    def backward(self, saved, dy, need_dx=True):
+        if not need_dx:
+            return None
+        index, x_or_shape = saved
+        if index is not None:  # training: dy goes to the drawn cell
+            return _pool._stochastic_pool2d_backward_saved(dy, index, x_or_shape, **self._args())
+        return _pool.stochastic_pool2d_backward(dy, x_or_shape, **self._args(), training=False)
+
+    def get_config(self):
+        return {**super().get_config(), "seed": self.seed}
+
+
+class _GlobalPooling2D(Layer):
+    def __init__(self, data_format=None, keepdims=False, **kwargs):
+        _args.data_format(data_format)
+        keepdims = _args.boolean(keepdims, "keepdims")
+        super().__init__(**kwargs)
+        self.keepdims = keepdims
+
+    def compute_output_shape(self, input_shape):
+        n, _, _, c = input_shape
+        return (n, 1, 1, c) if self.keepdims else (n, c)
+
+    def _check_input_shape(self, input_shape):
+        _check_nhwc(self, input_shape)
+
+    def _out(self, y):
+        return y.reshape(y.shape[0], 1, 1, y.shape[1]) if self.keepdims else y
+
+    def get_config(self):
+        return {**super().get_config(), "keepdims": self.keepdims}
+
+
+class GlobalAveragePooling2D(_GlobalPooling2D):
+    """Mean over height and width: (N, H, W, C) -> (N, C), or (N, 1, 1, C) with keepdims=True."""
+
+    def forward(self, x, training=False):
+        return self._out(_pool.global_avg_pool2d(x)), x
+
+    def backward(self, x, dy, need_dx=True):
+        return _pool.global_avg_pool2d_backward(dy.reshape(x.shape[0], x.shape[3]), x) if need_dx else None
+
+
+class GlobalMaxPooling2D(_GlobalPooling2D):
+    """Max over height and width: (N, H, W, C) -> (N, C), or (N, 1, 1, C) with keepdims=True."""
+
+    def forward(self, x, training=False):
+        y, argmax = _pool._global_max_pool2d_forward_saved(x)
+        return self._out(y), (argmax, x.shape)
+
+    def backward(self, saved, dy, need_dx=True):
+        if not need_dx:
+            return None
+        argmax, shape = saved
+        return _pool._global_max_pool2d_backward_saved(dy.reshape(argmax.shape), argmax, shape)
