@@ -114,7 +114,8 @@ def test_mse_and_mae(xp, rng, dtype):
     assert np.array_equal(value_and_grad(losses.MeanAbsoluteError(), same, same.copy())[1], [[0.0, 0.0]])
 
 
-@pytest.mark.parametrize("loss", [losses.MeanSquaredError(), losses.MeanAbsoluteError(), losses.BinaryCrossentropy()])
+@pytest.mark.parametrize("loss", [losses.MeanSquaredError(), losses.MeanAbsoluteError(),
+                                  losses.BinaryCrossentropy()])
 def test_labels_of_shape_n_for_predictions_n_1(rng, loss):
     t, y = rng.integers(0, 2, 6).astype(np.float64), rng.uniform(0.1, 0.9, (6, 1))
     assert loss(t, y) == loss(t[:, None], y)
@@ -152,7 +153,8 @@ def test_clipped_probabilities_are_differentiated_exactly():
     _, g = value_and_grad(loss, t, y)
     assert np.array_equal(g[1], np.zeros(3))  # every entry of row 1 is clipped: the loss is flat there
     b = np.array([[0.0, 1.0, 0.5, 1e-9]])
-    assert np.array_equal(value_and_grad(losses.BinaryCrossentropy(), np.ones((1, 4)), b)[1][0, [0, 3]], [0, 0])
+    _, g = value_and_grad(losses.BinaryCrossentropy(), np.ones((1, 4)), b)
+    assert np.array_equal(g[0, [0, 3]], [0, 0])
     assert_close(losses.binary_crossentropy(np.ones((1, 4)), b), bce_probs(np.ones((1, 4)), b))
 
 
@@ -214,11 +216,13 @@ def test_higher_rank_predictions_average_over_every_position(rng):
 
 
 @pytest.mark.parametrize("loss", [losses.SparseCategoricalCrossentropy(), losses.CategoricalCrossentropy(),
-                                  losses.CategoricalCrossentropy(from_logits=True), losses.BinaryCrossentropy(),
+                                  losses.CategoricalCrossentropy(from_logits=True),
+                                  losses.BinaryCrossentropy(),
                                   losses.MeanSquaredError()])
 def test_empty_batch_gives_nan(xp, loss):
     y = xp.zeros((0, 3), np.float32)
-    labels = np.zeros((0,), np.int64) if isinstance(loss, losses.SparseCategoricalCrossentropy) else np.zeros((0, 3))
+    sparse = isinstance(loss, losses.SparseCategoricalCrossentropy)
+    labels = np.zeros((0,), np.int64) if sparse else np.zeros((0, 3))
     value, g = value_and_grad(loss, labels, y)  # no RuntimeWarning (warnings are errors)
     assert np.isnan(to_numpy(value)) and g.shape == (0, 3)
 
@@ -289,13 +293,13 @@ def test_get_resolves_names_functions_and_instances():
     assert type(losses.get(losses.sparse_categorical_crossentropy)) is losses.SparseCategoricalCrossentropy
     loss = losses.CategoricalCrossentropy(from_logits=True)
     assert losses.get(loss) is loss and losses.get(None) is None
-    with pytest.raises(ValueError, match="unknown loss 'crossentropy'; known: .*sparse_categorical_crossentropy"):
+    with pytest.raises(ValueError, match="unknown loss 'crossentropy'; known: .*sparse_categorical"):
         losses.get("crossentropy")
     with pytest.raises(TypeError, match="Subclass cnnkit.losses.Loss and implement forward"):
         losses.get(lambda y_true, y_pred: (y_true - y_pred) ** 2)
 
 
-@pytest.mark.parametrize("loss", [losses.SparseCategoricalCrossentropy(from_logits=True, ignore_class=3, name="s"),
+@pytest.mark.parametrize("loss", [losses.SparseCategoricalCrossentropy(True, ignore_class=3, name="s"),
                                   losses.CategoricalCrossentropy(label_smoothing=0.25),
                                   losses.BinaryCrossentropy(from_logits=True), losses.MeanAbsoluteError()])
 def test_serialize_round_trip(loss):

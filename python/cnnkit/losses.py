@@ -1,11 +1,15 @@
 """Keras-style losses with hand-written gradients: ``forward`` -> (mean loss, saved), ``backward(saved)``.
 
-Every built-in loss reduces Keras' way ("sum_over_batch_size"): the per-sample losses (shape
-``y_pred.shape[:-1]``, i.e. (N,) for (N, K) predictions) are averaged over all of them. Probabilities
-follow Keras' backends exactly: cross-entropies normalize each row of ``y_pred`` to sum 1, clip it to
-[1e-7, 1 - 1e-7] and take the log, and ``backward`` is the exact derivative of that, zero where the clip
-was active. ``from_logits=True`` (sparse) categorical cross-entropy runs the fused native
-``ops.softmax_cross_entropy`` kernel, which never clips. An empty batch gives NaN, like the ops.
+Every built-in loss reduces Keras' way ("sum_over_batch_size"): the per-sample losses (``per_sample``
+and the function forms; shape ``y_pred.shape[:-1]``, i.e. (N,) for (N, K) predictions, and (N,) for
+1-D regression targets) are averaged over all of them. Probabilities follow Keras' backends exactly:
+cross-entropies normalize each row of ``y_pred`` to sum 1, clip it to [1e-7, 1 - 1e-7] and take the
+log, and ``backward`` is the exact derivative of that (a clipped probability passes no gradient, though
+its entry of ``y_pred`` still does through the row sum). ``from_logits=True`` (sparse) categorical
+cross-entropy runs the fused native ``ops.softmax_cross_entropy`` kernel, and so does
+``forward_from_logits``, the hook a model whose last layer is a softmax calls instead of softmax +
+``forward`` (``fuses_softmax``); that path never clips, like Keras' fused path. An empty batch gives
+NaN, like the ops.
 
 A loss of your own subclasses :class:`Loss` and implements ``forward`` and ``backward``: cnnkit has no
 automatic differentiation, so a plain function ``f(y_true, y_pred)`` cannot train a model.
@@ -55,7 +59,8 @@ class Loss:
                                   "(value, saved) and backward(saved) -> d value / d y_pred")
 
     def backward(self, saved):
-        raise NotImplementedError(f"{type(self).__name__} must implement backward(saved) -> d value / d y_pred")
+        raise NotImplementedError(f"{type(self).__name__} must implement backward(saved) -> "
+                                  "d value / d y_pred")
 
     def per_sample(self, y_true, y_pred):
         raise NotImplementedError(f"{type(self).__name__} does not define per_sample(y_true, y_pred)")
@@ -300,8 +305,8 @@ def mean_absolute_error(y_true, y_pred):
     return MeanAbsoluteError().per_sample(y_true, y_pred)
 
 
-mse = MSE = mean_squared_error
-mae = MAE = mean_absolute_error
+mse = mean_squared_error
+mae = mean_absolute_error
 
 _CLASSES = {c.__name__: c for c in (SparseCategoricalCrossentropy, CategoricalCrossentropy,
                                     BinaryCrossentropy, MeanSquaredError, MeanAbsoluteError)}
@@ -401,15 +406,19 @@ def _check_pred(y_pred, who, min_ndim):
 
 
 def _as_labels(y_true, y_pred, who):
-    """y_true as an array of y_pred's module (NumPy or CuPy), any dtype kept; numeric only."""
-    xp = ops.get_array_module(y_pred)
-    if hasattr(y_true, "get") and xp is np:
+    """y_true as an array, numeric only. It stays where it is (checks on NumPy labels run on the host,
+    with no device round trip) unless y_pred is on the host; _on_device moves it after the checks."""
+    if hasattr(y_true, "get") and ops.get_array_module(y_pred) is np:
         y_true = y_true.get()
     elif not hasattr(y_true, "dtype"):
         y_true = np.asarray(y_true)
     if y_true.dtype.kind not in "biuf":
         raise TypeError(f"{who} expects numeric labels y_true, received dtype {y_true.dtype}")
-    return xp.asarray(y_true)
+    return y_true
+
+
+def _on_device(labels, y_pred):
+    return ops.get_array_module(y_pred).asarray(labels)
 
 
 def _index(flat, shape):
@@ -432,7 +441,8 @@ def _sparse_labels(y_true, y_pred, who, ignore_class=None):
         raise ValueError(f"{who} expects y_true of shape {pred_shape[:-1]} or {pred_shape[:-1] + (1,)} (one "
                          f"class id per sample) for y_pred of shape {pred_shape}; received y_true of shape "
                          f"{tuple(labels.shape)}{hint}")
-    return _check_class_ids(labels, k, who, f"predictions of shape {pred_shape}", ignore_class)
+    labels = _check_class_ids(labels, k, who, f"predictions of shape {pred_shape}", ignore_class)
+    return _on_device(labels, y_pred)
 
 
 def _check_class_ids(labels, k, who, context, ignore_class=None):
@@ -454,8 +464,9 @@ def _check_class_ids(labels, k, who, context, ignore_class=None):
         if bool(bad.any()):
             i = int(xp.argmax(bad.reshape(-1)))
             v = labels.reshape(-1)[i].item()
-            raise ValueError(f"{who} expects class ids in [0, {k}) for {context}; received label "
-                             f"{v if labels.dtype.kind != 'f' else float(v)} at index {_index(i, labels.shape)}")
+            v = float(v) if labels.dtype.kind == "f" else v
+            raise ValueError(f"{who} expects class ids in [0, {k}) for {context}; received label {v} at "
+                             f"index {_index(i, labels.shape)}")
     return labels.astype(xp.int64)
 
 
@@ -475,7 +486,7 @@ def _dense_labels(y_true, y_pred, who, categorical=False):
                     "(loss='sparse_categorical_crossentropy') for them")
         raise ValueError(f"{who} expects y_true of the shape of y_pred {pshape}; received y_true of shape "
                          f"{shape}{hint}")
-    return labels.astype(y_pred.dtype, copy=False)
+    return _on_device(labels.astype(y_pred.dtype, copy=False), y_pred)
 
 
 def _clip_bounds(dtype):
