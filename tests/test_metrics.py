@@ -15,7 +15,8 @@ def dataset(rng, n=64, k=5, tie=True):
     if tie:  # argmax takes the first; F1Score(threshold=None) predicts both, as Keras does
         scores[3, 1] = scores[3, 2] = 0.999
     ids = rng.integers(0, k, n)
-    ids[:12] = scores[:12].argmax(-1)  # some hits whatever the seed
+    scores[0, 0] = 0.9  # column 0 has a positive prediction whatever the seed
+    ids[:12] = scores[:12].argmax(-1)  # and some hits
     return ids, scores
 
 
@@ -93,13 +94,23 @@ def test_top_k_counts_ties_at_the_boundary_as_hits():
 
 
 def test_sample_weight_weights_each_sample(rng):
-    ids, scores = dataset(rng, n=10)
+    ids, scores = dataset(rng, n=10, tie=False)
     w = rng.random(10)
     hits = ids == scores.argmax(-1)
     assert abs(metrics.SparseCategoricalAccuracy()(ids, scores, w) - (hits * w).sum() / w.sum()) < 1e-15
     t = rng.integers(0, 2, (10, 3))
     per_sample = ((scores[:, :3] > 0.5) == t).mean(-1)
     assert abs(metrics.BinaryAccuracy()(t, scores[:, :3], w) - (per_sample * w).sum() / w.sum()) < 1e-15
+    pos, pred = t[:, 0] == 1, scores[:, 0] > 0.5
+    precision = (w * (pred & pos)).sum() / (w * pred).sum()
+    assert abs(metrics.Precision()(t[:, 0], scores[:, 0], w) - precision) < 1e-15
+    cm = np.zeros((5, 5))
+    for i, (a, b) in enumerate(zip(ids, scores.argmax(-1))):
+        cm[a, b] += w[i]
+    recall = ratio(np.diag(cm), cm.sum(1)).mean()
+    assert abs(metrics.Recall(average="macro")(ids, scores, w) - recall) < 1e-15
+    f1 = ratio(2 * np.diag(cm), cm.sum(0) + cm.sum(1))  # 2 tp / (2 tp + fp + fn), per class
+    assert np.allclose(metrics.F1Score()(ids, scores, w), f1, rtol=1e-15, atol=0)
     m = metrics.Mean()
     m.update_state(np.array([1.0, 2.0, 4.0]), sample_weight=np.array([1.0, 0.0, 3.0]))
     m.update_state(0.5, sample_weight=4)  # a batch's mean loss weighted by its size
