@@ -1,0 +1,555 @@
+"""Keras-style losses with hand-written gradients: ``forward`` -> (mean loss, saved), ``backward(saved)``.
+
+Every built-in loss reduces Keras' way ("sum_over_batch_size"): the per-sample losses (``per_sample``
+and the function forms; shape ``y_pred.shape[:-1]``, i.e. (N,) for (N, K) predictions, and (N,) for
+1-D regression targets) are averaged over all of them. Probabilities follow Keras' backends exactly:
+cross-entropies normalize each row of ``y_pred`` to sum 1, clip it to [1e-7, 1 - 1e-7] and take the
+log, and ``backward`` is the exact derivative of that (a clipped probability passes no gradient, though
+its entry of ``y_pred`` still does through the row sum). ``from_logits=True`` (sparse) categorical
+cross-entropy runs the fused native ``ops.softmax_cross_entropy`` kernel, and so does
+``forward_from_logits``, the hook a model whose last layer is a softmax calls instead of softmax +
+``forward`` (``fuses_softmax``); that path never clips, like Keras' fused path. An empty batch gives
+NaN, like the ops.
+
+A loss of your own subclasses :class:`Loss` and implements ``forward`` and ``backward``: cnnkit has no
+automatic differentiation, so a plain function ``f(y_true, y_pred)`` cannot train a model.
+"""
+
+import numbers
+
+import numpy as np
+
+from . import ops
+from .ops.loss import _softmax_cross_entropy_fused
+
+__all__ = [
+    "Loss", "SparseCategoricalCrossentropy", "CategoricalCrossentropy", "BinaryCrossentropy",
+    "MeanSquaredError", "MeanAbsoluteError", "sparse_categorical_crossentropy", "categorical_crossentropy",
+    "binary_crossentropy", "mean_squared_error", "mean_absolute_error", "mse", "mae", "get", "serialize",
+    "deserialize", "EPSILON",
+]
+
+EPSILON = 1e-7  # keras.backend.epsilon(): how far probabilities are kept from 0 and 1 before the log
+REDUCTIONS = ("sum_over_batch_size",)
+
+
+class Loss:
+    """Base class. Subclasses implement ``forward(y_true, y_pred) -> (value, saved)`` (value: a 0-d
+    array, the mean loss over the batch) and ``backward(saved) -> d value / d y_pred``; built-in
+    losses also give the unreduced losses with ``per_sample``."""
+
+    fuses_softmax = False  # True where forward_from_logits(y_true, logits) replaces softmax + forward
+
+    def __init__(self, name=None, reduction="sum_over_batch_size"):
+        if reduction not in REDUCTIONS:
+            raise ValueError(f"cnnkit losses support only reduction='sum_over_batch_size' (the mean over "
+                             f"the batch, Keras' default); received reduction={reduction!r}")
+        if name is not None and not isinstance(name, str):
+            raise TypeError(f"name must be a string, received name={name!r}")
+        self.name = name if name is not None else _snake_case(type(self).__name__)
+        self.reduction = reduction
+
+    def __call__(self, y_true, y_pred):
+        """The mean loss as a Python float."""
+        value, _ = self.forward(y_true, y_pred)
+        return float(_host(value))
+
+    def forward(self, y_true, y_pred):
+        raise NotImplementedError(f"{type(self).__name__} must implement forward(y_true, y_pred) -> "
+                                  "(value, saved) and backward(saved) -> d value / d y_pred")
+
+    def backward(self, saved):
+        raise NotImplementedError(f"{type(self).__name__} must implement backward(saved) -> "
+                                  "d value / d y_pred")
+
+    def per_sample(self, y_true, y_pred):
+        raise NotImplementedError(f"{type(self).__name__} does not define per_sample(y_true, y_pred)")
+
+    def get_config(self):
+        return {"name": self.name, "reduction": self.reduction}
+
+    @classmethod
+    def from_config(cls, config):
+        return cls(**config)
+
+    def __repr__(self):
+        args = ", ".join(f"{k}={v!r}" for k, v in self.get_config().items())
+        return f"{type(self).__name__}({args})"
+
+
+# ----------------------------------------------------------------------------------------------------
+# Cross-entropies
+
+
+class SparseCategoricalCrossentropy(Loss):
+    """Cross-entropy between integer class ids ``y_true`` (shape ``y_pred.shape[:-1]``, or with a
+    trailing 1) and predicted class probabilities (or logits) ``y_pred`` (..., K).
+
+    ``ignore_class``: a label value whose samples are left out (zero loss and gradient, and the mean
+    is over the other samples only, as in Keras); when every sample is ignored the loss is 0."""
+
+    def __init__(self, from_logits=False, ignore_class=None, reduction="sum_over_batch_size",
+                 name="sparse_categorical_crossentropy"):
+        super().__init__(name=name, reduction=reduction)
+        self.from_logits = _check_bool(from_logits, "from_logits")
+        if ignore_class is not None and not _is_int(ignore_class):
+            raise TypeError(f"ignore_class must be an int or None, received ignore_class={ignore_class!r}")
+        self.ignore_class = None if ignore_class is None else int(ignore_class)
+
+    @property
+    def fuses_softmax(self):
+        return not self.from_logits
+
+    def _targets(self, y_true, y_pred):
+        """(labels, valid, count): int64 class ids, the mask of samples kept (None without
+        ignore_class) and how many samples the mean runs over."""
+        labels = _sparse_labels(y_true, y_pred, type(self).__name__, self.ignore_class)
+        if self.ignore_class is None:
+            return labels, None, labels.size
+        valid = labels != self.ignore_class
+        return labels, valid, int(valid.sum())
+
+    def _onehot(self, labels, valid, y_pred):
+        xp = ops.get_array_module(y_pred)
+        t = (labels[..., None] == xp.arange(y_pred.shape[-1])).astype(y_pred.dtype)
+        if valid is not None:
+            t *= valid[..., None]
+        return t
+
+    def per_sample(self, y_true, y_pred):
+        labels, valid, _ = self._targets(y_true, y_pred)
+        t = self._onehot(labels, valid, y_pred)
+        if self.from_logits:
+            return _logits_ce_per_sample(t, y_pred)
+        return _probs_ce_forward(t, y_pred)[0]
+
+    def forward(self, y_true, y_pred):
+        if self.from_logits:
+            value, dlogits = self.forward_from_logits(y_true, y_pred)
+            return value, ("grad", dlogits)
+        labels, valid, count = self._targets(y_true, y_pred)
+        per, saved = _probs_ce_forward(self._onehot(labels, valid, y_pred), y_pred)
+        return _mean(per, count), ("probs", saved, count)
+
+    def backward(self, saved):
+        return _ce_backward(saved)
+
+    def forward_from_logits(self, y_true, logits):
+        """(value, dlogits) of this loss on softmax(logits) by the fused native kernel, which does not
+        clip the probabilities (Keras' fused from_logits path does not either)."""
+        labels, valid, count = self._targets(y_true, logits)
+        if valid is None:
+            return _fused(labels.reshape(-1), logits, count)
+        return _fused(self._onehot(labels, valid, logits), logits, count)
+
+    def get_config(self):
+        return {**super().get_config(), "from_logits": self.from_logits, "ignore_class": self.ignore_class}
+
+
+class CategoricalCrossentropy(Loss):
+    """Cross-entropy between one-hot (or probability) labels ``y_true`` and predicted probabilities
+    (or logits) ``y_pred``, both (..., K). ``label_smoothing`` s turns the labels into
+    ``y_true * (1 - s) + s / K`` first."""
+
+    def __init__(self, from_logits=False, label_smoothing=0.0, reduction="sum_over_batch_size",
+                 name="categorical_crossentropy"):
+        super().__init__(name=name, reduction=reduction)
+        self.from_logits = _check_bool(from_logits, "from_logits")
+        self.label_smoothing = _check_smoothing(label_smoothing)
+
+    @property
+    def fuses_softmax(self):
+        return not self.from_logits
+
+    def _targets(self, y_true, y_pred):
+        t = _dense_labels(y_true, y_pred, type(self).__name__, categorical=True)
+        if self.label_smoothing:
+            s = self.label_smoothing
+            t = t * (1 - s) + s / y_pred.shape[-1]
+        return t
+
+    def per_sample(self, y_true, y_pred):
+        t = self._targets(y_true, y_pred)
+        if self.from_logits:
+            return _logits_ce_per_sample(t, y_pred)
+        return _probs_ce_forward(t, y_pred)[0]
+
+    def forward(self, y_true, y_pred):
+        if self.from_logits:
+            value, dlogits = self.forward_from_logits(y_true, y_pred)
+            return value, ("grad", dlogits)
+        per, saved = _probs_ce_forward(self._targets(y_true, y_pred), y_pred)
+        return _mean(per, per.size), ("probs", saved, per.size)
+
+    def backward(self, saved):
+        return _ce_backward(saved)
+
+    def forward_from_logits(self, y_true, logits):
+        """(value, dlogits) of this loss on softmax(logits) by the fused native kernel, which does not
+        clip the probabilities (Keras' fused from_logits path does not either)."""
+        t = self._targets(y_true, logits)
+        return _fused(t, logits, t.size // max(t.shape[-1], 1))
+
+    def get_config(self):
+        return {**super().get_config(), "from_logits": self.from_logits,
+                "label_smoothing": self.label_smoothing}
+
+
+class BinaryCrossentropy(Loss):
+    """Binary cross-entropy per element, averaged over the last axis (one or more independent labels
+    per sample). Probabilities are clipped to [1e-7, 1 - 1e-7] like Keras; ``from_logits=True`` uses
+    the overflow-free form max(x, 0) - x * y + log(1 + exp(-|x|)) without a clip (as Keras' TensorFlow,
+    JAX and PyTorch backends do). ``label_smoothing`` s: labels become ``y_true * (1 - s) + s / 2``."""
+
+    def __init__(self, from_logits=False, label_smoothing=0.0, reduction="sum_over_batch_size",
+                 name="binary_crossentropy"):
+        super().__init__(name=name, reduction=reduction)
+        self.from_logits = _check_bool(from_logits, "from_logits")
+        self.label_smoothing = _check_smoothing(label_smoothing)
+
+    def _elementwise(self, y_true, y_pred):
+        """(losses per element, d loss / d y_pred per element)."""
+        t = _dense_labels(y_true, y_pred, type(self).__name__)
+        if self.label_smoothing:
+            t = t * (1 - self.label_smoothing) + 0.5 * self.label_smoothing
+        xp = ops.get_array_module(y_pred)
+        if self.from_logits:
+            e = xp.exp(-xp.abs(y_pred))
+            loss = xp.maximum(y_pred, 0) - y_pred * t + xp.log1p(e)
+            sigmoid = xp.where(y_pred >= 0, 1 / (1 + e), e / (1 + e))
+            return loss, sigmoid - t
+        lo, hi = _clip_bounds(y_pred.dtype)
+        q = xp.clip(y_pred, lo, hi)
+        loss = -(t * xp.log(q) + (1 - t) * xp.log(1 - q))
+        grad = ((1 - t) / (1 - q) - t / q) * ((y_pred >= lo) & (y_pred <= hi))
+        return loss, grad
+
+    def per_sample(self, y_true, y_pred):
+        return _last_axis_mean(self._elementwise(y_true, y_pred)[0])
+
+    def forward(self, y_true, y_pred):
+        loss, grad = self._elementwise(y_true, y_pred)
+        return _mean(loss, loss.size), ("grad", _scaled(grad, loss.size))
+
+    def backward(self, saved):
+        return saved[1]
+
+    def get_config(self):
+        return {**super().get_config(), "from_logits": self.from_logits,
+                "label_smoothing": self.label_smoothing}
+
+
+# ----------------------------------------------------------------------------------------------------
+# Regression
+
+
+class MeanSquaredError(Loss):
+    """mean((y_true - y_pred) ** 2) over the last axis, then over the batch."""
+
+    def __init__(self, reduction="sum_over_batch_size", name="mean_squared_error"):
+        super().__init__(name=name, reduction=reduction)
+
+    def per_sample(self, y_true, y_pred):
+        d = y_pred - _dense_labels(y_true, y_pred, type(self).__name__)
+        return _last_axis_mean(d * d)
+
+    def forward(self, y_true, y_pred):
+        d = y_pred - _dense_labels(y_true, y_pred, type(self).__name__)
+        # every sample has the same number of elements, so the mean of the row means is the mean of all
+        return _mean(d * d, d.size), ("grad", _scaled(2 * d, d.size))
+
+    def backward(self, saved):
+        return saved[1]
+
+
+class MeanAbsoluteError(Loss):
+    """mean(|y_true - y_pred|) over the last axis, then over the batch (gradient sign(0) = 0)."""
+
+    def __init__(self, reduction="sum_over_batch_size", name="mean_absolute_error"):
+        super().__init__(name=name, reduction=reduction)
+
+    def per_sample(self, y_true, y_pred):
+        d = y_pred - _dense_labels(y_true, y_pred, type(self).__name__)
+        return _last_axis_mean(ops.get_array_module(d).abs(d))
+
+    def forward(self, y_true, y_pred):
+        d = y_pred - _dense_labels(y_true, y_pred, type(self).__name__)
+        xp = ops.get_array_module(d)
+        return _mean(xp.abs(d), d.size), ("grad", _scaled(xp.sign(d), d.size))
+
+    def backward(self, saved):
+        return saved[1]
+
+
+# ----------------------------------------------------------------------------------------------------
+# Function forms: unreduced losses, shape y_pred.shape[:-1] ((N,) for (N, K) predictions), like Keras.
+
+
+def sparse_categorical_crossentropy(y_true, y_pred, from_logits=False, ignore_class=None):
+    return SparseCategoricalCrossentropy(from_logits, ignore_class).per_sample(y_true, y_pred)
+
+
+def categorical_crossentropy(y_true, y_pred, from_logits=False, label_smoothing=0.0):
+    return CategoricalCrossentropy(from_logits, label_smoothing).per_sample(y_true, y_pred)
+
+
+def binary_crossentropy(y_true, y_pred, from_logits=False, label_smoothing=0.0):
+    return BinaryCrossentropy(from_logits, label_smoothing).per_sample(y_true, y_pred)
+
+
+def mean_squared_error(y_true, y_pred):
+    return MeanSquaredError().per_sample(y_true, y_pred)
+
+
+def mean_absolute_error(y_true, y_pred):
+    return MeanAbsoluteError().per_sample(y_true, y_pred)
+
+
+mse = mean_squared_error
+mae = mean_absolute_error
+
+_CLASSES = {c.__name__: c for c in (SparseCategoricalCrossentropy, CategoricalCrossentropy,
+                                    BinaryCrossentropy, MeanSquaredError, MeanAbsoluteError)}
+_FUNCTIONS = {
+    sparse_categorical_crossentropy: SparseCategoricalCrossentropy,
+    categorical_crossentropy: CategoricalCrossentropy,
+    binary_crossentropy: BinaryCrossentropy,
+    mean_squared_error: MeanSquaredError,
+    mean_absolute_error: MeanAbsoluteError,
+}
+_NAMES = {
+    **{f.__name__: c for f, c in _FUNCTIONS.items()}, **_CLASSES,
+    "mse": MeanSquaredError, "MSE": MeanSquaredError, "mae": MeanAbsoluteError, "MAE": MeanAbsoluteError,
+    "bce": BinaryCrossentropy, "BCE": BinaryCrossentropy,
+}
+
+
+def get(identifier):
+    """A Loss for a name ("sparse_categorical_crossentropy", "mse", ...), a Loss instance or subclass,
+    one of this module's functions, or a serialized config; None stays None."""
+    if identifier is None or isinstance(identifier, Loss):
+        return identifier
+    if isinstance(identifier, str):
+        if identifier in _NAMES:
+            return _NAMES[identifier]()
+        raise ValueError(f"unknown loss {identifier!r}; known: {', '.join(sorted(_NAMES))}")
+    if isinstance(identifier, dict):
+        return deserialize(identifier)
+    if isinstance(identifier, type) and issubclass(identifier, Loss):
+        return identifier()
+    if callable(identifier) and identifier in _FUNCTIONS:
+        return _FUNCTIONS[identifier]()
+    if callable(identifier):
+        raise TypeError(
+            f"cnnkit cannot differentiate the loss function {getattr(identifier, '__name__', identifier)!r}: "
+            "it has no automatic differentiation. Subclass cnnkit.losses.Loss and implement "
+            "forward(y_true, y_pred) -> (mean loss, saved) and backward(saved) -> d loss / d y_pred, or "
+            f"use a built-in loss ({', '.join(sorted(_FUNCTIONS[f].__name__ for f in _FUNCTIONS))})")
+    raise TypeError(f"could not interpret loss {identifier!r}: pass a name, a cnnkit.losses.Loss or a config")
+
+
+def serialize(loss):
+    """{"class_name": ..., "config": ...} for a Loss."""
+    if not isinstance(loss, Loss):
+        raise TypeError(f"serialize expects a cnnkit.losses.Loss, received {loss!r}")
+    return {"class_name": type(loss).__name__, "config": loss.get_config()}
+
+
+def deserialize(config, custom_objects=None):
+    """The Loss that ``serialize`` described; ``custom_objects`` maps class names of your own losses."""
+    classes = {**_CLASSES, **(custom_objects or {})}
+    if not isinstance(config, dict) or "class_name" not in config:
+        raise ValueError(f"a loss config is a dict with 'class_name' and 'config', received {config!r}")
+    name = config["class_name"]
+    if name not in classes:
+        raise ValueError(f"unknown loss class {name!r}; known: {', '.join(sorted(classes))} "
+                         "(pass custom_objects={name: cls} for your own)")
+    return classes[name].from_config(config.get("config", {}))
+
+
+# ----------------------------------------------------------------------------------------------------
+# Helpers
+
+
+def _snake_case(name):
+    return "".join("_" + c.lower() if c.isupper() and i else c.lower() for i, c in enumerate(name))
+
+
+def _is_int(v):
+    return isinstance(v, numbers.Integral) and not isinstance(v, bool)
+
+
+def _check_bool(value, name):
+    if not isinstance(value, (bool, np.bool_)):
+        raise TypeError(f"{name} must be True or False, received {name}={value!r}")
+    return bool(value)
+
+
+def _check_smoothing(value):
+    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not 0 <= value <= 1:
+        raise ValueError(f"label_smoothing must be a number in [0, 1], received label_smoothing={value!r}")
+    return float(value)
+
+
+def _host(a):
+    return a.get() if hasattr(a, "get") else a
+
+
+def _check_pred(y_pred, who, min_ndim):
+    if not hasattr(y_pred, "dtype") or not hasattr(y_pred, "shape"):
+        raise TypeError(f"{who} expects y_pred to be a NumPy or CuPy array, received {type(y_pred).__name__}")
+    if y_pred.dtype not in (np.float32, np.float64):
+        raise TypeError(f"{who} expects y_pred of dtype float32 or float64, received dtype {y_pred.dtype}")
+    if y_pred.ndim < min_ndim:
+        want = "(batch, classes)" if min_ndim == 2 else "(batch, ...)"
+        raise ValueError(f"{who} expects y_pred of shape {want}, received shape {tuple(y_pred.shape)}")
+
+
+def _as_labels(y_true, y_pred, who):
+    """y_true as an array, numeric only. It stays where it is (checks on NumPy labels run on the host,
+    with no device round trip) unless y_pred is on the host; _on_device moves it after the checks."""
+    if hasattr(y_true, "get") and ops.get_array_module(y_pred) is np:
+        y_true = y_true.get()
+    elif not hasattr(y_true, "dtype"):
+        y_true = np.asarray(y_true)
+    if y_true.dtype.kind not in "biuf":
+        raise TypeError(f"{who} expects numeric labels y_true, received dtype {y_true.dtype}")
+    return y_true
+
+
+def _on_device(labels, y_pred):
+    return ops.get_array_module(y_pred).asarray(labels)
+
+
+def _index(flat, shape):
+    idx = np.unravel_index(flat, shape)
+    return int(idx[0]) if len(shape) == 1 else tuple(int(i) for i in idx)
+
+
+def _sparse_labels(y_true, y_pred, who, ignore_class=None):
+    """Validated int64 class ids of shape y_pred.shape[:-1] (a trailing axis of 1 is dropped)."""
+    _check_pred(y_pred, who, 2)
+    labels = _as_labels(y_true, y_pred, who)
+    pred_shape, k = tuple(y_pred.shape), y_pred.shape[-1]
+    if labels.shape == pred_shape[:-1] + (1,):
+        labels = labels.reshape(pred_shape[:-1])
+    if labels.shape != pred_shape[:-1]:
+        hint = ""
+        if labels.shape == pred_shape:
+            hint = ("; these look like one-hot labels: use CategoricalCrossentropy "
+                    "(loss='categorical_crossentropy') for them")
+        raise ValueError(f"{who} expects y_true of shape {pred_shape[:-1]} or {pred_shape[:-1] + (1,)} (one "
+                         f"class id per sample) for y_pred of shape {pred_shape}; received y_true of shape "
+                         f"{tuple(labels.shape)}{hint}")
+    labels = _check_class_ids(labels, k, who, f"predictions of shape {pred_shape}", ignore_class)
+    return _on_device(labels, y_pred)
+
+
+def _check_class_ids(labels, k, who, context, ignore_class=None):
+    """labels (an array) as int64 after checking that they are integers in [0, k), ignore_class
+    excepted; the message names the first offender and ``context`` (what k comes from)."""
+    xp = ops.get_array_module(labels)
+    if labels.dtype.kind == "b":
+        raise TypeError(f"{who} expects integer class ids, received boolean labels")
+    if labels.dtype.kind == "f":
+        bad = ~xp.isfinite(labels) | (labels != xp.floor(labels))
+        if bool(bad.any()):
+            i = int(xp.argmax(bad.reshape(-1)))
+            raise ValueError(f"{who} expects integer class ids; received float label "
+                             f"{float(labels.reshape(-1)[i])} at index {_index(i, labels.shape)}")
+    if labels.size:
+        bad = (labels < 0) | (labels >= k)
+        if ignore_class is not None:
+            bad &= labels != ignore_class
+        if bool(bad.any()):
+            i = int(xp.argmax(bad.reshape(-1)))
+            v = labels.reshape(-1)[i].item()
+            v = float(v) if labels.dtype.kind == "f" else v
+            raise ValueError(f"{who} expects class ids in [0, {k}) for {context}; received label {v} at "
+                             f"index {_index(i, labels.shape)}")
+    return labels.astype(xp.int64)
+
+
+def _dense_labels(y_true, y_pred, who, categorical=False):
+    """y_true cast to y_pred's dtype and device, shaped like y_pred. Categorical labels must match
+    exactly; otherwise (N,) labels for (N, 1) predictions (and the reverse) are aligned, like Keras."""
+    _check_pred(y_pred, who, 2 if categorical else 1)
+    labels = _as_labels(y_true, y_pred, who)
+    shape, pshape = tuple(labels.shape), tuple(y_pred.shape)
+    if not categorical and shape != pshape:
+        if shape + (1,) == pshape or shape == pshape + (1,):
+            labels = labels.reshape(pshape)
+    if labels.shape != pshape:
+        hint = ""
+        if categorical and shape in (pshape[:-1], pshape[:-1] + (1,)):
+            hint = ("; these look like integer class ids: use SparseCategoricalCrossentropy "
+                    "(loss='sparse_categorical_crossentropy') for them")
+        raise ValueError(f"{who} expects y_true of the shape of y_pred {pshape}; received y_true of shape "
+                         f"{shape}{hint}")
+    return _on_device(labels.astype(y_pred.dtype, copy=False), y_pred)
+
+
+def _clip_bounds(dtype):
+    return dtype.type(EPSILON), dtype.type(1 - EPSILON)
+
+
+def _probs_ce_forward(t, y):
+    """Keras' probability path: per-sample -sum t log clip(y / sum(y)), and what backward needs."""
+    xp = ops.get_array_module(y)
+    s = y.sum(axis=-1, keepdims=True)
+    p = y / s
+    lo, hi = _clip_bounds(y.dtype)
+    q = xp.clip(p, lo, hi)
+    return (t * -xp.log(q)).sum(axis=-1), (t, p, q, s)
+
+
+def _ce_backward(saved):
+    if saved[0] == "grad":
+        return saved[1]
+    _, (t, p, q, s), count = saved
+    lo, hi = _clip_bounds(p.dtype)
+    # g = d loss / d q where the clip passed p through, else 0; p = y / s has Jacobian (I - p 1^T) / s
+    g = -t / q * ((p >= lo) & (p <= hi))
+    dy = (g - (g * p).sum(axis=-1, keepdims=True)) / s
+    return _scaled(dy, count)
+
+
+def _logits_ce_per_sample(t, x):
+    xp = ops.get_array_module(x)
+    z = x - x.max(axis=-1, keepdims=True)
+    log_probs = z - xp.log(xp.exp(z).sum(axis=-1, keepdims=True))
+    return (t * -log_probs).sum(axis=-1)
+
+
+def _fused(labels, logits, count):
+    """The native softmax cross-entropy over rows of logits (..., K), rescaled to a mean over ``count``
+    samples (fewer than the rows when some are ignored)."""
+    k = logits.shape[-1]
+    rows = logits.size // max(k, 1)
+    x = logits.reshape(rows, k)
+    value, dlogits = _softmax_cross_entropy_fused(x, labels.reshape(rows, k) if labels.ndim > 1 else labels)
+    if count != rows:
+        if count == 0:  # every sample ignored (zero label rows, so dlogits is 0): Keras' masked mean is 0
+            return ops.get_array_module(logits).zeros((), logits.dtype), dlogits.reshape(logits.shape)
+        xp = ops.get_array_module(logits)
+        value, dlogits = xp.asarray(value * (rows / count), logits.dtype), dlogits * (rows / count)
+    return value, dlogits.reshape(logits.shape)
+
+
+def _mean(per, count):
+    """sum(per) / count as a 0-d array of per's dtype: NaN for an empty batch, 0 when count is 0 but
+    there are samples (all of them ignored)."""
+    xp = ops.get_array_module(per)
+    if per.size == 0:
+        return xp.full((), xp.nan, per.dtype)
+    if count == 0:
+        return xp.zeros((), per.dtype)
+    return xp.asarray(per.sum() / per.dtype.type(count), per.dtype)
+
+
+def _scaled(grad, count):
+    return grad / grad.dtype.type(count) if count else grad * 0
+
+
+def _last_axis_mean(a):
+    return a.mean(axis=-1) if a.ndim > 1 else a

@@ -1,0 +1,709 @@
+"""Keras-style streaming metrics, exact over a whole dataset.
+
+Each update reduces the batch on its device (NumPy or CuPy) to a few counts and adds them on the host:
+correct/total counts as Python ints, per-class counts as float64 (exact for integer counts below
+2**53), sums of values as float64. So ``result()`` after any split of a dataset into batches equals
+the value on the whole dataset at once: exactly for the counting metrics, up to float64 rounding for
+``Mean``. ``sample_weight`` (one weight per sample) turns counts into weighted sums, as in Keras.
+A metric with nothing counted yet reports 0.0 (Keras' divide-no-NaN).
+"""
+
+import math
+import numbers
+
+import numpy as np
+
+from . import losses as _losses
+from . import ops
+
+__all__ = [
+    "Metric", "Mean", "MeanMetricWrapper", "Accuracy", "SparseCategoricalAccuracy", "CategoricalAccuracy",
+    "BinaryAccuracy", "TopKCategoricalAccuracy", "SparseTopKCategoricalAccuracy", "Precision", "Recall",
+    "F1Score", "confusion_matrix", "get", "serialize", "deserialize",
+]
+
+
+class Metric:
+    """Base class: ``update_state(y_true, y_pred, sample_weight=None)``, ``result()`` (a Python float),
+    ``reset_state()``, ``get_config()``. Calling a metric updates it and returns the result."""
+
+    def __init__(self, name=None):
+        if name is not None and not isinstance(name, str):
+            raise TypeError(f"name must be a string, received name={name!r}")
+        self.name = name if name is not None else _losses._snake_case(type(self).__name__)
+
+    def update_state(self, *args, **kwargs):
+        raise NotImplementedError(f"{type(self).__name__} must implement update_state")
+
+    def result(self):
+        raise NotImplementedError(f"{type(self).__name__} must implement result")
+
+    def reset_state(self):
+        raise NotImplementedError(f"{type(self).__name__} must implement reset_state")
+
+    def __call__(self, *args, **kwargs):
+        self.update_state(*args, **kwargs)
+        return self.result()
+
+    def get_config(self):
+        return {"name": self.name}
+
+    @classmethod
+    def from_config(cls, config):
+        return cls(**config)
+
+    def __repr__(self):
+        args = ", ".join(f"{k}={v!r}" for k, v in self.get_config().items())
+        return f"{type(self).__name__}({args})"
+
+
+class Mean(Metric):
+    """The (weighted) mean of every value passed to ``update_state(values, sample_weight=None)``;
+    ``sample_weight`` broadcasts against ``values`` (a scalar weight counts a scalar value that many
+    times, e.g. a batch's mean loss weighted by the batch size)."""
+
+    def __init__(self, name="mean"):
+        super().__init__(name=name)
+        self.reset_state()
+
+    def reset_state(self):
+        self.total = 0.0
+        self.count = 0.0
+
+    def update_state(self, values, sample_weight=None):
+        xp = _module(values, sample_weight)
+        values = _to(xp, values).astype(xp.float64)
+        if sample_weight is None:
+            self.total += _float(values.sum())
+            self.count += values.size
+            return
+        w = _to(xp, sample_weight).astype(xp.float64)
+        if w.ndim < values.ndim:  # (N,) weights for (N, ...) values: one weight per sample
+            w = w.reshape(w.shape + (1,) * (values.ndim - w.ndim))
+        try:
+            values, w = xp.broadcast_arrays(values, w)
+        except ValueError:
+            raise ValueError(f"{self.name}: sample_weight of shape {tuple(w.shape)} does not broadcast to "
+                             f"the values' shape {tuple(values.shape)}") from None
+        self.total += _float((values * w).sum())
+        self.count += _float(w.sum())
+
+    def result(self):
+        return self.total / self.count if self.count else 0.0
+
+
+class MeanMetricWrapper(Mean):
+    """The mean of ``fn(y_true, y_pred, **kwargs)``, a function returning one value per sample."""
+
+    def __init__(self, fn, name=None, **kwargs):
+        if not callable(fn):
+            raise TypeError(f"fn must be a callable f(y_true, y_pred) -> per-sample values, "
+                            f"received fn={fn!r}")
+        super().__init__(name=name if name is not None else getattr(fn, "__name__", "mean_metric_wrapper"))
+        self.fn = fn
+        self._fn_kwargs = kwargs
+
+    def update_state(self, y_true, y_pred, sample_weight=None):
+        super().update_state(self.fn(y_true, y_pred, **self._fn_kwargs), sample_weight)
+
+    def get_config(self):
+        return {"name": self.name, "fn": getattr(self.fn, "__name__", repr(self.fn)), **self._fn_kwargs}
+
+    @classmethod
+    def from_config(cls, config):
+        config = dict(config)
+        fn = config.pop("fn")
+        if isinstance(fn, str):
+            if fn not in _FUNCTIONS:
+                raise ValueError(f"cannot rebuild MeanMetricWrapper around the unknown function {fn!r}; "
+                                 f"known: {', '.join(sorted(_FUNCTIONS))}")
+            fn = _FUNCTIONS[fn]
+        return cls(fn, **config)
+
+
+# ----------------------------------------------------------------------------------------------------
+# Accuracies: correct / total, counted exactly
+
+
+class _Counting(Metric):
+    """Accumulates matches: subclasses return a boolean array (N, ...) from ``_matches``; a sample's
+    value is the fraction of its elements that match (Keras' mean over the last axis)."""
+
+    def __init__(self, name):
+        super().__init__(name=name)
+        self.reset_state()
+
+    def reset_state(self):
+        self.correct = 0
+        self.total = 0
+
+    def update_state(self, y_true, y_pred, sample_weight=None):
+        y_true, y_pred = _align(y_true, y_pred, self.name)
+        matches = self._matches(y_true, y_pred)
+        if sample_weight is None:
+            self.correct += int(matches.sum())
+            self.total += matches.size
+            return
+        xp = ops.get_array_module(matches)
+        n = matches.shape[0] if matches.ndim else 1
+        w = _sample_weight(xp, sample_weight, n, self.name)
+        per_sample = matches.reshape(n, -1).mean(axis=1) if matches.size else xp.zeros(n)
+        self.correct += _float((per_sample * w).sum())
+        self.total += _float(w.sum())
+
+    def result(self):
+        return self.correct / self.total if self.total else 0.0
+
+
+class Accuracy(_Counting):
+    """How often y_pred equals y_true exactly, element by element."""
+
+    def __init__(self, name="accuracy"):
+        super().__init__(name)
+
+    def _matches(self, y_true, y_pred):
+        y_true = _same_shape(y_true, y_pred, self.name)
+        return y_true == y_pred
+
+
+class SparseCategoricalAccuracy(_Counting):
+    """How often argmax(y_pred) equals the integer class id y_true ((N,) or (N, 1))."""
+
+    def __init__(self, name="sparse_categorical_accuracy"):
+        super().__init__(name)
+
+    def _matches(self, y_true, y_pred):
+        return _class_ids(y_true, y_pred, self.name) == y_pred.argmax(axis=-1)
+
+
+class CategoricalAccuracy(_Counting):
+    """How often argmax(y_pred) equals argmax(y_true) (one-hot labels)."""
+
+    def __init__(self, name="categorical_accuracy"):
+        super().__init__(name)
+
+    def _matches(self, y_true, y_pred):
+        _check_categorical(y_true, y_pred, self.name)
+        return y_true.argmax(axis=-1) == y_pred.argmax(axis=-1)
+
+
+class BinaryAccuracy(_Counting):
+    """How often (y_pred > threshold) equals y_true, element by element."""
+
+    def __init__(self, name="binary_accuracy", threshold=0.5):
+        super().__init__(name)
+        self.threshold = _check_threshold(threshold, "threshold")
+
+    def _matches(self, y_true, y_pred):
+        y_true = _same_shape(y_true, y_pred, self.name)
+        return (y_pred > self.threshold).astype(y_true.dtype) == y_true
+
+    def get_config(self):
+        return {**super().get_config(), "threshold": self.threshold}
+
+
+class SparseTopKCategoricalAccuracy(_Counting):
+    """How often the class id y_true is among the k highest scores of y_pred. Ties at the boundary
+    count as hits (the label is in the top k when fewer than k classes score strictly higher)."""
+
+    def __init__(self, k=5, name="sparse_top_k_categorical_accuracy"):
+        super().__init__(name)
+        if not _losses._is_int(k) or k < 1:
+            raise ValueError(f"k must be a positive int, received k={k!r}")
+        self.k = int(k)
+
+    def _targets(self, y_true, y_pred):
+        return _class_ids(y_true, y_pred, self.name)
+
+    def _matches(self, y_true, y_pred):
+        xp = ops.get_array_module(y_pred)
+        ids = self._targets(y_true, y_pred)
+        if ids.size == 0:
+            return xp.zeros(ids.shape, bool)
+        target = xp.take_along_axis(y_pred, ids[..., None], axis=-1)
+        return (y_pred > target).sum(axis=-1) < self.k
+
+    def get_config(self):
+        return {**super().get_config(), "k": self.k}
+
+
+class TopKCategoricalAccuracy(SparseTopKCategoricalAccuracy):
+    """How often argmax(y_true) (one-hot labels) is among the k highest scores of y_pred."""
+
+    def __init__(self, k=5, name="top_k_categorical_accuracy"):
+        super().__init__(k, name)
+
+    def _targets(self, y_true, y_pred):
+        _check_categorical(y_true, y_pred, self.name)
+        return y_true.argmax(axis=-1)
+
+
+# ----------------------------------------------------------------------------------------------------
+# Precision, recall, F1
+
+
+class Precision(Metric):
+    """Precision tp / (tp + fp), 0 when nothing is predicted positive.
+
+    Default (``average=None``), as Keras: binary or multi-label. ``y_pred`` holds probabilities in
+    [0, 1]; an element is predicted positive when ``y_pred > threshold`` (``thresholds`` defaults to
+    0.5; a list gives a list of results) and is a positive label when ``y_true != 0``; every element
+    counts (all labels pooled) unless ``class_id`` picks one column of the last axis.
+
+    ``average="macro"``: multi-class. ``y_pred`` (N, K), K > 1, holds class scores; the predicted class
+    is argmax(y_pred) (first of ties); ``y_true`` holds class ids (N,) / (N, 1) or one-hot rows (N, K).
+    The result is the unweighted mean over all K classes of the per-class value, a class that no sample
+    was predicted as (precision) or belongs to (recall) contributing 0. This equals scikit-learn's
+    ``precision_score(y, pred, labels=range(K), average="macro", zero_division=0)``.
+    ``thresholds`` and ``class_id`` must be None then."""
+
+    _recall = False
+
+    def __init__(self, thresholds=None, *, class_id=None, average=None, name="precision"):
+        super().__init__(name=name)
+        if average not in (None, "macro"):
+            raise ValueError(f"average must be None (binary / multi-label) or 'macro' (multi-class), "
+                             f"received average={average!r}")
+        if class_id is not None and (not _losses._is_int(class_id) or class_id < 0):
+            raise ValueError(f"class_id must be a non-negative int or None, received class_id={class_id!r}")
+        if average == "macro" and (thresholds is not None or class_id is not None):
+            raise ValueError(f"average='macro' predicts the argmax class and counts every class; it takes "
+                             f"no thresholds or class_id, received thresholds={thresholds!r}, "
+                             f"class_id={class_id!r}")
+        self._single = thresholds is None or isinstance(thresholds, numbers.Real)
+        if thresholds is None:
+            thr = [0.5]
+        else:
+            thr = [thresholds] if self._single else list(thresholds)
+        if not thr:
+            raise ValueError(f"thresholds must not be empty, received thresholds={thresholds!r}")
+        for t in thr:
+            _check_threshold(t, "thresholds")
+        self.init_thresholds = thresholds
+        self.thresholds = [float(t) for t in thr]
+        self.class_id = class_id
+        self.average = average
+        self.reset_state()
+
+    def reset_state(self):
+        self.true_positives = np.zeros(len(self.thresholds))
+        self.false_positives = np.zeros(len(self.thresholds))
+        self.false_negatives = np.zeros(len(self.thresholds))
+        self.confusion = None  # (K, K) counts for average="macro", rows = true class
+
+    def update_state(self, y_true, y_pred, sample_weight=None):
+        y_true, y_pred = _align(y_true, y_pred, self.name)
+        if self.average == "macro":
+            cm = _confusion(y_true, y_pred, None, self.name, sample_weight, scores_only=True)
+            if self.confusion is not None and self.confusion.shape != cm.shape:
+                raise ValueError(f"{self.name} was updated with {self.confusion.shape[0]} classes before; "
+                                 f"received y_pred of shape {tuple(y_pred.shape)}")
+            self.confusion = cm if self.confusion is None else self.confusion + cm
+            return
+        ids_shapes = (y_pred.shape[:-1], y_pred.shape[:-1] + (1,))
+        if y_pred.ndim > 1 and y_pred.shape[-1] > 1 and y_true.shape in ids_shapes:
+            raise ValueError(f"{self.name} pools every element of y_pred as a binary prediction and needs "
+                             f"y_true of its shape {tuple(y_pred.shape)}; received class ids of shape "
+                             f"{tuple(y_true.shape)}: for multi-class scores pass average='macro'")
+        y_true = _same_shape(y_true, y_pred, self.name)
+        if self.class_id is not None:
+            if y_pred.ndim == 0 or self.class_id >= y_pred.shape[-1]:
+                raise ValueError(f"{self.name}: class_id={self.class_id} is out of range for y_pred of "
+                                 f"shape {tuple(y_pred.shape)}")
+            y_true, y_pred = y_true[..., self.class_id], y_pred[..., self.class_id]
+        xp = ops.get_array_module(y_pred)
+        if y_pred.size and bool(((y_pred < 0) | (y_pred > 1)).any()):
+            raise ValueError(f"{self.name} expects probabilities in [0, 1] in y_pred; received values from "
+                             f"{float(y_pred.min())} to {float(y_pred.max())} (pass probabilities, e.g. "
+                             "apply a sigmoid to logits)")
+        positive = y_true != 0
+        w = None
+        if sample_weight is not None:
+            n = y_pred.shape[0] if y_pred.ndim else 1
+            w = _sample_weight(xp, sample_weight, n, self.name).reshape((n,) + (1,) * max(y_pred.ndim - 1, 0))
+        for i, t in enumerate(self.thresholds):
+            predicted = y_pred > t
+            self.true_positives[i] += _count(predicted & positive, w)
+            self.false_positives[i] += _count(predicted & ~positive, w)
+            self.false_negatives[i] += _count(~predicted & positive, w)
+
+    def _per_threshold(self):
+        wrong = self.false_negatives if self._recall else self.false_positives
+        return _divide(self.true_positives, self.true_positives + wrong)
+
+    def result(self):
+        if self.average == "macro":
+            if self.confusion is None:
+                return 0.0
+            hits = np.diag(self.confusion)
+            return float(_divide(hits, self.confusion.sum(axis=1 if self._recall else 0)).mean())
+        values = self._per_threshold()
+        return float(values[0]) if self._single else [float(v) for v in values]
+
+    def get_config(self):
+        return {**super().get_config(), "thresholds": self.init_thresholds, "class_id": self.class_id,
+                "average": self.average}
+
+
+class Recall(Precision):
+    """Recall tp / (tp + fn), 0 when there is no positive label; arguments as for :class:`Precision`
+    (``average="macro"``: scikit-learn's ``recall_score(..., labels=range(K), average="macro",
+    zero_division=0)``)."""
+
+    _recall = True
+
+    def __init__(self, thresholds=None, *, class_id=None, average=None, name="recall"):
+        super().__init__(thresholds, class_id=class_id, average=average, name=name)
+
+
+class F1Score(Metric):
+    """F1 = 2 tp / (2 tp + fp + fn) per class (the harmonic mean of precision and recall; 0 when the
+    class has neither labels nor predictions), as Keras 3's F1Score but without its 1e-7 terms.
+
+    ``y_pred`` (N, K). ``y_true``: (N, K) one-hot / multi-hot labels, or class ids (N,) / (N, 1) when
+    K > 1. ``threshold=None``: the largest score(s) of each row are the predicted classes (Keras'
+    argmax; a row of zeros predicts nothing); else ``y_pred > threshold``. ``average``: None gives the
+    per-class scores (a float64 NumPy array); "micro" pools the counts of all classes; "macro" is the
+    unweighted mean over classes; "weighted" weights each class by its number of true labels."""
+
+    def __init__(self, average=None, threshold=None, name="f1_score"):
+        super().__init__(name=name)
+        if average not in (None, "micro", "macro", "weighted"):
+            raise ValueError(f"average must be one of None, 'micro', 'macro', 'weighted', "
+                             f"received average={average!r}")
+        if threshold is not None:
+            _check_threshold(threshold, "threshold")
+            if threshold <= 0:
+                raise ValueError(f"threshold must be in (0, 1], received threshold={threshold!r}")
+            threshold = float(threshold)
+        self.average = average
+        self.threshold = threshold
+        self.reset_state()
+
+    def reset_state(self):
+        self.true_positives = self.false_positives = self.false_negatives = self.support = None
+
+    def update_state(self, y_true, y_pred, sample_weight=None):
+        y_true, y_pred = _align(y_true, y_pred, self.name)
+        xp = ops.get_array_module(y_pred)
+        if y_pred.ndim != 2:
+            raise ValueError(f"{self.name} expects y_pred of shape (batch, classes), received shape "
+                             f"{tuple(y_pred.shape)}")
+        n, k = y_pred.shape
+        if self.true_positives is not None and self.support.shape[0] != k:
+            raise ValueError(f"{self.name} was updated with {self.support.shape[0]} classes before; "
+                             f"received y_pred of shape {tuple(y_pred.shape)}")
+        if y_true.shape != y_pred.shape and k > 1:
+            ids = _class_ids(y_true, y_pred, self.name)
+            y_true = ids[:, None] == xp.arange(k)
+        elif y_true.shape != y_pred.shape:
+            raise ValueError(f"{self.name} expects y_true of the shape of y_pred {tuple(y_pred.shape)}, "
+                             f"received shape {tuple(y_true.shape)}")
+        if self.threshold is None:  # the row maxima, but a row of zeros predicts nothing (Keras)
+            row_max = y_pred.max(axis=-1, keepdims=True) if n else y_pred[:, :1]
+            predicted = (y_pred >= row_max) & (xp.abs(y_pred) > 1e-9)
+        else:
+            predicted = y_pred > self.threshold
+        predicted = predicted.astype(xp.float64)
+        truth = y_true.astype(xp.float64)
+        w = 1.0 if sample_weight is None else _sample_weight(xp, sample_weight, n, self.name)[:, None]
+        counts = (predicted * truth * w, predicted * (1 - truth) * w, (1 - predicted) * truth * w, truth * w)
+        sums = [_host(c.sum(axis=0)).astype(np.float64) for c in counts]
+        if self.true_positives is None:
+            self.true_positives, self.false_positives, self.false_negatives, self.support = sums
+        else:
+            self.true_positives += sums[0]
+            self.false_positives += sums[1]
+            self.false_negatives += sums[2]
+            self.support += sums[3]
+
+    def result(self):
+        if self.true_positives is None:
+            return 0.0 if self.average is not None else np.zeros(0)
+        tp, fp, fn = self.true_positives, self.false_positives, self.false_negatives
+        if self.average == "micro":
+            return float(_divide(2 * tp.sum(), 2 * tp.sum() + fp.sum() + fn.sum()))
+        f1 = _divide(2 * tp, 2 * tp + fp + fn)
+        if self.average is None:
+            return f1
+        if self.average == "macro":
+            return float(f1.mean())
+        return float(_divide((f1 * self.support).sum(), self.support.sum()))
+
+    def get_config(self):
+        return {**super().get_config(), "average": self.average, "threshold": self.threshold}
+
+
+def confusion_matrix(y_true, y_pred, num_classes=None):
+    """(K, K) int64 counts, row = true class, column = predicted class.
+
+    ``y_true``: class ids (N,) / (N, 1) or one-hot rows (N, K). ``y_pred``: class ids, or scores
+    (N, K) with K > 1 whose argmax is the prediction. ``num_classes`` defaults to K of the scores or
+    one-hot labels, else to the largest id + 1; ids outside [0, num_classes) raise ValueError."""
+    if num_classes is not None and (not _losses._is_int(num_classes) or num_classes < 1):
+        raise ValueError(f"num_classes must be a positive int, received num_classes={num_classes!r}")
+    y_true, y_pred = _align(y_true, y_pred, "confusion_matrix")
+    return _confusion(y_true, y_pred, num_classes, "confusion_matrix").astype(np.int64)
+
+
+# ----------------------------------------------------------------------------------------------------
+# get / serialize
+
+
+class _AutoAccuracy(Metric):
+    """"accuracy" before the kind of labels is known: at the first update it becomes binary accuracy
+    when y_pred's last axis is 1, sparse categorical when y_true has one class id per sample (a rank
+    below y_pred's or a last axis of 1), categorical otherwise (Keras' rule)."""
+
+    def __init__(self, name="accuracy"):
+        super().__init__(name=name)
+        self.resolved = None
+
+    def update_state(self, y_true, y_pred, sample_weight=None):
+        if self.resolved is None:
+            y_true, y_pred = _align(y_true, y_pred, self.name)
+            self.resolved = _accuracy_for_shapes(y_true.shape, y_pred.shape, self.name)
+        self.resolved.update_state(y_true, y_pred, sample_weight)
+
+    def result(self):
+        return self.resolved.result() if self.resolved is not None else 0.0
+
+    def reset_state(self):
+        if self.resolved is not None:
+            self.resolved.reset_state()
+
+
+def _accuracy_for_shapes(true_shape, pred_shape, name):
+    if len(pred_shape) == 0 or pred_shape[-1] == 1:
+        return BinaryAccuracy(name=name)
+    if len(true_shape) < len(pred_shape) or (len(true_shape) and true_shape[-1] == 1):
+        return SparseCategoricalAccuracy(name=name)
+    return CategoricalAccuracy(name=name)
+
+
+_CLASSES = {c.__name__: c for c in (
+    Mean, MeanMetricWrapper, Accuracy, SparseCategoricalAccuracy, CategoricalAccuracy, BinaryAccuracy,
+    TopKCategoricalAccuracy, SparseTopKCategoricalAccuracy, Precision, Recall, F1Score, _AutoAccuracy)}
+_BY_NAME = {
+    "sparse_categorical_accuracy": SparseCategoricalAccuracy,
+    "categorical_accuracy": CategoricalAccuracy,
+    "binary_accuracy": BinaryAccuracy,
+    "top_k_categorical_accuracy": TopKCategoricalAccuracy,
+    "sparse_top_k_categorical_accuracy": SparseTopKCategoricalAccuracy,
+    "precision": Precision,
+    "recall": Recall,
+    "f1_score": F1Score,
+}
+_FUNCTIONS = {
+    "mean_squared_error": _losses.mean_squared_error, "mse": _losses.mean_squared_error,
+    "mean_absolute_error": _losses.mean_absolute_error, "mae": _losses.mean_absolute_error,
+}
+_LOSS_ACCURACY = {
+    _losses.SparseCategoricalCrossentropy: SparseCategoricalAccuracy,
+    _losses.CategoricalCrossentropy: CategoricalAccuracy,
+    _losses.BinaryCrossentropy: BinaryAccuracy,
+}
+
+
+def get(identifier, loss=None, output_shape=None):
+    """A Metric for a name, a Metric instance, class or config, or a function f(y_true, y_pred) ->
+    per-sample values (wrapped in a MeanMetricWrapper named after it).
+
+    "accuracy" / "acc" (the metric keeps that name, so History keys read as in Keras) picks its kind
+    from ``loss`` (sparse / categorical / binary cross-entropy); for another loss, from
+    ``output_shape`` (a last axis of 1 means binary) and, failing that, from the labels' shape at the
+    first update."""
+    if isinstance(identifier, Metric):
+        return identifier
+    if isinstance(identifier, type) and issubclass(identifier, Metric):
+        return identifier()
+    if isinstance(identifier, dict):
+        return deserialize(identifier)
+    if isinstance(identifier, str):
+        if identifier in ("accuracy", "acc"):
+            return _accuracy(identifier, loss, output_shape)
+        if identifier in _BY_NAME:
+            return _BY_NAME[identifier]()
+        if identifier in _FUNCTIONS:
+            return MeanMetricWrapper(_FUNCTIONS[identifier], name=identifier)
+        known = sorted(["accuracy", "acc", *_BY_NAME, *_FUNCTIONS])
+        raise ValueError(f"unknown metric {identifier!r}; known: {', '.join(known)}")
+    if callable(identifier):
+        return MeanMetricWrapper(identifier)
+    raise TypeError(f"could not interpret metric {identifier!r}: pass a name, a cnnkit.metrics.Metric or "
+                    "a function f(y_true, y_pred) -> per-sample values")
+
+
+def _accuracy(name, loss, output_shape):
+    try:
+        loss = _losses.get(loss)
+    except (TypeError, ValueError):  # a loss cnnkit cannot name tells nothing about the labels
+        loss = None
+    for loss_class, metric_class in _LOSS_ACCURACY.items():
+        if isinstance(loss, loss_class):
+            return metric_class(name=name)
+    if output_shape is not None and len(output_shape) and output_shape[-1] == 1:
+        return BinaryAccuracy(name=name)
+    return _AutoAccuracy(name=name)
+
+
+def serialize(metric):
+    if not isinstance(metric, Metric):
+        raise TypeError(f"serialize expects a cnnkit.metrics.Metric, received {metric!r}")
+    return {"class_name": type(metric).__name__, "config": metric.get_config()}
+
+
+def deserialize(config, custom_objects=None):
+    classes = {**_CLASSES, **(custom_objects or {})}
+    if not isinstance(config, dict) or "class_name" not in config:
+        raise ValueError(f"a metric config is a dict with 'class_name' and 'config', received {config!r}")
+    name = config["class_name"]
+    if name not in classes:
+        raise ValueError(f"unknown metric class {name!r}; known: {', '.join(sorted(classes))} "
+                         "(pass custom_objects={name: cls} for your own)")
+    return classes[name].from_config(config.get("config", {}))
+
+
+# ----------------------------------------------------------------------------------------------------
+# Helpers
+
+
+def _host(a):
+    return a.get() if hasattr(a, "get") else np.asarray(a)
+
+
+def _float(a):
+    return float(_host(a))
+
+
+def _module(*arrays):
+    return ops.get_array_module(*(a for a in arrays if hasattr(a, "dtype")))
+
+
+def _to(xp, a):
+    """a (array, list or number) as an array of module xp."""
+    if hasattr(a, "get") and xp is np:
+        a = a.get()
+    return xp.asarray(a)
+
+
+def _align(y_true, y_pred, who):
+    """Both as arrays of y_pred's module (labels follow predictions onto the GPU); numeric only."""
+    if not hasattr(y_pred, "dtype"):
+        y_pred = np.asarray(y_pred)
+    xp = ops.get_array_module(y_pred)
+    y_true, y_pred = _to(xp, y_true), _to(xp, y_pred)
+    for arg, a in (("y_true", y_true), ("y_pred", y_pred)):
+        if a.dtype.kind not in "biuf":
+            raise TypeError(f"{who} expects numeric {arg}, received dtype {a.dtype}")
+    return y_true, y_pred
+
+
+def _same_shape(y_true, y_pred, who):
+    """y_true shaped like y_pred: equal shapes, or (N,) labels for (N, 1) predictions and the reverse."""
+    if y_true.shape != y_pred.shape and (y_true.shape + (1,) == y_pred.shape or
+                                         y_true.shape == y_pred.shape + (1,)):
+        y_true = y_true.reshape(y_pred.shape)
+    if y_true.shape != y_pred.shape:
+        raise ValueError(f"{who} expects y_true of the shape of y_pred {tuple(y_pred.shape)}, received "
+                         f"y_true of shape {tuple(y_true.shape)}")
+    return y_true
+
+
+def _check_categorical(y_true, y_pred, who):
+    if y_pred.ndim < 1 or y_true.shape != y_pred.shape:
+        hint = ""
+        if y_pred.ndim and y_true.shape in (y_pred.shape[:-1], y_pred.shape[:-1] + (1,)):
+            hint = "; for integer class ids use the sparse_* version of this metric"
+        raise ValueError(f"{who} expects one-hot y_true of the shape of y_pred {tuple(y_pred.shape)}, "
+                         f"received y_true of shape {tuple(y_true.shape)}{hint}")
+
+
+def _class_ids(y_true, y_pred, who):
+    """Class ids of shape y_pred.shape[:-1] (a trailing axis of 1 dropped); integral floats accepted."""
+    if y_pred.ndim < 1:
+        raise ValueError(f"{who} expects y_pred of shape (batch, classes), received shape "
+                         f"{tuple(y_pred.shape)}")
+    want = tuple(y_pred.shape[:-1])
+    if y_true.shape == want + (1,):
+        y_true = y_true.reshape(want)
+    if y_true.shape != want:
+        hint = "; for one-hot labels use the non-sparse version" if y_true.shape == y_pred.shape else ""
+        raise ValueError(f"{who} expects y_true of shape {want} or {want + (1,)} (one class id per sample) "
+                         f"for y_pred of shape {tuple(y_pred.shape)}, received shape "
+                         f"{tuple(y_true.shape)}{hint}")
+    return _losses._check_class_ids(y_true, y_pred.shape[-1], who, f"y_pred of shape {tuple(y_pred.shape)}")
+
+
+def _check_threshold(value, name):
+    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not 0 <= value <= 1:
+        raise ValueError(f"{name} must be a number in [0, 1], received {name}={value!r}")
+    return float(value)
+
+
+def _sample_weight(xp, sample_weight, n, who):
+    w = _to(xp, sample_weight).astype(xp.float64)
+    if w.shape == (n, 1):
+        w = w.reshape(n)
+    if w.shape == ():
+        w = xp.full(n, float(_host(w)))
+    if w.shape != (n,):
+        raise ValueError(f"{who} expects one sample_weight per sample, shape ({n},); received shape "
+                         f"{tuple(w.shape)}")
+    return w
+
+
+def _count(mask, w):
+    return int(mask.sum()) if w is None else _float((mask * w).sum())
+
+
+def _divide(num, den):
+    """num / den, 0 where den is 0 (divide-no-NaN), in float64."""
+    num, den = np.asarray(num, np.float64), np.asarray(den, np.float64)
+    return np.divide(num, den, out=np.zeros(np.broadcast(num, den).shape), where=den != 0)
+
+
+def _confusion(y_true, y_pred, num_classes, who, sample_weight=None, scores_only=False):
+    """Host float64 (K, K) confusion counts (weighted when sample_weight is given)."""
+    xp = ops.get_array_module(y_pred)
+    scores = y_pred.ndim == 2 and y_pred.shape[-1] > 1
+    if scores_only and not scores:
+        raise ValueError(f"{who} with average='macro' expects class scores y_pred of shape (batch, classes) "
+                         f"with classes > 1, received shape {tuple(y_pred.shape)}")
+    k = y_pred.shape[-1] if scores else None
+    one_hot = y_true.ndim == 2 and y_true.shape[-1] > 1
+    if one_hot:
+        if k is not None and y_true.shape != y_pred.shape:
+            raise ValueError(f"{who} expects one-hot y_true of shape {tuple(y_pred.shape)}, received shape "
+                             f"{tuple(y_true.shape)}")
+        k = k if k is not None else y_true.shape[-1]
+        true_ids = y_true.argmax(axis=-1)
+    else:
+        true_ids = _ids_1d(y_true, who, "y_true")
+    pred_ids = y_pred.argmax(axis=-1) if scores else _ids_1d(y_pred, who, "y_pred")
+    if true_ids.shape != pred_ids.shape:
+        raise ValueError(f"{who}: y_true of shape {tuple(y_true.shape)} and y_pred of shape "
+                         f"{tuple(y_pred.shape)} hold different numbers of samples")
+    if num_classes is not None:
+        if k is not None and k != num_classes:
+            raise ValueError(f"{who}: num_classes={num_classes} but the scores or one-hot labels have {k} "
+                             "classes")
+        k = num_classes
+    if k is None:  # one more than the largest id; non-integral or negative ids fail the check below
+        tops = [_float(ids.max()) for ids in (true_ids, pred_ids) if ids.size]
+        k = int(max(tops)) + 1 if tops and all(map(math.isfinite, tops)) else 1
+    true_ids, pred_ids = (_losses._check_class_ids(ids, k, who, f"{arg} with {k} classes")
+                          for arg, ids in (("y_true", true_ids), ("y_pred", pred_ids)))
+    w = None if sample_weight is None else _sample_weight(xp, sample_weight, true_ids.shape[0], who)
+    flat = true_ids * k + pred_ids
+    counts = xp.bincount(flat, weights=w, minlength=k * k) if flat.size else xp.zeros(k * k)
+    return _host(counts).astype(np.float64).reshape(k, k)
+
+
+def _ids_1d(a, who, arg):
+    if a.ndim == 2 and a.shape[-1] == 1:
+        a = a.reshape(-1)
+    if a.ndim != 1:
+        raise ValueError(f"{who} expects {arg} as class ids (N,) / (N, 1) or rows (N, K), received shape "
+                         f"{tuple(a.shape)}")
+    return a
