@@ -1,0 +1,319 @@
+"""``Model(inputs, outputs)``: a graph of layer calls, run forward in topological order and
+backward in reverse, with gradients summed where a tensor feeds several layers.
+
+The plan is built once from the symbolic tensors: one step per layer call, each naming the
+tensors it reads and writes and when they can be freed. Backward skips every step that has no
+trainable weight upstream, and asks layers for dx only where something upstream needs it, so the
+first convolution never computes its input gradient.
+"""
+
+from .. import device as _device
+from ..layers.base import InputLayer, KerasTensor, Layer, format_shape, unique_name
+from .training import Trainer
+
+__all__ = ["Model"]
+
+
+class _Step:
+    __slots__ = ("layer", "inputs", "output", "multi", "free")
+
+    def __init__(self, layer, inputs, output, multi):
+        self.layer, self.inputs, self.output, self.multi, self.free = layer, inputs, output, multi, ()
+
+
+def _as_list(x, what):
+    items = list(x) if isinstance(x, (list, tuple)) else [x]
+    for t in items:
+        if not isinstance(t, KerasTensor):
+            raise TypeError(f"Model {what} must be symbolic tensors from cnnkit.layers.Input(...) and layer "
+                            f"calls, received {t!r}")
+    return items
+
+
+class Model(Trainer, Layer):
+    """A functional model: ``Model(inputs, outputs, name=None)``; it is also a Layer, so a model can
+    be called inside another model."""
+
+    def __init__(self, inputs=None, outputs=None, name=None, trainable=True, **kwargs):
+        Layer.__init__(self, name=name or unique_name(self._default_name()), trainable=trainable, **kwargs)
+        Trainer.__init__(self)
+        self._graph_ready = False
+        if inputs is None and outputs is None and type(self) is Model:
+            raise TypeError("Model needs inputs and outputs: Model(inputs, outputs); subclassing Model "
+                            "with a call() method is not supported, build the graph functionally")
+        if inputs is not None or outputs is not None:
+            self._init_graph(inputs, outputs)
+
+    @classmethod
+    def _default_name(cls):
+        return "functional"
+
+    # ------------------------------------------------------------------ graph
+    def _init_graph(self, inputs, outputs):
+        self.inputs = _as_list(inputs, "inputs")
+        self.outputs = _as_list(outputs, "outputs")
+        self._single_input = not isinstance(inputs, (list, tuple))
+        self._single_output = not isinstance(outputs, (list, tuple))
+        for t in self.inputs:
+            if not isinstance(t.node.layer, InputLayer):
+                raise ValueError(f"model inputs must come straight from cnnkit.layers.Input(...), received a "
+                                 f"tensor produced by layer {t.node.layer.name!r}")
+        input_ids = {id(t) for t in self.inputs}
+        order, seen, visiting = [], set(), set()
+
+        def visit(node):
+            if id(node) in seen:
+                return
+            if id(node) in visiting:
+                raise ValueError("the layer graph has a cycle")
+            visiting.add(id(node))
+            for t in node.inputs:
+                if id(t) in input_ids:
+                    continue
+                if isinstance(t.node.layer, InputLayer):
+                    raise ValueError(f"graph disconnected: layer {node.layer.name!r} reads input "
+                                     f"{t.node.layer.name!r}, which is not among the model's inputs")
+                visit(t.node)
+            visiting.discard(id(node))
+            seen.add(id(node))
+            order.append(node)
+
+        for t in self.outputs:
+            if id(t) not in input_ids:
+                visit(t.node)
+        self._graph_nodes = order
+        layers = [t.node.layer for t in self.inputs]
+        for node in order:
+            if node.layer not in layers:
+                layers.append(node.layer)
+        self._layers = layers
+        self._plan = [_Step(n.layer, [id(t) for t in n.inputs], id(n.outputs[0]), n.layer.multi_input)
+                      for n in order]
+        keep = {id(t) for t in self.outputs}
+        last_use = {}
+        for i, step in enumerate(self._plan):
+            for tid in step.inputs:
+                last_use[tid] = i
+        for i, step in enumerate(self._plan):
+            step.free = tuple({tid for tid in step.inputs if last_use[tid] == i and tid not in keep})
+        names = [layer.name for layer in layers]
+        dup = {n for n in names if names.count(n) > 1}
+        if dup:
+            raise ValueError(f"layer names must be unique within a model, these repeat: {sorted(dup)}")
+        self.built = True
+        self._graph_ready = True
+
+    @property
+    def layers(self):
+        return [layer for layer in self._layers if not isinstance(layer, InputLayer)] if self._hide_input_layers \
+            else list(self._layers)
+
+    _hide_input_layers = False
+
+    def get_layer(self, name=None, index=None):
+        """A layer by name or by index into ``model.layers``."""
+        layers = self.layers
+        if index is not None:
+            if not isinstance(index, int) or not -len(layers) <= index < len(layers):
+                raise ValueError(f"index must be an int in [0, {len(layers)}), received index={index!r}")
+            return layers[index]
+        for layer in layers:
+            if layer.name == name:
+                return layer
+        raise ValueError(f"no layer named {name!r}; layers: {[layer.name for layer in layers]}")
+
+    def _require_graph(self):
+        if not self._graph_ready:
+            raise ValueError(f"model {self.name!r} is not built yet: give it an input shape (layers.Input(...) "
+                             "as the first layer, input_shape= on the first layer, or model.build(shape)), "
+                             "or call fit/predict on data first")
+
+    # ------------------------------------------------------------------ running
+    def _run(self, xs, training, fuse_output=False):
+        """Forward pass. Returns (outputs, saved per step). With fuse_output the last step (which
+        must produce the single output and end in a softmax) returns its logits instead."""
+        values = {id(t): a for t, a in zip(self.inputs, xs)}
+        saved_all = []
+        last = len(self._plan) - 1
+        for i, step in enumerate(self._plan):
+            args = [values[tid] for tid in step.inputs]
+            arg = args if step.multi else args[0]
+            if fuse_output and i == last:
+                y, saved = step.layer.forward_logits(arg, training)
+            else:
+                y, saved = step.layer.forward(arg, training)
+            values[step.output] = y
+            saved_all.append(saved)
+            for tid in step.free:
+                del values[tid]
+        return [values[id(t)] for t in self.outputs], saved_all
+
+    def _needs_grad(self, input_needs):
+        """Per tensor id: whether its gradient is needed (a trainable weight is upstream, or the
+        model input itself needs one)."""
+        need = {id(t): bool(n) for t, n in zip(self.inputs, input_needs)}
+        for step in self._plan:
+            need[step.output] = bool(step.layer.trainable_weights) or any(need[t] for t in step.inputs)
+        return need
+
+    def _backward(self, saved_all, douts, input_needs=None, fuse_output=False):
+        """Backward pass from d loss / d outputs; fills Variable.grad; returns the input gradients."""
+        if input_needs is None:
+            input_needs = [False] * len(self.inputs)
+        need = self._needs_grad(input_needs)
+        grads = {}
+        for t, d in zip(self.outputs, douts):
+            if d is not None:
+                grads[id(t)] = d
+        last = len(self._plan) - 1
+        for i in range(last, -1, -1):
+            step = self._plan[i]
+            dy = grads.pop(step.output, None)
+            if dy is None or not need[step.output]:
+                continue
+            wants = [need[t] for t in step.inputs]
+            if fuse_output and i == last:
+                dx = step.layer.backward_logits(saved_all[i], dy, wants[0])
+            else:
+                dx = step.layer.backward(saved_all[i], dy, wants if step.multi else wants[0])
+            saved_all[i] = None  # free what the step kept as soon as it is used
+            dxs = dx if step.multi else [dx]
+            for tid, g, w in zip(step.inputs, dxs, wants):
+                if g is None or not w:
+                    continue
+                grads[tid] = grads[tid] + g if tid in grads else g
+        return [grads.get(id(t)) for t in self.inputs]
+
+    # the Layer interface, so that a model can be a layer of another model
+    def compute_output_shape(self, input_shape):
+        self._require_graph()
+        return self.outputs[0].shape if self._single_output else [t.shape for t in self.outputs]
+
+    def _check_input_shape(self, input_shape):
+        shapes = [input_shape] if self._single_input else list(input_shape)
+        for t, s in zip(self.inputs, shapes):
+            if tuple(s[1:]) != tuple(t.shape[1:]):
+                raise ValueError(f"model {self.name!r} expects input shape {format_shape(t.shape)}, received "
+                                 f"{format_shape(s)}")
+
+    @property
+    def multi_input(self):
+        return not self._single_input
+
+    def forward(self, x, training=False):
+        outs, saved = self._run([x] if self._single_input else list(x), training)
+        return (outs[0] if self._single_output else outs), saved
+
+    def backward(self, saved, dy, need_dx=True):
+        needs = [need_dx] if self._single_input else list(need_dx)
+        dxs = self._backward(saved, [dy] if self._single_output else list(dy), needs)
+        return dxs[0] if self._single_input else dxs
+
+    def __call__(self, inputs, training=None):
+        self._require_graph()
+        return Layer.__call__(self, inputs, training)
+
+    # ------------------------------------------------------------------ weights
+    @property
+    def weights(self):
+        out, seen = [], set()
+        for layer in self._layers:
+            for v in layer.weights:
+                if id(v) not in seen:
+                    seen.add(id(v))
+                    out.append(v)
+        return out
+
+    @property
+    def _weights(self):  # Layer's storage, seen through the layers
+        return self.weights if self._graph_ready else []
+
+    @_weights.setter
+    def _weights(self, value):
+        pass
+
+    @property
+    def trainable_weights(self):
+        if not self.trainable:
+            return []
+        out, seen = [], set()
+        for layer in self._layers:
+            for v in layer.trainable_weights:
+                if id(v) not in seen:
+                    seen.add(id(v))
+                    out.append(v)
+        return out
+
+    @property
+    def non_trainable_weights(self):
+        trainable = {id(v) for v in self.trainable_weights}
+        return [v for v in self.weights if id(v) not in trainable]
+
+    def count_params(self):
+        self._require_graph()
+        return sum(v.size for v in self.weights)
+
+    def get_weights(self):
+        """Every weight as a NumPy array, layer by layer in creation order."""
+        self._require_graph()
+        return [v.numpy() for v in self.weights]
+
+    def set_weights(self, weights):
+        self._require_graph()
+        Layer.set_weights(self, weights)
+
+    def _move(self, device):
+        self.device = device
+        for layer in self._layers:
+            layer._move(device)
+
+    def to(self, device):
+        """Move the weights (and the optimizer's state) to "cpu" or "gpu"; returns the model."""
+        device = _device.require(device)
+        self._move(device)
+        if self.optimizer is not None and self.optimizer.built:
+            self.optimizer._move_slots(lambda a: _device.to_device(a, device))
+        return self
+
+    def _model_device(self):
+        for v in self.weights:
+            return _device.device_of(v.value)
+        return self.device or _device.get_device()
+
+    # ------------------------------------------------------------------ inspection and saving
+    def summary(self, line_length=None, print_fn=None, expand_nested=False, show_trainable=False):
+        """Print a Keras-style table: layer (type), output shape, parameter count (and, for graphs
+        with branches, what each layer is connected to), then the parameter totals."""
+        from .summary import summary_text
+
+        text = summary_text(self, line_length=line_length, show_trainable=show_trainable)
+        (print_fn or print)(text)
+
+    def get_config(self):
+        from .saving import functional_config
+
+        return functional_config(self)
+
+    @classmethod
+    def from_config(cls, config, custom_objects=None):
+        from .saving import functional_from_config
+
+        return functional_from_config(config, custom_objects)
+
+    def save(self, filepath, overwrite=True):
+        """Write architecture, weights, compile arguments and optimizer state to one ``.cnnkit`` file
+        (a zip of JSON and .npy members; no pickle)."""
+        from .saving import save_model
+
+        save_model(self, filepath, overwrite=overwrite)
+
+    def save_weights(self, filepath, overwrite=True):
+        """Write the weights alone (a zip of .npy members and a JSON manifest)."""
+        from .saving import save_weights
+
+        save_weights(self, filepath, overwrite=overwrite)
+
+    def load_weights(self, filepath):
+        from .saving import load_weights
+
+        load_weights(self, filepath)
