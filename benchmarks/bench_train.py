@@ -17,6 +17,9 @@ reading the loss back every step, as fit's progress bar does) and reports the me
 CrossEntropyLoss on logits, Adam, loss.item() each step. GPU epochs are timed with CUDA events.
 "Step at batch 1" is the median time of one training step on one image: framework overhead.
 Peak memory is the child's maximum resident set size (the same measure for both libraries).
+cnnkit sets glibc's mmap/trim thresholds when it loads (see cnnkit.ops._backend._tune_malloc);
+--malloc-variants adds cnnkit with glibc's defaults and PyTorch with cnnkit's thresholds, so the
+share of the difference that is the allocator's is visible.
 Nothing here asserts a speed.
 """
 
@@ -160,11 +163,11 @@ def child_torch(args, device):
 
 
 # ---------------------------------------------------------------------- parent
-def spawn(args, lib, device):
+def spawn(args, lib, device, extra_env=None):
     cmd = [sys.executable, os.path.abspath(__file__), "--child", f"{lib}:{device}", "--samples", str(args.samples),
            "--repeat", str(args.repeat), "--threads", str(args.threads),
            "--batch-sizes", ",".join(map(str, args.batch_sizes))]
-    env = dict(os.environ, OMP_NUM_THREADS=str(args.threads))
+    env = dict(os.environ, OMP_NUM_THREADS=str(args.threads), **(extra_env or {}))
     proc = subprocess.run(cmd, capture_output=True, text=True, env=env)
     if proc.returncode != 0:
         last = proc.stderr.strip().splitlines()[-1] if proc.stderr.strip() else f"exit {proc.returncode}"
@@ -193,6 +196,8 @@ def main(argv=None):
     p.add_argument("--batch-sizes", type=lambda s: [int(v) for v in s.split(",")], default=[32, 128])
     p.add_argument("--device", choices=["cpu", "gpu", "all"], default="all")
     p.add_argument("--no-torch", action="store_true")
+    p.add_argument("--malloc-variants", action="store_true",
+                   help="also run cnnkit with glibc's default malloc and PyTorch with cnnkit's malloc thresholds")
     p.add_argument("--child", help=argparse.SUPPRESS)
     args = p.parse_args(argv)
     if args.child:
@@ -204,9 +209,12 @@ def main(argv=None):
 
     import cnnkit
 
-    print(f"cnnkit {cnnkit.__version__} ({cnnkit.ops._backend._cpu().lib.build_info() if hasattr(cnnkit.ops._backend._cpu().lib, 'build_info') else 'cpu'}); "
-          f"numpy {np.__version__}; python {platform.python_version()}; {args.threads} threads; "
-          f"{args.samples} samples/epoch; median of {args.repeat} epochs")
+    from cnnkit.ops import _backend
+
+    build = _backend._cpu().lib.build_info()
+    print(f"cnnkit {cnnkit.__version__} ({'native' if build['native_build'] else 'portable'} build, malloc tuning "
+          f"{'on' if _backend.malloc_tuning else 'off'}); numpy {np.__version__}; python {platform.python_version()}; "
+          f"{args.threads} threads; {args.samples} samples/epoch; median of {args.repeat} epochs")
     devices = ["cpu", "gpu"] if args.device == "all" else [args.device]
     rows = []
     for device in devices:
@@ -227,18 +235,25 @@ def main(argv=None):
                 except Exception:
                     pass
             results[lib] = spawn(args, lib, device)
+        if args.malloc_variants and device == "cpu":
+            from cnnkit.ops import _backend as be
+
+            results["cnnkit, default malloc"] = spawn(args, "cnnkit", device, {"CNNKIT_MALLOC_TUNING": "0"})
+            if "torch" in results and "error" not in results["torch"]:
+                results["torch, cnnkit's malloc"] = spawn(args, "torch", device, {
+                    "MALLOC_MMAP_THRESHOLD_": str(be._MMAP_THRESHOLD), "MALLOC_TRIM_THRESHOLD_": str(be._TRIM_THRESHOLD)})
         rows.append((device, results))
     print(f"data: {next((r['source'] for _, res in rows for r in res.values() if 'source' in r), '?')}")
-    head = f"{'device':6} {'library':8} " + " ".join(f"{'img/s b' + str(b):>12}" for b in args.batch_sizes) + \
+    head = f"{'device':6} {'library':24} " + " ".join(f"{'img/s b' + str(b):>12}" for b in args.batch_sizes) + \
         f" {'step b1 ms':>11} {'peak RSS MiB':>13}"
     print(head)
     for device, results in rows:
         for lib, r in results.items():
             if "error" in r:
-                print(f"{device:6} {lib:8} {r['error']}")
+                print(f"{device:6} {lib:24} {r['error']}")
                 continue
             cells = " ".join(f"{r[str(b)]:12,.0f}" for b in args.batch_sizes)
-            print(f"{device:6} {lib:8} {cells} {r['step1_ms']:11.2f} {r['rss_mib']:13,.0f}")
+            print(f"{device:6} {lib:24} {cells} {r['step1_ms']:11.2f} {r['rss_mib']:13,.0f}")
         ck, pt = results.get("cnnkit", {}), results.get("torch", {})
         if "error" not in ck and "error" not in pt and ck and pt:
             ratios = ", ".join(f"batch {b}: {ck[str(b)] / pt[str(b)]:.2f}x" for b in args.batch_sizes)

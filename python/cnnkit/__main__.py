@@ -26,6 +26,9 @@ def info():
         ("OMP_NUM_THREADS", os.environ.get("OMP_NUM_THREADS", "(unset)")),
         ("OMP_WAIT_POLICY", os.environ.get("OMP_WAIT_POLICY", "(unset: cnnkit loads OpenMP with PASSIVE)")),
         ("im2col workspace limit", f"{cnnkit.config.workspace_limit / 2**20:g} MiB"),
+        ("malloc tuning", "mmap threshold {mmap_threshold}, trim threshold {trim_threshold} bytes".format(
+            **_backend.malloc_tuning) if _backend.malloc_tuning else "off (glibc defaults)"),
+        ("default device", cnnkit.get_device()),
     ]
     try:
         from cnnkit import _cuda  # noqa: F401

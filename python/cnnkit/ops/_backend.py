@@ -38,7 +38,43 @@ def _cpu():
     global _cpu_backend
     if _cpu_backend is None:
         _cpu_backend = Backend("cpu", np, _load_core())
+        _tune_malloc()
     return _cpu_backend
+
+
+# What _tune_malloc set (None: left glibc's defaults), for benchmarks and `python -m cnnkit info`.
+malloc_tuning = None
+_MMAP_THRESHOLD = 256 * 2**20
+_TRIM_THRESHOLD = 512 * 2**20
+
+
+def _tune_malloc():
+    """Keep freed activation-sized blocks in the heap instead of handing them back to the kernel.
+
+    Every op returns a fresh array. glibc serves blocks above its mmap threshold (128 KiB, rising
+    to at most 32 MiB as blocks are freed) with mmap and unmaps them on free, and trims the top of
+    the heap past 128 KiB of free space; either way the next step's arrays page-fault every page
+    again, and on 2 cores those faults cost more than the kernels (training the tutorial model:
+    4,500 -> 6,900 images/s at batch 128). Fixed thresholds (256 MiB for mmap, 512 MiB for trim)
+    let the heap keep what a training step freed for the next step, as PyTorch's and CuPy's caching
+    allocators do on the GPU; memory above that still goes back to the system. glibc only;
+    CNNKIT_MALLOC_TUNING=0 leaves malloc alone."""
+    global malloc_tuning
+    import os
+    import platform
+
+    if os.environ.get("CNNKIT_MALLOC_TUNING", "1").strip() == "0" or platform.libc_ver()[0] != "glibc":
+        return
+    try:
+        import ctypes
+
+        libc = ctypes.CDLL(None)
+        m_trim_threshold, m_mmap_threshold = -1, -3  # <malloc.h>
+        ok = libc.mallopt(m_mmap_threshold, _MMAP_THRESHOLD) and libc.mallopt(m_trim_threshold, _TRIM_THRESHOLD)
+    except (OSError, AttributeError):
+        return
+    if ok:
+        malloc_tuning = {"mmap_threshold": _MMAP_THRESHOLD, "trim_threshold": _TRIM_THRESHOLD}
 
 
 def _load_core():
