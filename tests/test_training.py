@@ -334,3 +334,51 @@ def test_callback_protocol_order(rng):
                       "epoch_end 0 ['accuracy', 'loss', 'val_accuracy', 'val_loss']", "epoch_begin 1",
                       "batch_end 0 ['accuracy', 'loss']", "batch_end 1 ['accuracy', 'loss']",
                       "epoch_end 1 ['accuracy', 'loss', 'val_accuracy', 'val_loss']", "train_end"]
+
+
+def test_fused_softmax_cross_entropy_is_used_when_it_applies():
+    model = tutorial_model()
+    model.compile(optimizer="adam", loss="sparse_categorical_crossentropy")
+    assert model._fuses()
+    model.compile(optimizer="adam", loss=cnnkit.losses.categorical_crossentropy)
+    assert model._fuses()
+    model.compile(optimizer="adam", loss=cnnkit.losses.SparseCategoricalCrossentropy(from_logits=True))
+    assert not model._fuses()
+    model.compile(optimizer="adam", loss="mse")
+    assert not model._fuses()
+
+
+def test_categorical_labels_metrics_and_callable_loss(rng):
+    set_random_seed(2)
+    model = tutorial_model()
+    model.compile(optimizer=optimizers.RMSprop(), loss=cnnkit.losses.categorical_crossentropy,
+                  metrics=["accuracy", "top_k_categorical_accuracy", cnnkit.metrics.F1Score(average="macro")])
+    x = rng.random((40, 28, 28, 1)).astype("float32")
+    y = cnnkit.utils.to_categorical(rng.integers(0, 10, 40), 10)
+    history = model.fit(x, y, epochs=1, batch_size=16, validation_data=(x, y), verbose=0)
+    assert set(history.history) == {"loss", "accuracy", "top_k_categorical_accuracy", "f1_score", "val_loss",
+                                    "val_accuracy", "val_top_k_categorical_accuracy", "val_f1_score"}
+    logs = model.evaluate(x, y, verbose=0, return_dict=True)
+    probs = model.predict(x, verbose=0)
+    assert logs["accuracy"] == np.mean(probs.argmax(1) == y.argmax(1))
+
+
+@pytest.mark.gpu
+def test_gpu_model_matches_cpu(rng):
+    if not cnnkit.device.gpu_available():
+        pytest.skip("needs CuPy, cnnkit._cuda and an NVIDIA GPU")
+    set_random_seed(4)
+    cpu = tutorial_model()
+    gpu = tutorial_model().to("gpu")
+    gpu.set_weights(cpu.get_weights())
+    for m in (cpu, gpu):
+        m.compile(optimizer="adam", loss="sparse_categorical_crossentropy", metrics=["accuracy"])
+    x = rng.random((64, 28, 28, 1)).astype("float32")
+    y = rng.integers(0, 10, 64)
+    # float32 on two devices: GEMM summation orders differ, so agreement is to float32 tolerance
+    assert_close(gpu.predict(x, verbose=0), cpu.predict(x, verbose=0), np.float32)
+    for m in (cpu, gpu):
+        m.fit(x, y, epochs=1, batch_size=16, shuffle=False, verbose=0)
+    for a, b in zip(gpu.get_weights(), cpu.get_weights()):
+        assert_close(a - b, np.zeros_like(b), tol=1e-4)
+    assert isinstance(gpu.predict(x[:3], verbose=0), np.ndarray)
