@@ -78,10 +78,11 @@ CASES = [
     case("stochpool-inference", lambda: L.StochasticPooling2D(), (2, 5, 4, 3),
          lambda x, w: ref.stochastic_pool2d(x, 2, None, "valid", training=False)),
     case("stochpool-training", lambda: L.StochasticPooling2D((2, 3), (1, 2), "same"), (2, 5, 4, 3),
-         lambda x, w: ref.stochastic_pool2d(x, (2, 3), (1, 2), "same", training=True, seed=SEED), True,
-         # positive, as after a ReLU: a window with no positive cell outputs 0 and the op sends its
-         # gradient to the first cell (the one-sided derivative at x = 0, wrong for negative cells)
-         data=np.abs),
+         lambda x, w: ref.stochastic_pool2d(x, (2, 3), (1, 2), "same", training=True, seed=SEED), True),
+    # a window with no positive cell outputs the constant 0 and passes no gradient back
+    case("stochpool-training-mixed-signs", lambda: L.StochasticPooling2D(2), (2, 4, 6, 3),
+         lambda x, w: ref.stochastic_pool2d(x, 2, None, "valid", training=True, seed=SEED), True,
+         data=lambda x: x - 1.0),
     case("gap", lambda: L.GlobalAveragePooling2D(), (2, 3, 5, 3), lambda x, w: x.mean(axis=(1, 2))),
     case("gap-keepdims", lambda: L.GlobalAveragePooling2D(keepdims=True), (3, 1, 5, 2),
          lambda x, w: x.mean(axis=(1, 2), keepdims=True)),

@@ -304,8 +304,9 @@ CNNKIT_SIMD_CLONES void global_max_pool2d_backward(const T* dy, const I* argmax,
 // Stochastic pooling (Zeiler & Fergus 2013). Weights a = max(x, 0) (NaN -> 0) over the window's
 // input cells in scan order, S = their sequential sum in double.
 // Training: with u = uniform01(seed, flat output index), pick the first cell whose running sum
-// exceeds u*S (the last cell with a > 0 if rounding leaves none); y = x there. S == 0 picks the first
-// cell and gives y = 0. index records the pick (h*W + w) for the backward, max_pool2d_backward.
+// exceeds u*S (the last cell with a > 0 if rounding leaves none); y = x there. S == 0 (no positive
+// cell) gives y = 0, a constant: index -1, so no gradient flows back (as for a window that covers
+// only padding). index records the pick (h*W + w) for the backward, max_pool2d_backward.
 // Inference: y = sum(a^2) / S, 0 when S == 0.
 // Each window is walked cell by cell with the channels innermost (vectorized); every channel still
 // sums its own cells in scan order, so the sums match the reference bit for bit.
@@ -374,10 +375,9 @@ CNNKIT_SIMD_CLONES void stochastic_pool2d_forward(const T* x, T* y, I* index, co
                             pick[c] = (pick[c] < 0 && q[c] > t[c]) ? k : pick[c];
                         }
                     }
-                const index_t first_cell = rh.lo * g.W + rw.lo;
                 for (index_t c = 0; c < C; ++c) {
-                    const index_t k = s[c] == 0.0 ? first_cell : (pick[c] >= 0 ? pick[c] : last[c]);
-                    y[o + c] = s[c] == 0.0 ? T(0) : xn[k * C + c];
+                    const index_t k = s[c] == 0.0 ? -1 : (pick[c] >= 0 ? pick[c] : last[c]);
+                    y[o + c] = k < 0 ? T(0) : xn[k * C + c];
                     if (index) index[o + c] = static_cast<I>(k);
                 }
             }

@@ -255,7 +255,7 @@ def stochastic_pool2d(x, pool_size=2, strides=None, padding="valid", training=Fa
     S = sum(a_i), summed in order in float64.
     training=True: one cell is drawn with probability a_i / S using the counter-based draw
     u = uniform01(seed, flat output index) (the first cell whose running sum exceeds u*S), and y is
-    its value; a window with S == 0 gives 0 (its gradient goes to its first cell). The same seed
+    its value; a window with S == 0 (no positive cell) gives 0 and passes no gradient back. The same seed
     gives the same result.
     training=False: the probability-weighted average y = sum(a_i^2) / S (0 when S == 0)."""
     x = _check_x(x)

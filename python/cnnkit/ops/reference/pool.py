@@ -152,7 +152,8 @@ def _stochastic_pool2d_choice(x, pool_size, strides, padding, seed):
             picked = np.take_along_axis(vals, k[:, None, :], axis=1)[:, 0, :]
             y[:, oh, ow, :] = np.where(total == 0, 0.0, picked)
             flat = np.array([i * w + j for i, j in window])
-            chosen[:, oh, ow, :] = flat[k]
+            # no positive cell: y = 0 whatever x is, so no cell gets a gradient (-1)
+            chosen[:, oh, ow, :] = np.where(total == 0, -1, flat[k])
     return y, chosen
 
 
@@ -188,7 +189,8 @@ def stochastic_pool2d_backward(dy, x, pool_size=2, strides=None, padding="valid"
         flat_dx = dx.reshape(n, h * w, c)
         for b in range(n):
             for ch in range(c):
-                np.add.at(flat_dx[b, :, ch], chosen[b, :, :, ch].ravel(), dy[b, :, :, ch].ravel())
+                cell, grad = chosen[b, :, :, ch].ravel(), dy[b, :, :, ch].ravel()
+                np.add.at(flat_dx[b, :, ch], cell[cell >= 0], grad[cell >= 0])
         return dx
     s, y, cells = _stochastic_inference_stats(x, pool_size, strides, padding)
     dx = np.zeros(x.shape, dtype=np.float64)
