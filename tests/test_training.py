@@ -61,6 +61,16 @@ def _tutorial_step_reference(x, y, w1, b1, w2, b2):
     return loss, [dw1, db1, dw2, db2]
 
 
+def assert_update_close(new, old, expected, tol=1e-5, what=""):
+    """new (float32 weights after a step) - old matches the expected update within tol of the
+    update's scale, plus the rounding of storing old + update in float32 (half an ulp of the
+    result; 2**-23 * |new| allows a factor 2), which is not an error of the step itself."""
+    update = new.astype(np.float64) - old
+    allowed = tol * np.abs(expected).max() + 2.0**-23 * np.abs(new.astype(np.float64))
+    worst = np.max(np.abs(update - expected) / allowed) if update.size else 0.0
+    assert worst <= 1, f"{what}: update error {worst:.2f}x the allowed {tol:.0e} of its scale"
+
+
 @pytest.mark.parametrize("optimizer", ["sgd", "adam"])
 def test_tutorial_training_step_matches_numpy_float64(rng, optimizer):
     model = tutorial_model()
@@ -80,9 +90,8 @@ def test_tutorial_training_step_matches_numpy_float64(rng, optimizer):
     assert abs(value - loss) <= 1e-5 * abs(loss)
     names = ("conv kernel", "conv bias", "dense kernel", "dense bias")
     for new, o, g, name in zip(model.get_weights(), old, grads, names):
-        update = new.astype(np.float64) - o
         if optimizer == "sgd":
-            assert_close(update, -0.1 * g, tol=1e-5, what=name)
+            assert_update_close(new, o, -0.1 * g, what=name)
             continue
         expected = _adam(o, g) - o
         # Adam divides by sqrt(v) + eps: for |g| near eps / sqrt(1 - beta_2) ~ 3e-6 the update's
@@ -90,8 +99,8 @@ def test_tutorial_training_step_matches_numpy_float64(rng, optimizer):
         # the update. Where |g| is 100x above that the map is flat, and 1e-5 holds.
         flat = np.abs(g) > 100 * 1e-7 / np.sqrt(1e-3)
         assert flat.mean() > 0.5, name
-        assert_close(update[flat], expected[flat], tol=1e-5, what=name)
-        assert_close(update, expected, tol=1e-3, what=name + " (all entries)")
+        assert_update_close(new[flat], o[flat], expected[flat], what=name)
+        assert_update_close(new, o, expected, tol=1e-3, what=name + " (all entries)")
 
 
 def _bn_dropout_add_concat_model():
@@ -155,7 +164,7 @@ def test_bn_dropout_add_concat_step_matches_numpy_float64(rng):
             # them), so compare against the scale of the other gradients instead of their own
             assert np.abs(new[i] - old[i]).max() <= 1e-5 * 0.1 * scale, model.weights[i].name
             continue
-        assert_close(new[i] - old[i], -0.1 * g, tol=1e-5, what=model.weights[i].name)
+        assert_update_close(model.get_weights()[i], old[i], -0.1 * g, what=model.weights[i].name)
     # moving statistics: Keras' momentum update with the (unbiased? no: Keras uses the biased) batch variance
     assert_close(new[6], 0.99 * mm + 0.01 * mean, tol=1e-5, what="moving mean")
     assert_close(new[7], 0.99 * mv + 0.01 * var, tol=1e-5, what="moving variance")
@@ -221,13 +230,16 @@ def test_fit_history_evaluate_predict(rng):
 
 def test_fit_learns_a_separable_problem(rng):
     set_random_seed(1)
-    x = rng.random((256, 8, 8, 1)).astype("float32")
-    y = (x[:, :4].mean(axis=(1, 2, 3)) > x[:, 4:].mean(axis=(1, 2, 3))).astype(np.int64)
+    y = rng.integers(0, 2, 256)
+    x = rng.random((256, 8, 8, 1)).astype("float32") * 0.5
+    x[y == 1, :4] += 0.5  # class 1 is bright at the top, class 0 at the bottom
+    x[y == 0, 4:] += 0.5
     model = models.Sequential([layers.Input((8, 8, 1)), layers.Conv2D(8, 3, activation="relu"),
                                layers.Flatten(), layers.Dense(2, activation="softmax")])
     model.compile(optimizer=optimizers.Adam(1e-2), loss="sparse_categorical_crossentropy", metrics=["accuracy"])
-    model.fit(x, y, epochs=40, batch_size=32, verbose=0)
-    assert model.evaluate(x, y, verbose=0)[1] > 0.9
+    history = model.fit(x, y, epochs=10, batch_size=32, verbose=0)
+    assert history.history["loss"][-1] < 0.5 * history.history["loss"][0]
+    assert model.evaluate(x, y, verbose=0)[1] > 0.95
 
 
 def test_same_seed_same_weights_bit_for_bit(rng):
