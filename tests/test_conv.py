@@ -50,7 +50,9 @@ def _f64(a):
 def path(request, monkeypatch):
     """Run the test on one native path: im2col + GEMM, or the direct kernel for every non-1x1 shape
     (by moving the filter-size threshold that picks between them)."""
-    monkeypatch.setattr(conv_ops, "_DIRECT_MAX_KO", 0 if request.param == "gemm" else 2**62)
+    limit = 0 if request.param == "gemm" else 2**62
+    for name in ("_DIRECT_FORWARD_MAX_KO", "_DIRECT_WEIGHTS_MAX_KO", "_DIRECT_WEIGHTS_MAX_O"):
+        monkeypatch.setattr(conv_ops, name, limit)
     return request.param
 
 
@@ -105,10 +107,11 @@ def test_fused_relu_keeps_nan(path):
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
-def test_direct_weight_gradient_is_deterministic_and_accurate(rng, dtype, monkeypatch):
-    """Many row blocks (C1's shape at batch 9): float32 stays within 1e-5 of a float64 reference,
-    and the result is bit for bit the same with 1 or 2 threads (fixed blocks, no atomics)."""
-    monkeypatch.setattr(conv_ops, "_DIRECT_MAX_KO", 2**62)
+def test_direct_weight_gradient_is_deterministic_and_accurate(rng, dtype):
+    """Many row blocks (C1's shape at batch 9, which takes the direct kernel): float32 stays within
+    1e-5 of a float64 reference, and the result is bit for bit the same with 1 or 2 threads (fixed
+    blocks, no atomics)."""
+    assert conv_ops._use_direct(_backend.geometry((9, 28, 28, 1), 3)[0], 32, forward=False)
     x, w, b = _data(rng, (9, 28, 28, 1), (3, 3, 1, 32), True, dtype)
     dy = rng.standard_normal((9, 26, 26, 32)).astype(dtype) + 0.5  # a mean, so sums grow
     edw, edb = ref.conv2d_backward(_f64(dy), _f64(x), _f64(w), _f64(b))[1:]
