@@ -12,6 +12,7 @@ namespace py = pybind11;
 
 namespace cnnkit {
 void bind_im2col(py::module_& m);
+void bind_conv_direct(py::module_& m);
 void bind_pool(py::module_& m);
 void bind_activation(py::module_& m);
 void bind_norm(py::module_& m);
@@ -99,6 +100,7 @@ PYBIND11_MODULE(_core, m) {
 #endif
     });
     cnnkit::bind_im2col(m);
+    cnnkit::bind_conv_direct(m);
     cnnkit::bind_pool(m);
     cnnkit::bind_activation(m);
     cnnkit::bind_norm(m);

@@ -1,5 +1,7 @@
 """conv2d forward/backward, im2col and col2im: native vs the NumPy reference over awkward geometries,
-bounded workspace, adjointness, finite differences, hand-computed cases, bad inputs, PyTorch."""
+on both native paths (im2col + GEMM, and the direct kernel for small filters), bounded workspace,
+adjointness, finite differences, the fused ReLU and the weights-only backward, determinism,
+hand-computed cases, bad inputs, PyTorch."""
 
 import tracemalloc
 
@@ -9,6 +11,7 @@ import pytest
 import cnnkit
 from cnnkit import ops
 from cnnkit.ops import _backend
+from cnnkit.ops import conv as conv_ops
 from cnnkit.ops import reference as ref
 from cnnkit.ops.reference import _common
 from helpers import assert_close, assert_grad, assert_raises_naming, to_numpy
@@ -43,9 +46,19 @@ def _f64(a):
     return None if a is None else a.astype(np.float64)
 
 
+@pytest.fixture(params=["gemm", "direct"])
+def path(request, monkeypatch):
+    """Run the test on one native path: im2col + GEMM, or the direct kernel for every non-1x1 shape
+    (by moving the filter-size threshold that picks between them)."""
+    limit = 0 if request.param == "gemm" else 2**62
+    for name in ("_DIRECT_FORWARD_MAX_KO", "_DIRECT_WEIGHTS_MAX_KO", "_DIRECT_WEIGHTS_MAX_O"):
+        monkeypatch.setattr(conv_ops, name, limit)
+    return request.param
+
+
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("x_shape,w_shape,kwargs,with_bias", CASES, ids=IDS)
-def test_conv2d_forward_backward_match_reference(xp, rng, dtype, x_shape, w_shape, kwargs, with_bias):
+def test_conv2d_forward_backward_match_reference(xp, rng, path, dtype, x_shape, w_shape, kwargs, with_bias):
     x, w, b = _data(rng, x_shape, w_shape, with_bias, dtype)
     expected = ref.conv2d(_f64(x), _f64(w), _f64(b), **kwargs)
     xd, wd, bd = xp.asarray(x), xp.asarray(w), None if b is None else xp.asarray(b)
@@ -62,6 +75,60 @@ def test_conv2d_forward_backward_match_reference(xp, rng, dtype, x_shape, w_shap
         assert_close(db, edb, dtype, what="db")
     else:
         assert db is None and edb is None
+
+    dw2, db2 = conv_ops._conv2d_backward_weights(xp.asarray(dy), xd, wd, bd, **kwargs)
+    assert_close(dw2, edw, dtype, what="dw (weights only)")
+    assert (db2 is None) == (b is None)
+    if with_bias:
+        assert_close(db2, edb, dtype, what="db (weights only)")
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("x_shape,w_shape,kwargs,with_bias", [CASES[i] for i in (0, 1, 3, 5, 8, 12)],
+                         ids=[IDS[i] for i in (0, 1, 3, 5, 8, 12)])
+def test_fused_relu_matches_reference(xp, rng, path, dtype, x_shape, w_shape, kwargs, with_bias):
+    x, w, b = _data(rng, x_shape, w_shape, with_bias, dtype)
+    expected = np.maximum(ref.conv2d(_f64(x), _f64(w), _f64(b), **kwargs), 0.0)
+    bd = None if b is None else xp.asarray(b)
+    y = conv_ops._conv2d_forward(xp.asarray(x), xp.asarray(w), bd, activation="relu", **kwargs)
+    assert y.dtype == dtype
+    assert_close(y, expected, dtype, what="relu(conv)")
+    assert float(to_numpy(y).min(initial=0.0)) == 0.0
+
+
+def test_fused_relu_keeps_nan(path):
+    """As ops.relu: NaN passes through (a NaN input pixel poisons the outputs whose window reads it)."""
+    x = np.ones((1, 4, 4, 1))
+    x[0, 0, 0, 0] = np.nan
+    w = -np.ones((2, 2, 1, 3))
+    y = conv_ops._conv2d_forward(x, w, np.zeros(3), activation="relu")
+    assert np.isnan(y[0, 0, 0]).all() and not np.isnan(y[0, 1:]).any()
+    assert (y[0, 1:] == 0).all()  # sums of -1s: clipped
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_direct_weight_gradient_is_deterministic_and_accurate(rng, dtype):
+    """Many row blocks (C1's shape at batch 9, which takes the direct kernel): float32 stays within
+    1e-5 of a float64 reference, and the result is bit for bit the same with 1 or 2 threads (fixed
+    blocks, no atomics)."""
+    assert conv_ops._use_direct(_backend.geometry((9, 28, 28, 1), 3)[0], 32, forward=False)
+    x, w, b = _data(rng, (9, 28, 28, 1), (3, 3, 1, 32), True, dtype)
+    dy = rng.standard_normal((9, 26, 26, 32)).astype(dtype) + 0.5  # a mean, so sums grow
+    edw, edb = ref.conv2d_backward(_f64(dy), _f64(x), _f64(w), _f64(b))[1:]
+    lib = _backend.backend(x).lib
+    old = lib.get_num_threads()
+    try:
+        results = []
+        for threads in (1, 2):
+            lib.set_num_threads(threads)
+            results.append(conv_ops._conv2d_backward_weights(dy, x, w, b))
+    finally:
+        lib.set_num_threads(old)
+    (dw1, db1), (dw2, db2) = results
+    np.testing.assert_array_equal(dw1, dw2)
+    np.testing.assert_array_equal(db1, db2)
+    assert_close(dw1, edw, dtype, what="dw")
+    assert_close(db1, edb, dtype, what="db")
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
@@ -151,13 +218,16 @@ def test_workspace_stays_bounded(rng):
     ((2, 5, 5, 1), (2, 2, 1, 2), dict(dilation=2, padding=((1, 0), (0, 2)))),
     ((1, 3, 4, 3), (1, 1, 3, 2), dict()),
 ])
-def test_conv2d_backward_matches_finite_differences(rng, x_shape, w_shape, kwargs):
+def test_conv2d_backward_matches_finite_differences(rng, path, x_shape, w_shape, kwargs):
     x, w, b = _data(rng, x_shape, w_shape, True, np.float64)
     dy = rng.standard_normal(ops.conv2d(x, w, b, **kwargs).shape)
     dx, dw, db = ops.conv2d_backward(dy, x, w, b, **kwargs)
     assert_grad(dx, lambda v: ops.conv2d(v, w, b, **kwargs), x, dy, what="dx")
     assert_grad(dw, lambda v: ops.conv2d(x, v, b, **kwargs), w, dy, what="dw")
     assert_grad(db, lambda v: ops.conv2d(x, w, v, **kwargs), b, dy, what="db")
+    dw2, db2 = conv_ops._conv2d_backward_weights(dy, x, w, b, **kwargs)
+    assert_grad(dw2, lambda v: ops.conv2d(x, v, b, **kwargs), w, dy, what="dw (weights only)")
+    assert_grad(db2, lambda v: ops.conv2d(x, w, v, **kwargs), b, dy, what="db (weights only)")
 
 
 @pytest.mark.parametrize("conv", [ops.conv2d, ref.conv2d], ids=["native", "reference"])
@@ -212,6 +282,9 @@ def test_conv2d_bad_inputs():
     assert_raises_naming(TypeError, "w", ops.conv2d, x, w.astype(np.float64))
     assert_raises_naming(TypeError, "b", ops.conv2d, x, w, b.astype(np.float64))
     assert_raises_naming(TypeError, "dy", ops.conv2d_backward, dy.astype(np.float64), x, w)
+    assert_raises_naming(ValueError, "activation", conv_ops._conv2d_forward, x, w, activation="tanh")
+    assert_raises_naming(ValueError, "dy", conv_ops._conv2d_backward_weights, dy[:, :3], x, w, b)
+    assert_raises_naming(TypeError, "dy", conv_ops._conv2d_backward_weights, dy.astype(np.float64), x, w)
     assert_raises_naming(ValueError, "x", ops.im2col, x[0], 3)
     assert_raises_naming(ValueError, "col", ops.col2im, np.zeros((5, 27), np.float32), x.shape, 3)
     assert_raises_naming(ValueError, "x_shape", ops.col2im, np.zeros((5, 27), np.float32), (6, 6, 3), 3)
@@ -236,6 +309,22 @@ def test_native_bindings_check_their_arguments():
         lib.bias_add(np.zeros((3, 5), np.float32), np.zeros(4, np.float32))
     with pytest.raises(ValueError, match="dy"):
         lib.bias_grad(np.zeros((3, 5), np.float64), np.zeros(4, np.float64))
+    y = np.zeros((2, oh, ow, 4), np.float32)
+    w = np.zeros((3, 3, 3, 4), np.float32)
+    with pytest.raises(ValueError, match="w"):
+        lib.conv2d_direct_forward(x, w[:2], None, y, geom, False)
+    with pytest.raises(ValueError, match="y"):
+        lib.conv2d_direct_forward(x, w, None, y[:, :3], geom, False)
+    with pytest.raises(ValueError, match="b"):
+        lib.conv2d_direct_forward(x, w, np.zeros(5, np.float32), y, geom, False)
+    with pytest.raises(TypeError, match="w"):
+        lib.conv2d_direct_forward(x, w.astype(np.float64), None, y, geom, False)
+    with pytest.raises(ValueError, match="dy"):
+        lib.conv2d_direct_backward_weights(y[:, :3], x, w.copy(), None, geom)
+    with pytest.raises(ValueError, match="db"):
+        lib.conv2d_direct_backward_weights(y, x, w.copy(), np.zeros(3, np.float32), geom)
+    with pytest.raises(ValueError, match="dw"):
+        lib.conv2d_direct_backward_weights(y, x, w[:, :, :2].copy(), None, geom)
 
 
 def test_bias_grad_is_deterministic_and_accurate(rng):

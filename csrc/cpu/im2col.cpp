@@ -109,13 +109,20 @@ void col2im_accumulate(const T* dcol, T* dx, const ConvGeom& g, index_t row0, in
     }
 }
 
-// y (rows, O) += b (O) on every row.
+// y (rows, O) += b (O) on every row, then y = max(y, 0) if relu (NaN passes, as the relu kernel).
 template <class T>
-void bias_add(T* y, const T* b, index_t rows, index_t O) {
+void bias_add(T* y, const T* b, index_t rows, index_t O, bool relu) {
 #pragma omp parallel for schedule(static)
     for (index_t r = 0; r < rows; ++r) {
         T* yr = y + r * O;
-        for (index_t o = 0; o < O; ++o) yr[o] += b[o];
+        if (relu) {
+            for (index_t o = 0; o < O; ++o) {
+                const T v = yr[o] + b[o];
+                yr[o] = v < T(0) ? T(0) : v;
+            }
+        } else {
+            for (index_t o = 0; o < O; ++o) yr[o] += b[o];
+        }
     }
 }
 
@@ -188,7 +195,7 @@ void bind_im2col(py::module_& m) {
         "dx (NHWC) += col2im of dcol, the rows [row0, row1) of the column-gradient matrix (a gather).");
     m.def(
         "bias_add",
-        [](py::array& y, const py::array& b) {
+        [](py::array& y, const py::array& b, bool relu) {
             dispatch_float(float_dtype(y, "y"), [&](auto t) {
                 using T = decltype(t);
                 const index_t O = check_array<T>(b, "b", {-1});
@@ -196,10 +203,11 @@ void bind_im2col(py::module_& m) {
                 const T* bp = in_ptr<T>(b, "b", {O});
                 const index_t rows = y.shape(0);
                 py::gil_scoped_release release;
-                bias_add<T>(yp, bp, rows, O);
+                bias_add<T>(yp, bp, rows, O, relu);
             });
         },
-        py::arg("y"), py::arg("b"), "y (rows, O) += b (O,) in place.");
+        py::arg("y"), py::arg("b"), py::arg("relu") = false,
+        "y (rows, O) += b (O,) in place, then max(y, 0) if relu.");
     m.def(
         "bias_grad",
         [](const py::array& dy, py::array& db) {
