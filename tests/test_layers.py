@@ -65,6 +65,9 @@ def case(id, make, shapes, expected, training=False, data=None):
 L = layers
 CASES = [
     case("dense-tanh", lambda: L.Dense(5, activation="tanh"), (3, 4), lambda x, w: np.tanh(x @ w[0] + w[1])),
+    case("dense-relu", lambda: L.Dense(4, activation="relu"), (3, 5), lambda x, w: np.maximum(x @ w[0] + w[1], 0)),
+    case("dense-relu-nobias", lambda: L.Dense(3, activation="relu", use_bias=False), (2, 4, 6),
+         lambda x, w: np.maximum(x @ w[0], 0)),
     case("dense-rank3-nobias", lambda: L.Dense(3, use_bias=False), (2, 3, 4), lambda x, w: x @ w[0]),
     case("conv2d-same-strided-relu", lambda: L.Conv2D(4, (3, 2), strides=(2, 1), padding="same", activation="relu"),
          (2, 7, 5, 3), lambda x, w: np.maximum(ref.conv2d(x, w[0], w[1], (2, 1), "same"), 0)),

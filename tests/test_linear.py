@@ -54,3 +54,13 @@ def test_dense_bad_input(rng):
     assert_raises_naming(ValueError, "b", ops.dense, x, w, np.zeros(4, np.float32))
     assert_raises_naming(TypeError, "w", ops.dense, x, w.astype(np.float64))
     assert_raises_naming(ValueError, "dy", ops.dense_backward, np.zeros((4, 2), np.float32), x, w)
+
+
+@pytest.mark.parametrize("use_bias", [True, False])
+def test_dense_fused_relu(xp, rng, use_bias):
+    x, w = rng.standard_normal((6, 7)).astype(np.float32), rng.standard_normal((7, 5)).astype(np.float32)
+    b = rng.standard_normal(5).astype(np.float32) if use_bias else None
+    y = linear._dense_forward(xp.asarray(x), xp.asarray(w), None if b is None else xp.asarray(b), activation="relu")
+    expected = np.maximum(ref.dense(x.astype(np.float64), w.astype(np.float64), None if b is None else b.astype(np.float64)), 0)
+    assert_close(y, expected, np.float32, what="dense + relu")
+    assert_raises_naming(ValueError, "activation", linear._dense_forward, x, w, activation="tanh")

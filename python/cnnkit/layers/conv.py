@@ -3,7 +3,8 @@
 from .. import activations
 from .. import initializers as _init
 from .. import regularizers as _reg
-from ..ops import conv2d, conv2d_backward
+from ..ops.activation import _relu_backward_from_output
+from ..ops.conv import _conv2d_backward_weights, _conv2d_forward, conv2d_backward
 from . import _args
 from .base import Layer, format_shape
 from .core import ActivationMixin
@@ -73,18 +74,35 @@ class Conv2D(ActivationMixin, Layer):
     def _args(self):
         return dict(strides=self.strides, padding=self.padding, dilation=self.dilation_rate)
 
+    def forward(self, x, training=False):
+        if self.activation.name != "relu":
+            return super().forward(x, training)
+        # ReLU is applied inside the convolution, before the output is stored (one pass, no copy)
+        b = self.bias.value if self.use_bias else None
+        y = _conv2d_forward(x, self.kernel.value, b, activation="relu", **self._args())
+        return y, (x, y)
+
+    def backward(self, saved, dy, need_dx=True):
+        if self.activation.name != "relu":
+            return super().backward(saved, dy, need_dx)
+        x, y = saved
+        return self._backward_linear(x, _relu_backward_from_output(dy, y), need_dx)
+
     def _forward_linear(self, x, training):
         b = self.bias.value if self.use_bias else None
-        return conv2d(x, self.kernel.value, b, **self._args()), x
+        return _conv2d_forward(x, self.kernel.value, b, **self._args()), x
 
     def _backward_linear(self, x, dz, need_dx):
         b = self.bias.value if self.use_bias else None
-        dx, dw, db = conv2d_backward(dz, x, self.kernel.value, b, **self._args())
+        if need_dx:
+            dx, dw, db = conv2d_backward(dz, x, self.kernel.value, b, **self._args())
+        else:  # the first layer: no col2im, no dx GEMM
+            dx, (dw, db) = None, _conv2d_backward_weights(dz, x, self.kernel.value, b, **self._args())
         if self._wants_grad(self.kernel):
             self.kernel.accumulate_grad(dw)
         if self.use_bias and self._wants_grad(self.bias):
             self.bias.accumulate_grad(db)
-        return dx if need_dx else None
+        return dx
 
     def get_config(self):
         return {**super().get_config(), "filters": self.filters, "kernel_size": list(self.kernel_size),

@@ -5,8 +5,8 @@ import math
 from .. import activations
 from .. import initializers as _init
 from .. import regularizers as _reg
-from ..ops import dense
-from ..ops.linear import _dense_backward_weights, dense_backward
+from ..ops.activation import _relu_backward_from_output
+from ..ops.linear import _dense_backward_weights, _dense_forward, dense_backward
 from . import _args
 from .base import Layer, format_shape
 
@@ -68,9 +68,22 @@ class Dense(ActivationMixin, Layer):
     def compute_output_shape(self, input_shape):
         return tuple(input_shape[:-1]) + (self.units,)
 
+    def forward(self, x, training=False):
+        if self.activation.name != "relu":
+            return super().forward(x, training)
+        b = self.bias.value if self.use_bias else None
+        y = _dense_forward(x, self.kernel.value, b, activation="relu")  # ReLU fused into the bias pass
+        return y, (x, y)
+
+    def backward(self, saved, dy, need_dx=True):
+        if self.activation.name != "relu":
+            return super().backward(saved, dy, need_dx)
+        x, y = saved
+        return self._backward_linear(x, _relu_backward_from_output(dy, y), need_dx)
+
     def _forward_linear(self, x, training):
         b = self.bias.value if self.use_bias else None
-        return dense(x, self.kernel.value, b), x
+        return _dense_forward(x, self.kernel.value, b), x
 
     def _backward_linear(self, x, dz, need_dx):
         b = self.bias.value if self.use_bias else None

@@ -29,13 +29,22 @@ def _check(x, w, b):
 
 def dense(x, w, b=None):
     """x (..., in) @ w (in, out) + b (out,) -> (..., out)."""
+    return _dense_forward(x, w, b)
+
+
+def _dense_forward(x, w, b=None, activation=None):
+    """``dense`` followed by ``activation`` (None or "relu"), fused into the bias pass."""
+    if activation not in (None, "relu"):
+        raise ValueError(f'activation must be None or "relu", received activation={activation!r}')
     x, w, b = _check(x, w, b)
     be = backend(x, w, b)
     y = be.xp.empty(x.shape[:-1] + (w.shape[1],), dtype=x.dtype)
     y2d = y.reshape(-1, w.shape[1])
     be.xp.matmul(x.reshape(-1, w.shape[0]), w, out=y2d)
-    if b is not None and y2d.shape[0]:
-        be.lib.bias_add(y2d, b)
+    if y2d.shape[0] and b is not None:
+        be.lib.bias_add(y2d, b, activation == "relu")
+    elif y2d.shape[0] and activation == "relu":
+        be.lib.relu_forward(y, y)
     return y
 
 
