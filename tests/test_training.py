@@ -394,3 +394,31 @@ def test_gpu_model_matches_cpu(rng):
     for a, b in zip(gpu.get_weights(), cpu.get_weights()):
         assert_close(a - b, np.zeros_like(b), tol=1e-4)
     assert isinstance(gpu.predict(x[:3], verbose=0), np.ndarray)
+
+
+def test_initial_epoch_batches_and_on_batch_apis(rng):
+    model = _compiled()
+    x, y = rng.random((20, 28, 28, 1)).astype("float32"), rng.integers(0, 10, 20)
+    history = model.fit(x, y, epochs=3, initial_epoch=1, batch_size=7, verbose=0)
+    assert history.epoch == [1, 2] and len(history.history["loss"]) == 2
+    steps = model.optimizer.iterations
+    loss, acc = model.train_on_batch(x[:5], y[:5])
+    assert model.optimizer.iterations == steps + 1 and np.isfinite(loss) and 0 <= acc <= 1
+    logs = model.test_on_batch(x[:5], y[:5], return_dict=True)
+    assert set(logs) == {"loss", "accuracy"} and model.optimizer.iterations == steps + 1
+    probs = model.predict_on_batch(x[:3])
+    expected = -np.mean(np.log(np.clip(probs[np.arange(3), y[:3]], 1e-7, 1)))
+    assert abs(model.test_on_batch(x[:3], y[:3])[0] - expected) <= 1e-5 * expected
+    # predict in batches of 7 equals one big batch (each sample is independent at inference)
+    np.testing.assert_allclose(model.predict(x, batch_size=7, verbose=0), model.predict(x, batch_size=20, verbose=0),
+                               rtol=1e-5, atol=1e-7)
+
+
+def test_verbose_fit_prints_keras_style_epochs(rng, capsys):
+    model = _compiled()
+    x, y = rng.random((20, 28, 28, 1)).astype("float32"), rng.integers(0, 10, 20)
+    model.fit(x, y, epochs=2, batch_size=10, validation_split=0.5)
+    out = capsys.readouterr().out
+    assert "Epoch 1/2" in out and "Epoch 2/2" in out and "val_accuracy" in out
+    with pytest.raises(ValueError, match="verbose"):
+        model.fit(x, y, verbose=3)
