@@ -62,9 +62,22 @@ def main(argv=None):
     parser = argparse.ArgumentParser(prog="python -m cnnkit", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
     sub.add_parser("info", help="print version, build and device information")
+    demo = sub.add_parser("demo", help="train a CNN on Fashion-MNIST and report its test accuracy")
+    demo.add_argument("--epochs", type=int, default=5)
+    demo.add_argument("--device", choices=["cpu", "gpu"], default=None,
+                      help="default: the GPU when one is usable, else the CPU")
+    demo.add_argument("--model", choices=["tutorial", "bn"], default="tutorial")
+    demo.add_argument("--batch-size", type=int, default=32)
+    demo.add_argument("--out", default=".", help="folder for history.png and fashion_mnist.cnnkit")
+    demo.add_argument("--samples", type=int, default=None, help="use only the first N images (a quick run)")
     args = parser.parse_args(argv)
     if args.command == "info":
         info()
+    elif args.command == "demo":
+        from cnnkit import demo as demo_module
+
+        demo_module.run(epochs=args.epochs, device=args.device, model_name=args.model,
+                        batch_size=args.batch_size, out_dir=args.out, samples=args.samples)
     return 0
 
 
