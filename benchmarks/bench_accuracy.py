@@ -1,0 +1,115 @@
+"""Test accuracy of real training runs: cnnkit against the same recipe in PyTorch.
+
+    python benchmarks/bench_accuracy.py                      # the tutorial model, 5 epochs, both libraries
+    python benchmarks/bench_accuracy.py --model bn --epochs 15 --no-torch
+
+Recipes (shared/BENCHMARKS.md): Fashion-MNIST (and MNIST where its files are at hand), pixels
+scaled to [0, 1), Adam(1e-3), batch 32, the tutorial CNN for 5 epochs; the "bn" CNN of
+``python -m cnnkit demo --model bn`` with augmentation for up to 15 epochs. PyTorch runs the same
+architecture (NCHW, default PyTorch initialization, CrossEntropyLoss on logits) in a child process.
+Prints test accuracy after every epoch and the training time. Accuracy depends on the seed; the
+table says which seed ran. Nothing here asserts a figure.
+"""
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import time
+
+import numpy as np
+
+
+def load(dataset):
+    from cnnkit import datasets
+
+    (x, y), (xt, yt) = getattr(datasets, dataset).load_data()
+    return ((x.astype(np.float32) / 255.0)[..., None], y.astype(np.int64),
+            (xt.astype(np.float32) / 255.0)[..., None], yt.astype(np.int64))
+
+
+def run_cnnkit(args):
+    import cnnkit
+    from cnnkit.callbacks import Callback
+    from cnnkit.demo import build
+
+    x, y, xt, yt = load(args.dataset)
+    if args.device == "gpu":
+        cnnkit.set_device("gpu")
+    cnnkit.utils.set_random_seed(args.seed)
+    model = build(args.model)
+    model.compile(optimizer="adam", loss="sparse_categorical_crossentropy", metrics=["accuracy"])
+    accs = []
+
+    class Track(Callback):
+        def on_epoch_end(self, epoch, logs=None):
+            accs.append(model.evaluate(xt, yt, batch_size=500, verbose=0)[1])
+
+    t0 = time.perf_counter()
+    model.fit(x, y, batch_size=args.batch_size, epochs=args.epochs, callbacks=[Track()], verbose=0)
+    return {"acc": accs, "seconds": time.perf_counter() - t0 - 0.0}
+
+
+def run_torch(args):
+    import torch
+    from torch import nn
+
+    torch.manual_seed(args.seed)
+    torch.set_num_threads(os.cpu_count())
+    dev = torch.device("cuda" if args.device == "gpu" and torch.cuda.is_available() else "cpu")
+    x, y, xt, yt = load(args.dataset)
+    X, Y = torch.from_numpy(x.transpose(0, 3, 1, 2).copy()).to(dev), torch.from_numpy(y).to(dev)
+    XT, YT = torch.from_numpy(xt.transpose(0, 3, 1, 2).copy()).to(dev), torch.from_numpy(yt).to(dev)
+    if args.model != "tutorial":
+        raise SystemExit("the PyTorch peer implements the tutorial model only")
+    model = nn.Sequential(nn.Conv2d(1, 32, 3), nn.ReLU(), nn.MaxPool2d(2), nn.Flatten(), nn.Linear(5408, 10)).to(dev)
+    opt = torch.optim.Adam(model.parameters(), lr=1e-3)
+    crit = nn.CrossEntropyLoss()
+    accs, t0 = [], time.perf_counter()
+    for _ in range(args.epochs):
+        model.train()
+        perm = torch.randperm(len(X), device=dev)
+        for i in range(0, len(X), args.batch_size):
+            idx = perm[i:i + args.batch_size]
+            opt.zero_grad()
+            crit(model(X[idx]), Y[idx]).backward()
+            opt.step()
+        model.eval()
+        with torch.no_grad():
+            pred = torch.cat([model(XT[i:i + 500]).argmax(1) for i in range(0, len(XT), 500)])
+        accs.append(float((pred == YT).float().mean()))
+    return {"acc": accs, "seconds": time.perf_counter() - t0}
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--dataset", default="fashion_mnist", choices=["fashion_mnist", "mnist"])
+    p.add_argument("--model", default="tutorial", choices=["tutorial", "bn"])
+    p.add_argument("--epochs", type=int, default=5)
+    p.add_argument("--batch-size", type=int, default=32)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--device", default="cpu", choices=["cpu", "gpu"])
+    p.add_argument("--no-torch", action="store_true")
+    p.add_argument("--child", choices=["cnnkit", "torch"], help=argparse.SUPPRESS)
+    args = p.parse_args(argv)
+    if args.child:
+        print(json.dumps(run_cnnkit(args) if args.child == "cnnkit" else run_torch(args)))
+        return
+    libs = ["cnnkit"] + ([] if args.no_torch or args.model != "tutorial" else ["torch"])
+    print(f"{args.dataset}, model {args.model}, Adam 1e-3, batch {args.batch_size}, {args.epochs} epochs, "
+          f"seed {args.seed}, {args.device}")
+    for lib in libs:
+        cmd = [sys.executable, os.path.abspath(__file__), "--child", lib] + (argv if argv is not None else sys.argv[1:])
+        proc = subprocess.run(cmd, capture_output=True, text=True)
+        if proc.returncode:
+            print(f"{lib:7} failed: {(proc.stderr.strip().splitlines() or ['?'])[-1]}")
+            continue
+        r = json.loads(proc.stdout.strip().splitlines()[-1])
+        curve = " ".join(f"{a * 100:.2f}" for a in r["acc"])
+        print(f"{lib:7} test accuracy per epoch (%): {curve}; final {r['acc'][-1] * 100:.2f}%; "
+              f"training {r['seconds']:.0f} s")
+
+
+if __name__ == "__main__":
+    main()
