@@ -18,5 +18,4 @@ from .models import Model, Sequential, load_model  # noqa: E402
 
 __all__ = ["ops", "config", "__version__", "set_device", "get_device", "layers", "models", "optimizers",
            "losses", "metrics", "callbacks", "datasets", "activations", "initializers", "regularizers", "utils",
-           "Model",
-           "Sequential", "load_model"]
+           "Model", "Sequential", "load_model"]

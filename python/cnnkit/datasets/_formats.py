@@ -92,7 +92,10 @@ def read_npz(path, shapes):
             if missing:
                 raise DataFileError(path, f"missing arrays {sorted(missing)} (holds {sorted(f.files)})")
             for key, shape in shapes.items():
-                a = f[key]
+                try:
+                    a = f[key]
+                except ValueError as e:  # an object array, which would need unpickling
+                    raise DataFileError(path, f"{key}: {e}") from e
                 if a.dtype != np.uint8 or a.shape != tuple(shape):
                     raise DataFileError(path, f"{key} is {a.dtype}{a.shape}, expected uint8{tuple(shape)}")
                 out[key] = a

@@ -153,7 +153,13 @@ class _StreamBatches:
             return xb, None
         if yb is None:
             raise ValueError(f"{what} has no labels: yield (x, y) pairs")
-        return xb, self.trainer._check_y(yb, xb.shape[0], f"y of {what}")
+        try:
+            return xb, self.trainer._check_y(yb, xb.shape[0], f"y of {what}")
+        except ValueError as e:
+            if f"y of {what}" in str(e):
+                raise
+            # The loss's own label checks do not know which batch they were given.
+            raise ValueError(f"y of {what}: {e}") from None
 
 
 class Trainer:
@@ -472,7 +478,7 @@ class Trainer:
                 cb.on_test_batch_end(step, self._logs())
         batches.on_epoch_end()
         if seen == 0:
-            raise ValueError("the evaluation data produced no batches")
+            raise ValueError(f"{getattr(batches, 'name', 'the data')} produced no batches to evaluate")
         return self._logs()
 
     def evaluate(self, x=None, y=None, batch_size=None, verbose="auto", steps=None, callbacks=None,
