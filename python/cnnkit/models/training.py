@@ -70,12 +70,13 @@ def _is_stream(x):
 class _ArrayBatches:
     """Batches of batch_size rows from in-memory arrays (already checked), shuffled per epoch on request."""
 
-    def __init__(self, x, y, batch_size, steps=None):
+    def __init__(self, x, y, batch_size, steps=None, steps_name="steps"):
         self.x, self.y, self.batch_size = x, y, batch_size
         self.samples = x.shape[0]
         full = -(-self.samples // batch_size)
         if steps is not None and steps > full:
-            raise ValueError(f"{steps} steps of {batch_size} samples need more than the {self.samples} samples given")
+            raise ValueError(f"{steps_name}={steps} is more than the {full} batches of {batch_size} in the "
+                             f"{self.samples} samples given")
         self.steps = steps or full
         self.exhausted = False
 
@@ -362,7 +363,7 @@ class Trainer:
             y = self._check_y(y, x.shape[0], "y" if name == "x" else name.replace("[0]", "[1]"))
         if x.shape[0] == 0 and labels:
             raise ValueError(f"{name} has no samples")
-        return _ArrayBatches(x, y if labels else None, _batch_size(batch_size), steps)
+        return _ArrayBatches(x, y if labels else None, _batch_size(batch_size), steps, steps_name)
 
     def fit(self, x=None, y=None, batch_size=None, epochs=1, verbose="auto", callbacks=None,
             validation_split=0.0, validation_data=None, shuffle=True, initial_epoch=0, steps_per_epoch=None,
@@ -399,11 +400,11 @@ class Trainer:
                     raise ValueError(f"validation_split={validation_split} leaves an empty training or validation "
                                      f"set for {x.shape[0]} samples")
                 val = _ArrayBatches(x[split:], y[split:], _batch_size(validation_batch_size or batch_size),
-                                    validation_steps)
+                                    validation_steps, "validation_steps")
                 x, y = x[:split], y[:split]
             if x.shape[0] == 0:
                 raise ValueError("x has no samples")
-            train = _ArrayBatches(x, y, _batch_size(batch_size), steps_per_epoch)
+            train = _ArrayBatches(x, y, _batch_size(batch_size), steps_per_epoch, "steps_per_epoch")
         if validation_data is not None:
             if _is_stream(validation_data):
                 val = self._batches(validation_data, None, None, validation_steps, "validation_data",
