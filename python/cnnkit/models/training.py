@@ -4,9 +4,10 @@ A training step is: forward (training=True) -> loss -> backward -> regularizer g
 optimizer update in place. When the output layer ends in a softmax and the loss is (sparse)
 categorical cross-entropy on probabilities, the step runs the output layer up to its logits and
 uses the fused, stable softmax-cross-entropy kernel instead (as Keras/TensorFlow do). Data arrives
-as NumPy arrays; each batch is cast to the model's dtype and moved to the model's device here.
-Everything that can be wrong with the data (shapes, label values, NaN) is checked before the first
-weight changes.
+as NumPy arrays, or as batches from a Sequence (``__len__``/``__getitem__``) or a generator so it
+need not fit in memory; each batch is cast to the model's dtype and moved to the model's device here.
+Everything that can be wrong with array data (shapes, label values, NaN) is checked before the first
+weight changes; streamed batches get the same checks one batch at a time.
 """
 
 import math
@@ -49,6 +50,117 @@ def _batch_size(value, name="batch_size"):
     if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:
         raise ValueError(f"{name} must be a positive int, received {name}={value!r}")
     return int(value)
+
+
+def _steps(value, name):
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:
+        raise ValueError(f"{name} must be a positive int or None, received {name}={value!r}")
+    return int(value)
+
+
+def _is_stream(x):
+    """A Sequence-like object (__len__ and __getitem__ but no array interface) or an iterator."""
+    if x is None or isinstance(x, (list, tuple, dict, str, bytes)) or hasattr(x, "__array__") or hasattr(x, "shape"):
+        return False
+    return hasattr(x, "__next__") or (hasattr(x, "__len__") and hasattr(x, "__getitem__"))
+
+
+class _ArrayBatches:
+    """Batches of batch_size rows from in-memory arrays (already checked), shuffled per epoch on request."""
+
+    def __init__(self, x, y, batch_size, steps=None, steps_name="steps"):
+        self.x, self.y, self.batch_size = x, y, batch_size
+        self.samples = x.shape[0]
+        full = -(-self.samples // batch_size)
+        if steps is not None and steps > full:
+            raise ValueError(f"{steps_name}={steps} is more than the {full} batches of {batch_size} in the "
+                             f"{self.samples} samples given")
+        self.steps = steps or full
+        self.exhausted = False
+
+    def epoch(self, shuffle=False):
+        order = _random.generator().permutation(self.samples) if shuffle else None
+        for step in range(self.steps):
+            sl = slice(step * self.batch_size, min(self.samples, (step + 1) * self.batch_size))
+            idx = order[sl] if order is not None else sl
+            yield self.x[idx], None if self.y is None else self.y[idx]
+
+    def on_epoch_end(self):
+        pass
+
+
+class _StreamBatches:
+    """(x, y) NumPy batches from a Sequence (len + getitem; the batch order is shuffled per epoch on
+    request, as Keras does) or a generator (``steps`` batches per epoch, continuing where the last
+    epoch stopped). Each batch is checked as fit checks arrays, when it arrives."""
+
+    def __init__(self, trainer, data, steps, name, steps_name, labels=True):
+        self.trainer, self.data, self.name, self.labels = trainer, data, name, labels
+        self.sequence = not hasattr(data, "__next__")
+        self.samples = None
+        self.exhausted = False
+        if self.sequence:
+            n = len(data)
+            if n == 0:
+                raise ValueError(f"{name} has no batches (len({name}) == 0)")
+            if steps is not None and steps > n:
+                raise ValueError(f"{steps_name}={steps} is more than the {n} batches of {name}")
+            self.steps = steps or n
+        elif steps is None:
+            raise ValueError(f"{steps_name} is required when {name} is a generator: say how many batches make "
+                             "one epoch")
+        else:
+            self.steps = steps
+
+    def epoch(self, shuffle=False):
+        if self.sequence:
+            if hasattr(self.data, "on_epoch_begin"):
+                self.data.on_epoch_begin()
+            n = len(self.data)
+            order = _random.generator().permutation(n)[:self.steps] if shuffle else range(self.steps)
+            for i in order:
+                yield self._checked(self.data[int(i)], int(i))
+            return
+        for step in range(self.steps):
+            try:
+                batch = next(self.data)
+            except StopIteration:
+                self.exhausted = True
+                print(f"Your input ran out of data after {step} batches of this epoch; interrupting. Make sure "
+                      f"{self.name} can generate at least steps * epochs batches.", file=sys.stderr, flush=True)
+                return
+            yield self._checked(batch, step)
+
+    def on_epoch_end(self):
+        if self.sequence and hasattr(self.data, "on_epoch_end"):
+            self.data.on_epoch_end()
+
+    def _checked(self, batch, i):
+        what = f"batch {i} of {self.name}"
+        if isinstance(batch, (list, tuple)):
+            if len(batch) == 3:
+                raise ValueError(f"{what} is (x, y, sample_weight); sample weights are not supported")
+            if len(batch) not in (1, 2):
+                raise ValueError(f"{what} must be (x, y) or x, received a {type(batch).__name__} of {len(batch)} items")
+            xb, yb = batch[0], batch[1] if len(batch) == 2 else None
+        else:
+            xb, yb = batch, None
+        xb = self.trainer._check_x(xb, f"x of {what}")
+        if xb.shape[0] == 0:
+            raise ValueError(f"{what} is empty")
+        if not self.labels:
+            return xb, None
+        if yb is None:
+            raise ValueError(f"{what} has no labels: yield (x, y) pairs")
+        try:
+            return xb, self.trainer._check_y(yb, xb.shape[0], f"y of {what}")
+        except ValueError as e:
+            if f"y of {what}" in str(e):
+                raise
+            # The loss's own label checks do not know which batch they were given.
+            raise ValueError(f"y of {what}: {e}") from None
 
 
 class Trainer:
@@ -236,13 +348,33 @@ class Trainer:
         return logs
 
     # ------------------------------------------------------------------ fit
+    def _batches(self, x, y, batch_size, steps, name="x", steps_name="steps", labels=True):
+        """The batch source for x: arrays are checked whole here, streams batch by batch."""
+        if _is_stream(x):
+            if y is not None:
+                raise ValueError(f"y must not be given when {name} is a Sequence or a generator: its batches "
+                                 "carry the labels")
+            if batch_size is not None:
+                raise ValueError(f"batch_size must not be given when {name} is a Sequence or a generator: it "
+                                 f"makes the batches, received batch_size={batch_size!r}")
+            return _StreamBatches(self, x, steps, name, steps_name, labels)
+        x = self._check_x(x, name)
+        if labels:
+            y = self._check_y(y, x.shape[0], "y" if name == "x" else name.replace("[0]", "[1]"))
+        if x.shape[0] == 0 and labels:
+            raise ValueError(f"{name} has no samples")
+        return _ArrayBatches(x, y if labels else None, _batch_size(batch_size), steps, steps_name)
+
     def fit(self, x=None, y=None, batch_size=None, epochs=1, verbose="auto", callbacks=None,
-            validation_split=0.0, validation_data=None, shuffle=True, initial_epoch=0,
-            validation_batch_size=None, validation_freq=1):
+            validation_split=0.0, validation_data=None, shuffle=True, initial_epoch=0, steps_per_epoch=None,
+            validation_steps=None, validation_batch_size=None, validation_freq=1):
         """Train for ``epochs`` epochs over (x, y); returns a History whose ``.history`` holds loss,
-        each metric, and val_loss / val_<metric> when there is validation data."""
+        each metric, and val_loss / val_<metric> when there is validation data.
+
+        x may also be a Sequence (``cnnkit.utils.Sequence`` or anything with ``__len__`` and
+        ``__getitem__`` returning (x, y) batches) or a generator of (x, y) batches, which needs
+        ``steps_per_epoch``; validation_data likewise (a generator needs ``validation_steps``)."""
         self._require_compiled("fit")
-        batch_size = _batch_size(batch_size)
         for name, v, lo in (("epochs", epochs, 0), ("initial_epoch", initial_epoch, 0), ("validation_freq", validation_freq, 1)):
             if isinstance(v, bool) or not isinstance(v, numbers.Integral) or v < lo:
                 raise ValueError(f"{name} must be an int >= {lo}, received {name}={v!r}")
@@ -251,47 +383,60 @@ class Trainer:
         if shuffle not in (True, False):
             raise ValueError(f"shuffle must be True or False, received shuffle={shuffle!r}")
         verbose = _verbose(verbose)
-        x = self._check_x(x)
-        y = self._check_y(y, x.shape[0])
+        steps_per_epoch = _steps(steps_per_epoch, "steps_per_epoch")
+        validation_steps = _steps(validation_steps, "validation_steps")
         val = None
+        if _is_stream(x):
+            if validation_split:
+                raise ValueError("validation_split needs x as arrays; with a Sequence or a generator pass "
+                                 "validation_data instead")
+            train = self._batches(x, y, batch_size, steps_per_epoch, steps_name="steps_per_epoch")
+        else:
+            x = self._check_x(x)
+            y = self._check_y(y, x.shape[0])
+            if validation_split and validation_data is None:
+                split = int(x.shape[0] * (1 - validation_split))  # Keras: the last samples, before shuffling
+                if split == 0 or split == x.shape[0]:
+                    raise ValueError(f"validation_split={validation_split} leaves an empty training or validation "
+                                     f"set for {x.shape[0]} samples")
+                val = _ArrayBatches(x[split:], y[split:], _batch_size(validation_batch_size or batch_size),
+                                    validation_steps, "validation_steps")
+                x, y = x[:split], y[:split]
+            if x.shape[0] == 0:
+                raise ValueError("x has no samples")
+            train = _ArrayBatches(x, y, _batch_size(batch_size), steps_per_epoch, "steps_per_epoch")
         if validation_data is not None:
-            if not isinstance(validation_data, (list, tuple)) or len(validation_data) != 2:
-                raise ValueError("validation_data must be a tuple (x_val, y_val)")
-            vx = self._check_x(validation_data[0], "validation_data[0]")
-            val = (vx, self._check_y(validation_data[1], vx.shape[0], "validation_data[1]"))
-        elif validation_split:
-            split = int(x.shape[0] * (1 - validation_split))  # Keras: the last samples, before shuffling
-            if split == 0 or split == x.shape[0]:
-                raise ValueError(f"validation_split={validation_split} leaves an empty training or validation "
-                                 f"set for {x.shape[0]} samples")
-            val = (x[split:], y[split:])
-            x, y = x[:split], y[:split]
-        n = x.shape[0]
-        if n == 0:
-            raise ValueError("x has no samples")
-        steps = -(-n // batch_size)
+            if _is_stream(validation_data):
+                val = self._batches(validation_data, None, None, validation_steps, "validation_data",
+                                    "validation_steps")
+            elif not isinstance(validation_data, (list, tuple)) or len(validation_data) != 2:
+                raise ValueError("validation_data must be a tuple (x_val, y_val), a Sequence or a generator")
+            else:
+                val = self._batches(validation_data[0], validation_data[1],
+                                    _batch_size(validation_batch_size or batch_size), validation_steps,
+                                    "validation_data[0]", "validation_steps")
         self.history = _callbacks.History()
         cbs = list(callbacks or [])
         if verbose:
             cbs.append(_callbacks.ProgbarLogger())
-        cb = _callbacks.CallbackList(cbs + [self.history], model=self, epochs=epochs, steps=steps,
-                                     verbose=verbose, batch_size=batch_size, samples=n)
+        cb = _callbacks.CallbackList(cbs + [self.history], model=self, epochs=epochs, steps=train.steps,
+                                     verbose=verbose, batch_size=getattr(train, "batch_size", None),
+                                     samples=train.samples)
         xp = self._xp()
         self.stop_training = False
         cb.on_train_begin()
+        logs = {}
         for epoch in range(initial_epoch, epochs):
             self._reset_metrics()
             cb.on_epoch_begin(epoch)
-            order = _random.generator().permutation(n) if shuffle else None
-            logs = {}
-            for step in range(steps):
-                sl = slice(step * batch_size, min(n, (step + 1) * batch_size))
-                idx = order[sl] if order is not None else sl
+            logs, seen = {}, 0
+            for step, (xb, yb) in enumerate(train.epoch(shuffle)):
                 if cb.wants("on_train_batch_begin"):
                     cb.on_train_batch_begin(step)
-                xb = self._inputs_on_device(x[idx], xp)
-                yb = self._labels_for(y[idx], xp)
+                xb = self._inputs_on_device(xb, xp)
+                yb = self._labels_for(yb, xp)
                 value, pred = self._train_step(xb, yb)
+                seen += 1
                 if not math.isfinite(value):
                     print(f"Batch {step} of epoch {epoch + 1}: invalid loss {value}, terminating training "
                           "(this batch's update was not applied)", file=sys.stderr, flush=True)
@@ -302,73 +447,80 @@ class Trainer:
                 if cb.wants("on_train_batch_end"):
                     logs = self._logs()
                     cb.on_train_batch_end(step, logs)
+            if train.exhausted:
+                self.stop_training = True
+                if seen == 0:
+                    break
             logs = self._logs()
             if val is not None and not self.stop_training and (epoch + 1) % validation_freq == 0:
-                val_logs = self._evaluate_arrays(val[0], val[1], _batch_size(validation_batch_size or batch_size),
-                                                 None)
+                val_logs = self._evaluate_batches(val, None)
                 logs.update({"val_" + k: v for k, v in val_logs.items()})
             cb.on_epoch_end(epoch, logs)
+            train.on_epoch_end()
             if self.stop_training:
                 break
         cb.on_train_end(logs if epochs > initial_epoch else None)
         return self.history
 
     # ------------------------------------------------------------------ evaluate / predict
-    def _evaluate_arrays(self, x, y, batch_size, cb):
+    def _evaluate_batches(self, batches, cb):
         xp = self._xp()
         self._reset_metrics()
-        n = x.shape[0]
-        for step, start in enumerate(range(0, n, batch_size)):
+        seen = 0
+        for step, (xb, yb) in enumerate(batches.epoch()):
             if cb is not None and cb.wants("on_test_batch_begin"):
                 cb.on_test_batch_begin(step)
-            xb = self._inputs_on_device(x[start:start + batch_size], xp)
-            yb = self._labels_for(y[start:start + batch_size], xp)
+            xb = self._inputs_on_device(xb, xp)
+            yb = self._labels_for(yb, xp)
             value, pred = self._test_step(xb, yb)
             self._update_metrics(value, xb.shape[0], yb, pred)
+            seen += 1
             if cb is not None and cb.wants("on_test_batch_end"):
                 cb.on_test_batch_end(step, self._logs())
+        batches.on_epoch_end()
+        if seen == 0:
+            raise ValueError(f"{getattr(batches, 'name', 'the data')} produced no batches to evaluate")
         return self._logs()
 
-    def evaluate(self, x=None, y=None, batch_size=None, verbose="auto", callbacks=None, return_dict=False):
+    def evaluate(self, x=None, y=None, batch_size=None, verbose="auto", steps=None, callbacks=None,
+                 return_dict=False):
         """Loss and metrics over (x, y) in inference mode: a float when there are no metrics, else
-        [loss, *metrics] (a dict with return_dict=True)."""
+        [loss, *metrics] (a dict with return_dict=True). x may be a Sequence or a generator of
+        (x, y) batches (a generator needs ``steps``)."""
         self._require_compiled("evaluate")
-        batch_size = _batch_size(batch_size)
-        x = self._check_x(x)
-        y = self._check_y(y, x.shape[0])
-        if x.shape[0] == 0:
-            raise ValueError("x has no samples")
+        batches = self._batches(x, y, batch_size, _steps(steps, "steps"))
         cb = _callbacks.CallbackList(list(callbacks or []), model=self, verbose=_verbose(verbose),
-                                     steps=-(-x.shape[0] // batch_size))
+                                     steps=batches.steps)
         cb.on_test_begin()
-        logs = self._evaluate_arrays(x, y, batch_size, cb)
+        logs = self._evaluate_batches(batches, cb)
         cb.on_test_end(logs)
         if _verbose(verbose):
-            print(f"{-(-x.shape[0] // batch_size)}/{-(-x.shape[0] // batch_size)} - "
-                  f"{_callbacks.format_logs(logs)}", flush=True)
+            print(f"{batches.steps}/{batches.steps} - {_callbacks.format_logs(logs)}", flush=True)
         if return_dict:
             return logs
         values = list(logs.values())
         return values[0] if len(values) == 1 else values
 
-    def predict(self, x, batch_size=None, verbose="auto", callbacks=None):
-        """Model outputs for x in inference mode, as a NumPy array (a list for several outputs)."""
-        batch_size = _batch_size(batch_size)
-        x = self._check_x(x)
+    def predict(self, x, batch_size=None, verbose="auto", steps=None, callbacks=None):
+        """Model outputs for x in inference mode, as a NumPy array (a list for several outputs). x may
+        be a Sequence or a generator of batches (x, or (x, y) whose y is ignored; a generator needs
+        ``steps``)."""
+        batches = self._batches(x, None, batch_size, _steps(steps, "steps"), labels=False)
         xp = self._xp()
         cb = _callbacks.CallbackList(list(callbacks or []), model=self)
         cb.on_predict_begin()
         chunks = [[] for _ in self.outputs]
-        for step, start in enumerate(range(0, x.shape[0], batch_size)):
+        for step, (xb, _) in enumerate(batches.epoch()):
             if cb.wants("on_predict_batch_begin"):
                 cb.on_predict_batch_begin(step)
-            outs, _ = self._run([self._inputs_on_device(x[start:start + batch_size], xp)], training=False)
+            outs, _ = self._run([self._inputs_on_device(xb, xp)], training=False)
             for c, o in zip(chunks, outs):
                 c.append(_host(o))
             if cb.wants("on_predict_batch_end"):
                 cb.on_predict_batch_end(step, {"outputs": outs})
+        batches.on_epoch_end()
         cb.on_predict_end()
-        if x.shape[0] == 0:
+        if not chunks[0]:
             results = [np.empty((0,) + tuple(t.shape[1:]), dtype=self.dtype) for t in self.outputs]
         else:
             results = [np.concatenate(c) for c in chunks]

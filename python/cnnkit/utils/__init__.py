@@ -1,12 +1,17 @@
-"""Utilities: reproducibility and label helpers."""
+"""Utilities: reproducibility, label and data helpers, and the batch Sequence that fit streams from."""
 
 import random
 
 import numpy as np
 
 from .. import _random
+from .image_dataset import image_dataset_from_directory
+from .numerical import normalize
+from .sequence import PyDataset, Sequence
+from .split import train_test_split
 
-__all__ = ["set_random_seed", "to_categorical"]
+__all__ = ["set_random_seed", "to_categorical", "normalize", "train_test_split", "image_dataset_from_directory",
+           "Sequence", "PyDataset"]
 
 
 def set_random_seed(seed):
