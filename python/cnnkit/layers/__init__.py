@@ -8,13 +8,17 @@ from .merge import Add, Average, Concatenate, Multiply, Subtract
 from .normalization import BatchNormalization
 from .pooling import (AveragePooling2D, GlobalAveragePooling2D, GlobalMaxPooling2D, MaxPooling2D,
                       StochasticPooling2D)
+from .preprocessing import (Normalization, RandomContrast, RandomCrop, RandomFlip, RandomRotation,
+                            RandomTranslation, RandomZoom, Rescaling)
 from .regularization import Dropout
 from .reshaping import Cropping2D, ZeroPadding2D
 
 __all__ = ["Layer", "Input", "InputLayer", "KerasTensor", "Dense", "Activation", "Flatten", "Reshape",
            "Conv2D", "MaxPooling2D", "AveragePooling2D", "StochasticPooling2D", "GlobalAveragePooling2D",
            "GlobalMaxPooling2D", "Dropout", "BatchNormalization", "ReLU", "LeakyReLU", "Softmax", "ELU",
-           "Add", "Subtract", "Multiply", "Average", "Concatenate", "ZeroPadding2D", "Cropping2D"]
+           "Add", "Subtract", "Multiply", "Average", "Concatenate", "ZeroPadding2D", "Cropping2D",
+           "Rescaling", "Normalization", "RandomFlip", "RandomTranslation", "RandomRotation", "RandomZoom",
+           "RandomCrop", "RandomContrast"]
 
 _REGISTRY = {name: globals()[name] for name in __all__ if isinstance(globals()[name], type)}
 

@@ -1,4 +1,5 @@
-"""Per-call kernel seeds for the random layers (Dropout, StochasticPooling2D)."""
+"""Random state for the random layers: per-call kernel seeds (Dropout, StochasticPooling2D) and
+per-layer generators (the augmentation layers)."""
 
 import numpy as np
 
@@ -17,3 +18,10 @@ class SeedStream:
         if self._rng is None:
             return _random.next_seed()
         return int(self._rng.integers(0, 2**63 - 1))
+
+
+def layer_generator(seed=None):
+    """A NumPy generator of a layer's own, for augmentation parameters drawn on the host: seeded by
+    ``seed=``, else from cnnkit's shared generator when the layer is made (so ``set_random_seed``
+    before building a model makes its augmentations repeat), like Keras' SeedGenerator."""
+    return np.random.default_rng(_random.next_seed() if seed is None else seed)
