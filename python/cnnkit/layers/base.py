@@ -239,12 +239,22 @@ class Layer:
             raise AttributeError(f"layer {self.name!r} has not been called on a symbolic input yet")
         return self._nodes[0].outputs[0].shape
 
+    @property
+    def output(self):
+        """The symbolic tensor this layer produced in the graph built last, as Keras' ``layer.output``:
+        ``Model(model.inputs, model.get_layer("conv").output)`` reads intermediate activations."""
+        if not self._nodes:
+            raise AttributeError(f"layer {self.name!r} has not been called on a symbolic input yet")
+        return self._nodes[-1].outputs[0]
+
     def __repr__(self):
         return f"<{type(self).__name__} name={self.name!r} built={self.built}>"
 
 
 class InputLayer(Layer):
     """The source of a graph: holds the input shape (without the batch axis)."""
+
+    output = None  # a plain attribute here: the tensor is made once, in __init__
 
     def __init__(self, shape=None, batch_size=None, dtype=None, name=None, input_shape=None, **kwargs):
         if shape is None:
