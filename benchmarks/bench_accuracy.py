@@ -32,23 +32,27 @@ def load(dataset):
 def run_cnnkit(args):
     import cnnkit
     from cnnkit.callbacks import Callback
-    from cnnkit.demo import build
+    from cnnkit.demo import build, optimizer_for
 
     x, y, xt, yt = load(args.dataset)
     if args.device == "gpu":
         cnnkit.set_device("gpu")
     cnnkit.utils.set_random_seed(args.seed)
     model = build(args.model)
-    model.compile(optimizer="adam", loss="sparse_categorical_crossentropy", metrics=["accuracy"])
-    accs = []
+    steps = -(-len(x) // args.batch_size)
+    model.compile(optimizer=optimizer_for(args.model, args.epochs, steps), loss="sparse_categorical_crossentropy",
+                  metrics=["accuracy"])
+    accs, eval_seconds = [], [0.0]
 
     class Track(Callback):
         def on_epoch_end(self, epoch, logs=None):
+            t = time.perf_counter()
             accs.append(model.evaluate(xt, yt, batch_size=500, verbose=0)[1])
+            eval_seconds[0] += time.perf_counter() - t
 
     t0 = time.perf_counter()
     model.fit(x, y, batch_size=args.batch_size, epochs=args.epochs, callbacks=[Track()], verbose=0)
-    return {"acc": accs, "seconds": time.perf_counter() - t0 - 0.0}
+    return {"acc": accs, "seconds": time.perf_counter() - t0 - eval_seconds[0]}
 
 
 def run_torch(args):
@@ -66,7 +70,7 @@ def run_torch(args):
     model = nn.Sequential(nn.Conv2d(1, 32, 3), nn.ReLU(), nn.MaxPool2d(2), nn.Flatten(), nn.Linear(5408, 10)).to(dev)
     opt = torch.optim.Adam(model.parameters(), lr=1e-3)
     crit = nn.CrossEntropyLoss()
-    accs, t0 = [], time.perf_counter()
+    accs, eval_seconds, t0 = [], 0.0, time.perf_counter()
     for _ in range(args.epochs):
         model.train()
         perm = torch.randperm(len(X), device=dev)
@@ -75,11 +79,13 @@ def run_torch(args):
             opt.zero_grad()
             crit(model(X[idx]), Y[idx]).backward()
             opt.step()
+        t = time.perf_counter()
         model.eval()
         with torch.no_grad():
             pred = torch.cat([model(XT[i:i + 500]).argmax(1) for i in range(0, len(XT), 500)])
         accs.append(float((pred == YT).float().mean()))
-    return {"acc": accs, "seconds": time.perf_counter() - t0}
+        eval_seconds += time.perf_counter() - t
+    return {"acc": accs, "seconds": time.perf_counter() - t0 - eval_seconds}
 
 
 def main(argv=None):
@@ -88,7 +94,9 @@ def main(argv=None):
     p.add_argument("--model", default="tutorial", choices=["tutorial", "bn"])
     p.add_argument("--epochs", type=int, default=5)
     p.add_argument("--batch-size", type=int, default=32)
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seeds", type=lambda v: [int(s) for s in v.split(",")], default=[0],
+                   help="comma-separated seeds; each library trains once per seed and the mean is reported")
+    p.add_argument("--seed", type=int, default=0, help=argparse.SUPPRESS)
     p.add_argument("--device", default="cpu", choices=["cpu", "gpu"])
     p.add_argument("--no-torch", action="store_true")
     p.add_argument("--child", choices=["cnnkit", "torch"], help=argparse.SUPPRESS)
@@ -97,19 +105,27 @@ def main(argv=None):
         print(json.dumps(run_cnnkit(args) if args.child == "cnnkit" else run_torch(args)))
         return
     libs = ["cnnkit"] + ([] if args.no_torch or args.model != "tutorial" else ["torch"])
-    print(f"{args.dataset}, model {args.model}, Adam 1e-3, batch {args.batch_size}, {args.epochs} epochs, "
-          f"seed {args.seed}, {args.device}")
-    for lib in libs:
-        cmd = [sys.executable, os.path.abspath(__file__), "--child", lib] + (argv if argv is not None else sys.argv[1:])
-        proc = subprocess.run(cmd, capture_output=True, text=True)
-        if proc.returncode:
-            print(f"{lib:7} failed: {(proc.stderr.strip().splitlines() or ['?'])[-1]}")
-            continue
-        r = json.loads(proc.stdout.strip().splitlines()[-1])
-        curve = " ".join(f"{a * 100:.2f}" for a in r["acc"])
-        print(f"{lib:7} test accuracy per epoch (%): {curve}; final {r['acc'][-1] * 100:.2f}%; "
-              f"training {r['seconds']:.0f} s")
-
+    print(f"{args.dataset}, model {args.model}, batch {args.batch_size}, {args.epochs} epochs, seeds "
+          f"{','.join(map(str, args.seeds))}, {args.device}; test accuracy after each epoch, training time "
+          "without the per-epoch test evaluation", flush=True)
+    passthrough = list(argv if argv is not None else sys.argv[1:])
+    finals = {lib: [] for lib in libs}
+    for seed in args.seeds:
+        for lib in libs:
+            cmd = [sys.executable, os.path.abspath(__file__), "--child", lib, "--seed", str(seed)] + passthrough
+            proc = subprocess.run(cmd, capture_output=True, text=True)
+            if proc.returncode:
+                print(f"{lib:7} seed {seed} failed: {(proc.stderr.strip().splitlines() or ['?'])[-1]}", flush=True)
+                continue
+            r = json.loads(proc.stdout.strip().splitlines()[-1])
+            finals[lib].append(r["acc"][-1])
+            curve = " ".join(f"{a * 100:.2f}" for a in r["acc"])
+            print(f"{lib:7} seed {seed}: {curve}; final {r['acc'][-1] * 100:.2f}%; training {r['seconds']:.0f} s",
+                  flush=True)
+    for lib, accs in finals.items():
+        if accs:
+            print(f"{lib:7} mean final test accuracy over {len(accs)} seed(s): {np.mean(accs) * 100:.2f}% "
+                  f"(min {min(accs) * 100:.2f}, max {max(accs) * 100:.2f})")
 
 if __name__ == "__main__":
     main()
