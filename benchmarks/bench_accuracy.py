@@ -60,7 +60,7 @@ def run_torch(args):
     from torch import nn
 
     torch.manual_seed(args.seed)
-    torch.set_num_threads(os.cpu_count())
+    torch.set_num_threads(args.threads)
     dev = torch.device("cuda" if args.device == "gpu" and torch.cuda.is_available() else "cpu")
     x, y, xt, yt = load(args.dataset)
     X, Y = torch.from_numpy(x.transpose(0, 3, 1, 2).copy()).to(dev), torch.from_numpy(y).to(dev)
@@ -98,6 +98,9 @@ def main(argv=None):
                    help="comma-separated seeds; each library trains once per seed and the mean is reported")
     p.add_argument("--seed", type=int, default=0, help=argparse.SUPPRESS)
     p.add_argument("--device", default="cpu", choices=["cpu", "gpu"])
+    p.add_argument("--threads", type=int, default=os.cpu_count(),
+                   help="CPU threads for both libraries (OpenMP, OpenBLAS, torch); 1 on a busy machine, "
+                        "where threads that wait for each other cost far more than they bring")
     p.add_argument("--no-torch", action="store_true")
     p.add_argument("--child", choices=["cnnkit", "torch"], help=argparse.SUPPRESS)
     args = p.parse_args(argv)
@@ -106,14 +109,15 @@ def main(argv=None):
         return
     libs = ["cnnkit"] + ([] if args.no_torch or args.model != "tutorial" else ["torch"])
     print(f"{args.dataset}, model {args.model}, batch {args.batch_size}, {args.epochs} epochs, seeds "
-          f"{','.join(map(str, args.seeds))}, {args.device}; test accuracy after each epoch, training time "
+          f"{','.join(map(str, args.seeds))}, {args.device}, {args.threads} thread(s); test accuracy after each epoch, training time "
           "without the per-epoch test evaluation", flush=True)
     passthrough = list(argv if argv is not None else sys.argv[1:])
     finals = {lib: [] for lib in libs}
     for seed in args.seeds:
         for lib in libs:
             cmd = [sys.executable, os.path.abspath(__file__), "--child", lib, "--seed", str(seed)] + passthrough
-            proc = subprocess.run(cmd, capture_output=True, text=True)
+            env = dict(os.environ, OMP_NUM_THREADS=str(args.threads), OPENBLAS_NUM_THREADS=str(args.threads))
+            proc = subprocess.run(cmd, capture_output=True, text=True, env=env)
             if proc.returncode:
                 print(f"{lib:7} seed {seed} failed: {(proc.stderr.strip().splitlines() or ['?'])[-1]}", flush=True)
                 continue
