@@ -334,8 +334,11 @@ def main(argv=None):
 
                 ci, ti = ips(c), ips(t)
                 ratio = f"{ci / ti:.2f}x" if ci and ti else "-"
-                print(f"{name:<12} {tf32:<4} {ci or 0:>12.1f} {ti or 0:>11.1f} {ratio:>6} {c.get('params', 0):>14,} "
-                      f"{t.get('params', 0):>13,} {mem(c):>15} {mem(t):>14}")
+                def num(v, fmt):
+                    return "-" if v is None else format(v, fmt)
+
+                print(f"{name:<12} {tf32:<4} {num(ci, '.1f'):>12} {num(ti, '.1f'):>11} {ratio:>6} "
+                      f"{num(c.get('params'), ','):>14} {num(t.get('params'), ','):>13} {mem(c):>15} {mem(t):>14}")
                 for lib, r in row.items():
                     if "skipped" in r:
                         print(f"    {lib}: {r['skipped']}")

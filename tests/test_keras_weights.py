@@ -106,6 +106,17 @@ def test_keras2_slash_names(tmp_path, rng):
     assert_loaded(m, w)
 
 
+@pytest.mark.parametrize("stored", ["probs", "fc1000"])
+def test_keras_applications_classifier_names(tmp_path, rng, stored):
+    """The published ImageNet files call the classifier 'probs' (ResNet) or 'fc1000' (DenseNet)."""
+    clear_session()
+    w = random_weights(rng)
+    write_keras2(tmp_path / "w.h5", w, file_names={"predictions": stored})
+    m = small_model()
+    applications.load_keras_weights(m, tmp_path / "w.h5")
+    assert_loaded(m, w)
+
+
 def test_keras3_weights_h5(tmp_path, rng):
     clear_session()
     w = random_weights(rng)

@@ -10,6 +10,9 @@ Two layouts are read (with h5py, the optional extra ``cnnkit[h5]``):
   ``layers/<layer name>/vars`` (nested models add ``layers/<model>/layers/<layer>/vars``).
 
 Keras 2's DenseNet named layers ``conv1/conv``; cnnkit names cannot hold "/", so "/" matches "_".
+The classifier is "predictions" in Keras' application code, but the published ImageNet files were
+written by the older keras_applications package, which called it "probs" (ResNet) and "fc1000"
+(DenseNet); those names are taken for "predictions" when the file has no "predictions".
 Every layer of the model that has weights must be found with the same number and shapes of
 weights; nothing is assigned unless all of them are.
 """
@@ -127,6 +130,9 @@ def read_keras_h5(path):
                      "Keras 3 .weights.h5 file (no 'layers' group)")
 
 
+_ALIASES = {"predictions": ("probs", "fc1000")}
+
+
 def _leaf_layers(model):
     from ..models import Model
 
@@ -147,11 +153,14 @@ def load_keras_weights(model, path, skip_unused=False):
     stored = {name.replace("/", "_"): ws for name, ws in read_keras_h5(path).items()}
     plan, problems, used = [], [], set()
     for layer in _leaf_layers(model):
-        entry = stored.get(layer.name)
+        key = layer.name
+        if key not in stored:
+            key = next((k for k in _ALIASES.get(key, ()) if k in stored), key)
+        entry = stored.get(key)
         if entry is None:
             problems.append(f"layer {layer.name!r} ({type(layer).__name__}) is not in the file")
             continue
-        used.add(layer.name)
+        used.add(key)
         variables = layer.weights
         if len(entry) != len(variables):
             problems.append(f"layer {layer.name!r} has {len(variables)} weights, the file has {len(entry)}")
