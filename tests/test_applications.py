@@ -295,3 +295,33 @@ def test_small_zoo_models_train(rng, build):
     m.compile(optimizer=optimizers.Adam(1e-3), loss="sparse_categorical_crossentropy")
     losses = [float(m.train_on_batch(x, y)) for _ in range(6)]
     assert np.all(np.isfinite(losses)) and min(losses[-2:]) < losses[0], (m.name, losses)
+
+
+def test_gpu_request_without_a_gpu_is_one_clear_error():
+    import cnnkit
+
+    if cnnkit.device.gpu_available():
+        pytest.skip("a GPU is usable here")
+    clear_session()
+    m = applications.LeNet5()
+    with pytest.raises(RuntimeError, match="GPU was requested but cannot be used"):
+        m.to("gpu")
+    assert m.predict(np.zeros((1, 32, 32, 1), np.float32) + 0.5, verbose=0).shape == (1, 10)  # still on the CPU
+
+
+@pytest.mark.gpu
+def test_zoo_models_on_the_gpu_match_the_cpu(xp, rng):
+    if xp is np:
+        pytest.skip("the GPU case")
+    for build in (lambda: applications.ResNet18(input_shape=(32, 32, 3), classes=5),
+                  lambda: applications.DenseNet121(input_shape=(32, 32, 3), classes=5),
+                  lambda: applications.GoogLeNet(input_shape=(32, 32, 3), classes=5)):
+        clear_session()
+        m = build()
+        x = rng.random((3, 32, 32, 3), dtype=np.float32)
+        cpu = m.predict(x, verbose=0)
+        m.to("gpu")
+        gpu = m.predict(x, verbose=0)
+        np.testing.assert_allclose(gpu, cpu, rtol=1e-4, atol=1e-6)
+        m.compile(optimizer=optimizers.SGD(0.01), loss="sparse_categorical_crossentropy")
+        assert np.isfinite(m.train_on_batch(x, np.array([0, 3, 4])))
