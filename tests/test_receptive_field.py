@@ -125,7 +125,7 @@ def test_summary_column_and_nested_models(capsys):
     assert rf[-2].layer == "lenet5" and rf[-2].receptive_field == (32, 32)
     seq.summary(receptive_field=True)
     assert "32 (4)" in capsys.readouterr().out
-    g = models.Model(m.inputs[0], m.get_layer("c3")._nodes[0].outputs[0])  # a sub-graph: input, c1, s2, c3
+    g = models.Model(m.inputs[0], m.get_layer("c3").output)  # a sub-graph: input, c1, s2, c3
     g.summary(receptive_field=True)
     assert "14 (2)" in capsys.readouterr().out
     np.testing.assert_equal(len(receptive_field(g)), 4)
