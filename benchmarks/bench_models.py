@@ -33,6 +33,14 @@ cuBLAS). TF32 "on" sets CUPY_TF32=1 for cnnkit (CuPy reads it at import) and
 torch.backends.{cuda.matmul,cudnn}.allow_tf32 = True for PyTorch; "off" sets both off. Where cnnkit's
 GPU is not usable (no CuPy, no CUDA kernels in the build, no device) its rows say why and the run
 goes on. --profile prints cnnkit.profiler's per-op table of one training step of each model.
+For a GPU session (one short run; VGG16, ResNet50 and DenseNet121 x TF32 off/on x 2 libraries are 12
+children of 5 + 20 steps, a few minutes on an H100/H200):
+    pip install cupy-cuda13x; pip install .            # cnnkit with its CUDA kernels (nvcc found)
+    pip install torch==2.13.0 --index-url https://download.pytorch.org/whl/cu130   # a CUDA build, same version
+    python benchmarks/bench_models.py --device gpu --profile --json $OUT/bench_models_gpu.json
+ResNet50's row at batch 32, 224x224 gives its GPU training memory. Without a CUDA torch the PyTorch rows
+say so and cnnkit's still run; without cnnkit's GPU, its rows say why.
+
 --rounds N runs N children per library, alternating with the peer (cnnkit first, then PyTorch
 first, ...), and takes the median over all their steps: on a shared machine whose load changes
 during the run, that exposes both libraries to the same conditions. Nothing here asserts a speed.

@@ -40,6 +40,13 @@ def test_parameter_counts_and_layer_counts_equal_keras(name):
     assert model.name == name.lower()
 
 
+def test_vgg19_blocks():
+    m = built("VGG19")
+    assert [layer.name for layer in m.layers if layer.name.startswith("block3")] == \
+        ["block3_conv1", "block3_conv2", "block3_conv3", "block3_conv4", "block3_pool"]
+    assert shape_of(m, "block5_conv4") == (14, 14, 512) and shape_of(m, "block5_pool") == (7, 7, 512)
+
+
 def test_vgg16_blocks():
     m = built("VGG16")
     for b, (size, ch) in enumerate([(112, 64), (56, 128), (28, 256), (14, 512), (7, 512)], start=1):
@@ -50,13 +57,6 @@ def test_vgg16_blocks():
     chans = [3, 64, 64, 128, 128, 256, 256, 256, 512, 512, 512, 512, 512, 512]
     conv = sum(9 * a * b + b for a, b in zip(chans[:-1], chans[1:]))
     assert conv + 25088 * 4096 + 4096 + 4096 * 4096 + 4096 + 4096 * 1000 + 1000 == 138_357_544
-
-
-def test_vgg19_blocks():
-    m = built("VGG19")
-    assert [layer.name for layer in m.layers if layer.name.startswith("block3")] == \
-        ["block3_conv1", "block3_conv2", "block3_conv3", "block3_conv4", "block3_pool"]
-    assert shape_of(m, "block5_conv4") == (14, 14, 512) and shape_of(m, "block5_pool") == (7, 7, 512)
 
 
 def _resnet_stage_shapes(model, blocks, out_channels):
