@@ -35,8 +35,8 @@ GPU is not usable (no CuPy, no CUDA kernels in the build, no device) its rows sa
 goes on. --profile prints cnnkit.profiler's per-op table of one training step of each model.
 For a GPU session (one short run; VGG16, ResNet50 and DenseNet121 x TF32 off/on x 2 libraries are 12
 children of 5 + 20 steps, a few minutes on an H100/H200):
-    pip install cupy-cuda13x; pip install .            # cnnkit with its CUDA kernels (nvcc found)
-    pip install torch==2.13.0 --index-url https://download.pytorch.org/whl/cu130   # a CUDA build, same version
+    CuPy for the machine's CUDA (e.g. cupy-cuda13x), then pip install .   # cnnkit with its CUDA kernels
+    a CUDA build of torch 2.13.0 (PyTorch's CUDA wheel index) for the peer, torchvision 0.28.0 --no-deps
     python benchmarks/bench_models.py --device gpu --profile --json $OUT/bench_models_gpu.json
 ResNet50's row at batch 32, 224x224 gives its GPU training memory. Without a CUDA torch the PyTorch rows
 say so and cnnkit's still run; without cnnkit's GPU, its rows say why.

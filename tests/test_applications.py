@@ -325,3 +325,23 @@ def test_zoo_models_on_the_gpu_match_the_cpu(xp, rng):
         np.testing.assert_allclose(gpu, cpu, rtol=1e-4, atol=1e-6)
         m.compile(optimizer=optimizers.SGD(0.01), loss="sparse_categorical_crossentropy")
         assert np.isfinite(m.train_on_batch(x, np.array([0, 3, 4])))
+
+
+def test_preprocess_input_modes_by_hand():
+    px = np.array([[[[10.0, 200.0, 255.0]]]], dtype=np.float32)  # one RGB pixel
+    caffe = applications.vgg.preprocess_input(px)
+    np.testing.assert_allclose(caffe[0, 0, 0], [255 - 103.939, 200 - 116.779, 10 - 123.68], rtol=1e-6)
+    np.testing.assert_array_equal(applications.resnet.preprocess_input(px), caffe)
+    torch_mode = applications.densenet.preprocess_input(px)
+    np.testing.assert_allclose(torch_mode[0, 0, 0], [(10 / 255 - 0.485) / 0.229, (200 / 255 - 0.456) / 0.224,
+                                                     (255 / 255 - 0.406) / 0.225], rtol=1e-6)
+    np.testing.assert_allclose(applications.preprocess_input(px, mode="tf")[0, 0, 0],
+                               [10 / 127.5 - 1, 200 / 127.5 - 1, 1.0], rtol=1e-6)
+    ints = np.array([[1, 2, 3]], dtype=np.uint8)
+    assert applications.preprocess_input(ints).dtype == np.float32
+    assert applications.preprocess_input(px.astype(np.float64)).dtype == np.float64
+    assert px[0, 0, 0, 0] == 10.0  # the input is not modified
+    with pytest.raises(ValueError, match="3 channels"):
+        applications.preprocess_input(np.zeros((2, 4, 4, 1)))
+    with pytest.raises(ValueError, match="mode"):
+        applications.preprocess_input(px, mode="keras")

@@ -5,9 +5,10 @@ transition blocks (BN-ReLU-1x1 halving the channels, 2x2 average pooling) betwee
 from .. import models
 from ..layers import (Activation, AveragePooling2D, BatchNormalization, Concatenate, Conv2D, MaxPooling2D,
                       ZeroPadding2D)
+from . import imagenet_utils
 from ._common import check_top_args, model_input, pooled_or_top, resolve_weights
 
-__all__ = ["DenseNet121", "DenseNet169", "DenseNet201", "dense_block", "transition_block", "dense_conv_block"]
+__all__ = ["preprocess_input", "DenseNet121", "DenseNet169", "DenseNet201", "dense_block", "transition_block", "dense_conv_block"]
 
 _EPS = 1.001e-5
 
@@ -77,3 +78,9 @@ def DenseNet201(include_top=True, weights=None, input_tensor=None, input_shape=N
     """DenseNet201: dense blocks of (6, 12, 48, 32) units, 20,242,984 parameters with the defaults."""
     return _densenet((6, 12, 48, 32), "densenet201", include_top, weights, input_tensor, input_shape, pooling,
                      classes, classifier_activation)
+
+
+def preprocess_input(x):
+    """Scale RGB images in [0, 255] as Keras' ImageNet weights for these models expect ("torch" mode of
+    cnnkit.applications.imagenet_utils.preprocess_input)."""
+    return imagenet_utils.preprocess_input(x, mode="torch")

@@ -5,9 +5,10 @@ convolutions) with the same naming scheme and torchvision's parameter count (no 
 
 from .. import models
 from ..layers import Activation, Add, BatchNormalization, Conv2D, MaxPooling2D, ZeroPadding2D
+from . import imagenet_utils
 from ._common import check_top_args, model_input, pooled_or_top, resolve_weights
 
-__all__ = ["ResNet18", "ResNet34", "ResNet50", "ResNet101", "ResNet152", "bottleneck_block", "basic_block"]
+__all__ = ["preprocess_input", "ResNet18", "ResNet34", "ResNet50", "ResNet101", "ResNet152", "bottleneck_block", "basic_block"]
 
 _EPS = 1.001e-5
 
@@ -125,3 +126,9 @@ ResNet101.__doc__ = _DOC.format(name="ResNet101", keras="ResNet101",
                                 detail="bottleneck blocks (3, 4, 23, 3), 44,707,176 parameters with the defaults")
 ResNet152.__doc__ = _DOC.format(name="ResNet152", keras="ResNet152",
                                 detail="bottleneck blocks (3, 8, 36, 3), 60,419,944 parameters with the defaults")
+
+
+def preprocess_input(x):
+    """Scale RGB images in [0, 255] as Keras' ImageNet weights for these models expect ("caffe" mode of
+    cnnkit.applications.imagenet_utils.preprocess_input)."""
+    return imagenet_utils.preprocess_input(x, mode="caffe")

@@ -3,9 +3,10 @@ convolutions, each ending in a 2x2 max pooling, then flatten, fc1, fc2 (4096, Re
 
 from .. import models
 from ..layers import Conv2D, Dense, Flatten, MaxPooling2D
+from . import imagenet_utils
 from ._common import check_top_args, global_pool, model_input, resolve_weights
 
-__all__ = ["VGG16", "VGG19"]
+__all__ = ["preprocess_input", "VGG16", "VGG19"]
 
 
 def _vgg(convs_per_block, name, include_top, weights, input_tensor, input_shape, pooling, classes,
@@ -41,3 +42,9 @@ def VGG19(include_top=True, weights=None, input_tensor=None, input_shape=None, p
     """VGG19: 16 convolutions in 5 blocks (2, 2, 4, 4, 4), 143,667,240 parameters with the defaults."""
     return _vgg((2, 2, 4, 4, 4), "vgg19", include_top, weights, input_tensor, input_shape, pooling, classes,
                 classifier_activation)
+
+
+def preprocess_input(x):
+    """Scale RGB images in [0, 255] as Keras' ImageNet weights for these models expect ("caffe" mode of
+    cnnkit.applications.imagenet_utils.preprocess_input)."""
+    return imagenet_utils.preprocess_input(x, mode="caffe")
