@@ -345,3 +345,18 @@ def test_preprocess_input_modes_by_hand():
         applications.preprocess_input(np.zeros((2, 4, 4, 1)))
     with pytest.raises(ValueError, match="mode"):
         applications.preprocess_input(px, mode="keras")
+
+
+def test_zoo_models_save_load_and_take_cnnkit_weight_files(tmp_path, rng):
+    clear_session()
+    m = applications.DenseNet121(include_top=False, input_shape=(32, 32, 3), pooling="avg")
+    x = rng.random((2, 32, 32, 3), dtype=np.float32)
+    want = m.predict(x, verbose=0)
+    m.save(tmp_path / "d.cnnkit")
+    again = models.load_model(tmp_path / "d.cnnkit")
+    assert [layer.name for layer in again.layers] == [layer.name for layer in m.layers]
+    np.testing.assert_array_equal(again.predict(x, verbose=0), want)
+    m.save_weights(tmp_path / "d.weights.cnnkit")
+    fresh = applications.DenseNet121(include_top=False, input_shape=(32, 32, 3), pooling="avg",
+                                     weights=tmp_path / "d.weights.cnnkit")
+    np.testing.assert_array_equal(fresh.predict(x, verbose=0), want)
