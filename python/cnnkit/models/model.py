@@ -281,12 +281,16 @@ class Model(Trainer, Layer):
         return self.device or _device.get_device()
 
     # ------------------------------------------------------------------ inspection and saving
-    def summary(self, line_length=None, print_fn=None, expand_nested=False, show_trainable=False):
+    def summary(self, line_length=None, print_fn=None, expand_nested=False, show_trainable=False,
+                receptive_field=False):
         """Print a Keras-style table: layer (type), output shape, parameter count (and, for graphs
-        with branches, what each layer is connected to), then the parameter totals."""
+        with branches, what each layer is connected to), then the parameter totals. With
+        receptive_field=True a column gives each layer's receptive field and jump in input pixels
+        (cnnkit.utils.receptive_field)."""
         from .summary import summary_text
 
-        text = summary_text(self, line_length=line_length, show_trainable=show_trainable)
+        text = summary_text(self, line_length=line_length, show_trainable=show_trainable,
+                            receptive_field=receptive_field)
         (print_fn or print)(text)
 
     def get_config(self):

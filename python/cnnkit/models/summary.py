@@ -38,7 +38,19 @@ def _rows(model):
     return rows, chain
 
 
-def summary_text(model, line_length=None, show_trainable=False):
+def _rf_cells(model):
+    """'receptive field (jump)' per summary row, e.g. '212 (32)', or '7x5 (2x1)' when not square."""
+    from ..utils.receptive_field import receptive_field
+
+    def pair(p):
+        return str(p[0]) if p[0] == p[1] else f"{p[0]}x{p[1]}"
+
+    rf = receptive_field(model)
+    cells = [f"{pair(r.receptive_field)} ({pair(r.jump)})" for r in rf]
+    return cells if not model._hide_input_layers else cells[len(model.inputs):]
+
+
+def summary_text(model, line_length=None, show_trainable=False, receptive_field=False):
     model._require_graph()
     rows, chain = _rows(model)
     headers = ["Layer (type)", "Output Shape", "Param #"]
@@ -50,7 +62,14 @@ def summary_text(model, line_length=None, show_trainable=False):
         for r in rows:
             layer = by_name.get(r[0].split(" (")[0])
             r.append("Y" if layer is None or layer.trainable else "N")
-    keep = [0, 1, 2] + ([3] if not chain else []) + ([4] if show_trainable else [])
+    else:
+        for r in rows:
+            r.append("")
+    if receptive_field:
+        headers.append("RF (jump)")
+        for r, cell in zip(rows, _rf_cells(model)):
+            r.append(cell)
+    keep = [0, 1, 2] + ([3] if not chain else []) + ([4] if show_trainable else []) + ([5] if receptive_field else [])
     table = [[r[i] for i in keep] for r in rows]
     widths = [max([len(h)] + [len(r[i]) for r in table]) + 3 for i, h in enumerate(headers)]
     total = sum(widths)

@@ -1,0 +1,110 @@
+"""What every application shares: Keras' input-shape rules, the classifier head or the pooling
+that replaces it, and the ``weights=`` argument (None, "imagenet", or a file path)."""
+
+import numbers
+import os
+
+from ..layers import Dense, GlobalAveragePooling2D, GlobalMaxPooling2D, Input
+from ..layers.base import KerasTensor
+
+__all__ = ["model_input", "check_top_args", "pooled_or_top", "resolve_weights"]
+
+
+def check_top_args(weights, include_top, classes, pooling, has_imagenet=True):
+    """Validate weights/include_top/classes/pooling the way keras.applications does."""
+    if not isinstance(include_top, bool):
+        raise TypeError(f"include_top must be True or False, received include_top={include_top!r}")
+    if not (weights is None or weights == "imagenet" or isinstance(weights, (str, os.PathLike))):
+        raise ValueError(f'weights must be None (random initialization), "imagenet" or the path to a weights '
+                         f"file, received weights={weights!r}")
+    if weights == "imagenet" and not has_imagenet:
+        raise ValueError('weights="imagenet" is not available for this architecture (Keras publishes no '
+                         "ImageNet weights for it); use weights=None or the path to a weights file")
+    if isinstance(classes, bool) or not isinstance(classes, numbers.Integral) or classes < 1:
+        raise ValueError(f"classes must be a positive int, received classes={classes!r}")
+    if weights == "imagenet" and include_top and classes != 1000:
+        raise ValueError(f'weights="imagenet" with include_top=True needs classes=1000 (the ImageNet '
+                         f"classifier), received classes={classes}")
+    if pooling not in (None, "avg", "max"):
+        raise ValueError(f'pooling must be None, "avg" or "max", received pooling={pooling!r}')
+
+
+def _input_shape(input_shape, default_size, min_size, channels, fixed_for_top, include_top, weights):
+    if input_shape is None:
+        return (default_size, default_size, channels)
+    try:
+        shape = tuple(None if s is None else int(s) for s in input_shape)
+    except TypeError:
+        raise TypeError(f"input_shape must be a tuple (height, width, channels), received "
+                        f"input_shape={input_shape!r}") from None
+    if len(shape) != 3 or shape[2] is None or shape[2] < 1:
+        raise ValueError(f"input_shape must be (height, width, channels) with a known channel count, received "
+                         f"input_shape={input_shape!r}")
+    if weights == "imagenet" and shape[2] != 3:
+        raise ValueError(f'weights="imagenet" needs 3 input channels, received input_shape={input_shape!r}')
+    if include_top and fixed_for_top and weights is not None and shape[:2] != (default_size, default_size):
+        raise ValueError(f"pretrained weights with include_top=True need input_shape=({default_size}, "
+                         f"{default_size}, {shape[2]}) (the classifier's size is fixed by the file), received "
+                         f"input_shape={input_shape!r}; use include_top=False for other sizes")
+    for s in shape[:2]:
+        if s is None:
+            if include_top and fixed_for_top:
+                raise ValueError(f"include_top=True needs a known height and width (the classifier flattens "
+                                 f"the feature map), received input_shape={input_shape!r}")
+        elif s < min_size:
+            raise ValueError(f"input height and width must be at least {min_size} for this architecture, "
+                             f"received input_shape={input_shape!r}")
+    return shape
+
+
+def model_input(input_shape, input_tensor, default_size, min_size, include_top, weights, channels=3,
+                fixed_for_top=False):
+    """The model's input tensor: ``input_tensor`` (from layers.Input) or a fresh Input of
+    ``input_shape`` (default: default_size x default_size x channels)."""
+    if input_tensor is not None:
+        if not isinstance(input_tensor, KerasTensor):
+            raise TypeError(f"input_tensor must be a tensor from cnnkit.layers.Input(...), received "
+                            f"{input_tensor!r}")
+        if input_shape is not None and tuple(input_shape) != tuple(input_tensor.shape[1:]):
+            raise ValueError(f"input_shape={tuple(input_shape)} does not match input_tensor's shape "
+                             f"{tuple(input_tensor.shape[1:])}")
+        _input_shape(input_tensor.shape[1:], default_size, min_size, channels, fixed_for_top, include_top, weights)
+        return input_tensor
+    shape = _input_shape(input_shape, default_size, min_size, channels, fixed_for_top, include_top, weights)
+    return Input(shape)
+
+
+def pooled_or_top(x, include_top, pooling, classes, classifier_activation, pool_name="avg_pool"):
+    """The global-average-pooling classifier head (ResNet, DenseNet, GoogLeNet) or, without the
+    top, the optional global pooling."""
+    if include_top:
+        x = GlobalAveragePooling2D(name=pool_name)(x)
+        return Dense(classes, activation=classifier_activation, name="predictions")(x)
+    return global_pool(x, pooling)
+
+
+def global_pool(x, pooling, avg_name="avg_pool", max_name="max_pool"):
+    if pooling == "avg":
+        return GlobalAveragePooling2D(name=avg_name)(x)
+    if pooling == "max":
+        return GlobalMaxPooling2D(name=max_name)(x)
+    return x
+
+
+def resolve_weights(model, weights, keras_name, include_top):
+    """Load weights into model: a path, or "imagenet" (Keras' file, looked for locally)."""
+    if weights is None:
+        return model
+    from .weights import imagenet_weights_path, load_keras_weights
+
+    if weights == "imagenet":
+        load_keras_weights(model, imagenet_weights_path(keras_name, include_top))
+        return model
+    path = os.fspath(weights)
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"weights file {path!r} does not exist")
+    if path.endswith(".h5"):  # Keras' formats (.h5 of Keras 2, .weights.h5 of Keras 3)
+        load_keras_weights(model, path)
+    else:  # cnnkit's own model.save_weights() file
+        model.load_weights(path)
+    return model
