@@ -66,7 +66,7 @@ def _output(be, out, x, *others):
     # Elementwise kernels may write in place, element i over element i; a shifted overlap would
     # read values already overwritten.
     for a in (x, *others):
-        shifted = out is not a and np.may_share_memory(out, a) and _data_ptr(out) != _data_ptr(a)
+        shifted = out is not a and be.xp.may_share_memory(out, a) and _data_ptr(out) != _data_ptr(a)
         if shifted and out.size:
             raise ValueError("out overlaps an input without being that input itself; "
                              "pass out=x or a separate array")
@@ -74,7 +74,9 @@ def _output(be, out, x, *others):
 
 
 def _data_ptr(a):
-    return a.__array_interface__["data"][0]
+    if isinstance(a, np.ndarray):
+        return a.__array_interface__["data"][0]
+    return a.data.ptr  # CuPy
 
 
 def _alpha(alpha, nonnegative):
