@@ -104,8 +104,8 @@ void batch_norm_inference_backward(const T* dy, const T* x, const T* gamma, cons
                                    const T* moving_var, index_t M, index_t C, double epsilon, T* dx, T* dgamma,
                                    T* dbeta, void* stream);
 
-// loss.cu. labels (N,) int64 or probs (N, K): exactly one is non-null. An out-of-range label (the
-// Python layer refuses them first) gives a NaN row instead of an out-of-bounds read.
+// loss.cu. labels (N,) int64 or probs (N, K): exactly one is non-null. An out-of-range label is
+// refused (std::invalid_argument naming the first), at the cost of one stream synchronization.
 template <class T>
 void softmax_cross_entropy_forward(const T* logits, const std::int64_t* labels, const T* probs, index_t N,
                                    index_t K, double* row_loss, T* loss, void* stream);

@@ -4,9 +4,9 @@
 // deterministic block reduction, log-sum-exp = max + log(sum); the gradient row is written in the
 // same kernel. Per-row losses go to the float64 scratch row_loss (N,), and one block averages them
 // (fixed strided partials, then the block tree): deterministic, independent of the launch.
-// A NaN or infinite logit makes its row's loss and gradient NaN, as on the CPU. The Python layer
-// refuses out-of-range labels before the launch; the kernel still never indexes with one (that row
-// becomes NaN).
+// A NaN or infinite logit makes its row's loss and gradient NaN, as on the CPU. An out-of-range
+// label is a ValueError before any launch (check_labels, as the CPU twin); the row kernel still never
+// indexes with one (that row would become NaN).
 #include <cmath>
 
 #include "cuda/check.cuh"
@@ -101,6 +101,35 @@ __global__ void mean_kernel(const double* __restrict__ row_loss, index_t N, T* _
         *loss = static_cast<T>(N > 0 ? s / static_cast<double>(N) : __longlong_as_double(0x7ff8000000000000LL));
 }
 
+// first[0] = the smallest i with labels[i] outside [0, K) (left at its initial sentinel if none).
+__global__ void first_bad_label_kernel(const std::int64_t* __restrict__ labels, index_t N, index_t K,
+                                       long long* __restrict__ first) {
+    CNNKIT_GRID_LOOP(i, N) {
+        const std::int64_t v = labels[i];
+        if (v < 0 || v >= K) atomicMin(first, static_cast<long long>(i));
+    }
+}
+
+// As the CPU twin, refuse an out-of-range label with a ValueError naming the first one. This reads
+// 8 bytes back (a stream synchronization); cnnkit.ops has checked the labels already, so it only
+// ever fires for direct calls of the binding.
+void check_labels(const std::int64_t* labels, index_t N, index_t K, cudaStream_t s) {
+    Scratch first(sizeof(long long), s, "softmax_cross_entropy label check");
+    check_cuda(cudaMemsetAsync(first.as<long long>(), 0x7f, sizeof(long long), s), "label check");
+    CNNKIT_LAUNCH("softmax_cross_entropy_label_check_kernel", first_bad_label_kernel, grid_for(N), kThreads, 0,
+                  s, labels, N, K, first.as<long long>());
+    long long host_first = 0;
+    std::int64_t value = 0;
+    check_cuda(cudaMemcpyAsync(&host_first, first.as<long long>(), sizeof host_first, cudaMemcpyDeviceToHost, s),
+               "label check");
+    check_cuda(cudaStreamSynchronize(s), "label check");
+    if (host_first >= N) return;
+    check_cuda(cudaMemcpyAsync(&value, labels + host_first, sizeof value, cudaMemcpyDeviceToHost, s), "label check");
+    check_cuda(cudaStreamSynchronize(s), "label check");
+    require(false, "labels[" + std::to_string(host_first) + "] = " + std::to_string(value) +
+                       " is out of range [0, " + std::to_string(K) + ")");
+}
+
 inline int row_threads(index_t K) {
     index_t t = (K + 31) / 32 * 32;
     if (t < 32) t = 32;
@@ -113,6 +142,7 @@ void xent(const T* logits, const std::int64_t* labels, const T* probs, index_t N
           double* row_loss, T* loss, T* dlogits, void* stream) {
     const cudaStream_t s = as_stream(stream);
     require((labels != nullptr) != (probs != nullptr), "softmax_cross_entropy: exactly one of labels and probs");
+    if (labels && N > 0) check_labels(labels, N, K, s);
     if (N > 0)
         CNNKIT_LAUNCH("softmax_cross_entropy_kernel", xent_rows_kernel<T>,
                       static_cast<unsigned>(N < kMaxBlocks ? N : kMaxBlocks), row_threads(K), 0, s, logits, labels,
