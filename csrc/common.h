@@ -78,22 +78,27 @@ inline ConvGeom make_geom(index_t N, index_t H, index_t W, index_t C, index_t KH
     return g;
 }
 
-// Pooling windows (no dilation), shared by csrc/cpu/pool.cpp and csrc/cuda/pool.cu.
+// Pooling windows (no dilation), shared by csrc/cpu/pool.cpp and csrc/cuda/pool.cu; templated on
+// the integer type so that GPU kernels can do this arithmetic in 32 bits when the sizes allow.
 // Clipped window [lo, hi) along one axis for output position o: padding cells are skipped.
-struct Range {
-    index_t lo, hi;
+template <class I>
+struct RangeT {
+    I lo, hi;
 };
+using Range = RangeT<index_t>;
 
-CNNKIT_HD Range window_range(index_t o, index_t stride, index_t pad, index_t k, index_t size) {
-    const index_t start = o * stride - pad;
-    return {start > 0 ? start : 0, start + k < size ? start + k : size};
+template <class I>
+CNNKIT_HD RangeT<I> window_range(I o, I stride, I pad, I k, I size) {
+    const I start = o * stride - pad;
+    return {start > 0 ? start : I(0), start + k < size ? start + k : size};
 }
 
 // Outputs [lo, hi) whose window covers input position i along one axis (empty when lo >= hi).
-CNNKIT_HD Range covering_range(index_t i, index_t stride, index_t pad, index_t k, index_t out) {
-    const index_t first = i + pad - k;  // windows starting at or before this one miss i
-    const index_t lo = first < 0 ? 0 : first / stride + 1;
-    const index_t last = (i + pad) / stride + 1;
+template <class I>
+CNNKIT_HD RangeT<I> covering_range(I i, I stride, I pad, I k, I out) {
+    const I first = i + pad - k;  // windows starting at or before this one miss i
+    const I lo = first < 0 ? I(0) : first / stride + 1;
+    const I last = (i + pad) / stride + 1;
     return {lo, last < out ? last : out};
 }
 

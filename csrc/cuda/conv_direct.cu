@@ -18,22 +18,22 @@ namespace cuda {
 
 namespace {
 
-template <class T>
+template <class T, class I>
 __global__ void direct_forward_kernel(const T* __restrict__ x, const T* __restrict__ w, const T* __restrict__ b,
-                                      T* __restrict__ y, const ConvGeom g, index_t O, bool relu, index_t count) {
-    CNNKIT_GRID_LOOP(e, count) {
-        const index_t o = e % O, pix = e / O;
-        const index_t ow = pix % g.OW, nr = pix / g.OW, oh = nr % g.OH, n = nr / g.OH;
+                                      T* __restrict__ y, const Geom<I> g, I O, bool relu, I count) {
+    CNNKIT_GRID_LOOP_AS(I, e, count) {
+        const I o = e % O, pix = e / O;
+        const I ow = pix % g.OW, nr = pix / g.OW, oh = nr % g.OH, n = nr / g.OH;
         T acc = b ? b[o] : T(0);
-        for (index_t i = 0; i < g.KH; ++i) {
-            const index_t ih = oh * g.SH - g.PT + i * g.DH;
+        for (I i = 0; i < g.KH; ++i) {
+            const I ih = oh * g.SH - g.PT + i * g.DH;
             if (ih < 0 || ih >= g.H) continue;
-            for (index_t j = 0; j < g.KW; ++j) {
-                const index_t iw = ow * g.SW - g.PL + j * g.DW;
+            for (I j = 0; j < g.KW; ++j) {
+                const I iw = ow * g.SW - g.PL + j * g.DW;
                 if (iw < 0 || iw >= g.W) continue;
                 const T* xs = x + ((n * g.H + ih) * g.W + iw) * g.C;
                 const T* ws = w + ((i * g.KW + j) * g.C) * O + o;
-                for (index_t c = 0; c < g.C; ++c) acc += xs[c] * ws[c * O];
+                for (I c = 0; c < g.C; ++c) acc += xs[c] * ws[c * O];
             }
         }
         y[e] = relu ? (acc < T(0) ? T(0) : acc) : acc;
@@ -44,27 +44,26 @@ constexpr int kLanesY = 8;
 constexpr index_t kChunkPixels = 2048;
 
 // part[(chunk * (K + 1) + k) * O + o]; tap k == K is the bias gradient (x_tap = 1).
-template <class T>
+template <class T, class I>
 __global__ void direct_weights_partials_kernel(const T* __restrict__ x, const T* __restrict__ dy,
-                                               double* __restrict__ part, const ConvGeom g, index_t O,
-                                               index_t chunk_pixels) {
+                                               double* __restrict__ part, const Geom<I> g, I O, I chunk_pixels) {
     __shared__ double sh[kLanesY][32];
-    const index_t K = g.patch_size(), P = g.out_pixels();
-    const index_t o = static_cast<index_t>(blockIdx.x) * 32 + threadIdx.x;
-    const index_t k = blockIdx.y, chunk = blockIdx.z;
-    const index_t p0 = chunk * chunk_pixels, p1 = p0 + chunk_pixels < P ? p0 + chunk_pixels : P;
-    index_t i = 0, j = 0, c = 0;
+    const I K = g.KH * g.KW * g.C, P = g.N * g.OH * g.OW;
+    const I o = static_cast<I>(blockIdx.x) * 32 + static_cast<I>(threadIdx.x);
+    const I k = blockIdx.y, chunk = blockIdx.z;
+    const I p0 = chunk * chunk_pixels, p1 = p0 + chunk_pixels < P ? p0 + chunk_pixels : P;
+    I i = 0, j = 0, c = 0;
     if (k < K) c = k % g.C, j = (k / g.C) % g.KW, i = k / (g.C * g.KW);
     T acc = T(0);
     if (o < O) {
-        for (index_t p = p0 + threadIdx.y; p < p1; p += kLanesY) {
+        for (I p = p0 + static_cast<I>(threadIdx.y); p < p1; p += kLanesY) {
             const T d = dy[p * O + o];
             if (k == K) {
                 acc += d;
                 continue;
             }
-            const index_t ow = p % g.OW, nr = p / g.OW, oh = nr % g.OH, n = nr / g.OH;
-            const index_t ih = oh * g.SH - g.PT + i * g.DH, iw = ow * g.SW - g.PL + j * g.DW;
+            const I ow = p % g.OW, nr = p / g.OW, oh = nr % g.OH, n = nr / g.OH;
+            const I ih = oh * g.SH - g.PT + i * g.DH, iw = ow * g.SW - g.PL + j * g.DW;
             if (ih >= 0 && ih < g.H && iw >= 0 && iw < g.W) acc += x[((n * g.H + ih) * g.W + iw) * g.C + c] * d;
         }
     }
@@ -73,7 +72,7 @@ __global__ void direct_weights_partials_kernel(const T* __restrict__ x, const T*
     if (threadIdx.y == 0 && o < O) {
         double t = 0.0;
         for (int l = 0; l < kLanesY; ++l) t += sh[l][threadIdx.x];
-        part[(chunk * (K + 1) + k) * O + o] = t;
+        part[(static_cast<index_t>(chunk) * (K + 1) + k) * O + o] = t;
     }
 }
 
@@ -98,8 +97,11 @@ void conv2d_direct_forward(const T* x, const T* w, const T* b, T* y, const ConvG
                            void* stream) {
     const index_t count = checked_mul(g.out_pixels(), O, "conv2d output size");
     if (count == 0) return;
-    CNNKIT_LAUNCH("conv2d_direct_forward_kernel", direct_forward_kernel<T>, grid_for(count), kThreads, 0,
-                  as_stream(stream), x, w, b, y, g, O, relu, count);
+    with_index_type(fits32({count, g.in_size(), checked_mul(g.patch_size(), O, "filter size")}), [&](auto tag) {
+        using I = decltype(tag);
+        CNNKIT_LAUNCH("conv2d_direct_forward_kernel", (direct_forward_kernel<T, I>), grid_for(count), kThreads, 0,
+                      as_stream(stream), x, w, b, y, Geom<I>(g), I(O), relu, I(count));
+    });
 }
 
 template <class T>
@@ -122,8 +124,11 @@ void conv2d_direct_backward_weights(const T* x, const T* dy, T* dw, T* db, const
                  "conv2d_direct_backward_weights scratch");
     const dim3 grid(static_cast<unsigned>((O + 31) / 32), static_cast<unsigned>(K + (db ? 1 : 0)),
                     static_cast<unsigned>(nchunks));
-    CNNKIT_LAUNCH("conv2d_direct_weights_partials_kernel", direct_weights_partials_kernel<T>, grid,
-                  dim3(32, kLanesY), 0, s, x, dy, part.as<double>(), g, O, chunk);
+    with_index_type(fits32({checked_mul(P, O, "dy size"), g.in_size()}), [&](auto tag) {
+        using I = decltype(tag);
+        CNNKIT_LAUNCH("conv2d_direct_weights_partials_kernel", (direct_weights_partials_kernel<T, I>), grid,
+                      dim3(32, kLanesY), 0, s, x, dy, part.as<double>(), Geom<I>(g), I(O), I(chunk));
+    });
     CNNKIT_LAUNCH("conv2d_direct_weights_finish_kernel", direct_weights_finish_kernel<T>,
                   grid_for((K + 1) * O), kThreads, 0, s, part.as<double>(), dw, db, K, O, nchunks);
 }

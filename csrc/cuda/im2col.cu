@@ -6,7 +6,7 @@
 // onto the value already in dx: no atomics, deterministic, and the same additions in the same
 // order as the CPU twin. bias_add: elementwise. bias_grad: column sums in double, deterministic:
 // fixed chunks of rows give per-chunk partials (stream-ordered scratch), added in chunk order.
-// Grid-stride loops, int64 indexing throughout.
+// Grid-stride loops; index arithmetic in 32 bits when every index fits, else 64 (check.cuh).
 #include "cuda/check.cuh"
 #include "cuda/kernels.h"
 
@@ -15,16 +15,15 @@ namespace cuda {
 
 namespace {
 
-template <class T>
-__global__ void im2col_kernel(const T* __restrict__ x, T* __restrict__ col, const ConvGeom g, index_t row0,
-                              index_t count) {
-    const index_t K = g.patch_size(), ohw = g.OH * g.OW;
-    CNNKIT_GRID_LOOP(e, count) {
-        const index_t rr = e / K, k = e - rr * K;
-        const index_t r = row0 + rr;
-        const index_t n = r / ohw, p = r - n * ohw, oh = p / g.OW, ow = p - oh * g.OW;
-        const index_t c = k % g.C, ij = k / g.C, j = ij % g.KW, i = ij / g.KW;
-        const index_t ih = oh * g.SH - g.PT + i * g.DH, iw = ow * g.SW - g.PL + j * g.DW;
+template <class T, class I>
+__global__ void im2col_kernel(const T* __restrict__ x, T* __restrict__ col, const Geom<I> g, I row0, I count) {
+    const I K = g.KH * g.KW * g.C, ohw = g.OH * g.OW;
+    CNNKIT_GRID_LOOP_AS(I, e, count) {
+        const I rr = e / K, k = e - rr * K;
+        const I r = row0 + rr;
+        const I n = r / ohw, p = r - n * ohw, oh = p / g.OW, ow = p - oh * g.OW;
+        const I c = k % g.C, ij = k / g.C, j = ij % g.KW, i = ij / g.KW;
+        const I ih = oh * g.SH - g.PT + i * g.DH, iw = ow * g.SW - g.PL + j * g.DW;
         T v = T(0);
         if (ih >= 0 && ih < g.H && iw >= 0 && iw < g.W) v = x[((n * g.H + ih) * g.W + iw) * g.C + c];
         col[e] = v;
@@ -32,23 +31,23 @@ __global__ void im2col_kernel(const T* __restrict__ x, T* __restrict__ col, cons
 }
 
 // dx element e of the images [n0, ...): taps i (then j) in increasing order, as the CPU's AxisTaps.
-template <class T>
-__global__ void col2im_kernel(const T* __restrict__ dcol, T* __restrict__ dx, const ConvGeom g, index_t row0,
-                              index_t row1, index_t n0, index_t count) {
-    const index_t K = g.patch_size(), ohw = g.OH * g.OW;
-    CNNKIT_GRID_LOOP(e, count) {
-        const index_t c = e % g.C, pix = e / g.C;
-        const index_t w = pix % g.W, nh = pix / g.W, h = nh % g.H, n = n0 + nh / g.H;
-        const index_t out = (n * g.H + h) * g.W * g.C + w * g.C + c;
+template <class T, class I>
+__global__ void col2im_kernel(const T* __restrict__ dcol, T* __restrict__ dx, const Geom<I> g, I row0, I row1,
+                              I n0, I count) {
+    const I K = g.KH * g.KW * g.C, ohw = g.OH * g.OW;
+    CNNKIT_GRID_LOOP_AS(I, e, count) {
+        const I c = e % g.C, pix = e / g.C;
+        const I w = pix % g.W, nh = pix / g.W, h = nh % g.H, n = n0 + nh / g.H;
+        const I out = ((n * g.H + h) * g.W + w) * g.C + c;
         T acc = dx[out];
-        for (index_t i = 0; i < g.KH; ++i) {
-            const index_t t = h + g.PT - i * g.DH;
+        for (I i = 0; i < g.KH; ++i) {
+            const I t = h + g.PT - i * g.DH;
             if (t < 0 || t % g.SH != 0 || t / g.SH >= g.OH) continue;
-            const index_t oh = t / g.SH;
-            for (index_t j = 0; j < g.KW; ++j) {
-                const index_t u = w + g.PL - j * g.DW;
+            const I oh = t / g.SH;
+            for (I j = 0; j < g.KW; ++j) {
+                const I u = w + g.PL - j * g.DW;
                 if (u < 0 || u % g.SW != 0 || u / g.SW >= g.OW) continue;
-                const index_t r = n * ohw + oh * g.OW + u / g.SW;
+                const I r = n * ohw + oh * g.OW + u / g.SW;
                 if (r < row0 || r >= row1) continue;
                 acc += dcol[(r - row0) * K + (i * g.KW + j) * g.C + c];
             }
@@ -57,9 +56,9 @@ __global__ void col2im_kernel(const T* __restrict__ dcol, T* __restrict__ dx, co
     }
 }
 
-template <class T>
-__global__ void bias_add_kernel(T* __restrict__ y, const T* __restrict__ b, index_t count, index_t O, bool relu) {
-    CNNKIT_GRID_LOOP(e, count) {
+template <class T, class I>
+__global__ void bias_add_kernel(T* __restrict__ y, const T* __restrict__ b, I count, I O, bool relu) {
+    CNNKIT_GRID_LOOP_AS(I, e, count) {
         const T v = y[e] + b[e % O];
         y[e] = relu ? (v < T(0) ? T(0) : v) : v;  // NaN passes, as the CPU's relu
     }
@@ -131,8 +130,11 @@ template <class T>
 void im2col(const T* x, T* col, const ConvGeom& g, index_t row0, index_t row1, void* stream) {
     const index_t count = checked_mul(row1 - row0, g.patch_size(), "im2col size");
     if (count == 0) return;
-    CNNKIT_LAUNCH("im2col_kernel", im2col_kernel<T>, grid_for(count), kThreads, 0, as_stream(stream), x, col, g,
-                  row0, count);
+    with_index_type(fits32({count, g.in_size(), g.out_pixels()}), [&](auto tag) {
+        using I = decltype(tag);
+        CNNKIT_LAUNCH("im2col_kernel", (im2col_kernel<T, I>), grid_for(count), kThreads, 0, as_stream(stream), x,
+                      col, Geom<I>(g), I(row0), I(count));
+    });
 }
 
 template <class T>
@@ -141,16 +143,23 @@ void col2im_accumulate(const T* dcol, T* dx, const ConvGeom& g, index_t row0, in
     const index_t ohw = g.OH * g.OW;
     const index_t n0 = row0 / ohw, n1 = (row1 - 1) / ohw;  // images touched, inclusive
     const index_t count = checked_mul(n1 - n0 + 1, g.H * g.W * g.C, "col2im size");
-    CNNKIT_LAUNCH("col2im_kernel", col2im_kernel<T>, grid_for(count), kThreads, 0, as_stream(stream), dcol, dx, g,
-                  row0, row1, n0, count);
+    const index_t dcol_size = checked_mul(row1 - row0, g.patch_size(), "col2im size");
+    with_index_type(fits32({g.in_size(), dcol_size, g.out_pixels()}), [&](auto tag) {
+        using I = decltype(tag);
+        CNNKIT_LAUNCH("col2im_kernel", (col2im_kernel<T, I>), grid_for(count), kThreads, 0, as_stream(stream), dcol,
+                      dx, Geom<I>(g), I(row0), I(row1), I(n0), I(count));
+    });
 }
 
 template <class T>
 void bias_add(T* y, const T* b, index_t rows, index_t O, bool relu, void* stream) {
     const index_t count = checked_mul(rows, O, "bias_add size");
     if (count == 0) return;
-    CNNKIT_LAUNCH("bias_add_kernel", bias_add_kernel<T>, grid_for(count), kThreads, 0, as_stream(stream), y, b,
-                  count, O, relu);
+    with_index_type(fits32({count}), [&](auto tag) {
+        using I = decltype(tag);
+        CNNKIT_LAUNCH("bias_add_kernel", (bias_add_kernel<T, I>), grid_for(count), kThreads, 0, as_stream(stream), y,
+                      b, I(count), I(O), relu);
+    });
 }
 
 template <class T>

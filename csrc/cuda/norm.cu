@@ -126,11 +126,11 @@ __global__ void moving_coef_kernel(const T* __restrict__ gamma, const T* __restr
 }
 
 // y = (x - coef_mean) * coef_scale + coef_shift
-template <class T>
-__global__ void normalize_kernel(const T* __restrict__ x, const T* __restrict__ coef, T* __restrict__ y, index_t C,
-                                 index_t count) {
-    CNNKIT_GRID_LOOP(e, count) {
-        const index_t c = e % C;
+template <class T, class I>
+__global__ void normalize_kernel(const T* __restrict__ x, const T* __restrict__ coef, T* __restrict__ y, I C,
+                                 I count) {
+    CNNKIT_GRID_LOOP_AS(I, e, count) {
+        const I c = e % C;
         y[e] = (x[e] - coef[c]) * coef[C + c] + coef[2 * C + c];
     }
 }
@@ -188,20 +188,20 @@ __global__ void grad_finish_kernel(const double* __restrict__ part, index_t M, i
 }
 
 // dx = a * (dy - mdy - (x - mean) * k)
-template <class T>
+template <class T, class I>
 __global__ void train_dx_kernel(const T* __restrict__ dy, const T* __restrict__ x, const T* __restrict__ coef,
-                                T* __restrict__ dx, index_t C, index_t count) {
-    CNNKIT_GRID_LOOP(e, count) {
-        const index_t c = e % C;
+                                T* __restrict__ dx, I C, I count) {
+    CNNKIT_GRID_LOOP_AS(I, e, count) {
+        const I c = e % C;
         dx[e] = coef[C + c] * (dy[e] - coef[2 * C + c] - (x[e] - coef[c]) * coef[3 * C + c]);
     }
 }
 
 // dx = a * dy (inference), a = coef[3C + c]
-template <class T>
-__global__ void scale_dx_kernel(const T* __restrict__ dy, const T* __restrict__ coef, T* __restrict__ dx,
-                                index_t C, index_t count) {
-    CNNKIT_GRID_LOOP(e, count) dx[e] = coef[3 * C + e % C] * dy[e];
+template <class T, class I>
+__global__ void scale_dx_kernel(const T* __restrict__ dy, const T* __restrict__ coef, T* __restrict__ dx, I C,
+                                I count) {
+    CNNKIT_GRID_LOOP_AS(I, e, count) dx[e] = coef[3 * C + e % C] * dy[e];
 }
 
 // Batch moments -> mean/invstd (and, for training, the moving statistics and coef).
@@ -249,9 +249,12 @@ void batch_norm_train_forward(const T* x, const T* gamma, const T* beta, index_t
     moments<T>(x, M, C, epsilon, momentum, gamma, beta, mean, invstd, moving_mean, moving_var, coef.as<T>(), s,
                "batch_norm_train_forward");
     const index_t count = checked_mul(M, C, "batch_norm size");
-    if (count)
-        CNNKIT_LAUNCH("batch_norm_normalize_kernel", normalize_kernel<T>, grid_for(count), kThreads, 0, s, x,
-                      coef.as<T>(), y, C, count);
+    if (count == 0) return;
+    with_index_type(fits32({count}), [&](auto tag) {
+        using I = decltype(tag);
+        CNNKIT_LAUNCH("batch_norm_normalize_kernel", (normalize_kernel<T, I>), grid_for(count), kThreads, 0, s, x,
+                      coef.as<T>(), y, I(C), I(count));
+    });
 }
 
 template <class T>
@@ -262,9 +265,12 @@ void batch_norm_inference_forward(const T* x, const T* gamma, const T* beta, con
     CNNKIT_LAUNCH("batch_norm_moving_coef_kernel", moving_coef_kernel<T>, grid_for(C), kThreads, 0, s, gamma, beta,
                   moving_mean, moving_var, C, epsilon, coef.as<T>(), static_cast<double*>(nullptr));
     const index_t count = checked_mul(M, C, "batch_norm size");
-    if (count)
-        CNNKIT_LAUNCH("batch_norm_normalize_kernel", normalize_kernel<T>, grid_for(count), kThreads, 0, s, x,
-                      coef.as<T>(), y, C, count);
+    if (count == 0) return;
+    with_index_type(fits32({count}), [&](auto tag) {
+        using I = decltype(tag);
+        CNNKIT_LAUNCH("batch_norm_normalize_kernel", (normalize_kernel<T, I>), grid_for(count), kThreads, 0, s, x,
+                      coef.as<T>(), y, I(C), I(count));
+    });
 }
 
 template <class T>
@@ -274,9 +280,12 @@ void batch_norm_train_backward(const T* dy, const T* x, const T* gamma, const do
     Scratch coef(sizeof(T) * 4 * C, s, "batch_norm_train_backward");
     grad_sums<T>(dy, x, gamma, mean, invstd, M, C, dgamma, dbeta, coef.as<T>(), s, "batch_norm_train_backward");
     const index_t count = checked_mul(M, C, "batch_norm size");
-    if (count)
-        CNNKIT_LAUNCH("batch_norm_train_dx_kernel", train_dx_kernel<T>, grid_for(count), kThreads, 0, s, dy, x,
-                      coef.as<T>(), dx, C, count);
+    if (count == 0) return;
+    with_index_type(fits32({count}), [&](auto tag) {
+        using I = decltype(tag);
+        CNNKIT_LAUNCH("batch_norm_train_dx_kernel", (train_dx_kernel<T, I>), grid_for(count), kThreads, 0, s, dy, x,
+                      coef.as<T>(), dx, I(C), I(count));
+    });
 }
 
 template <class T>
@@ -292,9 +301,12 @@ void batch_norm_inference_backward(const T* dy, const T* x, const T* gamma, cons
     grad_sums<T>(dy, x, gamma, dstat.as<double>(), dstat.as<double>() + C, M, C, dgamma, dbeta,
                  static_cast<T*>(nullptr), s, "batch_norm_inference_backward");
     const index_t count = checked_mul(M, C, "batch_norm size");
-    if (count)
-        CNNKIT_LAUNCH("batch_norm_scale_dx_kernel", scale_dx_kernel<T>, grid_for(count), kThreads, 0, s, dy,
-                      coef.as<T>(), dx, C, count);
+    if (count == 0) return;
+    with_index_type(fits32({count}), [&](auto tag) {
+        using I = decltype(tag);
+        CNNKIT_LAUNCH("batch_norm_scale_dx_kernel", (scale_dx_kernel<T, I>), grid_for(count), kThreads, 0, s, dy,
+                      coef.as<T>(), dx, I(C), I(count));
+    });
 }
 
 #define CNNKIT_INSTANTIATE(T)                                                                                   \

@@ -1,14 +1,16 @@
 // pool.cu: the CUDA twin of csrc/cpu/pool.cpp: max, average, global and stochastic pooling over NHWC
 // activations, forward and backward, with the CPU's rules: NaN is the maximum (the first NaN in scan
 // order wins), ties go to the first cell in scan order (window rows outer, columns inner), padded
-// cells never win and are not counted by the average, the index is the flat in-image h*W + w.
+// cells never win and are not counted by the average, the index is the flat in-image h*W + w; a
+// window with no input cell gives -inf and index -1 (max), 0 (average, stochastic).
 // Forwards: one thread per output element (n, oh, ow, c), consecutive threads on consecutive
 // channels (coalesced). Backwards are GATHERS, one thread per input element, summing the windows
 // that cover it in (oh, ow) order, the first assigning: no atomics, deterministic, and the same
-// operations in the same order as the CPU (so results agree bit for bit, up to FMA contraction).
-// Global average: one block per (image, 32 channels), 8 pixel lanes summing in double, added in
-// lane order. Stochastic pooling draws uniform01(seed, flat output index) exactly as the CPU does,
-// with the same double sums in the same order, so it picks the same cells.
+// operations in the same order as the CPU. Global average: one block per (image, 32 channels),
+// 8 pixel lanes summing in double, added in lane order. Stochastic pooling draws
+// uniform01(seed, flat output index) exactly as the CPU does, with the same double sums in the same
+// order, so it picks the same cells. Index arithmetic is 32-bit when every index fits (I = int32_t,
+// see fits32 in check.cuh), else 64-bit; argmax/index arrays are A = int32_t or int64_t.
 #include <cmath>
 
 #include "cuda/check.cuh"
@@ -25,43 +27,79 @@ __device__ __forceinline__ bool takes(T v, T best) {
     return !(v <= best) && (best == best);
 }
 
-template <class T, class I>
-__global__ void max_forward_kernel(const T* __restrict__ x, T* __restrict__ y, I* __restrict__ argmax,
-                                   const ConvGeom g, index_t count) {
-    CNNKIT_GRID_LOOP(e, count) {
-        const index_t c = e % g.C, pix = e / g.C;
-        const index_t ow = pix % g.OW, row = pix / g.OW, oh = row % g.OH, n = row / g.OH;
-        const Range rh = window_range(oh, g.SH, g.PT, g.KH, g.H), rw = window_range(ow, g.SW, g.PL, g.KW, g.W);
+template <class T>
+__device__ __forceinline__ double positive(T v) {
+    return v > T(0) ? static_cast<double>(v) : 0.0;  // NaN -> 0
+}
+
+// (n, oh, ow, c) of output element e, and the clipped window.
+template <class I>
+struct OutPos {
+    I c, ow, oh, n;
+    RangeT<I> rh, rw;
+    __device__ OutPos(I e, const Geom<I>& g) {
+        c = e % g.C;
+        const I pix = e / g.C;
+        ow = pix % g.OW;
+        const I row = pix / g.OW;
+        oh = row % g.OH;
+        n = row / g.OH;
+        rh = window_range(oh, g.SH, g.PT, g.KH, g.H);
+        rw = window_range(ow, g.SW, g.PL, g.KW, g.W);
+    }
+    __device__ bool empty() const { return rh.lo >= rh.hi || rw.lo >= rw.hi; }
+};
+
+// (n, h, w, c) of input element e, and the outputs whose windows cover it.
+template <class I>
+struct InPos {
+    I c, w, h, n;
+    RangeT<I> ohr, owr;
+    __device__ InPos(I e, const Geom<I>& g) {
+        c = e % g.C;
+        const I pix = e / g.C;
+        w = pix % g.W;
+        const I row = pix / g.W;
+        h = row % g.H;
+        n = row / g.H;
+        ohr = covering_range(h, g.SH, g.PT, g.KH, g.OH);
+        owr = covering_range(w, g.SW, g.PL, g.KW, g.OW);
+    }
+};
+
+template <class T, class A, class I>
+__global__ void max_forward_kernel(const T* __restrict__ x, T* __restrict__ y, A* __restrict__ argmax,
+                                   const Geom<I> g, I count) {
+    CNNKIT_GRID_LOOP_AS(I, e, count) {
+        const OutPos<I> o(e, g);
         T best = -static_cast<T>(INFINITY);
-        index_t arg = -1;
-        if (rh.lo < rh.hi && rw.lo < rw.hi) {
-            const T* xn = x + n * g.H * g.W * g.C + c;
-            arg = rh.lo * g.W + rw.lo;
+        I arg = -1;
+        if (!o.empty()) {
+            const T* xn = x + o.n * g.H * g.W * g.C + o.c;
+            arg = o.rh.lo * g.W + o.rw.lo;
             best = xn[arg * g.C];
-            for (index_t h = rh.lo; h < rh.hi; ++h)
-                for (index_t w = (h == rh.lo ? rw.lo + 1 : rw.lo); w < rw.hi; ++w) {
+            for (I h = o.rh.lo; h < o.rh.hi; ++h)
+                for (I w = (h == o.rh.lo ? o.rw.lo + 1 : o.rw.lo); w < o.rw.hi; ++w) {
                     const T v = xn[(h * g.W + w) * g.C];
                     if (takes(v, best)) best = v, arg = h * g.W + w;
                 }
         }
         if (y) y[e] = best;
-        if (argmax) argmax[e] = static_cast<I>(arg);
+        if (argmax) argmax[e] = static_cast<A>(arg);
     }
 }
 
-template <class T, class I>
-__global__ void max_backward_kernel(const T* __restrict__ dy, const I* __restrict__ argmax, T* __restrict__ dx,
-                                    const ConvGeom g, index_t count) {
-    CNNKIT_GRID_LOOP(e, count) {
-        const index_t c = e % g.C, pix = e / g.C;
-        const index_t w = pix % g.W, row = pix / g.W, h = row % g.H, n = row / g.H;
-        const Range ohr = covering_range(h, g.SH, g.PT, g.KH, g.OH), owr = covering_range(w, g.SW, g.PL, g.KW, g.OW);
-        const I k = static_cast<I>(h * g.W + w);
+template <class T, class A, class I>
+__global__ void max_backward_kernel(const T* __restrict__ dy, const A* __restrict__ argmax, T* __restrict__ dx,
+                                    const Geom<I> g, I count) {
+    CNNKIT_GRID_LOOP_AS(I, e, count) {
+        const InPos<I> p(e, g);
+        const A k = static_cast<A>(p.h * g.W + p.w);
         T d = T(0);
         bool first = true;
-        for (index_t oh = ohr.lo; oh < ohr.hi; ++oh)
-            for (index_t ow = owr.lo; ow < owr.hi; ++ow) {
-                const index_t o = ((n * g.OH + oh) * g.OW + ow) * g.C + c;
+        for (I oh = p.ohr.lo; oh < p.ohr.hi; ++oh)
+            for (I ow = p.owr.lo; ow < p.owr.hi; ++ow) {
+                const I o = ((p.n * g.OH + oh) * g.OW + ow) * g.C + p.c;
                 const T v = argmax[o] == k ? dy[o] : T(0);
                 d = first ? v : d + v;
                 first = false;
@@ -70,39 +108,34 @@ __global__ void max_backward_kernel(const T* __restrict__ dy, const I* __restric
     }
 }
 
-template <class T>
-__global__ void avg_forward_kernel(const T* __restrict__ x, T* __restrict__ y, const ConvGeom g, index_t count) {
-    CNNKIT_GRID_LOOP(e, count) {
-        const index_t c = e % g.C, pix = e / g.C;
-        const index_t ow = pix % g.OW, row = pix / g.OW, oh = row % g.OH, n = row / g.OH;
-        const Range rh = window_range(oh, g.SH, g.PT, g.KH, g.H), rw = window_range(ow, g.SW, g.PL, g.KW, g.W);
+template <class T, class I>
+__global__ void avg_forward_kernel(const T* __restrict__ x, T* __restrict__ y, const Geom<I> g, I count) {
+    CNNKIT_GRID_LOOP_AS(I, e, count) {
+        const OutPos<I> o(e, g);
         T s = T(0);
-        if (rh.lo < rh.hi && rw.lo < rw.hi) {
-            const T* xn = x + n * g.H * g.W * g.C + c;
-            s = xn[(rh.lo * g.W + rw.lo) * g.C];
-            for (index_t h = rh.lo; h < rh.hi; ++h)
-                for (index_t w = (h == rh.lo ? rw.lo + 1 : rw.lo); w < rw.hi; ++w) s += xn[(h * g.W + w) * g.C];
-            const T inv = T(1) / static_cast<T>((rh.hi - rh.lo) * (rw.hi - rw.lo));
-            s *= inv;
+        if (!o.empty()) {
+            const T* xn = x + o.n * g.H * g.W * g.C + o.c;
+            s = xn[(o.rh.lo * g.W + o.rw.lo) * g.C];
+            for (I h = o.rh.lo; h < o.rh.hi; ++h)
+                for (I w = (h == o.rh.lo ? o.rw.lo + 1 : o.rw.lo); w < o.rw.hi; ++w) s += xn[(h * g.W + w) * g.C];
+            s *= T(1) / static_cast<T>((o.rh.hi - o.rh.lo) * (o.rw.hi - o.rw.lo));
         }
         y[e] = s;
     }
 }
 
-template <class T>
-__global__ void avg_backward_kernel(const T* __restrict__ dy, T* __restrict__ dx, const ConvGeom g, index_t count) {
-    CNNKIT_GRID_LOOP(e, count) {
-        const index_t c = e % g.C, pix = e / g.C;
-        const index_t w = pix % g.W, row = pix / g.W, h = row % g.H, n = row / g.H;
-        const Range ohr = covering_range(h, g.SH, g.PT, g.KH, g.OH), owr = covering_range(w, g.SW, g.PL, g.KW, g.OW);
+template <class T, class I>
+__global__ void avg_backward_kernel(const T* __restrict__ dy, T* __restrict__ dx, const Geom<I> g, I count) {
+    CNNKIT_GRID_LOOP_AS(I, e, count) {
+        const InPos<I> p(e, g);
         T d = T(0);
         bool first = true;
-        for (index_t oh = ohr.lo; oh < ohr.hi; ++oh) {
-            const Range rh = window_range(oh, g.SH, g.PT, g.KH, g.H);
-            for (index_t ow = owr.lo; ow < owr.hi; ++ow) {
-                const Range rw = window_range(ow, g.SW, g.PL, g.KW, g.W);
+        for (I oh = p.ohr.lo; oh < p.ohr.hi; ++oh) {
+            const RangeT<I> rh = window_range(oh, g.SH, g.PT, g.KH, g.H);
+            for (I ow = p.owr.lo; ow < p.owr.hi; ++ow) {
+                const RangeT<I> rw = window_range(ow, g.SW, g.PL, g.KW, g.W);
                 const T inv = T(1) / static_cast<T>((rh.hi - rh.lo) * (rw.hi - rw.lo));
-                const T v = dy[((n * g.OH + oh) * g.OW + ow) * g.C + c] * inv;
+                const T v = dy[((p.n * g.OH + oh) * g.OW + ow) * g.C + p.c] * inv;
                 d = first ? v : d + v;
                 first = false;
             }
@@ -130,18 +163,18 @@ __global__ void global_avg_forward_kernel(const T* __restrict__ x, T* __restrict
     }
 }
 
-template <class T>
-__global__ void global_avg_backward_kernel(const T* __restrict__ dy, T* __restrict__ dx, index_t HW, index_t C,
-                                           index_t count) {
+template <class T, class I>
+__global__ void global_avg_backward_kernel(const T* __restrict__ dy, T* __restrict__ dx, I HW, I C, I count) {
     const T inv = T(1) / static_cast<T>(HW);
-    CNNKIT_GRID_LOOP(e, count) {
-        const index_t c = e % C, n = e / C / HW;
+    CNNKIT_GRID_LOOP_AS(I, e, count) {
+        const I c = e % C, n = e / C / HW;
         dx[e] = dy[n * C + c] * inv;
     }
 }
 
-template <class T, class I>
-__global__ void global_max_forward_kernel(const T* __restrict__ x, T* __restrict__ y, I* __restrict__ argmax,
+// One thread per (n, c), scanning the HW pixels in order (consecutive threads: consecutive channels).
+template <class T, class A>
+__global__ void global_max_forward_kernel(const T* __restrict__ x, T* __restrict__ y, A* __restrict__ argmax,
                                           index_t HW, index_t C, index_t count) {
     CNNKIT_GRID_LOOP(e, count) {  // e = n * C + c
         const index_t c = e % C, n = e / C;
@@ -153,41 +186,34 @@ __global__ void global_max_forward_kernel(const T* __restrict__ x, T* __restrict
             if (takes(v, best)) best = v, arg = p;
         }
         y[e] = best;
-        if (argmax) argmax[e] = static_cast<I>(arg);
+        if (argmax) argmax[e] = static_cast<A>(arg);
     }
 }
 
-template <class T, class I>
-__global__ void global_max_backward_kernel(const T* __restrict__ dy, const I* __restrict__ argmax,
-                                           T* __restrict__ dx, index_t HW, index_t C, index_t count) {
-    CNNKIT_GRID_LOOP(e, count) {
-        const index_t c = e % C, np = e / C, n = np / HW;
-        const I k = static_cast<I>(np % HW);
+template <class T, class A, class I>
+__global__ void global_max_backward_kernel(const T* __restrict__ dy, const A* __restrict__ argmax,
+                                           T* __restrict__ dx, I HW, I C, I count) {
+    CNNKIT_GRID_LOOP_AS(I, e, count) {
+        const I c = e % C, np = e / C, n = np / HW;
+        const A k = static_cast<A>(np % HW);
         dx[e] = argmax[n * C + c] == k ? dy[n * C + c] : T(0);
     }
 }
 
-template <class T>
-__device__ __forceinline__ double positive(T v) {
-    return v > T(0) ? static_cast<double>(v) : 0.0;  // NaN -> 0
-}
-
-template <class T, class I>
-__global__ void stochastic_forward_kernel(const T* __restrict__ x, T* __restrict__ y, I* __restrict__ index,
-                                          const ConvGeom g, bool training, std::uint64_t seed, index_t count) {
-    CNNKIT_GRID_LOOP(e, count) {
-        const index_t c = e % g.C, pix = e / g.C;
-        const index_t ow = pix % g.OW, row = pix / g.OW, oh = row % g.OH, n = row / g.OH;
-        const Range rh = window_range(oh, g.SH, g.PT, g.KH, g.H), rw = window_range(ow, g.SW, g.PL, g.KW, g.W);
-        const T* xn = x + n * g.H * g.W * g.C + c;
-        if (rh.lo >= rh.hi || rw.lo >= rw.hi) {
+template <class T, class A, class I>
+__global__ void stochastic_forward_kernel(const T* __restrict__ x, T* __restrict__ y, A* __restrict__ index,
+                                          const Geom<I> g, bool training, std::uint64_t seed, I count) {
+    CNNKIT_GRID_LOOP_AS(I, e, count) {
+        const OutPos<I> o(e, g);
+        if (o.empty()) {
             y[e] = T(0);
-            if (index) index[e] = I(-1);
+            if (index) index[e] = A(-1);
             continue;
         }
+        const T* xn = x + o.n * g.H * g.W * g.C + o.c;
         double s = 0.0, q = 0.0;
-        for (index_t h = rh.lo; h < rh.hi; ++h)
-            for (index_t w = rw.lo; w < rw.hi; ++w) {
+        for (I h = o.rh.lo; h < o.rh.hi; ++h)
+            for (I w = o.rw.lo; w < o.rw.hi; ++w) {
                 const double a = positive(xn[(h * g.W + w) * g.C]);
                 s += a;
                 q += a * a;
@@ -198,88 +224,99 @@ __global__ void stochastic_forward_kernel(const T* __restrict__ x, T* __restrict
         }
         const double t = uniform01(seed, static_cast<std::uint64_t>(e)) * s;
         double run = 0.0;
-        index_t pick = -1, last = -1;
-        for (index_t h = rh.lo; h < rh.hi; ++h)
-            for (index_t w = rw.lo; w < rw.hi; ++w) {
-                const index_t k = h * g.W + w;
+        I pick = -1, last = -1;
+        for (I h = o.rh.lo; h < o.rh.hi; ++h)
+            for (I w = o.rw.lo; w < o.rw.hi; ++w) {
+                const I k = h * g.W + w;
                 const double a = positive(xn[k * g.C]);
                 last = a > 0.0 ? k : last;
                 run += a;
                 pick = (pick < 0 && run > t) ? k : pick;
             }
-        const index_t k = s == 0.0 ? -1 : (pick >= 0 ? pick : last);
+        const I k = s == 0.0 ? I(-1) : (pick >= 0 ? pick : last);
         y[e] = k < 0 ? T(0) : xn[k * g.C];
-        if (index) index[e] = static_cast<I>(k);
+        if (index) index[e] = static_cast<A>(k);
     }
 }
 
 // dx_j = sum over windows o covering j of dy_o * (2 a_j - y_o) / S_o for x_j > 0, else 0; each
 // window's S_o and y_o = sum(a^2) / S_o are recomputed from x (a few cells) in the CPU's order.
-template <class T>
+template <class T, class I>
 __global__ void stochastic_backward_inference_kernel(const T* __restrict__ dy, const T* __restrict__ x,
-                                                     T* __restrict__ dx, const ConvGeom g, index_t count) {
-    CNNKIT_GRID_LOOP(e, count) {
-        const index_t c = e % g.C, pix = e / g.C;
-        const index_t w = pix % g.W, row = pix / g.W, h = row % g.H, n = row / g.H;
+                                                     T* __restrict__ dx, const Geom<I> g, I count) {
+    CNNKIT_GRID_LOOP_AS(I, e, count) {
+        const InPos<I> p(e, g);
         const T xv = x[e];
         const double aj = positive(xv);
-        const T* xn = x + n * g.H * g.W * g.C + c;
-        const Range ohr = covering_range(h, g.SH, g.PT, g.KH, g.OH), owr = covering_range(w, g.SW, g.PL, g.KW, g.OW);
+        const T* xn = x + p.n * g.H * g.W * g.C + p.c;
         double acc = 0.0;
-        for (index_t oh = ohr.lo; oh < ohr.hi; ++oh) {
-            const Range rh = window_range(oh, g.SH, g.PT, g.KH, g.H);
-            for (index_t ow = owr.lo; ow < owr.hi; ++ow) {
-                const Range rw = window_range(ow, g.SW, g.PL, g.KW, g.W);
+        for (I oh = p.ohr.lo; oh < p.ohr.hi; ++oh) {
+            const RangeT<I> rh = window_range(oh, g.SH, g.PT, g.KH, g.H);
+            for (I ow = p.owr.lo; ow < p.owr.hi; ++ow) {
+                const RangeT<I> rw = window_range(ow, g.SW, g.PL, g.KW, g.W);
                 double s = 0.0, q = 0.0;
-                for (index_t hh = rh.lo; hh < rh.hi; ++hh)
-                    for (index_t ww = rw.lo; ww < rw.hi; ++ww) {
+                for (I hh = rh.lo; hh < rh.hi; ++hh)
+                    for (I ww = rw.lo; ww < rw.hi; ++ww) {
                         const double a = positive(xn[(hh * g.W + ww) * g.C]);
                         s += a;
                         q += a * a;
                     }
                 const bool pos = s > 0.0;
                 const double yo = pos ? q / s : 0.0, inv_s = pos ? 1.0 / s : 0.0;
-                acc += static_cast<double>(dy[((n * g.OH + oh) * g.OW + ow) * g.C + c]) * (2.0 * aj - yo) * inv_s;
+                acc += static_cast<double>(dy[((p.n * g.OH + oh) * g.OW + ow) * g.C + p.c]) * (2.0 * aj - yo) * inv_s;
             }
         }
         dx[e] = xv > T(0) ? static_cast<T>(acc) : T(0);
     }
 }
 
+// Every index a pooling kernel forms is below max(input size, output size).
+inline bool pool_fits32(const ConvGeom& g) { return fits32({g.in_size(), g.out_pixels() * g.C}); }
+
 }  // namespace
 
-#define CNNKIT_STREAM as_stream(stream)
-
-template <class T, class I>
-void max_pool2d_forward(const T* x, T* y, I* argmax, const ConvGeom& g, void* stream) {
+template <class T, class A>
+void max_pool2d_forward(const T* x, T* y, A* argmax, const ConvGeom& g, void* stream) {
     const index_t count = checked_mul(g.out_pixels(), g.C, "pool output size");
     if (count == 0) return;
-    CNNKIT_LAUNCH("max_pool2d_forward_kernel", (max_forward_kernel<T, I>), grid_for(count), kThreads, 0,
-                  CNNKIT_STREAM, x, y, argmax, g, count);
+    with_index_type(pool_fits32(g), [&](auto tag) {
+        using I = decltype(tag);
+        CNNKIT_LAUNCH("max_pool2d_forward_kernel", (max_forward_kernel<T, A, I>), grid_for(count), kThreads, 0,
+                      as_stream(stream), x, y, argmax, Geom<I>(g), I(count));
+    });
 }
 
-template <class T, class I>
-void max_pool2d_backward(const T* dy, const I* argmax, T* dx, const ConvGeom& g, void* stream) {
+template <class T, class A>
+void max_pool2d_backward(const T* dy, const A* argmax, T* dx, const ConvGeom& g, void* stream) {
     const index_t count = g.in_size();
     if (count == 0) return;
-    CNNKIT_LAUNCH("max_pool2d_backward_kernel", (max_backward_kernel<T, I>), grid_for(count), kThreads, 0,
-                  CNNKIT_STREAM, dy, argmax, dx, g, count);
+    with_index_type(pool_fits32(g), [&](auto tag) {
+        using I = decltype(tag);
+        CNNKIT_LAUNCH("max_pool2d_backward_kernel", (max_backward_kernel<T, A, I>), grid_for(count), kThreads, 0,
+                      as_stream(stream), dy, argmax, dx, Geom<I>(g), I(count));
+    });
 }
 
 template <class T>
 void avg_pool2d_forward(const T* x, T* y, const ConvGeom& g, void* stream) {
     const index_t count = checked_mul(g.out_pixels(), g.C, "pool output size");
     if (count == 0) return;
-    CNNKIT_LAUNCH("avg_pool2d_forward_kernel", avg_forward_kernel<T>, grid_for(count), kThreads, 0, CNNKIT_STREAM,
-                  x, y, g, count);
+    with_index_type(pool_fits32(g), [&](auto tag) {
+        using I = decltype(tag);
+        CNNKIT_LAUNCH("avg_pool2d_forward_kernel", (avg_forward_kernel<T, I>), grid_for(count), kThreads, 0,
+                      as_stream(stream), x, y, Geom<I>(g), I(count));
+    });
 }
 
 template <class T>
 void avg_pool2d_backward(const T* dy, T* dx, const ConvGeom& g, void* stream) {
     const index_t count = g.in_size();
     if (count == 0) return;
-    CNNKIT_LAUNCH("avg_pool2d_backward_kernel", avg_backward_kernel<T>, grid_for(count), kThreads, 0,
-                  CNNKIT_STREAM, dy, dx, g, count);
+    with_index_type(pool_fits32(g), [&](auto tag) {
+        using I = decltype(tag);
+        CNNKIT_LAUNCH("avg_pool2d_backward_kernel", (avg_backward_kernel<T, I>), grid_for(count), kThreads, 0,
+                      as_stream(stream), dy, dx, Geom<I>(g), I(count));
+    });
 }
 
 template <class T>
@@ -289,65 +326,77 @@ void global_avg_pool2d_forward(const T* x, T* y, index_t N, index_t HW, index_t 
                         "split the batch");
     const dim3 grid(static_cast<unsigned>((C + 31) / 32), static_cast<unsigned>(N));
     CNNKIT_LAUNCH("global_avg_pool2d_forward_kernel", global_avg_forward_kernel<T>, grid, dim3(32, kLanesY), 0,
-                  CNNKIT_STREAM, x, y, HW, C);
+                  as_stream(stream), x, y, HW, C);
 }
 
 template <class T>
 void global_avg_pool2d_backward(const T* dy, T* dx, index_t N, index_t HW, index_t C, void* stream) {
     const index_t count = checked_mul(checked_mul(N, HW, "size"), C, "size");
     if (count == 0) return;
-    CNNKIT_LAUNCH("global_avg_pool2d_backward_kernel", global_avg_backward_kernel<T>, grid_for(count), kThreads,
-                  0, CNNKIT_STREAM, dy, dx, HW, C, count);
+    with_index_type(fits32({count}), [&](auto tag) {
+        using I = decltype(tag);
+        CNNKIT_LAUNCH("global_avg_pool2d_backward_kernel", (global_avg_backward_kernel<T, I>), grid_for(count),
+                      kThreads, 0, as_stream(stream), dy, dx, I(HW), I(C), I(count));
+    });
 }
 
-template <class T, class I>
-void global_max_pool2d_forward(const T* x, T* y, I* argmax, index_t N, index_t HW, index_t C, void* stream) {
+template <class T, class A>
+void global_max_pool2d_forward(const T* x, T* y, A* argmax, index_t N, index_t HW, index_t C, void* stream) {
     const index_t count = checked_mul(N, C, "size");
     if (count == 0) return;
-    CNNKIT_LAUNCH("global_max_pool2d_forward_kernel", (global_max_forward_kernel<T, I>), grid_for(count, 128),
-                  128, 0, CNNKIT_STREAM, x, y, argmax, HW, C, count);
+    CNNKIT_LAUNCH("global_max_pool2d_forward_kernel", (global_max_forward_kernel<T, A>), grid_for(count, 128),
+                  128, 0, as_stream(stream), x, y, argmax, HW, C, count);
 }
 
-template <class T, class I>
-void global_max_pool2d_backward(const T* dy, const I* argmax, T* dx, index_t N, index_t HW, index_t C,
+template <class T, class A>
+void global_max_pool2d_backward(const T* dy, const A* argmax, T* dx, index_t N, index_t HW, index_t C,
                                 void* stream) {
     const index_t count = checked_mul(checked_mul(N, HW, "size"), C, "size");
     if (count == 0) return;
-    CNNKIT_LAUNCH("global_max_pool2d_backward_kernel", (global_max_backward_kernel<T, I>), grid_for(count),
-                  kThreads, 0, CNNKIT_STREAM, dy, argmax, dx, HW, C, count);
+    with_index_type(fits32({count}), [&](auto tag) {
+        using I = decltype(tag);
+        CNNKIT_LAUNCH("global_max_pool2d_backward_kernel", (global_max_backward_kernel<T, A, I>), grid_for(count),
+                      kThreads, 0, as_stream(stream), dy, argmax, dx, I(HW), I(C), I(count));
+    });
 }
 
-template <class T, class I>
-void stochastic_pool2d_forward(const T* x, T* y, I* index, const ConvGeom& g, bool training, std::uint64_t seed,
+template <class T, class A>
+void stochastic_pool2d_forward(const T* x, T* y, A* index, const ConvGeom& g, bool training, std::uint64_t seed,
                                void* stream) {
     const index_t count = checked_mul(g.out_pixels(), g.C, "pool output size");
     if (count == 0) return;
-    CNNKIT_LAUNCH("stochastic_pool2d_forward_kernel", (stochastic_forward_kernel<T, I>), grid_for(count),
-                  kThreads, 0, CNNKIT_STREAM, x, y, index, g, training, seed, count);
+    with_index_type(pool_fits32(g), [&](auto tag) {
+        using I = decltype(tag);
+        CNNKIT_LAUNCH("stochastic_pool2d_forward_kernel", (stochastic_forward_kernel<T, A, I>), grid_for(count),
+                      kThreads, 0, as_stream(stream), x, y, index, Geom<I>(g), training, seed, I(count));
+    });
 }
 
 template <class T>
 void stochastic_pool2d_backward_inference(const T* dy, const T* x, T* dx, const ConvGeom& g, void* stream) {
     const index_t count = g.in_size();
     if (count == 0) return;
-    CNNKIT_LAUNCH("stochastic_pool2d_backward_inference_kernel", stochastic_backward_inference_kernel<T>,
-                  grid_for(count), kThreads, 0, CNNKIT_STREAM, dy, x, dx, g, count);
+    with_index_type(pool_fits32(g), [&](auto tag) {
+        using I = decltype(tag);
+        CNNKIT_LAUNCH("stochastic_pool2d_backward_inference_kernel", (stochastic_backward_inference_kernel<T, I>),
+                      grid_for(count), kThreads, 0, as_stream(stream), dy, x, dx, Geom<I>(g), I(count));
+    });
 }
 
-#define CNNKIT_INSTANTIATE_TI(T, I)                                                                          \
-    template void max_pool2d_forward<T, I>(const T*, T*, I*, const ConvGeom&, void*);                        \
-    template void max_pool2d_backward<T, I>(const T*, const I*, T*, const ConvGeom&, void*);                 \
-    template void global_max_pool2d_forward<T, I>(const T*, T*, I*, index_t, index_t, index_t, void*);       \
-    template void global_max_pool2d_backward<T, I>(const T*, const I*, T*, index_t, index_t, index_t, void*); \
-    template void stochastic_pool2d_forward<T, I>(const T*, T*, I*, const ConvGeom&, bool, std::uint64_t, void*);
+#define CNNKIT_INSTANTIATE_TA(T, A)                                                                          \
+    template void max_pool2d_forward<T, A>(const T*, T*, A*, const ConvGeom&, void*);                        \
+    template void max_pool2d_backward<T, A>(const T*, const A*, T*, const ConvGeom&, void*);                 \
+    template void global_max_pool2d_forward<T, A>(const T*, T*, A*, index_t, index_t, index_t, void*);       \
+    template void global_max_pool2d_backward<T, A>(const T*, const A*, T*, index_t, index_t, index_t, void*); \
+    template void stochastic_pool2d_forward<T, A>(const T*, T*, A*, const ConvGeom&, bool, std::uint64_t, void*);
 #define CNNKIT_INSTANTIATE_T(T)                                                                              \
     template void avg_pool2d_forward<T>(const T*, T*, const ConvGeom&, void*);                               \
     template void avg_pool2d_backward<T>(const T*, T*, const ConvGeom&, void*);                              \
     template void global_avg_pool2d_forward<T>(const T*, T*, index_t, index_t, index_t, void*);              \
     template void global_avg_pool2d_backward<T>(const T*, T*, index_t, index_t, index_t, void*);             \
     template void stochastic_pool2d_backward_inference<T>(const T*, const T*, T*, const ConvGeom&, void*);   \
-    CNNKIT_INSTANTIATE_TI(T, std::int32_t)                                                                   \
-    CNNKIT_INSTANTIATE_TI(T, std::int64_t)
+    CNNKIT_INSTANTIATE_TA(T, std::int32_t)                                                                   \
+    CNNKIT_INSTANTIATE_TA(T, std::int64_t)
 CNNKIT_INSTANTIATE_T(float)
 CNNKIT_INSTANTIATE_T(double)
 
