@@ -187,13 +187,14 @@ def test_tiny_workspace_gives_the_same_results(xp, rng, dtype, case):
     y0 = ops.conv2d(x, w, b, **kwargs)
     g0 = ops.conv2d_backward(dy, x, w, b, **kwargs)
     row_bytes = w_shape[0] * w_shape[1] * w_shape[2] * np.dtype(dtype).itemsize
-    old = cnnkit.config.workspace_limit
+    old = cnnkit.config.workspace_limit, cnnkit.config.gpu_workspace_limit
     try:
-        cnnkit.config.workspace_limit = 5 * row_bytes + 1  # 5 rows: not a divisor of OH*OW here
+        # 5 rows: not a divisor of OH*OW here
+        cnnkit.config.workspace_limit = cnnkit.config.gpu_workspace_limit = 5 * row_bytes + 1
         y1 = ops.conv2d(x, w, b, **kwargs)
         g1 = ops.conv2d_backward(dy, x, w, b, **kwargs)
     finally:
-        cnnkit.config.workspace_limit = old
+        cnnkit.config.workspace_limit, cnnkit.config.gpu_workspace_limit = old
     # The chunked GEMMs may round differently (OpenBLAS blocking, dw summed chunk by chunk).
     assert_close(y1, y0, dtype, what="y")
     for a1, a0, name in zip(g1, g0, ("dx", "dw", "db")):

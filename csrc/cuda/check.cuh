@@ -104,6 +104,7 @@ __device__ __forceinline__ A block_sum(A v, A* shm) {
         A w = lane < nwarps ? shm[lane] : A(0);
 #pragma unroll
         for (int off = 16; off > 0; off >>= 1) w += __shfl_down_sync(0xffffffffu, w, off);
+        __syncwarp();  // every lane has read its shm slot before lane 0 overwrites shm[0]
         if (lane == 0) shm[0] = w;
     }
     __syncthreads();
@@ -128,6 +129,7 @@ __device__ __forceinline__ A block_max(A v, A* shm) {
         A w = lane < nwarps ? shm[lane] : shm[0];
 #pragma unroll
         for (int off = 16; off > 0; off >>= 1) w = nan_max(w, __shfl_down_sync(0xffffffffu, w, off));
+        __syncwarp();
         if (lane == 0) shm[0] = w;
     }
     __syncthreads();

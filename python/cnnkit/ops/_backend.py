@@ -360,9 +360,14 @@ def geometry(x_shape, window, strides=1, padding="valid", dilation=1, window_nam
     return (n, h, w, c, kh, kw, sh, sw, dh, dw, pt, pb, pl, pr), (oh, ow)
 
 
-def workspace_rows(row_bytes, total_rows):
-    """How many im2col rows fit in cnnkit.config.workspace_limit (at least one, at most total_rows)."""
-    return int(max(1, min(total_rows, config.workspace_limit // max(1, row_bytes))))
+def workspace_limit(gpu=False):
+    """cnnkit.config.workspace_limit, or gpu_workspace_limit for CuPy arrays."""
+    return config.gpu_workspace_limit if gpu else config.workspace_limit
+
+
+def workspace_rows(row_bytes, total_rows, gpu=False):
+    """How many im2col rows fit in the workspace limit (at least one, at most total_rows)."""
+    return int(max(1, min(total_rows, workspace_limit(gpu) // max(1, row_bytes))))
 
 
 def seed_value(seed, name="seed"):

@@ -15,12 +15,12 @@ The workspace is kept per thread between calls (at most ``workspace_limit`` byte
 CuPy arrays run the same algorithm on the GPU: the CUDA twins of the native kernels
 (csrc/cuda/im2col.cu, conv_direct.cu) on CuPy's current stream and the GEMMs in cuBLAS through
 ``cupy.matmul`` (FP32, or TF32 with ``cnnkit.config.allow_tf32``); chunks are as large as the
-workspace limit allows, and the direct kernels serve only thin filters (``_GPU_DIRECT_MAX_K``).
+workspace limit allows (``cnnkit.config.gpu_workspace_limit``, 1 GiB by default: each chunk costs
+a few launches from Python), and the direct kernels serve only thin filters (``_GPU_DIRECT_MAX_K``).
 """
 
 import threading
 
-from ..config import config
 from . import _backend
 from ._backend import backend, check_float
 
@@ -56,7 +56,7 @@ def _workspace(be, rows, k, dtype):
     not above the current workspace limit (so lowering the limit also releases memory)."""
     need = rows * k * be.xp.dtype(dtype).itemsize
     buf = getattr(_cache, "buf", None)
-    limit = max(need, config.workspace_limit)
+    limit = max(need, _backend.workspace_limit(be.name == "gpu"))
     # A GPU buffer is reused only on the stream it was last used on: kernels queued on another
     # stream may still be reading it.
     stream = be.xp.cuda.get_current_stream().ptr if be.name == "gpu" else None
@@ -103,7 +103,7 @@ _GPU_DIRECT_MAX_K = 32
 
 
 def _chunk_rows(row_bytes, total_rows, with_openmp_kernels, gpu=False):
-    rows = _backend.workspace_rows(row_bytes, total_rows)
+    rows = _backend.workspace_rows(row_bytes, total_rows, gpu)
     if gpu:  # no cache to fit: the biggest chunk the workspace limit allows (fewer, larger GEMMs)
         return rows
     if _backend.threads_sleep or not with_openmp_kernels:
