@@ -21,6 +21,8 @@ a few launches from Python), and the direct kernels serve only thin filters (``_
 
 import threading
 
+import numpy as np
+
 from . import _backend
 from ._backend import backend, check_float
 
@@ -54,7 +56,7 @@ _cache = threading.local()
 def _workspace(be, rows, k, dtype):
     """A (rows, k) scratch buffer, reusing this thread's previous one when it is large enough and
     not above the current workspace limit (so lowering the limit also releases memory)."""
-    need = rows * k * be.xp.dtype(dtype).itemsize
+    need = rows * k * np.dtype(dtype).itemsize
     buf = getattr(_cache, "buf", None)
     limit = max(need, _backend.workspace_limit(be.name == "gpu"))
     # A GPU buffer is reused only on the stream it was last used on: kernels queued on another
