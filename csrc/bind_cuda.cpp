@@ -191,7 +191,7 @@ Opt opt(const py::object& o, const char* name) {
     return r;
 }
 
-#define STREAM_ARG py::arg("stream")
+#define STREAM_ARG py::kw_only(), py::arg("stream")  // always by keyword: cnnkit.ops._backend passes it
 
 // ---- im2col / conv -----------------------------------------------------------------------------
 
@@ -861,10 +861,10 @@ PYBIND11_MODULE(_cuda, m) {
           "Synchronize after every launch so that a faulting kernel is named (slow; CNNKIT_CUDA_SYNC=1).");
     m.def("_launch_fault_selftest", [](std::uintptr_t stream) {
         cnnkit::cuda::launch_fault_selftest(reinterpret_cast<void*>(stream));
-    }, py::arg("stream"), "Launch with an invalid configuration: must raise RuntimeError naming the kernel.");
+    }, py::kw_only(), py::arg("stream"), "Launch with an invalid configuration: must raise RuntimeError naming the kernel.");
     m.def("_memory_fault_selftest", [](std::uintptr_t stream) {
         cnnkit::cuda::memory_fault_selftest(reinterpret_cast<void*>(stream));
-    }, py::arg("stream"), "Read an invalid address (kills the CUDA context: run it in a throwaway process).");
+    }, py::kw_only(), py::arg("stream"), "Read an invalid address (kills the CUDA context: run it in a throwaway process).");
     cnnkit::bind_im2col(m);
     cnnkit::bind_pool(m);
     cnnkit::bind_activation(m);

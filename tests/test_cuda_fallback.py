@@ -135,3 +135,22 @@ def test_cuda_module_imports_without_a_driver():
     core = {n for n in dir(_core) if not n.startswith("_")} - {"get_num_threads", "set_num_threads"}
     missing = core - names
     assert not missing, f"CPU kernels without a CUDA twin: {sorted(missing)}"
+
+
+def test_cuda_stub_lists_every_function():
+    """python/cnnkit/_cuda.pyi (tools/gen_stub.sh) is valid Python and stays in step with the module."""
+    import ast
+    import pathlib
+    import re
+
+    try:
+        from cnnkit import _cuda
+    except ImportError:
+        pytest.skip("this build has no cnnkit._cuda (no nvcc, or CNNKIT_CUDA=OFF)")
+    stub = pathlib.Path(cnnkit.__file__).parent / "_cuda.pyi"
+    assert stub.exists(), "the _cuda.pyi stub is not installed with the package"
+    text = stub.read_text()
+    ast.parse(text)
+    declared = set(re.findall(r"^def (\w+)\(", text, re.M))
+    built = {n for n in dir(_cuda) if not n.startswith("__") and callable(getattr(_cuda, n))}
+    assert declared == built, f"missing from stub: {built - declared}; stale in stub: {declared - built}"

@@ -118,7 +118,7 @@ def test_launch_errors_are_runtime_errors_naming_the_kernel(cp):
     from cnnkit import _cuda
 
     with pytest.raises(RuntimeError, match="selftest_invalid_launch"):
-        _cuda._launch_fault_selftest(cp.cuda.get_current_stream().ptr)
+        _cuda._launch_fault_selftest(stream=cp.cuda.get_current_stream().ptr)
     x = cp.asarray(np.array([-1.0, 2.0], np.float32))
     np.testing.assert_array_equal(to_numpy(ops.relu(x)), [0, 2])
 
@@ -131,7 +131,7 @@ def test_memory_fault_is_a_runtime_error_naming_the_kernel(cp):
         from cnnkit import _cuda
         _cuda.set_sync_checks(True)
         try:
-            _cuda._memory_fault_selftest(cupy.cuda.get_current_stream().ptr)
+            _cuda._memory_fault_selftest(stream=cupy.cuda.get_current_stream().ptr)
         except RuntimeError as exc:
             print("RAISED", exc)
     """)
