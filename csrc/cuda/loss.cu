@@ -5,8 +5,9 @@
 // same kernel. Per-row losses go to the float64 scratch row_loss (N,), and one block averages them
 // (fixed strided partials, then the block tree): deterministic, independent of the launch.
 // A NaN or infinite logit makes its row's loss and gradient NaN, as on the CPU. An out-of-range
-// label is a ValueError before any launch (check_labels, as the CPU twin); the row kernel still never
-// indexes with one (that row would become NaN).
+// label is a ValueError before the row kernel runs (check_labels, as the CPU twin: a small kernel, 8
+// bytes of stream-ordered scratch and one synchronization); the row kernel still never indexes with
+// one (that row would become NaN).
 #include <cmath>
 
 #include "cuda/check.cuh"
