@@ -6,8 +6,8 @@
 // Forwards: one thread per output element (n, oh, ow, c), consecutive threads on consecutive
 // channels (coalesced). Backwards are GATHERS, one thread per input element, summing the windows
 // that cover it in (oh, ow) order, the first assigning: no atomics, deterministic, and the same
-// operations in the same order as the CPU. Global average: one block per (image, 32 channels),
-// 8 pixel lanes summing in double, added in lane order. Stochastic pooling draws
+// operations in the same order as the CPU. Global average and max: one block per (image, 32
+// channels), 32 pixel lanes, combined in lane order (the sum in double; the max by the same rule). Stochastic pooling draws
 // uniform01(seed, flat output index) exactly as the CPU does, with the same double sums in the same
 // order, so it picks the same cells. Index arithmetic is 32-bit when every index fits (I = int32_t,
 // see fits32 in check.cuh), else 64-bit; argmax/index arrays are A = int32_t or int64_t.
@@ -144,16 +144,19 @@ __global__ void avg_backward_kernel(const T* __restrict__ dy, T* __restrict__ dx
     }
 }
 
-constexpr int kLanesY = 8;
+// Global pooling: block (32 channels, kLanesY pixel lanes) per (channel tile, image), grid
+// (ceil(C / 32), N); lane l scans pixels l, l + kLanesY, ... and the lanes are combined in lane order.
+constexpr int kLanesY = 32;
 
-// grid (ceil(C / 32), N); block (32, 8).
 template <class T>
 __global__ void global_avg_forward_kernel(const T* __restrict__ x, T* __restrict__ y, index_t HW, index_t C) {
     __shared__ double sh[kLanesY][32];
     const index_t c = static_cast<index_t>(blockIdx.x) * 32 + threadIdx.x, n = blockIdx.y;
     double s = 0.0;
-    if (c < C)
+    if (c < C) {
+#pragma unroll 4
         for (index_t p = threadIdx.y; p < HW; p += kLanesY) s += static_cast<double>(x[(n * HW + p) * C + c]);
+    }
     sh[threadIdx.y][threadIdx.x] = s;
     __syncthreads();
     if (threadIdx.y == 0 && c < C) {
@@ -172,21 +175,43 @@ __global__ void global_avg_backward_kernel(const T* __restrict__ dy, T* __restri
     }
 }
 
-// One thread per (n, c), scanning the HW pixels in order (consecutive threads: consecutive channels).
+// Each lane keeps the max rule over its own pixels in increasing order (the first NaN, else the
+// first maximum); merging lanes then keeps the rule over all pixels: a NaN beats a number and the
+// earlier of two NaNs wins; between numbers the larger wins and a tie goes to the earlier pixel.
+template <class T>
+__device__ __forceinline__ bool beats(T v, index_t p, T best, index_t bp) {
+    const bool vn = v != v, bn = best != best;
+    if (vn || bn) return vn && (!bn || p < bp);
+    return v > best || (v == best && p < bp);
+}
+
 template <class T, class A>
 __global__ void global_max_forward_kernel(const T* __restrict__ x, T* __restrict__ y, A* __restrict__ argmax,
-                                          index_t HW, index_t C, index_t count) {
-    CNNKIT_GRID_LOOP(e, count) {  // e = n * C + c
-        const index_t c = e % C, n = e / C;
+                                          index_t HW, index_t C) {
+    __shared__ T shv[kLanesY][32];
+    __shared__ index_t shp[kLanesY][32];
+    const index_t c = static_cast<index_t>(blockIdx.x) * 32 + threadIdx.x, n = blockIdx.y;
+    T best = T(0);
+    index_t arg = -1;  // this lane has no pixel (HW < kLanesY)
+    if (c < C && static_cast<index_t>(threadIdx.y) < HW) {
         const T* xn = x + n * HW * C + c;
-        T best = xn[0];
-        index_t arg = 0;
-        for (index_t p = 1; p < HW; ++p) {
+        arg = threadIdx.y;
+        best = xn[arg * C];
+        for (index_t p = arg + kLanesY; p < HW; p += kLanesY) {
             const T v = xn[p * C];
             if (takes(v, best)) best = v, arg = p;
         }
-        y[e] = best;
-        if (argmax) argmax[e] = static_cast<A>(arg);
+    }
+    shv[threadIdx.y][threadIdx.x] = best;
+    shp[threadIdx.y][threadIdx.x] = arg;
+    __syncthreads();
+    if (threadIdx.y == 0 && c < C) {
+        for (int l = 1; l < kLanesY; ++l) {
+            const index_t p = shp[l][threadIdx.x];
+            if (p >= 0 && beats(shv[l][threadIdx.x], p, best, arg)) best = shv[l][threadIdx.x], arg = p;
+        }
+        y[n * C + c] = best;
+        if (argmax) argmax[n * C + c] = static_cast<A>(arg);
     }
 }
 
@@ -342,10 +367,12 @@ void global_avg_pool2d_backward(const T* dy, T* dx, index_t N, index_t HW, index
 
 template <class T, class A>
 void global_max_pool2d_forward(const T* x, T* y, A* argmax, index_t N, index_t HW, index_t C, void* stream) {
-    const index_t count = checked_mul(N, C, "size");
-    if (count == 0) return;
-    CNNKIT_LAUNCH("global_max_pool2d_forward_kernel", (global_max_forward_kernel<T, A>), grid_for(count, 128),
-                  128, 0, as_stream(stream), x, y, argmax, HW, C, count);
+    if (N == 0) return;
+    require(N <= 65535, "global_max_pool2d_forward: batches above 65535 images are not supported on the GPU; "
+                        "split the batch");
+    const dim3 grid(static_cast<unsigned>((C + 31) / 32), static_cast<unsigned>(N));
+    CNNKIT_LAUNCH("global_max_pool2d_forward_kernel", (global_max_forward_kernel<T, A>), grid, dim3(32, kLanesY), 0,
+                  as_stream(stream), x, y, argmax, HW, C);
 }
 
 template <class T, class A>
