@@ -2,7 +2,8 @@
 
     python benchmarks/bench_ops.py --device cpu            # the full CPU table
     python benchmarks/bench_ops.py --device cpu --quick    # fewer shapes and repeats
-    python benchmarks/bench_ops.py --device all            # adds the GPU columns where a GPU is usable
+    python benchmarks/bench_ops.py --device all            # one table per op: CPU and GPU side by side
+    python benchmarks/bench_ops.py --device gpu            # the GPU columns only (quick on a GPU machine)
 
 Method: every timing is the median of repeated runs after warm-up. PyTorch runs in a child process
 of this run, on the same data (fixed seeds) and with the same thread count, because a process has
@@ -12,6 +13,17 @@ thus runs with its own defaults. GPU work is timed with CUDA events. Ratios
 are quoted against the peers measured here ("x torch" > 1 means cnnkit is faster). Peak extra memory
 is measured in a separate, untimed call with tracemalloc (NumPy reports its allocations to it):
 the most memory the call held at once beyond its inputs. Nothing here asserts a speed.
+
+GPU mode (--device gpu|all): one table per op with, for each implementation, forward and
+forward+backward ms and TFLOP/s (convolutions) or GB/s (memory-bound ops): cnnkit on the GPU
+(FP32, and a TF32 row with cnnkit.config.allow_tf32), PyTorch on the GPU (cuDNN, FP32 with TF32 off,
+and a TF32 row; cudnn.benchmark on, best of NCHW and channels_last), a naive CuPy im2col + matmul
+baseline (forward only), and with --device all the CPU rows too (NumPy reference, cnnkit, PyTorch,
+at the CPU batch sizes). GPU work is timed with CUDA events around each call after warm-up, median
+of the repeats; GPU batches follow shared/BENCHMARKS.md (N=256 for convolutions, 128 for pooling).
+"x CPU" is the per-image speed-up of that row over cnnkit on the CPU (CPU time scaled to the GPU
+batch), "x torch GPU" PyTorch's GPU time over cnnkit's (cuDNN for convolutions; > 1: cnnkit faster). "GPU MiB" is
+the memory CuPy's pool held after one untimed call from an emptied pool: the call's peak.
 """
 
 import argparse
@@ -30,6 +42,7 @@ import cnnkit
 from cnnkit import ops
 from cnnkit.ops import _backend
 from cnnkit.ops import conv as conv_ops
+from cnnkit.ops import loss as loss_ops
 from cnnkit.ops import reference as ref
 
 # (id, N cpu, C_in, H=W, C_out, k, stride, pad) from shared/BENCHMARKS.md
@@ -392,11 +405,16 @@ def main(argv=None):
 
         torch.set_num_threads(args.peer_threads)
         PEER_MODE = True
-        for name, fn in sections:
-            if name in wanted:
-                fn(None, args, torch)
+        if args.device in ("gpu", "all"):
+            torch_gpu_peer(args, wanted, torch)
+        if args.device in ("cpu", "all"):
+            for name, fn in sections:
+                if name in wanted:
+                    fn(None, args, torch)
+        gpu = (f", GPU {torch.cuda.get_device_name()} cuDNN {torch.backends.cudnn.version()}"
+               if torch.cuda.is_available() else ", no CUDA")
         PEER["_info"] = (f"torch {torch.__version__}, {torch.get_num_threads()} threads, "
-                         f"OMP_WAIT_POLICY={os.environ.get('OMP_WAIT_POLICY', 'default')}, timed in a child process")
+                         f"OMP_WAIT_POLICY={os.environ.get('OMP_WAIT_POLICY', 'default')}{gpu}, timed in a child process")
         with open(args.peer_json, "w") as f:
             json.dump(PEER, f)
         return 0
@@ -415,9 +433,7 @@ def main(argv=None):
             peer_info = "PyTorch not installed (pip install torch==2.13.0 for the peer columns)"
     header(peer_info)
     if args.device in ("gpu", "all"):
-        print("GPU: cnnkit has no CUDA kernels in this build yet (cnnkit._cuda); GPU columns skipped")
-        if args.device == "gpu":
-            return 0
+        return gpu_main(args, wanted)
     table = Table()
     for name, fn in sections:
         if name in wanted:
@@ -426,6 +442,402 @@ def main(argv=None):
     print()
     print(table.render())
     return 0
+
+
+# ------------------------------------------------------------------------------------------------
+# GPU mode: one table per op, CPU and GPU implementations side by side.
+
+GPU_CONV_N = 256
+GPU_POOL_N = 128
+GPU_RELU_N = 32
+COPY_GBPS = 2950.0  # H100 device-to-device copy (read + write), shared/BENCHMARKS.md
+
+
+def gpu_events_ms(fn, repeat, warmup=3, events=None, sync=None):
+    """Median ms of fn() between two CUDA events on the current stream, after warm-up calls.
+    events: (make_event, elapsed_ms) of the array library (CuPy by default, PyTorch for the peer)."""
+    if events is None:
+        import cupy
+
+        events = (cupy.cuda.Event, cupy.cuda.get_elapsed_time)
+    make, elapsed = events
+    for _ in range(warmup):
+        fn()
+    start, end = make(), make()
+    times = []
+    for _ in range(repeat):
+        start.record()
+        fn()
+        end.record()
+        end.synchronize()
+        times.append(elapsed(start, end))
+    return statistics.median(times)
+
+
+def gpu_pool_mib(fn):
+    """MiB CuPy's pool holds after one call from an emptied pool: the call's peak device memory."""
+    import cupy
+
+    conv_ops.release_workspace()
+    pool = cupy.get_default_memory_pool()
+    cupy.cuda.get_current_stream().synchronize()
+    pool.free_all_blocks()
+    fn()
+    cupy.cuda.get_current_stream().synchronize()
+    return pool.total_bytes() / 2**20
+
+
+def naive_cupy_conv(x, w, stride, pad):
+    """The baseline of shared/BENCHMARKS.md: pad, im2col by strided view + copy, one matmul (CuPy only)."""
+    import cupy
+    from cupy.lib.stride_tricks import as_strided
+
+    xp_ = cupy.pad(x, ((0, 0), (pad, pad), (pad, pad), (0, 0))) if pad else x
+    n, h, wd, c = xp_.shape
+    k, o = w.shape[0], w.shape[3]
+    oh, ow = (h - k) // stride + 1, (wd - k) // stride + 1
+    s0, s1, s2, s3 = xp_.strides
+    win = as_strided(xp_, (n, oh, ow, k, k, c), (s0, s1 * stride, s2 * stride, s1, s2, s3))
+    col = win.reshape(n * oh * ow, k * k * c)
+    return (col @ w.reshape(-1, o)).reshape(n, oh, ow, o)
+
+
+def _conv_data(rng, n, cin, hw, cout, k, s, p, dtype=np.float32):
+    x = rng.standard_normal((n, hw, hw, cin)).astype(dtype)
+    w = (rng.standard_normal((k, k, cin, cout)) / math.sqrt(k * k * cin)).astype(dtype)
+    b = rng.standard_normal(cout).astype(dtype)
+    ho = (hw + 2 * p - k) // s + 1
+    dy = rng.standard_normal((n, ho, ho, cout)).astype(dtype)
+    return x, w, b, dy, ho
+
+
+def _pool_cases():
+    return [(name, fname, kw) for name, fname, kw, _ in POOLS]
+
+
+def torch_gpu_peer(args, wanted, torch):
+    """PyTorch on the GPU (in the peer child): {key: {"fwd": ms, "fb": ms}} with keys
+    "gpu conv C3", "gpu conv C3 tf32", "gpu pool <name>", "gpu relu", "gpu loss"."""
+    if not torch.cuda.is_available():
+        return
+    F = torch.nn.functional
+    torch.backends.cudnn.benchmark = True
+    events = (lambda: torch.cuda.Event(enable_timing=True), lambda a, b: a.elapsed_time(b))
+    dev = torch.device("cuda")
+    rep = args.repeat
+
+    def timed(fn):
+        return gpu_events_ms(fn, rep, events=events)
+
+    if "conv" in wanted:
+        rng = np.random.default_rng(10)
+        for sid, _, cin, hw, cout, k, s, p in _gpu_conv_shapes(args):
+            x, w, b, dy, _ = _conv_data(rng, GPU_CONV_N, cin, hw, cout, k, s, p)
+            for tf32 in (False, True):
+                torch.backends.cudnn.allow_tf32 = tf32
+                torch.backends.cuda.matmul.allow_tf32 = tf32
+                best = {}
+                for layout in ("NCHW", "NHWC"):
+                    mf = torch.channels_last if layout == "NHWC" else torch.contiguous_format
+                    tx = torch.from_numpy(x).to(dev).permute(0, 3, 1, 2).contiguous(memory_format=mf).requires_grad_()
+                    tw = torch.from_numpy(w).to(dev).permute(3, 2, 0, 1).contiguous(memory_format=mf).requires_grad_()
+                    tb = torch.from_numpy(b).to(dev).requires_grad_()
+                    tdy = torch.from_numpy(dy).to(dev).permute(0, 3, 1, 2).contiguous(memory_format=mf)
+
+                    def fwd():
+                        with torch.no_grad():
+                            F.conv2d(tx, tw, tb, stride=s, padding=p)
+
+                    def fb():
+                        tx.grad = tw.grad = tb.grad = None
+                        F.conv2d(tx, tw, tb, stride=s, padding=p).backward(tdy)
+
+                    for key, fn in (("fwd", fwd), ("fb", fb)):
+                        ms = timed(fn)
+                        if key not in best or ms < best[key]:
+                            best[key], best[key + "_layout"] = ms, layout
+                    del tx, tw, tb, tdy
+                PEER[f"gpu conv {sid}{' tf32' if tf32 else ''}"] = best
+                torch.cuda.empty_cache()
+        torch.backends.cudnn.allow_tf32 = False
+        torch.backends.cuda.matmul.allow_tf32 = False
+    if "pool" in wanted:
+        rng = np.random.default_rng(11)
+        x = rng.standard_normal((GPU_POOL_N, 56, 56, 64)).astype(np.float32)
+        tx = torch.from_numpy(x).to(dev).permute(0, 3, 1, 2).requires_grad_()  # channels_last view
+        for name, _, _, (tname, tkw) in POOLS:
+            tf = getattr(F, tname)
+            with torch.no_grad():
+                ty = tf(tx, **tkw)
+            tdy = torch.randn_like(ty)
+
+            def fwd():
+                with torch.no_grad():
+                    tf(tx, **tkw)
+
+            def fb():
+                tx.grad = None
+                tf(tx, **tkw).backward(tdy)
+
+            PEER[f"gpu pool {name}"] = {"fwd": timed(fwd), "fb": timed(fb)}
+    if "relu" in wanted:
+        tx = torch.randn(GPU_RELU_N, 64, 112, 112, device=dev).to(memory_format=torch.channels_last)
+        tdy = torch.randn_like(tx)
+        txg = tx.clone().requires_grad_()
+
+        def fb():
+            txg.grad = None
+            torch.relu(txg).backward(tdy)
+
+        PEER["gpu relu"] = {"fwd": timed(lambda: torch.relu(tx)), "fb": timed(fb)}
+    if "loss" in wanted:
+        rng = np.random.default_rng(13)
+        tl = torch.from_numpy((rng.standard_normal((4096, 1000)) * 3).astype(np.float32)).to(dev)
+        tlab = torch.from_numpy(rng.integers(0, 1000, 4096)).to(dev)
+        tlg = tl.clone().requires_grad_()
+
+        def fwd():
+            with torch.no_grad():
+                F.cross_entropy(tl, tlab)
+
+        def fb():
+            tlg.grad = None
+            F.cross_entropy(tlg, tlab).backward()
+
+        PEER["gpu loss"] = {"fwd": timed(fwd), "fb": timed(fb)}
+
+
+def _gpu_conv_shapes(args):
+    return CONV_SHAPES if not args.quick else [s for s in CONV_SHAPES if s[0] in ("C1", "C3", "C6")]
+
+
+class OpTable:
+    """One op's table: a row per implementation, forward and forward+backward side by side."""
+
+    COLS = ("impl", "device", "N", "fwd ms", "fwd rate", "fwd+bwd ms", "fwd+bwd rate", "x CPU", "x torch GPU",
+            "GPU MiB")
+
+    def __init__(self, title, unit, fwd_work, fb_work, n_gpu):
+        self.title, self.unit, self.fwd_work, self.fb_work, self.n_gpu = title, unit, fwd_work, fb_work, n_gpu
+        self.rows = []
+        self.cpu_per_image = {}  # cnnkit CPU ms per image, for the speed-up column
+
+    def rate(self, work_per_image, n, ms):
+        if ms is None or work_per_image is None:
+            return ""
+        per_s = work_per_image * n / (ms * 1e-3)
+        return f"{per_s / 1e12:.2f} TFLOP/s" if self.unit == "flop" else f"{per_s / 1e9:.0f} GB/s"
+
+    def add(self, impl, device, n, fwd, fb, cudnn=None, mem=None):
+        if impl == "cnnkit" and device == "CPU":
+            self.cpu_per_image = {"fwd": fwd / n if fwd else None, "fb": fb / n if fb else None}
+        speedup = ""
+        if device == "GPU" and self.cpu_per_image:
+            parts = []
+            for key, ms in (("fwd", fwd), ("fb", fb)):
+                ref_ms = self.cpu_per_image.get(key)
+                parts.append(f"{ref_ms * n / ms:.0f}" if ref_ms and ms else "-")
+            speedup = " / ".join(parts)
+        vs = ""
+        if cudnn:
+            parts = [f"{c / m:.2f}" if c and m else "-" for c, m in ((cudnn.get("fwd"), fwd), (cudnn.get("fb"), fb))]
+            vs = " / ".join(parts)
+        fmt = lambda v: f"{v:.3f}" if v is not None else "-"  # noqa: E731
+        self.rows.append((impl, device, str(n), fmt(fwd), self.rate(self.fwd_work, n, fwd), fmt(fb),
+                          self.rate(self.fb_work, n, fb), speedup, vs, f"{mem:.0f}" if mem is not None else ""))
+
+    def render(self):
+        widths = [max(len(str(r[i])) for r in [self.COLS, *self.rows]) for i in range(len(self.COLS))]
+        line = lambda r: " | ".join(str(c).ljust(w) for c, w in zip(r, widths))  # noqa: E731
+        return "\n".join([f"### {self.title}", line(self.COLS), "-+-".join("-" * w for w in widths),
+                          *[line(r) for r in self.rows]])
+
+
+def gpu_main(args, wanted):
+    ok, why = _backend.cuda_status()
+    if not ok:
+        print(f"GPU: not usable here ({why}); GPU tables skipped")
+        return 0
+    import cupy
+
+    dev = cupy.cuda.Device()
+    props = cupy.cuda.runtime.getDeviceProperties(dev.id)
+    name = props["name"].decode() if isinstance(props["name"], bytes) else props["name"]
+    from cnnkit import _cuda
+
+    info = _cuda.build_info()
+    print(f"GPU: {name}, {props['multiProcessorCount']} SMs, {props['totalGlobalMem'] / 2**30:.0f} GiB; "
+          f"cnnkit._cuda for {info['cuda_architectures']}, runtime {info['cuda_runtime_version']}, "
+          f"CuPy {cupy.__version__}; TF32 off unless a row says TF32")
+    with_cpu = args.device == "all"
+    tables, summary = [], {"fwd": [], "fb": [], "naive": [], "c34": [], "mem": []}
+    if "conv" in wanted:
+        gpu_conv_tables(args, with_cpu, tables, summary)
+    if wanted & {"pool", "relu", "loss"}:
+        gpu_memory_bound_tables(args, wanted, with_cpu, tables, summary)
+    print()
+    for t in tables:
+        print(t.render())
+        print()
+    print_gpu_summary(summary)
+    return 0
+
+
+def _cnnkit_conv_gpu(x, w, b, dy, s, p, args, tf32):
+    import cupy
+
+    xd, wd, bd, dyd = (cupy.asarray(a) for a in (x, w, b, dy))
+    kw = dict(strides=s, padding=p)
+    old = cnnkit.config.allow_tf32
+    cnnkit.config.allow_tf32 = tf32
+    try:
+        fwd = gpu_events_ms(lambda: ops.conv2d(xd, wd, bd, **kw), args.repeat)
+        fb = gpu_events_ms(lambda: (ops.conv2d(xd, wd, bd, **kw), ops.conv2d_backward(dyd, xd, wd, bd, **kw)),
+                           args.repeat)
+        mem = gpu_pool_mib(lambda: ops.conv2d_backward(dyd, xd, wd, bd, **kw))
+    finally:
+        cnnkit.config.allow_tf32 = old
+    return fwd, fb, mem, (xd, wd)
+
+
+def gpu_conv_tables(args, with_cpu, tables, summary):
+    import cupy
+
+    rng = np.random.default_rng(10)  # the peer child draws the same data
+    cpu_rng = np.random.default_rng(0)
+    for sid, n_cpu, cin, hw, cout, k, s, p in _gpu_conv_shapes(args):
+        x, w, b, dy, ho = _conv_data(rng, GPU_CONV_N, cin, hw, cout, k, s, p)
+        flops = 2 * cout * cin * k * k * ho * ho  # per image, forward
+        t = OpTable(f"conv2d {sid}: {cin}->{cout}, {hw}x{hw}, k{k} s{s} p{p} (FP32 unless TF32)", "flop",
+                    flops, 3 * flops, GPU_CONV_N)
+        if with_cpu:
+            n = n_cpu if not args.quick else max(1, n_cpu // 4)
+            cx, cw, cb, cdy, _ = _conv_data(cpu_rng, n, cin, hw, cout, k, s, p)
+            kw = dict(strides=s, padding=p)
+            if not args.no_ref:
+                t.add("numpy reference", "CPU", n, median_ms(lambda: ref.conv2d(cx, cw, cb, **kw), 1, warmup=0),
+                      median_ms(lambda: (ref.conv2d(cx, cw, cb, **kw), ref.conv2d_backward(cdy, cx, cw, cb, **kw)),
+                                1, warmup=0))
+            t.add("cnnkit", "CPU", n, median_ms(lambda: ops.conv2d(cx, cw, cb, **kw), args.repeat),
+                  median_ms(lambda: (ops.conv2d(cx, cw, cb, **kw), ops.conv2d_backward(cdy, cx, cw, cb, **kw)),
+                            args.repeat))
+            tc = PEER.get(f"conv {sid}")
+            if tc:
+                t.add(f"torch ({tc['fwd'][1]}/{tc['fb'][1]})", "CPU", n, tc["fwd"][0], tc["fb"][0])
+        cudnn = PEER.get(f"gpu conv {sid}")
+        cudnn_tf32 = PEER.get(f"gpu conv {sid} tf32")
+        fwd, fb, mem, (xd, wd) = _cnnkit_conv_gpu(x, w, b, dy, s, p, args, tf32=False)
+        t.add("cnnkit", "GPU", GPU_CONV_N, fwd, fb, cudnn, mem)
+        fwd32, fb32, mem32, _ = _cnnkit_conv_gpu(x, w, b, dy, s, p, args, tf32=True)
+        t.add("cnnkit TF32", "GPU", GPU_CONV_N, fwd32, fb32, cudnn_tf32, mem32)
+        if cudnn:
+            t.add(f"torch cuDNN ({cudnn['fwd_layout']}/{cudnn['fb_layout']})", "GPU", GPU_CONV_N, cudnn["fwd"],
+                  cudnn["fb"])
+        if cudnn_tf32:
+            t.add(f"torch cuDNN TF32 ({cudnn_tf32['fwd_layout']}/{cudnn_tf32['fb_layout']})", "GPU", GPU_CONV_N,
+                  cudnn_tf32["fwd"], cudnn_tf32["fb"])
+        naive = gpu_events_ms(lambda: naive_cupy_conv(xd, wd, s, p), args.repeat)
+        t.add("naive CuPy im2col+matmul", "GPU", GPU_CONV_N, naive, None, None,
+              gpu_pool_mib(lambda: naive_cupy_conv(xd, wd, s, p)))
+        tables.append(t)
+        if cudnn and sid != "C1":
+            summary["fwd"].append((sid, fwd / cudnn["fwd"]))
+            summary["fb"].append((sid, fb / cudnn["fb"]))
+        summary["naive"].append((sid, fwd, naive))
+        if with_cpu and sid in ("C3", "C4") and t.cpu_per_image.get("fb"):
+            summary["c34"].append((sid, t.cpu_per_image["fwd"] * GPU_CONV_N / fwd,
+                                   t.cpu_per_image["fb"] * GPU_CONV_N / fb))
+        del xd, wd
+        conv_ops.release_workspace()
+        cupy.get_default_memory_pool().free_all_blocks()
+
+
+def gpu_memory_bound_tables(args, wanted, with_cpu, tables, summary):
+    import cupy
+
+    rng = np.random.default_rng(11)
+    x = rng.standard_normal((GPU_POOL_N, 56, 56, 64)).astype(np.float32)
+    xd = cupy.asarray(x)
+    n_cpu = 32 if not args.quick else 8
+    cx = x[:n_cpu].copy()
+    for name, fname, kw in (_pool_cases() if "pool" in wanted else []):
+        f, fb_ = getattr(ops, fname), getattr(ops, fname + "_backward")
+        yd = f(xd, **kw)
+        dyd = cupy.asarray(rng.standard_normal(yd.shape).astype(np.float32))
+        per_image_fwd = (x[0].nbytes + yd[0].nbytes)
+        per_image_fb = per_image_fwd + 2 * x[0].nbytes + yd[0].nbytes
+        t = OpTable(f"{name} pooling on (N, 56, 56, 64)", "byte", per_image_fwd, per_image_fb, GPU_POOL_N)
+        if with_cpu:
+            cdy = cupy.asnumpy(dyd[:n_cpu])
+            if not args.no_ref:
+                t.add("numpy reference", "CPU", n_cpu, median_ms(lambda: getattr(ref, fname)(cx, **kw), 1, warmup=0),
+                      None)
+            t.add("cnnkit", "CPU", n_cpu, median_ms(lambda: f(cx, **kw), args.repeat),
+                  median_ms(lambda: (f(cx, **kw), fb_(cdy, cx, **kw)), args.repeat))
+            tc = PEER.get(f"pool {name}")
+            if tc:
+                t.add("torch NHWC", "CPU", n_cpu, tc["fwd"], tc["fb"])
+        peer = PEER.get(f"gpu pool {name}")
+        fwd = gpu_events_ms(lambda: f(xd, **kw), args.repeat)
+        fb = gpu_events_ms(lambda: (f(xd, **kw), fb_(dyd, xd, **kw)), args.repeat)
+        t.add("cnnkit", "GPU", GPU_POOL_N, fwd, fb, peer, gpu_pool_mib(lambda: fb_(dyd, xd, **kw)))
+        if peer:
+            t.add("torch (channels_last)", "GPU", GPU_POOL_N, peer["fwd"], peer["fb"])
+        tables.append(t)
+        summary["mem"].append((name, per_image_fwd * GPU_POOL_N / (fwd * 1e-3) / 1e9,
+                               peer["fwd"] / fwd if peer else None, peer["fb"] / fb if peer else None))
+    del xd
+    if "relu" in wanted:
+        xr = cupy.asarray(rng.standard_normal((GPU_RELU_N, 112, 112, 64)).astype(np.float32))
+        dyr = cupy.asarray(rng.standard_normal(xr.shape).astype(np.float32))
+        per_image = xr[0].nbytes
+        t = OpTable("relu on (N, 112, 112, 64)", "byte", 2 * per_image, 5 * per_image, GPU_RELU_N)
+        if with_cpu:
+            cxr, cdyr = cupy.asnumpy(xr[:8]), cupy.asnumpy(dyr[:8])
+            t.add("cnnkit", "CPU", 8, median_ms(lambda: ops.relu(cxr), args.repeat),
+                  median_ms(lambda: (ops.relu(cxr), ops.relu_backward(cdyr, cxr)), args.repeat))
+        peer = PEER.get("gpu relu")
+        fwd = gpu_events_ms(lambda: ops.relu(xr), args.repeat)
+        fb = gpu_events_ms(lambda: (ops.relu(xr), ops.relu_backward(dyr, xr)), args.repeat)
+        t.add("cnnkit", "GPU", GPU_RELU_N, fwd, fb, peer)
+        if peer:
+            t.add("torch", "GPU", GPU_RELU_N, peer["fwd"], peer["fb"])
+        tables.append(t)
+        summary["mem"].append(("relu", 2 * per_image * GPU_RELU_N / (fwd * 1e-3) / 1e9,
+                               peer["fwd"] / fwd if peer else None, peer["fb"] / fb if peer else None))
+        del xr, dyr
+    if "loss" in wanted:
+        rl = np.random.default_rng(13)
+        logits = cupy.asarray((rl.standard_normal((4096, 1000)) * 3).astype(np.float32))
+        labels = cupy.asarray(rl.integers(0, 1000, 4096))
+        t = OpTable("softmax cross-entropy on (4096, 1000)", "byte", logits[0].nbytes, 3 * logits[0].nbytes, 4096)
+        peer = PEER.get("gpu loss")
+        fwd = gpu_events_ms(lambda: ops.softmax_cross_entropy(logits, labels), args.repeat)
+        fused = gpu_events_ms(lambda: loss_ops._softmax_cross_entropy_fused(logits, labels), args.repeat)
+        t.add("cnnkit (fwd+bwd fused)", "GPU", 4096, fwd, fused, peer)
+        if peer:
+            t.add("torch", "GPU", 4096, peer["fwd"], peer["fb"])
+        tables.append(t)
+
+
+def print_gpu_summary(summary):
+    def gmean(vals):
+        return math.exp(sum(math.log(v) for v in vals) / len(vals)) if vals else float("nan")
+
+    if summary["fwd"]:
+        print(f"conv2d, cnnkit GPU time / cuDNN time, geometric mean over {', '.join(s for s, _ in summary['fwd'])} "
+              f"at N={GPU_CONV_N}: forward {gmean([r for _, r in summary['fwd']]):.2f}x (target <= 1.5), "
+              f"forward+backward {gmean([r for _, r in summary['fb']]):.2f}x (target <= 2)")
+    for sid, fwd, naive in summary["naive"]:
+        print(f"conv2d {sid} forward: cnnkit {fwd:.3f} ms vs naive CuPy im2col+matmul {naive:.3f} ms "
+              f"({naive / fwd:.2f}x; target > 1)")
+    for sid, f, b in summary["c34"]:
+        print(f"conv2d {sid}: GPU per image {f:.0f}x (forward) and {b:.0f}x (forward+backward) faster than "
+              f"cnnkit on the CPU (target >= 20)")
+    for name, gbs, vf, vb in summary["mem"]:
+        extra = f", {vf:.2f}x / {vb:.2f}x PyTorch's speed (fwd / fwd+bwd; target >= 1)" if vf else ""
+        print(f"{name} forward: {gbs:.0f} GB/s ({gbs / COPY_GBPS * 100:.0f}% of the H100's "
+              f"{COPY_GBPS:.0f} GB/s copy){extra}")
 
 
 if __name__ == "__main__":

@@ -1,4 +1,4 @@
-// common.h: what every cnnkit kernel shares, on the CPU and (later) the GPU.
+// common.h: what every cnnkit kernel shares, on the CPU (csrc/cpu) and the GPU (csrc/cuda).
 // 64-bit size arithmetic with overflow checks, the convolution/pooling window geometry (NHWC input,
 // one window per output pixel, explicit top/bottom/left/right padding), and the counter-based RNG
 // that dropout and stochastic pooling draw from. The RNG is a pure function of (seed, index), so a
@@ -45,9 +45,9 @@ struct ConvGeom {
     index_t PT, PB, PL, PR;  // padding: top, bottom, left, right
     index_t OH, OW;          // output size, derived
 
-    index_t out_pixels() const { return N * OH * OW; }    // rows of the im2col matrix
-    index_t patch_size() const { return KH * KW * C; }    // columns of the im2col matrix
-    index_t in_size() const { return N * H * W * C; }
+    CNNKIT_HD index_t out_pixels() const { return N * OH * OW; }    // rows of the im2col matrix
+    CNNKIT_HD index_t patch_size() const { return KH * KW * C; }    // columns of the im2col matrix
+    CNNKIT_HD index_t in_size() const { return N * H * W * C; }
 };
 
 // Build and validate a geometry; every size is checked so kernels can index without further tests.
@@ -78,6 +78,30 @@ inline ConvGeom make_geom(index_t N, index_t H, index_t W, index_t C, index_t KH
     return g;
 }
 
+// Pooling windows (no dilation), shared by csrc/cpu/pool.cpp and csrc/cuda/pool.cu; templated on
+// the integer type so that GPU kernels can do this arithmetic in 32 bits when the sizes allow.
+// Clipped window [lo, hi) along one axis for output position o: padding cells are skipped.
+template <class I>
+struct RangeT {
+    I lo, hi;
+};
+using Range = RangeT<index_t>;
+
+template <class I>
+CNNKIT_HD RangeT<I> window_range(I o, I stride, I pad, I k, I size) {
+    const I start = o * stride - pad;
+    return {start > 0 ? start : I(0), start + k < size ? start + k : size};
+}
+
+// Outputs [lo, hi) whose window covers input position i along one axis (empty when lo >= hi).
+template <class I>
+CNNKIT_HD RangeT<I> covering_range(I i, I stride, I pad, I k, I out) {
+    const I first = i + pad - k;  // windows starting at or before this one miss i
+    const I lo = first < 0 ? I(0) : first / stride + 1;
+    const I last = (i + pad) / stride + 1;
+    return {lo, last < out ? last : out};
+}
+
 // Counter-based RNG: uniform double in [0, 1) as a pure function of (seed, index).
 // splitmix64 finalizer (Steele, Lea, Flood 2014) over a Weyl sequence keyed by the mixed seed.
 // ops.reference reimplements this in NumPy uint64 arithmetic; keep the two in step.
@@ -94,6 +118,22 @@ CNNKIT_HD double uniform01(std::uint64_t seed, std::uint64_t index) {
     const std::uint64_t key = mix64(seed + 0x9E3779B97F4A7C15ULL);
     const std::uint64_t z = mix64(key + 0x9E3779B97F4A7C15ULL * (index + 1));
     return static_cast<double>(z >> 11) * (1.0 / 9007199254740992.0);  // 53 bits / 2^53
+}
+
+// The same draw split in two, for kernels that hash many indices under one seed: the key once,
+// then the 53 random bits of each index. uniform01(seed, i) == rng_bits(rng_key(seed), i) * 2^-53.
+CNNKIT_HD std::uint64_t rng_key(std::uint64_t seed) { return mix64(seed + 0x9E3779B97F4A7C15ULL); }
+CNNKIT_HD std::uint64_t rng_bits(std::uint64_t key, std::uint64_t index) {
+    return mix64(key + 0x9E3779B97F4A7C15ULL * (index + 1)) >> 11;
+}
+
+// Inverted dropout keeps element i iff uniform01(seed, i) >= rate. uniform01 is an exact multiple of
+// 2^-53, so that is the integer test rng_bits(key, i) >= dropout_threshold(rate), bit-identical to
+// comparing the doubles; the CPU and the GPU kernels both use it, so their masks agree bit for bit.
+inline std::uint64_t dropout_threshold(double rate) {
+    const double t = rate * 9007199254740992.0;  // 2^53
+    const std::uint64_t f = static_cast<std::uint64_t>(t);
+    return static_cast<double>(f) < t ? f + 1 : f;  // ceil, without <cmath>
 }
 
 }  // namespace cnnkit

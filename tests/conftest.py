@@ -37,6 +37,16 @@ def xp(request):
 
 
 @pytest.fixture
+def cupy_xp():
+    """CuPy, for GPU-only tests (mark them ``gpu``); skips where CuPy, cnnkit._cuda or a GPU is missing."""
+    if not _gpu_available():
+        pytest.skip("needs CuPy, cnnkit._cuda and an NVIDIA GPU")
+    import cupy
+
+    return cupy
+
+
+@pytest.fixture
 def rng(request):
     """A generator seeded from the session seed and the test's name: fresh data each session,
     reproducible with CNNKIT_TEST_SEED."""

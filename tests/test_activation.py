@@ -2,6 +2,7 @@
 gradients, large magnitudes, NaN, the dropout mask bit for bit, bad arguments and PyTorch."""
 
 import numpy as np
+import numpy as np_module
 import pytest
 
 from cnnkit import ops
@@ -74,30 +75,30 @@ def test_backward_from_output_matches_backward(xp, rng, name, dtype):
 
 
 @pytest.mark.parametrize("name,kw", ELEMENTWISE, ids=ELEMENTWISE_IDS)
-def test_elementwise_gradients_match_finite_differences(rng, name, kw):
+def test_elementwise_gradients_match_finite_differences(xp, rng, name, kw):
     x = _data(rng, (3, 4), np.float64, scale=1.5)
     dy = rng.standard_normal(x.shape)
-    dx = getattr(ops, name + "_backward")(dy, x, **kw)
-    assert_grad(dx, lambda a: getattr(ops, name)(a, **kw), x, dy, what=name)
+    dx = getattr(ops, name + "_backward")(xp.asarray(dy), xp.asarray(x), **kw)
+    assert_grad(dx, lambda a: to_numpy(getattr(ops, name)(xp.asarray(a), **kw)), x, dy, what=name)
 
 
 @pytest.mark.parametrize("name,kw", ELEMENTWISE, ids=ELEMENTWISE_IDS)
-def test_large_magnitudes_stay_finite(name, kw):
+def test_large_magnitudes_stay_finite(xp, name, kw):
     x = np.array([-1e4, -3e3, -100.0, -88.0, -20.0, -1e-30, 0.0, 1e-30, 20.0, 88.0, 100.0, 3e3, 1e4],
                  np.float32)
     dy = np.linspace(-2, 2, x.size).astype(np.float32)
-    y = getattr(ops, name)(x, **kw)
-    dx = getattr(ops, name + "_backward")(dy, x, **kw)
+    y = to_numpy(getattr(ops, name)(xp.asarray(x), **kw))
+    dx = to_numpy(getattr(ops, name + "_backward")(xp.asarray(dy), xp.asarray(x), **kw))
     assert np.all(np.isfinite(y)) and np.all(np.isfinite(dx))
     assert_close(y, _ref64(getattr(ref, name), x, **kw), np.float32)
     assert_close(dx, _ref64(getattr(ref, name + "_backward"), dy, x, **kw), np.float32)
 
 
 @pytest.mark.parametrize("name", ["sigmoid", "tanh", "elu"])
-def test_float32_exp_based_ops_are_accurate_elementwise(name):
-    """The float32 kernels use their own vectorizable exp/expm1/tanh: every element (not only the
-    largest) must be within a few ulp of the exact value; 2e-6 is ~16 ulp. Results below 1e-37 are
-    excluded: exp flushes what would be subnormal to 0."""
+def test_float32_exp_based_ops_are_accurate_elementwise(xp, name):
+    """The float32 CPU kernels use their own vectorizable exp/expm1/tanh (the GPU ones CUDA's libm):
+    every element (not only the largest) must be within a few ulp of the exact value; 2e-6 is ~16
+    ulp. Results below 1e-37 are excluded: exp flushes what would be subnormal to 0."""
     m = np.logspace(-8, 2, 20001)
     x = np.concatenate([-m[::-1], [0.0], m]).astype(np.float32)
     x64 = x.astype(np.float64)
@@ -108,7 +109,8 @@ def test_float32_exp_based_ops_are_accurate_elementwise(name):
         "elu": (np.where(x64 > 0, x64, np.expm1(np.minimum(x64, 0))),
                 np.where(x64 > 0, 1, np.exp(np.minimum(x64, 0)))),
     }[name]
-    got = (getattr(ops, name)(x), getattr(ops, name + "_backward")(np.ones_like(x), x))
+    xd = xp.asarray(x)
+    got = (to_numpy(getattr(ops, name)(xd)), to_numpy(getattr(ops, name + "_backward")(xp.ones_like(xd), xd)))
     for what, g, ex in zip(("forward", "backward"), got, exact):
         keep = np.abs(ex) > 1e-37
         rel = np.abs(g[keep] - ex[keep]) / np.abs(ex[keep])
@@ -129,20 +131,23 @@ def test_relu_propagates_nan_and_has_zero_gradient_at_zero(xp):
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
-def test_relu_on_outputs_large_enough_to_stream(rng, dtype):
-    """Outputs of 32 MiB and more take the non-temporal store path: misaligned by one element (a
-    scalar head) and of an odd length (a scalar tail), with NaN, -0 and 0 sprinkled in."""
+def test_relu_on_outputs_large_enough_to_stream(xp, rng, dtype):
+    """Outputs of 32 MiB and more take the non-temporal store path on the CPU: misaligned by one
+    element (a scalar head) and of an odd length (a scalar tail), with NaN, -0 and 0 sprinkled in.
+    The GPU runs the same large, misaligned, odd-length case through its grid-stride loop."""
     n = (1 << 25) // np.dtype(dtype).itemsize + 3
     x = rng.standard_normal(n + 1).astype(dtype)
     x[rng.integers(0, n, 50)] = np.nan
     x[rng.integers(0, n, 50)] = -0.0
     x[rng.integers(0, n, 50)] = 0.0
     dy = rng.standard_normal(n).astype(dtype)
-    misaligned_out = np.empty(n + 1, dtype)[1:]
-    for src, y in ((x[1:], ops.relu(x[1:], out=misaligned_out)), (x[:n], ops.relu(x[:n]))):
+    xd = xp.asarray(x)
+    misaligned_out = xp.empty(n + 1, dtype)[1:]
+    for src, y in ((x[1:], ops.relu(xd[1:], out=misaligned_out)), (x[:n], ops.relu(xd[:n]))):
+        y = to_numpy(y)
         np.testing.assert_array_equal(y, ref.relu(src))
         np.testing.assert_array_equal(np.signbit(y), np.signbit(ref.relu(src)))
-    np.testing.assert_array_equal(ops.relu_backward(dy, x[1:]), ref.relu_backward(dy, x[1:]))
+    np.testing.assert_array_equal(to_numpy(ops.relu_backward(xp.asarray(dy), xd[1:])), ref.relu_backward(dy, x[1:]))
 
 
 def test_reference_on_hand_computed_values():
@@ -202,11 +207,11 @@ def test_rowwise_forward_and_backward(xp, rng, name, shape, axis, dtype):
 
 @pytest.mark.parametrize("axis", [-1, 0, 1])
 @pytest.mark.parametrize("name", ROWWISE)
-def test_rowwise_gradients_match_finite_differences(rng, name, axis):
+def test_rowwise_gradients_match_finite_differences(xp, rng, name, axis):
     x = rng.standard_normal((3, 5)) * 2
     dy = rng.standard_normal(x.shape)
-    dx = getattr(ops, name + "_backward")(dy, x, axis=axis)
-    assert_grad(dx, lambda a: getattr(ops, name)(a, axis=axis), x, dy, what=name)
+    dx = getattr(ops, name + "_backward")(xp.asarray(dy), xp.asarray(x), axis=axis)
+    assert_grad(dx, lambda a: to_numpy(getattr(ops, name)(xp.asarray(a), axis=axis)), x, dy, what=name)
 
 
 def test_softmax_rows_sum_to_one_and_match_axis_one_of_3d(xp, rng):
@@ -220,11 +225,11 @@ def test_softmax_rows_sum_to_one_and_match_axis_one_of_3d(xp, rng):
 
 
 @pytest.mark.parametrize("name", ROWWISE)
-def test_rowwise_large_magnitudes_stay_finite(name):
+def test_rowwise_large_magnitudes_stay_finite(xp, name):
     x = np.array([[-1e4, 0.0, 1e4, 9999.0], [-1e4, -1e4, -1e4, -9990.0], [1e4, 1e4, 1e4, 1e4]], np.float32)
     dy = np.array([[1.0, -2.0, 0.5, 3.0], [0.5, 1.0, -1.0, 2.0], [1.0, 2.0, 3.0, 4.0]], np.float32)
-    y = getattr(ops, name)(x)
-    dx = getattr(ops, name + "_backward")(dy, x)
+    y = to_numpy(getattr(ops, name)(xp.asarray(x)))
+    dx = to_numpy(getattr(ops, name + "_backward")(xp.asarray(dy), xp.asarray(x)))
     assert np.all(np.isfinite(y)) and np.all(np.isfinite(dx))
     assert_close(y, _ref64(getattr(ref, name), x), np.float32)
     assert_close(dx, _ref64(getattr(ref, name + "_backward"), dy, x), np.float32)
@@ -247,23 +252,28 @@ def test_out_preallocated_and_in_place(xp, rng, name, kw):
     assert_close(x_copy, expected)
 
 
-def test_non_contiguous_inputs_are_accepted(rng):
+def test_non_contiguous_inputs_are_accepted(xp, rng):
     x = _data(rng, (6, 10), np.float32)
     dy = _data(rng, (6, 10), np.float32)
-    xt = x.T
-    assert_close(ops.relu(xt), ref.relu(xt.astype(np.float64)), np.float32)
-    assert_close(ops.sigmoid_backward(dy.T, xt), _ref64(ref.sigmoid_backward, dy.T, xt), np.float32)
-    assert_close(ops.softmax(x[:, ::2], axis=0), _ref64(ref.softmax, x[:, ::2], axis=0), np.float32)
+    xt, xd, dyd = x.T, xp.asarray(x), xp.asarray(dy)
+    assert_close(ops.relu(xd.T), ref.relu(xt.astype(np.float64)), np.float32)
+    assert_close(ops.sigmoid_backward(dyd.T, xd.T), _ref64(ref.sigmoid_backward, dy.T, xt), np.float32)
+    assert_close(ops.softmax(xd[:, ::2], axis=0), _ref64(ref.softmax, x[:, ::2], axis=0), np.float32)
 
 
-def test_bad_out_is_refused():
+def test_bad_out_is_refused(xp):
+    numpy, np = np_module, xp  # the same checks on either array module
     x = np.ones((3, 4), np.float32)
     assert_raises_naming(ValueError, "out", ops.relu, x, out=np.empty((4, 3), np.float32))
     assert_raises_naming(TypeError, "out", ops.relu, x, out=np.empty((3, 4), np.float64))
     assert_raises_naming(ValueError, "out", ops.relu, x, out=np.empty((4, 3), np.float32).T)
-    ro = np.empty((3, 4), np.float32)
-    ro.flags.writeable = False
-    assert_raises_naming(ValueError, "out", ops.sigmoid, x, out=ro)
+    if xp is numpy:  # CuPy arrays have no read-only flag
+        ro = np.empty((3, 4), np.float32)
+        ro.flags.writeable = False
+        assert_raises_naming(ValueError, "out", ops.sigmoid, x, out=ro)
+    if xp is not numpy:
+        with pytest.raises(TypeError, match="mix"):
+            ops.relu(x, out=numpy.empty((3, 4), np.float32))
     big = np.ones(13, np.float32)
     assert_raises_naming(ValueError, "out", ops.tanh, big[:12], out=big[1:])
     assert_raises_naming(TypeError, "out", ops.relu, x, out=[[0.0] * 4] * 3)
@@ -339,7 +349,8 @@ ALL_BACKWARD = ["relu", "leaky_relu", "elu", "sigmoid", "tanh", "softmax", "log_
 
 
 @pytest.mark.parametrize("name", ALL_BACKWARD)
-def test_bad_arrays_are_refused(name):
+def test_bad_arrays_are_refused(xp, name):
+    np = xp  # the same checks on either array module
     fwd, bwd = getattr(ops, name), getattr(ops, name + "_backward")
     x = np.ones((2, 3), np.float32)
     assert_raises_naming(ValueError, "dy", bwd, np.ones((3, 2), np.float32), x)
@@ -351,21 +362,24 @@ def test_bad_arrays_are_refused(name):
 
 
 @pytest.mark.parametrize("bad", [-0.1, float("nan"), float("inf"), "0.2", None, True])
-def test_bad_leaky_alpha(bad):
+def test_bad_leaky_alpha(xp, bad):
+    np = xp  # the same checks on either array module
     x = np.ones(3, np.float32)
     assert_raises_naming(ValueError, "alpha", ops.leaky_relu, x, alpha=bad)
     assert_raises_naming(ValueError, "alpha", ops.leaky_relu_backward, x, x, alpha=bad)
 
 
 @pytest.mark.parametrize("bad", [float("nan"), float("-inf"), "1", None])
-def test_bad_elu_alpha(bad):
+def test_bad_elu_alpha(xp, bad):
+    np = xp  # the same checks on either array module
     x = np.ones(3, np.float64)
     assert_raises_naming(ValueError, "alpha", ops.elu, x, alpha=bad)
     assert_raises_naming(ValueError, "alpha", ops.elu_backward, x, x, alpha=bad)
 
 
 @pytest.mark.parametrize("name", ROWWISE)
-def test_bad_axis(name):
+def test_bad_axis(xp, name):
+    np = xp  # the same checks on either array module
     x = np.ones((2, 3), np.float32)
     for bad in (2, -3, 1.0, True, None):
         assert_raises_naming(ValueError, "axis", getattr(ops, name), x, axis=bad)
@@ -374,13 +388,15 @@ def test_bad_axis(name):
 
 
 @pytest.mark.parametrize("bad", [-0.1, 1.0, 1.5, float("nan"), "0.5", None, True])
-def test_bad_dropout_rate(bad):
+def test_bad_dropout_rate(xp, bad):
+    np = xp  # the same checks on either array module
     x = np.ones(4, np.float32)
     assert_raises_naming(ValueError, "rate", ops.dropout, x, bad, 0)
     assert_raises_naming(ValueError, "rate", ops.dropout_backward, x, x, bad, 0)
 
 
-def test_bad_dropout_seed_and_arrays():
+def test_bad_dropout_seed_and_arrays(xp):
+    np = xp  # the same checks on either array module
     x = np.ones(4, np.float32)
     assert_raises_naming(TypeError, "seed", ops.dropout, x, 0.5, 1.5)
     assert_raises_naming(TypeError, "seed", ops.dropout, x, 0.5, None)
@@ -388,18 +404,20 @@ def test_bad_dropout_seed_and_arrays():
     assert_raises_naming(ValueError, "dy", ops.dropout_backward, np.ones(5, np.float32), x, 0.5, 0)
 
 
-def test_native_bindings_check_their_arguments():
-    lib = _backend._cpu().lib
+def test_native_bindings_check_their_arguments(xp):
+    numpy, np = np_module, xp  # the CUDA bindings check what the CPU ones do
     x = np.ones((2, 3), np.float32)
+    lib = _backend.backend(x).lib
     assert_raises_naming(ValueError, "y", lib.relu_forward, x, np.empty((3, 2), np.float32))
     assert_raises_naming(TypeError, "y", lib.relu_forward, x, np.empty((2, 3), np.float64))
     assert_raises_naming(TypeError, "x", lib.sigmoid_forward, x.astype(np.int64), np.empty((2, 3), np.int64))
     assert_raises_naming(ValueError, "dx", lib.tanh_backward, x, x, np.empty((2, 3), np.float32).T.copy().T)
     assert_raises_naming(ValueError, "alpha", lib.leaky_relu_forward, x, np.empty_like(x), -1.0)
     assert_raises_naming(ValueError, "rate", lib.dropout_forward, x, np.empty_like(x), 1.0, 0)
-    ro = np.empty_like(x)
-    ro.flags.writeable = False
-    assert_raises_naming(ValueError, "y", lib.softmax_forward, x, ro)
+    if xp is numpy:  # CuPy arrays have no read-only flag
+        ro = np.empty_like(x)
+        ro.flags.writeable = False
+        assert_raises_naming(ValueError, "y", lib.softmax_forward, x, ro)
     scalar = np.ones((), np.float32)
     assert_raises_naming(ValueError, "x", lib.softmax_forward, scalar, np.empty_like(scalar))
 

@@ -51,7 +51,7 @@ def path(request, monkeypatch):
     """Run the test on one native path: im2col + GEMM, or the direct kernel for every non-1x1 shape
     (by moving the filter-size threshold that picks between them)."""
     limit = 0 if request.param == "gemm" else 2**62
-    for name in ("_DIRECT_FORWARD_MAX_KO", "_DIRECT_WEIGHTS_MAX_KO", "_DIRECT_WEIGHTS_MAX_O"):
+    for name in ("_DIRECT_FORWARD_MAX_KO", "_DIRECT_WEIGHTS_MAX_KO", "_DIRECT_WEIGHTS_MAX_O", "_GPU_DIRECT_MAX_K"):
         monkeypatch.setattr(conv_ops, name, limit)
     return request.param
 
@@ -96,12 +96,12 @@ def test_fused_relu_matches_reference(xp, rng, path, dtype, x_shape, w_shape, kw
     assert float(to_numpy(y).min(initial=0.0)) == 0.0
 
 
-def test_fused_relu_keeps_nan(path):
+def test_fused_relu_keeps_nan(xp, path):
     """As ops.relu: NaN passes through (a NaN input pixel poisons the outputs whose window reads it)."""
     x = np.ones((1, 4, 4, 1))
     x[0, 0, 0, 0] = np.nan
     w = -np.ones((2, 2, 1, 3))
-    y = conv_ops._conv2d_forward(x, w, np.zeros(3), activation="relu")
+    y = to_numpy(conv_ops._conv2d_forward(xp.asarray(x), xp.asarray(w), xp.zeros(3), activation="relu"))
     assert np.isnan(y[0, 0, 0]).all() and not np.isnan(y[0, 1:]).any()
     assert (y[0, 1:] == 0).all()  # sums of -1s: clipped
 
@@ -127,6 +127,26 @@ def test_direct_weight_gradient_is_deterministic_and_accurate(rng, dtype):
     (dw1, db1), (dw2, db2) = results
     np.testing.assert_array_equal(dw1, dw2)
     np.testing.assert_array_equal(db1, db2)
+    assert_close(dw1, edw, dtype, what="dw")
+    assert_close(db1, edb, dtype, what="db")
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_gpu_direct_weight_gradient_is_deterministic_and_accurate(cupy_xp, rng, dtype):
+    """The CUDA direct weight gradient over many pixel chunks (C1's shape at batch 9): within 1e-5
+    of a float64 reference in float32, and bit for bit the same on every run (fixed chunks added in
+    chunk order, no atomics)."""
+    xp = cupy_xp
+    assert conv_ops._use_direct(_backend.geometry((9, 28, 28, 1), 3)[0], 32, forward=False, gpu=True)
+    x, w, b = _data(rng, (9, 28, 28, 1), (3, 3, 1, 32), True, dtype)
+    dy = rng.standard_normal((9, 26, 26, 32)).astype(dtype) + 0.5
+    edw, edb = ref.conv2d_backward(_f64(dy), _f64(x), _f64(w), _f64(b))[1:]
+    args = [xp.asarray(a) for a in (dy, x, w, b)]
+    dw1, db1 = conv_ops._conv2d_backward_weights(*args)
+    dw2, db2 = conv_ops._conv2d_backward_weights(*args)
+    np.testing.assert_array_equal(to_numpy(dw1), to_numpy(dw2))
+    np.testing.assert_array_equal(to_numpy(db1), to_numpy(db2))
     assert_close(dw1, edw, dtype, what="dw")
     assert_close(db1, edb, dtype, what="db")
 
@@ -167,13 +187,14 @@ def test_tiny_workspace_gives_the_same_results(xp, rng, dtype, case):
     y0 = ops.conv2d(x, w, b, **kwargs)
     g0 = ops.conv2d_backward(dy, x, w, b, **kwargs)
     row_bytes = w_shape[0] * w_shape[1] * w_shape[2] * np.dtype(dtype).itemsize
-    old = cnnkit.config.workspace_limit
+    old = cnnkit.config.workspace_limit, cnnkit.config.gpu_workspace_limit
     try:
-        cnnkit.config.workspace_limit = 5 * row_bytes + 1  # 5 rows: not a divisor of OH*OW here
+        # 5 rows: not a divisor of OH*OW here
+        cnnkit.config.workspace_limit = cnnkit.config.gpu_workspace_limit = 5 * row_bytes + 1
         y1 = ops.conv2d(x, w, b, **kwargs)
         g1 = ops.conv2d_backward(dy, x, w, b, **kwargs)
     finally:
-        cnnkit.config.workspace_limit = old
+        cnnkit.config.workspace_limit, cnnkit.config.gpu_workspace_limit = old
     # The chunked GEMMs may round differently (OpenBLAS blocking, dw summed chunk by chunk).
     assert_close(y1, y0, dtype, what="y")
     for a1, a0, name in zip(g1, g0, ("dx", "dw", "db")):
@@ -218,16 +239,21 @@ def test_workspace_stays_bounded(rng):
     ((2, 5, 5, 1), (2, 2, 1, 2), dict(dilation=2, padding=((1, 0), (0, 2)))),
     ((1, 3, 4, 3), (1, 1, 3, 2), dict()),
 ])
-def test_conv2d_backward_matches_finite_differences(rng, path, x_shape, w_shape, kwargs):
+def test_conv2d_backward_matches_finite_differences(xp, rng, path, x_shape, w_shape, kwargs):
     x, w, b = _data(rng, x_shape, w_shape, True, np.float64)
-    dy = rng.standard_normal(ops.conv2d(x, w, b, **kwargs).shape)
-    dx, dw, db = ops.conv2d_backward(dy, x, w, b, **kwargs)
-    assert_grad(dx, lambda v: ops.conv2d(v, w, b, **kwargs), x, dy, what="dx")
-    assert_grad(dw, lambda v: ops.conv2d(x, v, b, **kwargs), w, dy, what="dw")
-    assert_grad(db, lambda v: ops.conv2d(x, w, v, **kwargs), b, dy, what="db")
-    dw2, db2 = conv_ops._conv2d_backward_weights(dy, x, w, b, **kwargs)
-    assert_grad(dw2, lambda v: ops.conv2d(x, v, b, **kwargs), w, dy, what="dw (weights only)")
-    assert_grad(db2, lambda v: ops.conv2d(x, w, v, **kwargs), b, dy, what="db (weights only)")
+    A = xp.asarray
+
+    def conv(xv, wv, bv):
+        return to_numpy(ops.conv2d(A(xv), A(wv), A(bv), **kwargs))
+
+    dy = rng.standard_normal(conv(x, w, b).shape)
+    dx, dw, db = ops.conv2d_backward(A(dy), A(x), A(w), A(b), **kwargs)
+    assert_grad(dx, lambda v: conv(v, w, b), x, dy, what="dx")
+    assert_grad(dw, lambda v: conv(x, v, b), w, dy, what="dw")
+    assert_grad(db, lambda v: conv(x, w, v), b, dy, what="db")
+    dw2, db2 = conv_ops._conv2d_backward_weights(A(dy), A(x), A(w), A(b), **kwargs)
+    assert_grad(dw2, lambda v: conv(x, v, b), w, dy, what="dw (weights only)")
+    assert_grad(db2, lambda v: conv(x, w, v), b, dy, what="db (weights only)")
 
 
 @pytest.mark.parametrize("conv", [ops.conv2d, ref.conv2d], ids=["native", "reference"])
@@ -261,11 +287,12 @@ def test_reference_im2col_by_hand():
     np.testing.assert_array_equal(dx[0, :, :, 0], [[2, 2, 1], [2, 2, 1]])  # windows reading each pixel
 
 
-def test_conv2d_bad_inputs():
-    x = np.zeros((2, 6, 6, 3), np.float32)
-    w = np.zeros((3, 3, 3, 4), np.float32)
-    b = np.zeros(4, np.float32)
-    dy = np.zeros((2, 4, 4, 4), np.float32)
+def test_conv2d_bad_inputs(xp):
+    np = xp  # the same checks on either array module
+    x = xp.zeros((2, 6, 6, 3), xp.float32)
+    w = xp.zeros((3, 3, 3, 4), xp.float32)
+    b = xp.zeros(4, xp.float32)
+    dy = xp.zeros((2, 4, 4, 4), xp.float32)
     assert_raises_naming(ValueError, "x", ops.conv2d, x[0], w)
     assert_raises_naming(ValueError, "w", ops.conv2d, x, w[0])
     assert_raises_naming(ValueError, "w", ops.conv2d, x, np.zeros((3, 3, 2, 4), np.float32))
@@ -290,8 +317,9 @@ def test_conv2d_bad_inputs():
     assert_raises_naming(ValueError, "x_shape", ops.col2im, np.zeros((5, 27), np.float32), (6, 6, 3), 3)
 
 
-def test_native_bindings_check_their_arguments():
-    x = np.zeros((2, 6, 6, 3), np.float32)
+def test_native_bindings_check_their_arguments(xp):
+    np = xp  # the CUDA bindings check exactly what the CPU ones do
+    x = xp.zeros((2, 6, 6, 3), xp.float32)
     geom, (oh, ow) = _backend.geometry(x.shape, 3)
     rows, k = 2 * oh * ow, 27
     lib = _backend.backend(x).lib
@@ -327,16 +355,17 @@ def test_native_bindings_check_their_arguments():
         lib.conv2d_direct_backward_weights(y, x, w[:, :, :2].copy(), None, geom)
 
 
-def test_bias_grad_is_deterministic_and_accurate(rng):
+def test_bias_grad_is_deterministic_and_accurate(xp, rng):
     """Column sums over many rows, in float32, agree with a float64 sum and repeat bit for bit."""
     dy = rng.standard_normal((3000, 7)).astype(np.float32) + 100.0
-    x = np.zeros((1, 3000, 1, 1), np.float32)
-    w = np.zeros((1, 1, 1, 7), np.float32)
-    b = np.zeros(7, np.float32)
-    db = ops.conv2d_backward(dy.reshape(1, 3000, 1, 7), x, w, b)[2]
+    x = xp.zeros((1, 3000, 1, 1), np.float32)
+    w = xp.zeros((1, 1, 1, 7), np.float32)
+    b = xp.zeros(7, np.float32)
+    dyd = xp.asarray(dy.reshape(1, 3000, 1, 7))
+    db = ops.conv2d_backward(dyd, x, w, b)[2]
     assert_close(db, dy.astype(np.float64).sum(axis=0), np.float32, tol=1e-6)
-    again = ops.conv2d_backward(dy.reshape(1, 3000, 1, 7), x, w, b)[2]
-    np.testing.assert_array_equal(db, again)
+    again = ops.conv2d_backward(dyd, x, w, b)[2]
+    np.testing.assert_array_equal(to_numpy(db), to_numpy(again))
 
 
 @pytest.mark.parametrize("x_shape,w_shape,kwargs,with_bias", [CASES[i] for i in (1, 3, 5, 6, 8)],

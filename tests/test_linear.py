@@ -6,7 +6,7 @@ import pytest
 from cnnkit import ops
 from cnnkit.ops import linear
 from cnnkit.ops import reference as ref
-from helpers import assert_close, assert_grad, assert_raises_naming
+from helpers import assert_close, assert_grad, assert_raises_naming, to_numpy
 
 # (x shape, out features): batch 1, primes, rank 3 and 4 inputs (Dense acts on the last axis), empty.
 CASES = [((1, 1), 1), ((7, 13), 5), ((32, 97), 10), ((2, 3, 11), 4), ((2, 3, 5, 7), 3), ((0, 6), 4)]
@@ -37,18 +37,24 @@ def test_dense_matches_reference(xp, rng, shape, out, use_bias, dtype):
     assert_close(dw, expected[1], dtype, what="weights-only dw")
 
 
-def test_dense_gradients_by_finite_differences(rng):
+def test_dense_gradients_by_finite_differences(xp, rng):
     x, w, b = rng.standard_normal((4, 5)), rng.standard_normal((5, 3)), rng.standard_normal(3)
     dy = rng.standard_normal((4, 3))
-    dx, dw, db = ops.dense_backward(dy, x, w, b)
-    assert_grad(dx, lambda v: ops.dense(v, w, b), x, dy, what="dx")
-    assert_grad(dw, lambda v: ops.dense(x, v, b), w, dy, what="dw")
-    assert_grad(db, lambda v: ops.dense(x, w, v), b, dy, what="db")
+    A = xp.asarray
+
+    def dense(xv, wv, bv):
+        return to_numpy(ops.dense(A(xv), A(wv), A(bv)))
+
+    dx, dw, db = ops.dense_backward(A(dy), A(x), A(w), A(b))
+    assert_grad(dx, lambda v: dense(v, w, b), x, dy, what="dx")
+    assert_grad(dw, lambda v: dense(x, v, b), w, dy, what="dw")
+    assert_grad(db, lambda v: dense(x, w, v), b, dy, what="db")
 
 
-def test_dense_bad_input(rng):
-    x = rng.standard_normal((4, 5)).astype(np.float32)
-    w = rng.standard_normal((5, 3)).astype(np.float32)
+def test_dense_bad_input(xp, rng):
+    np = xp  # the same checks on either array module
+    x = xp.asarray(rng.standard_normal((4, 5)).astype(np.float32))
+    w = xp.asarray(rng.standard_normal((5, 3)).astype(np.float32))
     assert_raises_naming(ValueError, "x", ops.dense, x[0], w)
     assert_raises_naming(ValueError, "w", ops.dense, x, w[:4])
     assert_raises_naming(ValueError, "b", ops.dense, x, w, np.zeros(4, np.float32))
@@ -63,4 +69,5 @@ def test_dense_fused_relu(xp, rng, use_bias):
     y = linear._dense_forward(xp.asarray(x), xp.asarray(w), None if b is None else xp.asarray(b), activation="relu")
     expected = np.maximum(ref.dense(x.astype(np.float64), w.astype(np.float64), None if b is None else b.astype(np.float64)), 0)
     assert_close(y, expected, np.float32, what="dense + relu")
-    assert_raises_naming(ValueError, "activation", linear._dense_forward, x, w, activation="tanh")
+    assert_raises_naming(ValueError, "activation", linear._dense_forward, xp.asarray(x), xp.asarray(w),
+                         activation="tanh")

@@ -49,11 +49,11 @@ def test_forward_and_backward_match_reference(xp, rng, shape, sparse, dtype):
 
 
 @pytest.mark.parametrize("label_dtype", [np.int32, np.uint8, np.int16, np.uint64])
-def test_any_integer_label_dtype(rng, label_dtype):
+def test_any_integer_label_dtype(xp, rng, label_dtype):
     logits, labels = make(rng, (9, 6), True, label_dtype)
-    assert_close(ops.softmax_cross_entropy(logits, labels), ref.softmax_cross_entropy(logits, labels))
-    assert_close(ops.softmax_cross_entropy_backward(logits, labels),
-                 ref.softmax_cross_entropy_backward(logits, labels))
+    lg, lb = xp.asarray(logits), xp.asarray(labels)
+    assert_close(ops.softmax_cross_entropy(lg, lb), ref.softmax_cross_entropy(logits, labels))
+    assert_close(ops.softmax_cross_entropy_backward(lg, lb), ref.softmax_cross_entropy_backward(logits, labels))
 
 
 @pytest.mark.parametrize("sparse", [True, False])
@@ -80,15 +80,15 @@ def test_huge_gaps_are_exact(xp, dtype):
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("bad", [np.nan, -np.nan, np.inf, -np.inf, "default"])
-def test_non_finite_logits_give_nan(dtype, bad):
+def test_non_finite_logits_give_nan(xp, dtype, bad):
     """A NaN or infinite logit makes its row's loss and gradient NaN, whatever the NaN's sign bit
     (x86 produces a negative NaN for 0 * inf); the other rows are unaffected."""
     logits = np.zeros((3, 40), dtype)
     with np.errstate(invalid="ignore"):
         logits[1, 17] = np.float32(0) * np.float32(np.inf) if bad == "default" else bad
-    labels = np.array([0, 1, 2])
-    assert np.isnan(ops.softmax_cross_entropy(logits, labels))
-    d = ops.softmax_cross_entropy_backward(logits, labels)
+    logits, labels = xp.asarray(logits), xp.asarray(np.array([0, 1, 2]))
+    assert np.isnan(to_numpy(ops.softmax_cross_entropy(logits, labels)))
+    d = to_numpy(ops.softmax_cross_entropy_backward(logits, labels))
     assert np.all(np.isnan(d[1])) and np.all(np.isfinite(d[[0, 2]]))
 
 
@@ -100,25 +100,29 @@ def test_hand_computed_values(xp):
                         rel_tol=1e-15)
     for k in (1, 3, 10, 1000):
         uniform = np.full((4, k), 2.5)
-        for f in (ops.softmax_cross_entropy, ref.softmax_cross_entropy):
-            assert math.isclose(float(f(uniform, np.arange(4) % k)), math.log(k), rel_tol=1e-14, abs_tol=1e-15)
+        assert math.isclose(float(ops.softmax_cross_entropy(xp.asarray(uniform), xp.asarray(np.arange(4) % k))),
+                            math.log(k), rel_tol=1e-14, abs_tol=1e-15)
+        assert math.isclose(float(ref.softmax_cross_entropy(uniform, np.arange(4) % k)), math.log(k),
+                            rel_tol=1e-14, abs_tol=1e-15)
     # one-hot probability rows equal integer labels; the gradient is softmax - onehot over N
     z = np.array([[1.0, 2.0, 3.0]])
     e = np.exp(z) / np.exp(z).sum()
-    assert math.isclose(float(ops.softmax_cross_entropy(z, np.array([[0.0, 0.0, 1.0]]))), -math.log(e[0, 2]),
-                        rel_tol=1e-15)
-    assert np.allclose(ops.softmax_cross_entropy_backward(z, np.array([2]), 3.0), 3.0 * (e - [0, 0, 1]),
-                       rtol=1e-15, atol=1e-16)
+    zd = xp.asarray(z)
+    assert math.isclose(float(ops.softmax_cross_entropy(zd, xp.asarray(np.array([[0.0, 0.0, 1.0]])))),
+                        -math.log(e[0, 2]), rel_tol=1e-15)
+    assert np.allclose(to_numpy(ops.softmax_cross_entropy_backward(zd, xp.asarray(np.array([2])), 3.0)),
+                       3.0 * (e - [0, 0, 1]), rtol=1e-15, atol=1e-16)
 
 
 @pytest.mark.parametrize("sparse", [True, False])
 @pytest.mark.parametrize("dloss", [1.0, 1.7])
-def test_gradient_matches_finite_differences(rng, sparse, dloss):
+def test_gradient_matches_finite_differences(xp, rng, sparse, dloss):
     logits, labels = make(rng, (4, 5), sparse)
     if not sparse:
         labels = labels * rng.uniform(0.5, 2.0, (4, 1))  # rows not summing to 1: the exact gradient
-    d = ops.softmax_cross_entropy_backward(logits, labels, dloss)
-    assert_grad(d, lambda z: ops.softmax_cross_entropy(z, labels), logits, dloss)
+    lb = xp.asarray(labels)
+    d = ops.softmax_cross_entropy_backward(xp.asarray(logits), lb, dloss)
+    assert_grad(d, lambda z: to_numpy(ops.softmax_cross_entropy(xp.asarray(z), lb)), logits, dloss)
     assert_grad(ref.softmax_cross_entropy_backward(logits, labels, dloss),
                 lambda z: ref.softmax_cross_entropy(z, labels), logits, dloss, what="reference")
 
@@ -135,11 +139,12 @@ def test_empty_batch(xp, sparse):
     assert np.isnan(to_numpy(fused_loss)) and fused_d.shape == (0, 5)
 
 
-def test_non_contiguous_logits(rng):
+def test_non_contiguous_logits(xp, rng):
     logits, labels = make(rng, (6, 14), True)
     view = logits[:, ::2]
     labels = labels % 7
-    assert_close(ops.softmax_cross_entropy(view, labels), ref.softmax_cross_entropy(view, labels))
+    assert_close(ops.softmax_cross_entropy(xp.asarray(logits)[:, ::2], xp.asarray(labels)),
+                 ref.softmax_cross_entropy(view, labels))
 
 
 def test_bit_identical_for_one_and_two_threads(rng):
@@ -159,8 +164,20 @@ def test_bit_identical_for_one_and_two_threads(rng):
         assert np.array_equal(a, b)
 
 
-def test_bad_inputs_name_the_argument(rng):
-    logits, labels = make(rng, (4, 3), True)
+@pytest.mark.gpu
+def test_gpu_results_repeat_bit_for_bit(cupy_xp, rng):
+    """One block per row and a block tree for the mean: the same bits on every run."""
+    logits, labels = make(rng, (301, 1000), True)
+    lg, lb = cupy_xp.asarray(logits.astype(np.float32)), cupy_xp.asarray(labels)
+    results = [[to_numpy(a) for a in (ops.softmax_cross_entropy(lg, lb), *loss._softmax_cross_entropy_fused(lg, lb))]
+               for _ in range(2)]
+    for a, b in zip(*results):
+        assert np.array_equal(a, b)
+
+
+def test_bad_inputs_name_the_argument(xp, rng):
+    np = xp  # the same checks on either array module
+    logits, labels = (xp.asarray(a) for a in make(rng, (4, 3), True))
     for f in (ops.softmax_cross_entropy, ops.softmax_cross_entropy_backward, loss._softmax_cross_entropy_fused):
         for bad in (-1, 3):
             err = assert_raises_naming(ValueError, "labels", f, logits, np.array([0, 1, bad, 2]))
@@ -180,10 +197,11 @@ def test_bad_inputs_name_the_argument(rng):
                              labels, bad)
 
 
-def test_native_kernel_checks_labels_again(rng):
+def test_native_kernel_checks_labels_again(xp, rng):
     """The kernel never trusts the Python layer: an out-of-range id is refused, not read."""
-    lib = _backend._cpu().lib
-    logits = rng.standard_normal((5, 3))
+    np = xp  # the CUDA bindings check what the CPU ones do
+    logits = xp.asarray(rng.standard_normal((5, 3)))
+    lib = _backend.backend(logits).lib
     labels = np.array([0, 1, 2, 7, 1], np.int64)
     with pytest.raises(ValueError, match=r"labels\[3\] = 7"):
         lib.softmax_cross_entropy_forward(logits, labels, np.empty(5), np.empty(()))

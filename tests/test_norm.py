@@ -3,6 +3,7 @@ moving-statistics updates, finite-difference gradients, edge cases, thread-count
 bad inputs, and a PyTorch cross-check."""
 
 import numpy as np
+import numpy as np_module
 import pytest
 
 from cnnkit import ops
@@ -73,24 +74,27 @@ def test_backward_matches_reference_and_leaves_moving_stats(xp, rng, shape, trai
 
 @pytest.mark.parametrize("training", [True, False])
 @pytest.mark.parametrize("shape", [(2, 3, 2, 3), (4, 3)])
-def test_gradients_match_finite_differences(rng, shape, training):
+def test_gradients_match_finite_differences(xp, rng, shape, training):
     x, g, b, mm, mv = make(rng, shape)
     dy = rng.standard_normal(shape)
+    A = xp.asarray
 
     def f(x_, g_, b_):  # copies: training updates the moving statistics
-        return ops.batch_norm(x_, g_, b_, mm.copy(), mv.copy(), training=training, epsilon=1e-3)
+        return to_numpy(ops.batch_norm(A(x_), A(g_), A(b_), A(mm.copy()), A(mv.copy()), training=training,
+                                       epsilon=1e-3))
 
-    dx, dg, db = ops.batch_norm_backward(dy, x, g, b, mm, mv, training=training, epsilon=1e-3)
+    dx, dg, db = ops.batch_norm_backward(A(dy), A(x), A(g), A(b), A(mm), A(mv), training=training, epsilon=1e-3)
     assert_grad(dx, lambda v: f(v, g, b), x, dy, what="dx")
     assert_grad(dg, lambda v: f(x, v, b), g, dy, what="dgamma")
     assert_grad(db, lambda v: f(x, g, v), b, dy, what="dbeta")
 
 
-def test_saved_statistics_variants_match_public_ops(rng):
+def test_saved_statistics_variants_match_public_ops(xp, rng):
     x, g, b, mm, mv = make(rng, (3, 5, 4, 6))
     dy = rng.standard_normal(x.shape)
-    mm_p, mv_p = mm.copy(), mv.copy()
-    y, mean, invstd = norm._batch_norm_train_forward(x, g, b, mm_p, mv_p, 0.8, 1e-2)
+    A = xp.asarray
+    mm_p, mv_p = A(mm.copy()), A(mv.copy())
+    y, mean, invstd = norm._batch_norm_train_forward(A(x), A(g), A(b), mm_p, mv_p, 0.8, 1e-2)
     mm_r, mv_r = mm.copy(), mv.copy()
     assert_close(y, ref.batch_norm(x, g, b, mm_r, mv_r, True, 0.8, 1e-2))
     assert_close(mm_p, mm_r)
@@ -98,16 +102,16 @@ def test_saved_statistics_variants_match_public_ops(rng):
     assert_close(mean, x.mean(axis=(0, 1, 2)))
     assert_close(invstd, 1 / np.sqrt(x.var(axis=(0, 1, 2)) + 1e-2))
     # float32 input: the saved statistics stay float64
-    _, mean32, invstd32 = norm._batch_norm_train_forward(x.astype(np.float32), None, None, mm.astype(np.float32),
-                                                         mv.astype(np.float32), 0.8, 1e-2)
+    _, mean32, invstd32 = norm._batch_norm_train_forward(A(x.astype(np.float32)), None, None,
+                                                         A(mm.astype(np.float32)), A(mv.astype(np.float32)), 0.8, 1e-2)
     assert mean32.dtype == invstd32.dtype == np.float64
     assert_close(mean32, x.astype(np.float32).astype(np.float64).mean(axis=(0, 1, 2)))
-    got = norm._batch_norm_train_backward(dy, x, g, mean, invstd)
+    got = norm._batch_norm_train_backward(A(dy), A(x), A(g), mean, invstd)
     want = ref.batch_norm_backward(dy, x, g, b, mm, mv, training=True, epsilon=1e-2)
     for a, e in zip(got, want):
         assert_close(a, e)
     # without gamma the saved variant still returns both sums
-    _, dg, db = norm._batch_norm_train_backward(dy, x, None, mean, invstd)
+    _, dg, db = norm._batch_norm_train_backward(A(dy), A(x), None, mean, invstd)
     assert_close(db, dy.sum(axis=(0, 1, 2)))
     assert dg.shape == (6,)
 
@@ -145,10 +149,10 @@ def test_empty_batch(xp, rng, training):
     assert np.array_equal(to_numpy(dg), np.zeros(3)) and np.array_equal(to_numpy(db), np.zeros(3))
 
 
-def test_non_contiguous_input_is_accepted(rng):
+def test_non_contiguous_input_is_accepted(xp, rng):
     x, g, b, mm, mv = make(rng, (3, 6, 5, 4))
     xs = x[:, ::2]
-    y = ops.batch_norm(xs, g, b, mm, mv)
+    y = ops.batch_norm(xp.asarray(x)[:, ::2], xp.asarray(g), xp.asarray(b), xp.asarray(mm), xp.asarray(mv))
     assert_close(y, ref.batch_norm(xs, g, b, mm, mv))
 
 
@@ -187,14 +191,34 @@ def test_bit_identical_for_one_and_two_threads(rng):
         assert np.array_equal(a, c)
 
 
-def _args(rng, c=3):
+@pytest.mark.gpu
+def test_gpu_results_repeat_bit_for_bit(cupy_xp, rng):
+    """The GPU reductions (fixed row chunks combined in chunk order) give identical results on every
+    run, over a batch of many chunks."""
+    xp = cupy_xp
+    x, g, b, mm, mv = make(rng, (8, 33, 31, 17))
+    x, g, b, mm, mv = (xp.asarray(a.astype(np.float32)) for a in (x, g, b, mm, mv))
+    dy = xp.asarray(rng.standard_normal(x.shape).astype(np.float32))
+    results = []
+    for _ in range(2):
+        mm_n, mv_n = mm.copy(), mv.copy()
+        y, mean, invstd = norm._batch_norm_train_forward(x, g, b, mm_n, mv_n, 0.99, 1e-3)
+        grads = ops.batch_norm_backward(dy, x, g, b, mm, mv, training=True)
+        grads_inf = ops.batch_norm_backward(dy, x, g, b, mm, mv, training=False)
+        results.append([to_numpy(a) for a in (y, mean, invstd, mm_n, mv_n, *grads, *grads_inf)])
+    for a, c in zip(*results):
+        assert np.array_equal(a, c)
+
+
+def _args(rng, c=3, xp=np):
     x, g, b, mm, mv = make(rng, (2, 4, 4, c))
-    return dict(x=x, gamma=g, beta=b, moving_mean=mm, moving_var=mv)
+    return {k: xp.asarray(v) for k, v in dict(x=x, gamma=g, beta=b, moving_mean=mm, moving_var=mv).items()}
 
 
 @pytest.mark.parametrize("training", [True, False])
-def test_bad_inputs_name_the_argument(rng, training):
-    a = _args(rng)
+def test_bad_inputs_name_the_argument(xp, rng, training):
+    np = xp  # the same checks on either array module
+    a = _args(rng, xp=xp)
     bn = ops.batch_norm
     assert_raises_naming(ValueError, "x", bn, **{**a, "x": np.ones(3)}, training=training)
     assert_raises_naming(TypeError, "x", bn, **{**a, "x": a["x"].astype(np.float16)}, training=training)
@@ -218,10 +242,13 @@ def test_bad_inputs_name_the_argument(rng, training):
                          training=training)
 
 
-def test_moving_stats_updated_in_place_must_be_contiguous_and_writable(rng):
-    a = _args(rng)
-    strided = np.ones(6)[::2]
+def test_moving_stats_updated_in_place_must_be_contiguous_and_writable(xp, rng):
+    a = _args(rng, xp=xp)
+    strided = xp.ones(6)[::2]
     assert_raises_naming(ValueError, "moving_var", ops.batch_norm, **{**a, "moving_var": strided}, training=True)
+    ops.batch_norm(**{**a, "moving_var": strided}, training=False)  # inference only reads them
+    if xp is not np:
+        return  # CuPy arrays have no read-only flag
     frozen = np.zeros(3)
     frozen.flags.writeable = False
     assert_raises_naming(ValueError, "moving_mean", ops.batch_norm, **{**a, "moving_mean": frozen},
@@ -230,10 +257,11 @@ def test_moving_stats_updated_in_place_must_be_contiguous_and_writable(rng):
     ops.batch_norm(**{**a, "moving_mean": frozen, "moving_var": strided}, training=False)
 
 
-def test_native_bindings_validate_buffers(rng):
-    lib = _backend._cpu().lib
-    x = rng.standard_normal((6, 3))
+def test_native_bindings_validate_buffers(xp, rng):
+    numpy, np = np_module, xp  # the CUDA bindings check what the CPU ones do
+    x = xp.asarray(rng.standard_normal((6, 3)))
     c = np.ones(3)
+    lib = _backend.backend(x).lib
     with pytest.raises(ValueError, match="y"):
         lib.batch_norm_train_forward(x, None, None, c.copy(), c.copy(), 0.9, 1e-3, np.empty((6, 4)),
                                      np.empty(3), np.empty(3))
@@ -242,11 +270,12 @@ def test_native_bindings_validate_buffers(rng):
     with pytest.raises(ValueError, match="momentum"):
         lib.batch_norm_train_forward(x, None, None, c.copy(), c.copy(), 2.0, 1e-3, np.empty((6, 3)),
                                      np.empty(3), np.empty(3))
-    frozen = np.ones(3)
-    frozen.flags.writeable = False
-    with pytest.raises(ValueError, match="moving_mean"):
-        lib.batch_norm_train_forward(x, None, None, frozen, c.copy(), 0.9, 1e-3, np.empty((6, 3)),
-                                     np.empty(3), np.empty(3))
+    if xp is numpy:  # CuPy arrays have no read-only flag
+        frozen = np.ones(3)
+        frozen.flags.writeable = False
+        with pytest.raises(ValueError, match="moving_mean"):
+            lib.batch_norm_train_forward(x, None, None, frozen, c.copy(), 0.9, 1e-3, np.empty((6, 3)),
+                                         np.empty(3), np.empty(3))
     with pytest.raises(ValueError, match="dx"):
         lib.batch_norm_train_backward(x, x, None, c, c, np.empty((6, 3))[:, ::2], np.empty(3), np.empty(3))
 

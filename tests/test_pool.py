@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 
 from cnnkit import ops
+from cnnkit.ops import _backend
 from cnnkit.ops import pool as native_pool
 from cnnkit.ops import reference as ref
 from cnnkit.ops.reference import pool as ref_pool
@@ -87,10 +88,10 @@ def test_global_pools_match_reference(xp, rng, shape, dtype):
         assert_close(dx, expected, dtype=dtype, what=name + " backward")
 
 
-def test_global_avg_float32_keeps_accuracy_on_a_large_image(rng):
+def test_global_avg_float32_keeps_accuracy_on_a_large_image(xp, rng):
     """float32 partial sums feed a float64 total: a 224x224 mean of values near 1e3 stays accurate."""
     x = (1000 + rng.standard_normal((2, 224, 224, 3))).astype(np.float32)
-    assert_close(ops.global_avg_pool2d(x), x.astype(np.float64).mean(axis=(1, 2)), dtype=np.float32)
+    assert_close(ops.global_avg_pool2d(xp.asarray(x)), x.astype(np.float64).mean(axis=(1, 2)), dtype=np.float32)
 
 
 @pytest.mark.parametrize("case", CASES[:6], ids=CASE_IDS[:6])
@@ -119,10 +120,12 @@ def test_saved_variants_agree_with_reference_indices(xp, rng, case):
     assert_close(dx, ref.global_max_pool2d_backward(dyg, x))
 
 
-def test_non_contiguous_input_is_accepted(rng):
-    x = rng.standard_normal((2, 3, 6, 6)).transpose(0, 2, 3, 1)  # an NCHW array viewed as NHWC
-    assert_close(ops.max_pool2d(x, 2), ref.max_pool2d(np.ascontiguousarray(x), 2))
-    assert_close(ops.avg_pool2d(x, 3, 1, "same"), ref.avg_pool2d(np.ascontiguousarray(x), 3, 1, "same"))
+def test_non_contiguous_input_is_accepted(xp, rng):
+    x = rng.standard_normal((2, 3, 6, 6))
+    xd = xp.asarray(x).transpose(0, 2, 3, 1)  # an NCHW array viewed as NHWC
+    x = x.transpose(0, 2, 3, 1)
+    assert_close(ops.max_pool2d(xd, 2), ref.max_pool2d(np.ascontiguousarray(x), 2))
+    assert_close(ops.avg_pool2d(xd, 3, 1, "same"), ref.avg_pool2d(np.ascontiguousarray(x), 3, 1, "same"))
 
 
 # ----------------------------------------------------------------------------------------------
@@ -203,52 +206,59 @@ GRAD_CASES = [((2, 5, 4, 3), 2, None, "valid"), ((1, 5, 6, 2), 3, 2, "same"), ((
 
 @pytest.mark.parametrize("op", OPS)
 @pytest.mark.parametrize("case", GRAD_CASES, ids=[str(c) for c in GRAD_CASES])
-def test_gradients_match_finite_differences(rng, case, op):
+def test_gradients_match_finite_differences(xp, rng, case, op):
     geo = _geo(case)
     x = _distinct(rng, case[0])
     if op == "stochastic_training":
         x = np.abs(x) + 0.1  # strictly positive: the draw is locally constant around x
     elif op == "stochastic_inference":
         x = np.where(np.abs(x) < 0.05, 0.3, x)  # keep away from the kink at 0
-    dy = rng.standard_normal(_call(ops, op, "forward", x, **geo).shape)
-    dx = _call(ops, op, "backward", dy, x, **geo)
-    assert_grad(dx, lambda v: _call(ops, op, "forward", v, **geo), x, dy, what=op)
+    def forward(v):
+        return to_numpy(_call(ops, op, "forward", xp.asarray(v), **geo))
+
+    dy = rng.standard_normal(forward(x).shape)
+    dx = _call(ops, op, "backward", xp.asarray(dy), xp.asarray(x), **geo)
+    assert_grad(dx, forward, x, dy, what=op)
 
 
 @pytest.mark.parametrize("name", ["global_avg_pool2d", "global_max_pool2d"])
-def test_global_gradients_match_finite_differences(rng, name):
+def test_global_gradients_match_finite_differences(xp, rng, name):
     x = _distinct(rng, (2, 3, 4, 3))
     dy = rng.standard_normal((2, 3))
-    dx = getattr(ops, name + "_backward")(dy, x)
-    assert_grad(dx, getattr(ops, name), x, dy, what=name)
+    dx = getattr(ops, name + "_backward")(xp.asarray(dy), xp.asarray(x))
+    assert_grad(dx, lambda v: to_numpy(getattr(ops, name)(xp.asarray(v))), x, dy, what=name)
 
 
 # ----------------------------------------------------------------------------------------------
 # Stochastic pooling
 
 
-def test_stochastic_training_is_seeded_and_picks_window_values(rng):
+def test_stochastic_training_is_seeded_and_picks_window_values(xp, rng):
     x = rng.standard_normal((2, 8, 8, 5))
-    a = ops.stochastic_pool2d(x, 2, training=True, seed=3)
-    np.testing.assert_array_equal(a, ops.stochastic_pool2d(x, 2, training=True, seed=3))
-    assert not np.array_equal(a, ops.stochastic_pool2d(x, 2, training=True, seed=4))
+    xd = xp.asarray(x)
+
+    def pool(seed):
+        return to_numpy(ops.stochastic_pool2d(xd, 2, training=True, seed=seed))
+
+    a = pool(3)
+    np.testing.assert_array_equal(a, pool(3))
+    assert not np.array_equal(a, pool(4))
     np.testing.assert_array_equal(a, ref.stochastic_pool2d(x, 2, training=True, seed=3))
     # Every output is one of its window's values, and a positive one unless the window has none.
     windows = x.reshape(2, 4, 2, 4, 2, 5).transpose(0, 1, 3, 5, 2, 4).reshape(2, 4, 4, 5, 4)
     assert np.all((windows == a[..., None]).any(axis=-1) | ((a == 0) & (windows <= 0).all(axis=-1)))
     assert np.all(a >= 0)
     # Large seeds (any int) are accepted and reduced mod 2**64, as in the reference.
-    np.testing.assert_array_equal(ops.stochastic_pool2d(x, 2, training=True, seed=-1),
-                                  ref.stochastic_pool2d(x, 2, training=True, seed=2**64 - 1))
+    np.testing.assert_array_equal(pool(-1), ref.stochastic_pool2d(x, 2, training=True, seed=2**64 - 1))
 
 
-def test_stochastic_selection_frequencies_follow_weights():
+def test_stochastic_selection_frequencies_follow_weights(xp):
     """A window [1, 2, 3, 4] (plus a negative cell, weight 0) over 40,000 draws: chi-square bound."""
     window = np.array([[1.0, -2.0, 2.0], [3.0, 4.0, -1.0]])  # weights 1, 0, 2, 3, 4, 0
-    x = np.broadcast_to(window[None, :, :, None], (40, 2, 3, 250)).copy()
+    x = xp.asarray(np.broadcast_to(window[None, :, :, None], (40, 2, 3, 250)).copy())
     counts = np.zeros(5)
     for seed in range(4):
-        y = ops.stochastic_pool2d(x, (2, 3), training=True, seed=seed)
+        y = to_numpy(ops.stochastic_pool2d(x, (2, 3), training=True, seed=seed))
         counts += [np.sum(y == v) for v in (1, 2, 3, 4, -2)]
     assert counts[4] == 0  # non-positive cells are never drawn
     expected = np.array([1, 2, 3, 4]) / 10 * counts.sum()
@@ -275,13 +285,17 @@ def test_stochastic_inference_and_zero_windows(xp):
 # Bad inputs
 
 
-def _x(shape=(2, 6, 6, 3), dtype=np.float32):
-    return np.ones(shape, dtype=dtype)
+def _x(shape=(2, 6, 6, 3), dtype=np.float32, xp=np):
+    return xp.ones(shape, dtype=dtype)
 
 
 @pytest.mark.parametrize("fn", ["max_pool2d", "avg_pool2d", "stochastic_pool2d"])
-def test_bad_window_arguments(fn):
+def test_bad_window_arguments(xp, fn):
     f = getattr(ops, fn)
+
+    def _x(shape=(2, 6, 6, 3), dtype=np.float32):
+        return xp.ones(shape, dtype=dtype)
+
     assert_raises_naming(ValueError, "x", f, _x((6, 6, 3)))
     assert_raises_naming(ValueError, "pool_size", f, _x(), 0)
     assert_raises_naming(ValueError, "pool_size", f, _x(), (2, -1))
@@ -293,32 +307,32 @@ def test_bad_window_arguments(fn):
     assert_raises_naming(ValueError, "padding", f, _x(), 2, 2, 2)  # windows of padding only
     assert_raises_naming(ValueError, "padding", f, _x(), 2, 2, ((0, 0), (3, 0)))
     assert_raises_naming(TypeError, "x", f, _x(dtype=np.float16))
-    assert_raises_naming(TypeError, "x", f, np.ones((2, 6, 6, 3), dtype=np.int32))
+    assert_raises_naming(TypeError, "x", f, xp.ones((2, 6, 6, 3), dtype=np.int32))
     assert_raises_naming(TypeError, "x", f, [[1.0]])
 
 
 @pytest.mark.parametrize("fn", ["max_pool2d", "avg_pool2d", "stochastic_pool2d", "global_avg_pool2d",
                                 "global_max_pool2d"])
-def test_bad_dy(fn):
+def test_bad_dy(xp, fn):
     f = getattr(ops, fn + "_backward")
-    x = _x()
+    x = _x(xp=xp)
     out_shape = getattr(ops, fn)(x).shape
-    assert_raises_naming(ValueError, "dy", f, np.ones((2, 3, 3, 4), np.float32), x)
-    assert_raises_naming(ValueError, "dy", f, np.ones(out_shape[:-1], np.float32), x)
-    assert_raises_naming(TypeError, "dy", f, np.ones(out_shape, np.float64), x)  # mixture
-    assert_raises_naming(TypeError, "dy", f, np.ones(out_shape, np.float16), x)
+    assert_raises_naming(ValueError, "dy", f, xp.ones((2, 3, 3, 4), np.float32), x)
+    assert_raises_naming(ValueError, "dy", f, xp.ones(out_shape[:-1], np.float32), x)
+    assert_raises_naming(TypeError, "dy", f, xp.ones(out_shape, np.float64), x)  # mixture
+    assert_raises_naming(TypeError, "dy", f, xp.ones(out_shape, np.float16), x)
 
 
 @pytest.mark.parametrize("fn", ["global_avg_pool2d", "global_max_pool2d", "max_pool2d", "avg_pool2d"])
-def test_empty_images_are_refused(fn):
-    assert_raises_naming(ValueError, "x", getattr(ops, fn), _x((2, 0, 3, 4)))
-    assert_raises_naming(ValueError, "x", getattr(ops, fn), _x((2, 3, 3, 0)))
-    assert_raises_naming(ValueError, "x", getattr(ops, fn), _x((2, 6, 6)))
+def test_empty_images_are_refused(xp, fn):
+    assert_raises_naming(ValueError, "x", getattr(ops, fn), _x((2, 0, 3, 4), xp=xp))
+    assert_raises_naming(ValueError, "x", getattr(ops, fn), _x((2, 3, 3, 0), xp=xp))
+    assert_raises_naming(ValueError, "x", getattr(ops, fn), _x((2, 6, 6), xp=xp))
 
 
-def test_bad_seed_and_saved_index():
-    assert_raises_naming(TypeError, "seed", ops.stochastic_pool2d, _x(), training=True, seed=1.5)
-    y, argmax = native_pool._max_pool2d_forward_saved(_x())
+def test_bad_seed_and_saved_index(xp):
+    assert_raises_naming(TypeError, "seed", ops.stochastic_pool2d, _x(xp=xp), training=True, seed=1.5)
+    y, argmax = native_pool._max_pool2d_forward_saved(_x(xp=xp))
     assert_raises_naming(TypeError, "argmax", native_pool._max_pool2d_backward_saved, y,
                          argmax.astype(np.float32), (2, 6, 6, 3))
     assert_raises_naming(ValueError, "argmax", native_pool._max_pool2d_backward_saved, y,
@@ -326,11 +340,12 @@ def test_bad_seed_and_saved_index():
     assert_raises_naming(ValueError, "x_shape", native_pool._max_pool2d_backward_saved, y, argmax, (6, 6, 3))
 
 
-def test_native_bindings_check_buffers():
-    """The kernels' entry points refuse mismatched buffers even when called directly."""
-    from cnnkit import _core
-
-    x = _x()
+def test_native_bindings_check_buffers(xp):
+    """The kernels' entry points (cnnkit._core, cnnkit._cuda) refuse mismatched buffers even when
+    called directly."""
+    np = xp  # the same calls on either array module
+    x = _x(xp=xp)
+    _core = _backend.backend(x).lib
     geom = (2, 6, 6, 3, 2, 2, 2, 2, 1, 1, 0, 0, 0, 0)
     with pytest.raises(ValueError, match="y"):
         _core.max_pool2d_forward(x, np.empty((2, 3, 3, 4), np.float32), None, geom)
@@ -385,12 +400,12 @@ def test_global_pools_against_pytorch(rng):
 
 
 
-def test_kernels_define_windows_of_padding_only():
+def test_kernels_define_windows_of_padding_only(xp):
     """cnnkit.ops refuses such paddings, but the kernels accept any geometry make_geom accepts and
     must stay in bounds: a window with no input cell gives -inf/index -1 (max), 0 (average)."""
-    from cnnkit import _core
-
+    np = xp  # the same calls on either array module
     x = np.arange(1, 10, dtype=np.float32).reshape(1, 3, 3, 1)
+    _core = _backend.backend(x).lib
     geom = (1, 3, 3, 1, 2, 2, 2, 2, 1, 1, 3, 2, 2, 3)  # 4x4 outputs, the border ones all padding
     y, argmax = np.empty((1, 4, 4, 1), np.float32), np.empty((1, 4, 4, 1), np.int32)
     _core.max_pool2d_forward(x, y, argmax, geom)

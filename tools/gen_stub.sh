@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Regenerate python/cnnkit/_core.pyi from the built module (needs mypy's stubgen: pip install mypy).
+# Regenerate python/cnnkit/_core.pyi (needs mypy's stubgen: pip install mypy) and _cuda.pyi from the built modules.
 # Usage: tools/gen_stub.sh SITE   (a folder where cnnkit is built, e.g. from tools/dev_build.sh)
 set -euo pipefail
 site=${1:?usage: tools/gen_stub.sh SITE}
@@ -12,3 +12,24 @@ PYTHONPATH="$site" stubgen -q -m cnnkit._core -o "$tmp"
   cat "$tmp/cnnkit/_core.pyi"
 } > python/cnnkit/_core.pyi
 rm -r "$tmp"
+# cnnkit._cuda (when this build has it): from the signatures pybind11 puts in each docstring, which
+# stubgen cannot read from a module that imports only where a GPU is usable.
+PYTHONPATH="$site" python3 - <<'PY' || echo "no cnnkit._cuda in $site: python/cnnkit/_cuda.pyi left as it is"
+import ast
+import cnnkit._cuda as c
+
+names = sorted(n for n in dir(c) if not n.startswith("__") and callable(getattr(c, n)))
+lines = ["# Type stub of the private native module cnnkit._cuda (CUDA kernels), the twin of _core.pyi: the",
+         "# same functions and arguments plus the keyword `stream`, the cudaStream_t (an int) to run on;",
+         "# arrays are CuPy arrays (anything with __cuda_array_interface__). Written from the built module's",
+         "# signatures (tools/gen_stub.sh); tests/test_cuda_fallback.py checks it lists every function.",
+         "import typing", ""]
+for n in names:
+    sig = (getattr(c, n).__doc__ or "").strip().splitlines()[0]
+    assert sig.startswith(n + "("), (n, sig)
+    lines.append(f"def {sig}: ...")
+text = "\n".join(lines) + "\n"
+ast.parse(text)
+with open("python/cnnkit/_cuda.pyi", "w") as f:
+    f.write(text)
+PY

@@ -542,24 +542,21 @@ void log_softmax_backward(const T* dy, const T* x, T* dx, index_t rows, index_t 
 // comparison (z >> 11) >= ceil(rate * 2^53), bit-identical to comparing the doubles.
 // The backward applies the same mask to dy.
 
-inline std::uint64_t dropout_threshold(double rate) {
-    return static_cast<std::uint64_t>(std::ceil(rate * 9007199254740992.0));  // 2^53
-}
+// dropout_threshold (common.h) is shared with csrc/cuda/activation.cu.
 
 // Elements [begin, end) of the flat array (the hash takes the global index).
 template <class T>
 CNNKIT_SIMD_CLONES void dropout_span(const T* x, T* y, index_t begin, index_t end, std::uint64_t key,
                               std::uint64_t threshold, T scale) {
     for (index_t i = begin; i < end; ++i) {
-        const std::uint64_t z = mix64(key + 0x9E3779B97F4A7C15ULL * (static_cast<std::uint64_t>(i) + 1));
         const T kept = x[i] * scale;
-        y[i] = (z >> 11) >= threshold ? kept : T(0);
+        y[i] = rng_bits(key, static_cast<std::uint64_t>(i)) >= threshold ? kept : T(0);
     }
 }
 
 template <class T>
 void dropout_forward(const T* x, T* y, index_t n, double rate, std::uint64_t seed) {
-    const std::uint64_t key = mix64(seed + 0x9E3779B97F4A7C15ULL);
+    const std::uint64_t key = rng_key(seed);
     const std::uint64_t threshold = dropout_threshold(rate);
     const T scale = static_cast<T>(1.0 / (1.0 - rate));
     for_chunks(n, kParallelMin / 8, [=](index_t b, index_t e) {

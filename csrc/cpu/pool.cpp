@@ -38,23 +38,7 @@ inline void max_update(const T* x, I k, T* y, I* argmax, index_t C) {
     }
 }
 
-// Clipped window [lo, hi) along one axis for output position o: padding cells are skipped.
-struct Range {
-    index_t lo, hi;
-};
-
-inline Range window_range(index_t o, index_t stride, index_t pad, index_t k, index_t size) {
-    const index_t start = o * stride - pad;
-    return {std::max<index_t>(start, 0), std::min<index_t>(start + k, size)};
-}
-
-// Outputs [lo, hi) whose window covers input position i along one axis (empty when lo >= hi).
-inline Range covering_range(index_t i, index_t stride, index_t pad, index_t k, index_t out) {
-    const index_t first = i + pad - k;  // windows starting at or before this one miss i
-    const index_t lo = first < 0 ? 0 : first / stride + 1;
-    const index_t hi = std::min<index_t>((i + pad) / stride + 1, out);
-    return {lo, hi};
-}
+// Range, window_range and covering_range live in common.h (shared with csrc/cuda/pool.cu).
 
 // Stochastic-pooling weights of one cell's channels: r = max(x, 0), NaN -> 0. Kept in T and in a
 // loop of its own: GCC if-converts a same-type select, but not one fused with the float -> double

@@ -31,12 +31,16 @@ def info():
         ("default device", cnnkit.get_device()),
     ]
     try:
-        from cnnkit import _cuda  # noqa: F401
+        from cnnkit import _cuda
 
-        cuda_built = "yes"
+        info = _cuda.build_info()
+        rt = info["cuda_runtime_version"]
+        cuda_built = (f"yes, for {info['cuda_architectures']} (CUDA runtime {rt // 1000}.{rt % 1000 // 10}, "
+                      "linked statically)")
     except ImportError:
-        cuda_built = "no"
+        cuda_built = "no (built without nvcc, or with CNNKIT_CUDA=OFF)"
     lines.append(("CUDA module", cuda_built))
+    lines.append(("TF32 for GPU GEMMs", "allowed" if cnnkit.config.allow_tf32 else "off (cnnkit.config.allow_tf32)"))
     lines.append(("GPU visible", _gpu_visible()))
     width = max(len(k) for k, _ in lines)
     for k, v in lines:

@@ -1,8 +1,8 @@
 """Process-wide settings: ``cnnkit.config.workspace_limit`` and friends.
 
 Values can also be set from the environment before import:
-``CNNKIT_WORKSPACE_MB`` (im2col workspace limit in MiB), ``CNNKIT_ALLOW_TF32=1`` and
-``CNNKIT_FLOATX=float64``.
+``CNNKIT_WORKSPACE_MB`` (im2col workspace limit in MiB), ``CNNKIT_GPU_WORKSPACE_MB`` (the same on
+the GPU), ``CNNKIT_ALLOW_TF32=1`` and ``CNNKIT_FLOATX=float64``.
 """
 
 import os
@@ -23,6 +23,7 @@ class Config:
 
     def __init__(self):
         self.workspace_limit = _env_int("CNNKIT_WORKSPACE_MB", 64) * 2**20
+        self.gpu_workspace_limit = _env_int("CNNKIT_GPU_WORKSPACE_MB", 1024) * 2**20
         self.allow_tf32 = os.environ.get("CNNKIT_ALLOW_TF32", "0") == "1"
         self.floatx = os.environ.get("CNNKIT_FLOATX", "float32")
 
@@ -38,6 +39,19 @@ class Config:
         if isinstance(value, bool) or not isinstance(value, int) or value < 1:
             raise ValueError(f"workspace_limit must be a positive number of bytes, received {value!r}")
         self._workspace_limit = value
+
+    @property
+    def gpu_workspace_limit(self):
+        """The workspace limit for convolutions on CuPy arrays (default 1 GiB): on the GPU each chunk
+        costs a few kernel launches from Python, so fewer, larger chunks are faster; CuPy's memory
+        pool keeps the buffer between calls."""
+        return self._gpu_workspace_limit
+
+    @gpu_workspace_limit.setter
+    def gpu_workspace_limit(self, value):
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise ValueError(f"gpu_workspace_limit must be a positive number of bytes, received {value!r}")
+        self._gpu_workspace_limit = value
 
     @property
     def allow_tf32(self):
@@ -63,7 +77,8 @@ class Config:
         self._floatx = value
 
     def __repr__(self):
-        return f"Config(workspace_limit={self.workspace_limit}, allow_tf32={self.allow_tf32}, floatx={self.floatx!r})"
+        return (f"Config(workspace_limit={self.workspace_limit}, gpu_workspace_limit={self.gpu_workspace_limit}, "
+                f"allow_tf32={self.allow_tf32}, floatx={self.floatx!r})")
 
 
 config = Config()

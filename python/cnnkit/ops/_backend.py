@@ -1,10 +1,14 @@
 """Dispatch and argument checking shared by every op in cnnkit.ops.
 
 ``backend(*arrays)`` picks the kernel module from the arrays' type (NumPy -> ``cnnkit._core``; CuPy ->
-``cnnkit._cuda`` once the CUDA kernels exist) and refuses mixtures. The ``check_*`` helpers validate
+``cnnkit._cuda``, every call run on CuPy's current stream) and refuses mixtures. Arrays from other
+GPU libraries (anything with ``__dlpack__`` on a CUDA device, such as a PyTorch CUDA tensor) are
+viewed as CuPy arrays, zero-copy, by ``as_array``/``check_float``. The ``check_*`` helpers validate
 what users pass and raise ValueError/TypeError naming the argument and the shapes. ``geometry``
 turns Keras-style window arguments (strides, padding, dilation) into the 14-tuple the kernels take.
-This module is the only place that imports the native modules.
+``matmul`` is the one GEMM entry point (NumPy/OpenBLAS or CuPy/cuBLAS, TF32 on the GPU only when
+``cnnkit.config.allow_tf32``). This module is the only place that imports the native modules, and
+CuPy is imported only when a CuPy array (or a GPU request) shows up, never at ``import cnnkit``.
 """
 
 import math
@@ -105,6 +109,71 @@ def _is_cupy(a):
     return type(a).__module__.split(".")[0] == "cupy"
 
 
+# DLPack device types that hold CUDA memory (kDLCUDA, kDLCUDAHost is host memory, kDLCUDAManaged).
+_DLPACK_CUDA = (2, 13)
+
+
+def _is_gpu_dlpack(a):
+    """Whether a (not NumPy, not CuPy) exports DLPack on a CUDA device, e.g. a PyTorch CUDA tensor."""
+    if isinstance(a, np.ndarray) or not hasattr(a, "__dlpack__") or not hasattr(a, "__dlpack_device__"):
+        return False
+    try:
+        return int(a.__dlpack_device__()[0]) in _DLPACK_CUDA
+    except Exception:
+        return False
+
+
+def as_array(a):
+    """a itself for NumPy/CuPy arrays (and anything else, left to the checks); a GPU DLPack
+    exporter (a PyTorch CUDA tensor...) viewed as a CuPy array without a copy, so results written
+    through the view land in the original."""
+    if a is None or isinstance(a, np.ndarray) or _is_cupy(a) or not _is_gpu_dlpack(a):
+        return a
+    _gpu()  # one clear error when the GPU side is unusable here
+    import cupy
+
+    return cupy.from_dlpack(a)
+
+
+class _CudaLib:
+    """cnnkit._cuda with every function called on CuPy's current stream (``stream=`` is the
+    cudaStream_t of cupy.cuda.get_current_stream(), as an integer). Wrappers are made once per name."""
+
+    def __init__(self, module, cupy):
+        self._module = module
+        self._current_stream = cupy.cuda.get_current_stream
+
+    def __getattr__(self, name):
+        fn = getattr(self._module, name)
+        current_stream = self._current_stream
+
+        def on_current_stream(*args, **kwargs):
+            return fn(*args, stream=current_stream().ptr, **kwargs)
+
+        on_current_stream.__name__ = name
+        on_current_stream.__doc__ = fn.__doc__
+        setattr(self, name, on_current_stream)
+        return on_current_stream
+
+
+_gpu_backend = None
+
+
+def _gpu():
+    """The CuPy backend, or one RuntimeError saying what is missing (CuPy, a device, cnnkit._cuda)."""
+    global _gpu_backend
+    if _gpu_backend is None:
+        ok, why = cuda_status()
+        if not ok:
+            raise RuntimeError(f"cnnkit was given GPU arrays but cannot run them: {why}")
+        import cupy
+
+        from .. import _cuda
+
+        _gpu_backend = Backend("gpu", cupy, _CudaLib(_cuda, cupy))
+    return _gpu_backend
+
+
 def backend(*arrays):
     """The backend for these arrays (None entries are skipped); TypeError on a NumPy/CuPy mixture."""
     kinds = set()
@@ -113,17 +182,52 @@ def backend(*arrays):
             continue
         if isinstance(a, np.ndarray):
             kinds.add("numpy")
-        elif _is_cupy(a):
+        elif _is_cupy(a) or _is_gpu_dlpack(a):
             kinds.add("cupy")
         else:
             raise TypeError(f"expected numpy.ndarray or cupy.ndarray arguments, got {type(a).__name__}")
     if len(kinds) > 1:
-        raise TypeError("cannot mix NumPy and CuPy arrays in one call; move them to one device first")
+        raise TypeError("cannot mix NumPy and CuPy (GPU) arrays in one call; move them to one device "
+                        "first (cupy.asarray(a) or a.get())")
     if kinds == {"cupy"}:
-        raise RuntimeError(
-            "cnnkit was given CuPy arrays, but this build has no CUDA kernels yet (cnnkit._cuda); "
-            "use NumPy arrays")
+        return _gpu()
     return _cpu()
+
+
+# CuPy's cuBLAS compute-type switch for float32 GEMMs (cupy/_core/_routines_linalg.pyx): the values
+# of its COMPUTE_TYPE_DEFAULT (full FP32) and COMPUTE_TYPE_TF32 enums.
+_CUPY_COMPUTE_DEFAULT, _CUPY_COMPUTE_TF32 = 1, 7
+
+
+def _cupy_linalg():
+    from cupy._core import _routines_linalg
+
+    return _routines_linalg
+
+
+def matmul(be, a, b, out=None):
+    """a @ b through the backend's matmul (OpenBLAS / cuBLAS), into out when given.
+
+    On the GPU a float32 GEMM uses TF32 tensor cores only when cnnkit.config.allow_tf32 is True
+    (like PyTorch's torch.backends.cuda.matmul.allow_tf32); the default is full FP32. CuPy keeps
+    that choice as a process-wide compute type (CUPY_TF32=1 turns TF32 on for all of CuPy); it is
+    switched for this GEMM only and restored afterwards, so the user's own CuPy code keeps its own."""
+    kwargs = {} if out is None else {"out": out}
+    if be.name != "gpu" or a.dtype != np.float32:
+        return be.xp.matmul(a, b, **kwargs)
+    linalg = _cupy_linalg()
+    if config.allow_tf32:
+        want = getattr(linalg, "COMPUTE_TYPE_TF32", _CUPY_COMPUTE_TF32)
+    else:
+        want = getattr(linalg, "COMPUTE_TYPE_DEFAULT", _CUPY_COMPUTE_DEFAULT)
+    before = linalg.get_compute_type(np.float32)
+    if before == want:
+        return be.xp.matmul(a, b, **kwargs)
+    linalg.set_compute_type(np.float32, want)
+    try:
+        return be.xp.matmul(a, b, **kwargs)
+    finally:
+        linalg.set_compute_type(np.float32, before)
 
 
 def get_array_module(*arrays):
@@ -163,6 +267,7 @@ def check_float(a, name, ndim=None, layout=None, dtype=None):
 
     ndim: required rank (layout names it in the message, e.g. "NHWC (N, H, W, C)").
     dtype: the dtype the other operands have; a mismatch is a TypeError (no silent casts)."""
+    a = as_array(a)
     if not hasattr(a, "dtype") or not hasattr(a, "shape"):
         raise TypeError(f"{name} must be an array, got {type(a).__name__}")
     if a.dtype not in _FLOATS:
@@ -255,9 +360,14 @@ def geometry(x_shape, window, strides=1, padding="valid", dilation=1, window_nam
     return (n, h, w, c, kh, kw, sh, sw, dh, dw, pt, pb, pl, pr), (oh, ow)
 
 
-def workspace_rows(row_bytes, total_rows):
-    """How many im2col rows fit in cnnkit.config.workspace_limit (at least one, at most total_rows)."""
-    return int(max(1, min(total_rows, config.workspace_limit // max(1, row_bytes))))
+def workspace_limit(gpu=False):
+    """cnnkit.config.workspace_limit, or gpu_workspace_limit for CuPy arrays."""
+    return config.gpu_workspace_limit if gpu else config.workspace_limit
+
+
+def workspace_rows(row_bytes, total_rows, gpu=False):
+    """How many im2col rows fit in the workspace limit (at least one, at most total_rows)."""
+    return int(max(1, min(total_rows, workspace_limit(gpu) // max(1, row_bytes))))
 
 
 def seed_value(seed, name="seed"):

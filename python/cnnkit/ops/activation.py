@@ -13,7 +13,7 @@ import numbers
 
 import numpy as np
 
-from ._backend import backend, check_float, seed_value
+from ._backend import as_array, backend, check_float, seed_value
 
 __all__ = [
     "relu", "relu_backward",
@@ -51,6 +51,7 @@ def _output(be, out, x, *others):
     operands, if any, must not partially overlap it either)."""
     if out is None:
         return be.xp.empty(x.shape, x.dtype)
+    out = as_array(out)
     if not hasattr(out, "dtype") or not hasattr(out, "shape"):
         raise TypeError(f"out must be an array, got {type(out).__name__}")
     backend(x, out)
@@ -61,12 +62,12 @@ def _output(be, out, x, *others):
         raise TypeError(f"out has dtype {out.dtype} but x is {x.dtype}; they must match")
     if not out.flags.c_contiguous:
         raise ValueError("out must be C-contiguous")
-    if not out.flags.writeable:
+    if not getattr(out.flags, "writeable", True):  # CuPy arrays have no read-only flag
         raise ValueError("out must be writable")
     # Elementwise kernels may write in place, element i over element i; a shifted overlap would
     # read values already overwritten.
     for a in (x, *others):
-        shifted = out is not a and np.may_share_memory(out, a) and _data_ptr(out) != _data_ptr(a)
+        shifted = out is not a and be.xp.may_share_memory(out, a) and _data_ptr(out) != _data_ptr(a)
         if shifted and out.size:
             raise ValueError("out overlaps an input without being that input itself; "
                              "pass out=x or a separate array")
@@ -74,7 +75,9 @@ def _output(be, out, x, *others):
 
 
 def _data_ptr(a):
-    return a.__array_interface__["data"][0]
+    if isinstance(a, np.ndarray):
+        return a.__array_interface__["data"][0]
+    return a.data.ptr  # CuPy
 
 
 def _alpha(alpha, nonnegative):

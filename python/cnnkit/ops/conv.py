@@ -11,11 +11,18 @@ x.reshape(-1, C).
 
 The workspace is kept per thread between calls (at most ``workspace_limit`` bytes of it): a fresh
 64 MiB buffer per call would cost more in page faults than the im2col copy itself.
+
+CuPy arrays run the same algorithm on the GPU: the CUDA twins of the native kernels
+(csrc/cuda/im2col.cu, conv_direct.cu) on CuPy's current stream and the GEMMs in cuBLAS through
+``cupy.matmul`` (FP32, or TF32 with ``cnnkit.config.allow_tf32``); chunks are as large as the
+workspace limit allows (``cnnkit.config.gpu_workspace_limit``, 1 GiB by default: each chunk costs
+a few launches from Python), and the direct kernels serve only thin filters (``_GPU_DIRECT_MAX_K``).
 """
 
 import threading
 
-from ..config import config
+import numpy as np
+
 from . import _backend
 from ._backend import backend, check_float
 
@@ -49,13 +56,17 @@ _cache = threading.local()
 def _workspace(be, rows, k, dtype):
     """A (rows, k) scratch buffer, reusing this thread's previous one when it is large enough and
     not above the current workspace limit (so lowering the limit also releases memory)."""
-    need = rows * k * be.xp.dtype(dtype).itemsize
+    need = rows * k * np.dtype(dtype).itemsize
     buf = getattr(_cache, "buf", None)
-    limit = max(need, config.workspace_limit)
-    if buf is None or type(buf) is not be.xp.ndarray or buf.nbytes < need or buf.nbytes > limit:
+    limit = max(need, _backend.workspace_limit(be.name == "gpu"))
+    # A GPU buffer is reused only on the stream it was last used on: kernels queued on another
+    # stream may still be reading it.
+    stream = be.xp.cuda.get_current_stream().ptr if be.name == "gpu" else None
+    if (buf is None or type(buf) is not be.xp.ndarray or buf.nbytes < need or buf.nbytes > limit
+            or getattr(_cache, "stream", None) != stream):
         _cache.buf = None  # let the old one go before allocating the new one
         buf = be.xp.empty(need, dtype=be.xp.uint8)
-        _cache.buf = buf
+        _cache.buf, _cache.stream = buf, stream
     return buf[:need].view(dtype).reshape(rows, k)
 
 
@@ -85,8 +96,18 @@ _DIRECT_WEIGHTS_MAX_KO = 4096
 _DIRECT_WEIGHTS_MAX_O = 64
 
 
-def _chunk_rows(row_bytes, total_rows, with_openmp_kernels):
-    rows = _backend.workspace_rows(row_bytes, total_rows)
+# On the GPU the direct kernels (csrc/cuda/conv_direct.cu: one thread per output, no im2col matrix)
+# replace im2col + cuBLAS only for thin filters, K = KH*KW*C <= this: a first layer on 1-3 channels
+# (the tutorial model's 3x3x1, a 3x3x3 RGB layer), where the im2col GEMM is too thin for cuBLAS.
+# Not yet measured on a GPU: set from the per-output work (K multiply-adds per output element,
+# about the cost of writing that element at K = 32); benchmarks/bench_ops.py shows both paths.
+_GPU_DIRECT_MAX_K = 32
+
+
+def _chunk_rows(row_bytes, total_rows, with_openmp_kernels, gpu=False):
+    rows = _backend.workspace_rows(row_bytes, total_rows, gpu)
+    if gpu:  # no cache to fit: the biggest chunk the workspace limit allows (fewer, larger GEMMs)
+        return rows
     if _backend.threads_sleep or not with_openmp_kernels:
         rows = min(rows, max(1, _CACHE_CHUNK_BYTES // row_bytes))
     return rows
@@ -131,11 +152,13 @@ def col2im(col, x_shape, kernel_size, strides=1, padding="valid", dilation=1):
     return dx
 
 
-def _use_direct(geom, o, forward):
-    """Whether the direct kernel (conv_direct.cpp) beats im2col + GEMM for this shape."""
+def _use_direct(geom, o, forward, gpu=False):
+    """Whether the direct kernel (conv_direct.cpp / conv_direct.cu) beats im2col + GEMM here."""
     _, _, _, c, kh, kw = geom[:6]
     if _is_pointwise(geom):
         return False
+    if gpu:
+        return kh * kw * c <= _GPU_DIRECT_MAX_K
     if forward:
         return kh * kw * c * o <= _DIRECT_FORWARD_MAX_KO
     return kh * kw * c * o <= _DIRECT_WEIGHTS_MAX_KO and o <= _DIRECT_WEIGHTS_MAX_O
@@ -167,20 +190,20 @@ def _conv2d_forward(x, w, b=None, strides=1, padding="valid", dilation=1, activa
     n, c, o = x.shape[0], x.shape[3], w.shape[3]
     rows, k = n * oh * ow, w.shape[0] * w.shape[1] * c
     y = xp.empty((n, oh, ow, o), dtype=x.dtype)
-    if rows and _use_direct(geom, o, forward=True):
+    if rows and _use_direct(geom, o, forward=True, gpu=be.name == "gpu"):
         be.lib.conv2d_direct_forward(x, w, b, y, geom, relu)
         return y
     y2d = y.reshape(rows, o)
     w2d = w.reshape(k, o)
     if rows and _is_pointwise(geom):
-        xp.matmul(x.reshape(rows, c), w2d, out=y2d)
+        _backend.matmul(be, x.reshape(rows, c), w2d, out=y2d)
     elif rows:
-        step = _chunk_rows(k * x.itemsize, rows, with_openmp_kernels=False)
+        step = _chunk_rows(k * x.itemsize, rows, with_openmp_kernels=False, gpu=be.name == "gpu")
         col = _workspace(be, step, k, x.dtype)
         for r0, r1 in _chunks(rows, step):
             chunk = col[: r1 - r0]
             be.lib.im2col(x, chunk, geom, r0, r1, parallel=False)
-            xp.matmul(chunk, w2d, out=y2d[r0:r1])
+            _backend.matmul(be, chunk, w2d, out=y2d[r0:r1])
     if b is not None:
         be.lib.bias_add(y2d, b, relu)
     elif relu:
@@ -221,7 +244,7 @@ def _backward(dy, x, w, b, strides, padding, dilation, want_dx):
     rows, k = n * out_hw[0] * out_hw[1], w.shape[0] * w.shape[1] * c
     dy2d = dy.reshape(rows, o)
     w2d = w.reshape(k, o)
-    if rows and _use_direct(geom, o, forward=False):
+    if rows and _use_direct(geom, o, forward=False, gpu=be.name == "gpu"):
         dw = xp.empty(w.shape, dtype=x.dtype)
         db = None if b is None else xp.empty((o,), dtype=x.dtype)
         be.lib.conv2d_direct_backward_weights(dy, x, dw, db, geom)
@@ -231,9 +254,9 @@ def _backward(dy, x, w, b, strides, padding, dilation, want_dx):
         dx = None
         if want_dx:
             dx = xp.empty(x.shape, dtype=x.dtype)
-            xp.matmul(dy2d, w2d.T, out=dx.reshape(rows, c))
+            _backend.matmul(be, dy2d, w2d.T, out=dx.reshape(rows, c))
         dw = xp.empty(w.shape, dtype=x.dtype)
-        xp.matmul(x.reshape(rows, c).T, dy2d, out=dw.reshape(k, o))
+        _backend.matmul(be, x.reshape(rows, c).T, dy2d, out=dw.reshape(k, o))
         return dx, dw, _bias_grad(be, dy2d, b)
     dx, dw2d = _gemm_backward(be, dy2d, x, w2d, geom, want_dw=True, want_dx=want_dx)
     # After col2im, so that two native (OpenMP) kernels run back to back rather than around a GEMM.
@@ -250,17 +273,17 @@ def _gemm_backward(be, dy2d, x, w2d, geom, want_dw, want_dx=True):
     if not rows:
         return dx, dw2d
     dw_part = xp.empty((k, o), dtype=x.dtype) if want_dw else None
-    step = _chunk_rows(k * x.itemsize, rows, with_openmp_kernels=want_dx)
+    step = _chunk_rows(k * x.itemsize, rows, with_openmp_kernels=want_dx, gpu=be.name == "gpu")
     col = _workspace(be, step, k, x.dtype)
     for r0, r1 in _chunks(rows, step):
         chunk, dy_chunk = col[: r1 - r0], dy2d[r0:r1]
         if want_dw:
             be.lib.im2col(x, chunk, geom, r0, r1, parallel=False)
-            xp.matmul(chunk.T, dy_chunk, out=dw2d if r0 == 0 else dw_part)
+            _backend.matmul(be, chunk.T, dy_chunk, out=dw2d if r0 == 0 else dw_part)
             if r0:
                 dw2d += dw_part
         if want_dx:
-            xp.matmul(dy_chunk, w2d.T, out=chunk)  # the buffer now holds dcol for these rows
+            _backend.matmul(be, dy_chunk, w2d.T, out=chunk)  # the buffer now holds dcol for these rows
             be.lib.col2im_accumulate(chunk, dx, geom, r0, r1)
     return dx, dw2d
 

@@ -1,11 +1,12 @@
 """Fully connected layer: y = x @ w + b over the last axis of x.
 
-The GEMMs go through the array library's matmul (OpenBLAS under NumPy, cuBLAS under CuPy); the
-bias add and the bias gradient are the same native kernels the convolution uses (a deterministic
-column sum, no atomics). x may have any rank >= 2, like Keras' Dense: the leading axes are flattened
+The GEMMs go through the array library's matmul (OpenBLAS under NumPy, cuBLAS under CuPy, TF32 only
+with cnnkit.config.allow_tf32); the bias add and the bias gradient are the same native kernels the
+convolution uses (a deterministic column sum, no atomics). x may have any rank >= 2, like Keras' Dense: the leading axes are flattened
 into rows.
 """
 
+from . import _backend
 from ._backend import backend, check_float
 
 __all__ = ["dense", "dense_backward"]
@@ -40,7 +41,7 @@ def _dense_forward(x, w, b=None, activation=None):
     be = backend(x, w, b)
     y = be.xp.empty(x.shape[:-1] + (w.shape[1],), dtype=x.dtype)
     y2d = y.reshape(-1, w.shape[1])
-    be.xp.matmul(x.reshape(-1, w.shape[0]), w, out=y2d)
+    _backend.matmul(be, x.reshape(-1, w.shape[0]), w, out=y2d)
     if y2d.shape[0] and b is not None:
         be.lib.bias_add(y2d, b, activation == "relu")
     elif y2d.shape[0] and activation == "relu":
@@ -62,7 +63,7 @@ def dense_backward(dy, x, w, b=None):
     x, w, b = _check(x, w, b)
     dy = _check_dy(dy, x, w)
     be = backend(dy, x, w, b)
-    dx = be.xp.matmul(dy.reshape(-1, w.shape[1]), w.T).reshape(x.shape)
+    dx = _backend.matmul(be, dy.reshape(-1, w.shape[1]), w.T).reshape(x.shape)
     return (dx, *_dense_backward_weights(dy, x, w, b))
 
 
@@ -72,7 +73,7 @@ def _dense_backward_weights(dy, x, w, b=None):
     dy = _check_dy(dy, x, w)
     be = backend(dy, x, w, b)
     dy2d = dy.reshape(-1, w.shape[1])
-    dw = be.xp.matmul(x.reshape(-1, w.shape[0]).T, dy2d)
+    dw = _backend.matmul(be, x.reshape(-1, w.shape[0]).T, dy2d)
     db = None
     if b is not None:
         db = be.xp.empty((w.shape[1],), dtype=x.dtype)

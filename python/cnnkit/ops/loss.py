@@ -10,13 +10,17 @@ import numbers
 
 import numpy as np
 
-from ._backend import backend, check_float
+from ._backend import as_array, backend, check_float
 
 __all__ = ["softmax_cross_entropy", "softmax_cross_entropy_backward"]
 
 
 def _prepare(logits, labels):
-    """Validated (backend, logits, labels) with integer labels as int64 (N,) in [0, K)."""
+    """Validated (backend, logits, labels) with integer labels as int64 (N,) in [0, K).
+
+    On the GPU the range check of integer labels reads one flag back to the host (a small
+    synchronization), so that a bad label is a ValueError here rather than a NaN later."""
+    logits, labels = as_array(logits), as_array(labels)
     for name, a in (("logits", logits), ("labels", labels)):
         if not hasattr(a, "dtype") or not hasattr(a, "shape"):
             raise TypeError(f"{name} must be an array, got {type(a).__name__}")

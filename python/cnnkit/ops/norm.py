@@ -13,7 +13,7 @@ leaves the moving statistics untouched.
 
 import numbers
 
-from ._backend import backend, check_float
+from ._backend import as_array, backend, check_float
 
 __all__ = ["batch_norm", "batch_norm_backward"]
 
@@ -45,6 +45,7 @@ def _moving(a, name, x, c, updated):
     if a is None:
         raise TypeError(f"{name} is required: pass a ({c},) array of dtype {x.dtype}")
     if updated:
+        a = as_array(a)
         if not hasattr(a, "dtype") or not hasattr(a, "flags"):
             raise TypeError(f"{name} must be an array, got {type(a).__name__}")
         if a.dtype != x.dtype:
@@ -55,7 +56,7 @@ def _moving(a, name, x, c, updated):
                              f"{tuple(x.shape)}, got shape {tuple(a.shape)}")
         if not a.flags.c_contiguous:
             raise ValueError(f"{name} must be C-contiguous: it is updated in place")
-        if not a.flags.writeable:
+        if not getattr(a.flags, "writeable", True):  # CuPy arrays have no read-only flag
             raise ValueError(f"{name} must be writable: it is updated in place")
         return a
     return _per_channel(a, name, x, c)

@@ -60,6 +60,7 @@ def _check_dy(dy, expected_shape, dtype, what):
 
 
 def _check_index(index, name, expected_shape, be):
+    index = _backend.as_array(index)
     if not hasattr(index, "dtype") or index.dtype not in (np.int32, np.int64):
         raise TypeError(f"{name} must be an int32 or int64 array, got "
                         f"{getattr(index, 'dtype', type(index).__name__)}")

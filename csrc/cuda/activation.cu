@@ -1,0 +1,276 @@
+// activation.cu: the CUDA twin of csrc/cpu/activation.cpp: relu, leaky_relu, elu, sigmoid, tanh
+// forward and backward, softmax/log_softmax over the last axis, inverted dropout.
+// Elementwise kernels: grid-stride loops over the flat array, the CPU's formulas (the same NaN and
+// zero rules: relu passes NaN, its gradient at 0 is 0; sigmoid and tanh from e = exp(-|x|), which
+// never overflows), CUDA's libm (expf, expm1f, tanhf: within 2 ulp) instead of the CPU's
+// vectorizable polynomials. In place (y == x) is fine: each element is read before it is written.
+// Row kernels: one block per row (grid-stride over rows), the row maximum and sums by a
+// deterministic block reduction in double; each row is fully read before the pass that writes it,
+// so they may also run in place. Dropout: rng_bits(rng_key(seed), i) >= dropout_threshold(rate)
+// (common.h), the CPU's test on the same counter-based hash: the masks agree bit for bit.
+#include <cmath>
+
+#include "cuda/check.cuh"
+#include "cuda/kernels.h"
+
+namespace cnnkit {
+namespace cuda {
+
+namespace {
+
+__device__ __forceinline__ float exp_(float x) { return expf(x); }
+__device__ __forceinline__ double exp_(double x) { return exp(x); }
+__device__ __forceinline__ float expm1_(float x) { return expm1f(x); }
+__device__ __forceinline__ double expm1_(double x) { return expm1(x); }
+__device__ __forceinline__ float tanh_(float x) { return tanhf(x); }
+__device__ __forceinline__ double tanh_(double x) { return tanh(x); }
+
+template <class T>
+__device__ __forceinline__ T mag(T x) {
+    return x < T(0) ? -x : x;
+}
+
+template <class T>
+__device__ __forceinline__ T unary(Unary op, T v) {
+    switch (op) {
+        case Unary::relu: return v < T(0) ? T(0) : v;
+        case Unary::sigmoid: {
+            const T e = exp_(-mag(v)), r = T(1) / (T(1) + e);
+            return v >= T(0) ? r : e * r;
+        }
+        default: return tanh_(v);
+    }
+}
+
+template <class T>
+__device__ __forceinline__ T binary(Binary op, T g, T v) {
+    switch (op) {
+        case Binary::relu: return v <= T(0) ? T(0) : g;
+        case Binary::sigmoid: {
+            const T e = exp_(-mag(v)), r = T(1) / (T(1) + e);
+            return g * (e * r * r);
+        }
+        case Binary::sigmoid_from_output: return g * (v * (T(1) - v));
+        case Binary::tanh: {
+            const T e = exp_(T(-2) * mag(v)), r = T(1) / (T(1) + e);
+            return g * (T(4) * e * r * r);
+        }
+        default: return g * (T(1) - v * v);
+    }
+}
+
+template <class T>
+__global__ void unary_kernel(Unary op, const T* x, T* y, index_t n) {
+    CNNKIT_GRID_LOOP(i, n) y[i] = unary(op, x[i]);
+}
+
+template <class T>
+__global__ void binary_kernel(Binary op, const T* dy, const T* v, T* dx, index_t n) {
+    CNNKIT_GRID_LOOP(i, n) dx[i] = binary(op, dy[i], v[i]);
+}
+
+template <class T>
+__global__ void alpha_forward_kernel(Alpha op, const T* x, T* y, index_t n, T alpha) {
+    CNNKIT_GRID_LOOP(i, n) {
+        const T v = x[i];
+        if (op == Alpha::leaky_relu)
+            y[i] = v < T(0) ? alpha * v : v;
+        else
+            y[i] = v > T(0) ? v : alpha * expm1_(v > T(0) ? T(0) : v);
+    }
+}
+
+template <class T>
+__global__ void alpha_backward_kernel(Alpha op, const T* dy, const T* x, T* dx, index_t n, T alpha) {
+    CNNKIT_GRID_LOOP(i, n) {
+        const T g = dy[i], v = x[i];
+        if (op == Alpha::leaky_relu)
+            dx[i] = v > T(0) ? g : alpha * g;
+        else
+            dx[i] = v > T(0) ? g : alpha * exp_(v > T(0) ? T(0) : v) * g;
+    }
+}
+
+template <class T>
+__global__ void dropout_kernel(const T* x, T* y, index_t n, std::uint64_t key, std::uint64_t threshold, T scale) {
+    CNNKIT_GRID_LOOP(i, n) {
+        const T kept = x[i] * scale;
+        y[i] = rng_bits(key, static_cast<std::uint64_t>(i)) >= threshold ? kept : T(0);
+    }
+}
+
+// The maximum of a row (ordinary comparisons, as the CPU's row_max: NaN never replaces a number,
+// and the exps then turn NaN rows into NaN anyway).
+template <class T>
+__device__ T row_max(const T* x, index_t cols, double* shm) {
+    T m = x[0];
+    for (index_t j = threadIdx.x; j < cols; j += blockDim.x) m = x[j] > m ? x[j] : m;
+    // block max with the same comparison
+    const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, nwarps = blockDim.x >> 5;
+    for (int off = 16; off > 0; off >>= 1) {
+        const T o = __shfl_down_sync(0xffffffffu, m, off);
+        m = o > m ? o : m;
+    }
+    __syncthreads();
+    if (lane == 0) shm[warp] = static_cast<double>(m);
+    __syncthreads();
+    if (threadIdx.x == 0) {
+        double b = shm[0];
+        for (int w = 1; w < nwarps; ++w) b = shm[w] > b ? shm[w] : b;
+        shm[0] = b;
+    }
+    __syncthreads();
+    const T r = static_cast<T>(shm[0]);
+    __syncthreads();
+    return r;
+}
+
+template <class T>
+__global__ void rows_forward_kernel(Rows op, const T* x, T* y, index_t rows, index_t cols) {
+    __shared__ double shm[32];
+    for (index_t r = blockIdx.x; r < rows; r += gridDim.x) {
+        const T* xr = x + r * cols;
+        T* yr = y + r * cols;
+        const T m = row_max(xr, cols, shm);
+        double s = 0.0;
+        for (index_t j = threadIdx.x; j < cols; j += blockDim.x) s += static_cast<double>(exp_(xr[j] - m));
+        s = block_sum(s, shm);
+        if (op == Rows::softmax) {
+            const T inv = static_cast<T>(1.0 / s);
+            for (index_t j = threadIdx.x; j < cols; j += blockDim.x) yr[j] = exp_(xr[j] - m) * inv;
+        } else {
+            const T lse = static_cast<T>(log(s));
+            for (index_t j = threadIdx.x; j < cols; j += blockDim.x) yr[j] = (xr[j] - m) - lse;
+        }
+        __syncthreads();  // the row is written before the next iteration's reads of shm
+    }
+}
+
+template <class T>
+__global__ void rows_backward_kernel(RowsBack op, const T* dy, const T* v, T* dx, index_t rows, index_t cols) {
+    __shared__ double shm[32];
+    for (index_t r = blockIdx.x; r < rows; r += gridDim.x) {
+        const T* dr = dy + r * cols;
+        const T* vr = v + r * cols;
+        T* out = dx + r * cols;
+        if (op == RowsBack::softmax_from_output) {  // dx = y (dy - sum(dy y))
+            double dot = 0.0;
+            for (index_t j = threadIdx.x; j < cols; j += blockDim.x)
+                dot += static_cast<double>(dr[j]) * static_cast<double>(vr[j]);
+            const T d = static_cast<T>(block_sum(dot, shm));
+            for (index_t j = threadIdx.x; j < cols; j += blockDim.x) out[j] = vr[j] * (dr[j] - d);
+        } else if (op == RowsBack::log_softmax_from_output) {  // dx = dy - exp(y) sum(dy)
+            double tot = 0.0;
+            for (index_t j = threadIdx.x; j < cols; j += blockDim.x) tot += static_cast<double>(dr[j]);
+            const T s = static_cast<T>(block_sum(tot, shm));
+            for (index_t j = threadIdx.x; j < cols; j += blockDim.x) out[j] = dr[j] - exp_(vr[j]) * s;
+        } else {
+            const T m = row_max(vr, cols, shm);
+            double sum = 0.0, other = 0.0;  // sum(e); softmax: sum(dy e), log_softmax: sum(dy)
+            for (index_t j = threadIdx.x; j < cols; j += blockDim.x) {
+                const T e = exp_(vr[j] - m);
+                sum += static_cast<double>(e);
+                other += op == RowsBack::softmax ? static_cast<double>(dr[j]) * static_cast<double>(e)
+                                                 : static_cast<double>(dr[j]);
+            }
+            sum = block_sum(sum, shm);
+            other = block_sum(other, shm);
+            if (op == RowsBack::softmax) {
+                const T inv = static_cast<T>(1.0 / sum), d = static_cast<T>(other / sum);
+                for (index_t j = threadIdx.x; j < cols; j += blockDim.x)
+                    out[j] = exp_(vr[j] - m) * inv * (dr[j] - d);
+            } else {
+                const T lse = static_cast<T>(log(sum)), s = static_cast<T>(other);
+                for (index_t j = threadIdx.x; j < cols; j += blockDim.x)
+                    out[j] = dr[j] - exp_((vr[j] - m) - lse) * s;
+            }
+        }
+        __syncthreads();
+    }
+}
+
+// Threads per row: a multiple of 32, up to 256, about the row length.
+inline int row_threads(index_t cols) {
+    index_t t = (cols + 31) / 32 * 32;
+    if (t < 32) t = 32;
+    if (t > 256) t = 256;
+    return static_cast<int>(t);
+}
+
+inline unsigned row_blocks(index_t rows) {
+    return static_cast<unsigned>(rows < kMaxBlocks ? rows : kMaxBlocks);
+}
+
+}  // namespace
+
+template <class T>
+void unary_forward(Unary op, const T* x, T* y, index_t n, void* stream) {
+    if (n == 0) return;
+    CNNKIT_LAUNCH(op == Unary::relu ? "relu_forward_kernel" : op == Unary::sigmoid ? "sigmoid_forward_kernel"
+                                                                                     : "tanh_forward_kernel",
+                  unary_kernel<T>, grid_for(n), kThreads, 0, as_stream(stream), op, x, y, n);
+}
+
+template <class T>
+void binary_backward(Binary op, const T* dy, const T* v, T* dx, index_t n, void* stream) {
+    if (n == 0) return;
+    static const char* names[] = {"relu_backward_kernel", "sigmoid_backward_kernel",
+                                  "sigmoid_backward_from_output_kernel", "tanh_backward_kernel",
+                                  "tanh_backward_from_output_kernel"};
+    CNNKIT_LAUNCH(names[static_cast<int>(op)], binary_kernel<T>, grid_for(n), kThreads, 0, as_stream(stream), op,
+                  dy, v, dx, n);
+}
+
+template <class T>
+void alpha_forward(Alpha op, const T* x, T* y, index_t n, T alpha, void* stream) {
+    if (n == 0) return;
+    CNNKIT_LAUNCH(op == Alpha::leaky_relu ? "leaky_relu_forward_kernel" : "elu_forward_kernel",
+                  alpha_forward_kernel<T>, grid_for(n), kThreads, 0, as_stream(stream), op, x, y, n, alpha);
+}
+
+template <class T>
+void alpha_backward(Alpha op, const T* dy, const T* x, T* dx, index_t n, T alpha, void* stream) {
+    if (n == 0) return;
+    CNNKIT_LAUNCH(op == Alpha::leaky_relu ? "leaky_relu_backward_kernel" : "elu_backward_kernel",
+                  alpha_backward_kernel<T>, grid_for(n), kThreads, 0, as_stream(stream), op, dy, x, dx, n, alpha);
+}
+
+template <class T>
+void rows_forward(Rows op, const T* x, T* y, index_t rows, index_t cols, void* stream) {
+    if (rows == 0 || cols == 0) return;
+    CNNKIT_LAUNCH(op == Rows::softmax ? "softmax_forward_kernel" : "log_softmax_forward_kernel",
+                  rows_forward_kernel<T>, row_blocks(rows), row_threads(cols), 0, as_stream(stream), op, x, y, rows,
+                  cols);
+}
+
+template <class T>
+void rows_backward(RowsBack op, const T* dy, const T* v, T* dx, index_t rows, index_t cols, void* stream) {
+    if (rows == 0 || cols == 0) return;
+    static const char* names[] = {"softmax_backward_kernel", "softmax_backward_from_output_kernel",
+                                  "log_softmax_backward_kernel", "log_softmax_backward_from_output_kernel"};
+    CNNKIT_LAUNCH(names[static_cast<int>(op)], rows_backward_kernel<T>, row_blocks(rows), row_threads(cols), 0,
+                  as_stream(stream), op, dy, v, dx, rows, cols);
+}
+
+template <class T>
+void dropout_forward(const T* x, T* y, index_t n, double rate, std::uint64_t seed, void* stream) {
+    require(rate >= 0 && rate < 1, "rate must be in [0, 1), got " + std::to_string(rate));
+    if (n == 0) return;
+    const T scale = static_cast<T>(1.0 / (1.0 - rate));
+    CNNKIT_LAUNCH("dropout_kernel", dropout_kernel<T>, grid_for(n), kThreads, 0, as_stream(stream), x, y, n,
+                  rng_key(seed), dropout_threshold(rate), scale);
+}
+
+#define CNNKIT_INSTANTIATE(T)                                                                          \
+    template void unary_forward<T>(Unary, const T*, T*, index_t, void*);                               \
+    template void binary_backward<T>(Binary, const T*, const T*, T*, index_t, void*);                  \
+    template void alpha_forward<T>(Alpha, const T*, T*, index_t, T, void*);                            \
+    template void alpha_backward<T>(Alpha, const T*, const T*, T*, index_t, T, void*);                 \
+    template void rows_forward<T>(Rows, const T*, T*, index_t, index_t, void*);                        \
+    template void rows_backward<T>(RowsBack, const T*, const T*, T*, index_t, index_t, void*);         \
+    template void dropout_forward<T>(const T*, T*, index_t, double, std::uint64_t, void*);
+CNNKIT_INSTANTIATE(float)
+CNNKIT_INSTANTIATE(double)
+
+}  // namespace cuda
+}  // namespace cnnkit

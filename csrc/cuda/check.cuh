@@ -1,0 +1,164 @@
+// check.cuh: what every cnnkit CUDA kernel file shares: the launch check, launch shapes for
+// grid-stride loops, a deterministic block reduction and stream-ordered scratch memory.
+//
+// Every launch goes through CNNKIT_LAUNCH(name, kernel, grid, block, stream, args...), which checks
+// cudaGetLastError() right after the launch and throws std::runtime_error naming the kernel (the
+// bindings turn it into a Python RuntimeError). A fault inside a kernel (an illegal address) is
+// asynchronous: by default it surfaces at the next synchronizing call, and the next cnnkit launch
+// reports it as "after <kernel>" (the sticky error may come from an earlier kernel). With sync
+// checks on (CNNKIT_CUDA_SYNC=1 in the environment, or cnnkit._cuda.set_sync_checks(True)) every
+// launch is followed by cudaStreamSynchronize, so the message names the kernel that faulted.
+//
+// Kernels never run on the legacy default stream by accident: the stream is always the one the
+// caller passes (CuPy's current stream, from Python).
+#pragma once
+
+#include <cuda_runtime.h>
+
+#include <cstdint>
+#include <initializer_list>
+#include <stdexcept>
+#include <string>
+
+#include "common.h"
+
+namespace cnnkit {
+namespace cuda {
+
+// Whether each launch is followed by a synchronization (defined in launch.cu).
+bool sync_checks();
+void set_sync_checks(bool on);
+
+// Throws std::runtime_error naming `what` if err != cudaSuccess.
+void check_cuda(cudaError_t err, const char* what);
+
+// After a launch: the launch error, and with sync checks the kernel's own fault.
+void check_launch(const char* kernel, cudaStream_t stream);
+
+#define CNNKIT_LAUNCH(name, kernel, grid, block, shmem, stream, ...)            \
+    do {                                                                       \
+        kernel<<<(grid), (block), (shmem), (stream)>>>(__VA_ARGS__);            \
+        ::cnnkit::cuda::check_launch(name, (stream));                           \
+    } while (0)
+
+constexpr int kThreads = 256;
+// Grid-stride loops never need more blocks than this (about 64 resident blocks x 132 SMs x a few):
+// beyond it each thread loops. Well under the 2^31 - 1 limit of gridDim.x.
+constexpr index_t kMaxBlocks = 1 << 16;
+
+// Blocks of kThreads for a grid-stride loop over n items (at least 1, at most kMaxBlocks).
+inline unsigned grid_for(index_t n, int threads = kThreads) {
+    index_t b = (n + threads - 1) / threads;
+    if (b < 1) b = 1;
+    if (b > kMaxBlocks) b = kMaxBlocks;
+    return static_cast<unsigned>(b);
+}
+
+// for (I i = first; i < n; i += stride) over all threads of a 1-D grid, with I = index_t (64-bit)
+// or int32_t (see fits32). CNNKIT_GRID_LOOP is the 64-bit one.
+#define CNNKIT_GRID_LOOP_AS(I, i, n)                                                                   \
+    for (I i = static_cast<I>(blockIdx.x) * static_cast<I>(blockDim.x) + static_cast<I>(threadIdx.x); \
+         i < (n); i += static_cast<I>(blockDim.x) * static_cast<I>(gridDim.x))
+#define CNNKIT_GRID_LOOP(i, n) CNNKIT_GRID_LOOP_AS(::cnnkit::index_t, i, n)
+
+// Index arithmetic in 32 bits when every index a kernel forms is below this bound: 64-bit integer
+// division is emulated (dozens of instructions) and would dominate the memory-bound kernels that
+// decode (n, h, w, c) from a flat index. The margin keeps i + grid stride (< 2^24) from overflowing.
+constexpr index_t kMax32 = (index_t(1) << 31) - (index_t(1) << 25);
+inline bool fits32(std::initializer_list<index_t> sizes) {
+    for (index_t s : sizes)
+        if (s < 0 || s >= kMax32) return false;
+    return true;
+}
+
+// Calls f(std::int32_t{}) or f(index_t{}): the index type for a launch.
+template <class F>
+void with_index_type(bool small, F&& f) {
+    if (small)
+        f(std::int32_t{});
+    else
+        f(index_t{});
+}
+
+// ConvGeom in the index type I (its sizes validated on the host by make_geom).
+template <class I>
+struct Geom {
+    I N, H, W, C, KH, KW, SH, SW, DH, DW, PT, PB, PL, PR, OH, OW;
+    explicit Geom(const ConvGeom& g)
+        : N(I(g.N)), H(I(g.H)), W(I(g.W)), C(I(g.C)), KH(I(g.KH)), KW(I(g.KW)), SH(I(g.SH)), SW(I(g.SW)),
+          DH(I(g.DH)), DW(I(g.DW)), PT(I(g.PT)), PB(I(g.PB)), PL(I(g.PL)), PR(I(g.PR)), OH(I(g.OH)), OW(I(g.OW)) {}
+};
+
+// The sum of v over the block, returned to every thread. Deterministic: a fixed shuffle tree per
+// warp, then warp 0 adds the warp sums in warp order. blockDim.x must be a multiple of 32 (<= 1024)
+// and every thread of the block must call it (it synchronizes). shm: 32 values of scratch.
+template <class A>
+__device__ __forceinline__ A block_sum(A v, A* shm) {
+    const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, nwarps = blockDim.x >> 5;
+#pragma unroll
+    for (int off = 16; off > 0; off >>= 1) v += __shfl_down_sync(0xffffffffu, v, off);
+    __syncthreads();  // shm may still be read by a previous call
+    if (lane == 0) shm[warp] = v;
+    __syncthreads();
+    if (warp == 0) {
+        A w = lane < nwarps ? shm[lane] : A(0);
+#pragma unroll
+        for (int off = 16; off > 0; off >>= 1) w += __shfl_down_sync(0xffffffffu, w, off);
+        __syncwarp();  // every lane has read its shm slot before lane 0 overwrites shm[0]
+        if (lane == 0) shm[0] = w;
+    }
+    __syncthreads();
+    return shm[0];
+}
+
+// The maximum of v over the block with NaN winning (as max pooling's rule: a NaN anywhere gives
+// NaN), returned to every thread. Same calling rules as block_sum.
+template <class A>
+__device__ __forceinline__ A nan_max(A a, A b) {
+    return (a != a || b != b) ? (a != a ? a : b) : (b > a ? b : a);
+}
+template <class A>
+__device__ __forceinline__ A block_max(A v, A* shm) {
+    const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, nwarps = blockDim.x >> 5;
+#pragma unroll
+    for (int off = 16; off > 0; off >>= 1) v = nan_max(v, __shfl_down_sync(0xffffffffu, v, off));
+    __syncthreads();
+    if (lane == 0) shm[warp] = v;
+    __syncthreads();
+    if (warp == 0) {
+        A w = lane < nwarps ? shm[lane] : shm[0];
+#pragma unroll
+        for (int off = 16; off > 0; off >>= 1) w = nan_max(w, __shfl_down_sync(0xffffffffu, w, off));
+        __syncwarp();
+        if (lane == 0) shm[0] = w;
+    }
+    __syncthreads();
+    return shm[0];
+}
+
+// Stream-ordered scratch memory (cudaMallocAsync / cudaFreeAsync on the caller's stream): freed
+// when the launcher returns or throws, after the kernels queued before it on that stream.
+class Scratch {
+  public:
+    Scratch(std::size_t bytes, cudaStream_t stream, const char* what) : stream_(stream) {
+        if (bytes) check_cuda(cudaMallocAsync(&ptr_, bytes, stream), what);
+    }
+    ~Scratch() {
+        if (ptr_) cudaFreeAsync(ptr_, stream_);
+    }
+    Scratch(const Scratch&) = delete;
+    Scratch& operator=(const Scratch&) = delete;
+    template <class T>
+    T* as() const {
+        return static_cast<T*>(ptr_);
+    }
+
+  private:
+    void* ptr_ = nullptr;
+    cudaStream_t stream_;
+};
+
+inline cudaStream_t as_stream(void* s) { return static_cast<cudaStream_t>(s); }
+
+}  // namespace cuda
+}  // namespace cnnkit

@@ -1,0 +1,326 @@
+// norm.cu: the CUDA twin of csrc/cpu/norm.cpp: batch normalization (Keras semantics) over a
+// channels-last tensor seen as (M, C), statistics per channel over the M rows.
+// Reductions are a proper parallel reduction, deterministic: the rows are cut into fixed chunks
+// (set by M only); block (32 channels, 8 row lanes) per (channel tile, chunk) computes the chunk's
+// per-channel partials in double, the lanes combined in lane order; a finishing kernel (one thread
+// per channel) combines the chunk partials in chunk order. Moments use two passes over each chunk
+// (mean, then squared deviations from it; the second pass mostly hits L2) and the chunks are merged
+// with the pairwise update of Chan, Golub and LeVeque, as the CPU does with its blocks. Scratch
+// (stream-ordered): the partials, and per-channel T coefficients for the elementwise passes.
+#include <cmath>
+
+#include "cuda/check.cuh"
+#include "cuda/kernels.h"
+
+namespace cnnkit {
+namespace cuda {
+
+namespace {
+
+constexpr int kLanesY = 8;
+constexpr index_t kChunkRows = 1024;
+
+inline index_t chunk_rows_for(index_t M) {
+    index_t cr = kChunkRows;
+    if ((M + cr - 1) / cr > 65535) cr = (M + 65534) / 65535;
+    return cr;
+}
+
+struct Chunks {
+    index_t rows, count;
+    dim3 grid;
+    Chunks(index_t M, index_t C) {
+        rows = chunk_rows_for(M);
+        count = (M + rows - 1) / rows;
+        grid = dim3(static_cast<unsigned>((C + 31) / 32), static_cast<unsigned>(count));
+    }
+};
+
+// Adds the 8 lanes of sh[.][tx] in lane order (every thread gets the sum).
+__device__ __forceinline__ double lane_sum(double v, double (*sh)[32]) {
+    __syncthreads();
+    sh[threadIdx.y][threadIdx.x] = v;
+    __syncthreads();
+    double t = 0.0;
+    for (int l = 0; l < kLanesY; ++l) t += sh[l][threadIdx.x];
+    return t;
+}
+
+// part[(chunk * 2 + 0) * C + c] = chunk mean, [(chunk * 2 + 1) * C + c] = chunk sum of squared
+// deviations from it.
+template <class T>
+__global__ void moments_partials_kernel(const T* __restrict__ x, double* __restrict__ part, index_t M, index_t C,
+                                        index_t chunk_rows) {
+    __shared__ double sh[kLanesY][32];
+    const index_t c = static_cast<index_t>(blockIdx.x) * 32 + threadIdx.x, chunk = blockIdx.y;
+    const index_t r0 = chunk * chunk_rows, r1 = r0 + chunk_rows < M ? r0 + chunk_rows : M;
+    const bool ok = c < C;
+    double s = 0.0;
+    if (ok)
+        for (index_t r = r0 + threadIdx.y; r < r1; r += kLanesY) s += static_cast<double>(x[r * C + c]);
+    const double mean = lane_sum(s, sh) / static_cast<double>(r1 - r0);
+    double q = 0.0;
+    if (ok)
+        for (index_t r = r0 + threadIdx.y; r < r1; r += kLanesY) {
+            const double d = static_cast<double>(x[r * C + c]) - mean;
+            q += d * d;
+        }
+    q = lane_sum(q, sh);
+    if (ok && threadIdx.y == 0) {
+        part[(chunk * 2) * C + c] = mean;
+        part[(chunk * 2 + 1) * C + c] = q;
+    }
+}
+
+// Merges the chunks in order: mean, biased variance -> invstd; training also updates the moving
+// statistics (M > 0) and writes the normalize coefficients coef = [mean_t, scale, shift] (3C of T).
+template <class T>
+__global__ void moments_finish_kernel(const double* __restrict__ part, index_t M, index_t C, index_t chunk_rows,
+                                      index_t nchunks, double epsilon, double momentum, const T* __restrict__ gamma,
+                                      const T* __restrict__ beta, double* __restrict__ mean_out,
+                                      double* __restrict__ invstd_out, T* __restrict__ moving_mean,
+                                      T* __restrict__ moving_var, T* __restrict__ coef) {
+    CNNKIT_GRID_LOOP(c, C) {
+        double mean = 0.0, var = 0.0, n = 0.0;
+        for (index_t k = 0; k < nchunks; ++k) {
+            const index_t r0 = k * chunk_rows, r1 = r0 + chunk_rows < M ? r0 + chunk_rows : M;
+            const double nb = static_cast<double>(r1 - r0);
+            const double w = nb / (n + nb), cross = n * nb / (n + nb);
+            const double delta = part[(k * 2) * C + c] - mean;
+            mean += delta * w;
+            var += part[(k * 2 + 1) * C + c] + delta * delta * cross;
+            n += nb;
+        }
+        if (M > 0) var /= static_cast<double>(M);
+        const double is = 1.0 / sqrt(var + epsilon);
+        mean_out[c] = mean;
+        invstd_out[c] = is;
+        if (moving_mean && M > 0) {
+            moving_mean[c] = static_cast<T>(static_cast<double>(moving_mean[c]) * momentum + mean * (1.0 - momentum));
+            moving_var[c] = static_cast<T>(static_cast<double>(moving_var[c]) * momentum + var * (1.0 - momentum));
+        }
+        if (coef) {
+            coef[c] = static_cast<T>(mean);
+            coef[C + c] = static_cast<T>(is * (gamma ? static_cast<double>(gamma[c]) : 1.0));
+            coef[2 * C + c] = beta ? beta[c] : T(0);
+        }
+    }
+}
+
+// Inference coefficients from the moving statistics: coef = [mean_t, scale, shift, a] and, in double,
+// dstat = [mean, invstd] (for the backward's sums).
+template <class T>
+__global__ void moving_coef_kernel(const T* __restrict__ gamma, const T* __restrict__ beta,
+                                   const T* __restrict__ moving_mean, const T* __restrict__ moving_var, index_t C,
+                                   double epsilon, T* __restrict__ coef, double* __restrict__ dstat) {
+    CNNKIT_GRID_LOOP(c, C) {
+        const double m = static_cast<double>(moving_mean[c]);
+        const double is = 1.0 / sqrt(static_cast<double>(moving_var[c]) + epsilon);
+        const double gm = gamma ? static_cast<double>(gamma[c]) : 1.0;
+        coef[c] = static_cast<T>(m);
+        coef[C + c] = static_cast<T>(is * gm);
+        coef[2 * C + c] = beta ? beta[c] : T(0);
+        coef[3 * C + c] = static_cast<T>(gm * is);
+        if (dstat) dstat[c] = m, dstat[C + c] = is;
+    }
+}
+
+// y = (x - coef_mean) * coef_scale + coef_shift
+template <class T, class I>
+__global__ void normalize_kernel(const T* __restrict__ x, const T* __restrict__ coef, T* __restrict__ y, I C,
+                                 I count) {
+    CNNKIT_GRID_LOOP_AS(I, e, count) {
+        const I c = e % C;
+        y[e] = (x[e] - coef[c]) * coef[C + c] + coef[2 * C + c];
+    }
+}
+
+// part[(chunk * 2) * C + c] = sum dy, [(chunk * 2 + 1) * C + c] = sum dy * (x - mean) over the chunk.
+template <class T>
+__global__ void grad_partials_kernel(const T* __restrict__ dy, const T* __restrict__ x,
+                                     const double* __restrict__ mean, double* __restrict__ part, index_t M,
+                                     index_t C, index_t chunk_rows) {
+    __shared__ double sh[kLanesY][32];
+    const index_t c = static_cast<index_t>(blockIdx.x) * 32 + threadIdx.x, chunk = blockIdx.y;
+    const index_t r0 = chunk * chunk_rows, r1 = r0 + chunk_rows < M ? r0 + chunk_rows : M;
+    const bool ok = c < C;
+    double p = 0.0, q = 0.0;
+    if (ok) {
+        const double m = mean[c];
+        for (index_t r = r0 + threadIdx.y; r < r1; r += kLanesY) {
+            const double d = static_cast<double>(dy[r * C + c]);
+            p += d;
+            q += d * (static_cast<double>(x[r * C + c]) - m);
+        }
+    }
+    p = lane_sum(p, sh);
+    q = lane_sum(q, sh);
+    if (ok && threadIdx.y == 0) {
+        part[(chunk * 2) * C + c] = p;
+        part[(chunk * 2 + 1) * C + c] = q;
+    }
+}
+
+// dbeta = sum dy, dgamma = sum dy * (x - mean) * invstd; training also the dx coefficients
+// coef = [mean_t, a, mdy, k] with a = gamma * invstd, mdy = mean(dy), k = invstd^2 mean(dy (x - mean)).
+template <class T>
+__global__ void grad_finish_kernel(const double* __restrict__ part, index_t M, index_t C, index_t nchunks,
+                                   const T* __restrict__ gamma, const double* __restrict__ mean,
+                                   const double* __restrict__ invstd, T* __restrict__ dgamma, T* __restrict__ dbeta,
+                                   T* __restrict__ coef) {
+    CNNKIT_GRID_LOOP(c, C) {
+        double sdy = 0.0, sdyx = 0.0;
+        for (index_t k = 0; k < nchunks; ++k) {
+            sdy += part[(k * 2) * C + c];
+            sdyx += part[(k * 2 + 1) * C + c];
+        }
+        const double is = invstd[c];
+        dbeta[c] = static_cast<T>(sdy);
+        dgamma[c] = static_cast<T>(sdyx * is);
+        if (coef) {
+            const double Md = static_cast<double>(M > 1 ? M : 1);
+            coef[c] = static_cast<T>(mean[c]);
+            coef[C + c] = static_cast<T>((gamma ? static_cast<double>(gamma[c]) : 1.0) * is);
+            coef[2 * C + c] = static_cast<T>(sdy / Md);
+            coef[3 * C + c] = static_cast<T>(is * is * sdyx / Md);
+        }
+    }
+}
+
+// dx = a * (dy - mdy - (x - mean) * k)
+template <class T, class I>
+__global__ void train_dx_kernel(const T* __restrict__ dy, const T* __restrict__ x, const T* __restrict__ coef,
+                                T* __restrict__ dx, I C, I count) {
+    CNNKIT_GRID_LOOP_AS(I, e, count) {
+        const I c = e % C;
+        dx[e] = coef[C + c] * (dy[e] - coef[2 * C + c] - (x[e] - coef[c]) * coef[3 * C + c]);
+    }
+}
+
+// dx = a * dy (inference), a = coef[3C + c]
+template <class T, class I>
+__global__ void scale_dx_kernel(const T* __restrict__ dy, const T* __restrict__ coef, T* __restrict__ dx, I C,
+                                I count) {
+    CNNKIT_GRID_LOOP_AS(I, e, count) dx[e] = coef[3 * C + e % C] * dy[e];
+}
+
+// Batch moments -> mean/invstd (and, for training, the moving statistics and coef).
+template <class T>
+void moments(const T* x, index_t M, index_t C, double epsilon, double momentum, const T* gamma, const T* beta,
+             double* mean, double* invstd, T* moving_mean, T* moving_var, T* coef, cudaStream_t s,
+             const char* name) {
+    const Chunks ch(M, C);
+    Scratch part(sizeof(double) * checked_mul(2 * ch.count, C, name), s, name);
+    if (M > 0)
+        CNNKIT_LAUNCH("batch_norm_moments_partials_kernel", moments_partials_kernel<T>, ch.grid, dim3(32, kLanesY), 0,
+                      s, x, part.as<double>(), M, C, ch.rows);
+    CNNKIT_LAUNCH("batch_norm_moments_finish_kernel", moments_finish_kernel<T>, grid_for(C), kThreads, 0, s,
+                  part.as<double>(), M, C, ch.rows, M > 0 ? ch.count : 0, epsilon, momentum, gamma, beta, mean,
+                  invstd, moving_mean, moving_var, coef);
+}
+
+template <class T>
+void grad_sums(const T* dy, const T* x, const T* gamma, const double* mean, const double* invstd, index_t M,
+               index_t C, T* dgamma, T* dbeta, T* coef, cudaStream_t s, const char* name) {
+    const Chunks ch(M, C);
+    Scratch part(sizeof(double) * checked_mul(2 * ch.count, C, name), s, name);
+    if (M > 0)
+        CNNKIT_LAUNCH("batch_norm_grad_partials_kernel", grad_partials_kernel<T>, ch.grid, dim3(32, kLanesY), 0, s,
+                      dy, x, mean, part.as<double>(), M, C, ch.rows);
+    CNNKIT_LAUNCH("batch_norm_grad_finish_kernel", grad_finish_kernel<T>, grid_for(C), kThreads, 0, s,
+                  part.as<double>(), M, C, M > 0 ? ch.count : 0, gamma, mean, invstd, dgamma, dbeta, coef);
+}
+
+}  // namespace
+
+template <class T>
+void batch_norm_batch_stats(const T* x, index_t M, index_t C, double epsilon, double* mean, double* invstd,
+                            void* stream) {
+    moments<T>(x, M, C, epsilon, 1.0, nullptr, nullptr, mean, invstd, nullptr, nullptr, nullptr, as_stream(stream),
+               "batch_norm_batch_stats");
+}
+
+template <class T>
+void batch_norm_train_forward(const T* x, const T* gamma, const T* beta, index_t M, index_t C, double momentum,
+                              double epsilon, T* y, double* mean, double* invstd, T* moving_mean, T* moving_var,
+                              void* stream) {
+    const cudaStream_t s = as_stream(stream);
+    Scratch coef(sizeof(T) * 3 * C, s, "batch_norm_train_forward");
+    moments<T>(x, M, C, epsilon, momentum, gamma, beta, mean, invstd, moving_mean, moving_var, coef.as<T>(), s,
+               "batch_norm_train_forward");
+    const index_t count = checked_mul(M, C, "batch_norm size");
+    if (count == 0) return;
+    with_index_type(fits32({count}), [&](auto tag) {
+        using I = decltype(tag);
+        CNNKIT_LAUNCH("batch_norm_normalize_kernel", (normalize_kernel<T, I>), grid_for(count), kThreads, 0, s, x,
+                      coef.as<T>(), y, I(C), I(count));
+    });
+}
+
+template <class T>
+void batch_norm_inference_forward(const T* x, const T* gamma, const T* beta, const T* moving_mean,
+                                  const T* moving_var, index_t M, index_t C, double epsilon, T* y, void* stream) {
+    const cudaStream_t s = as_stream(stream);
+    Scratch coef(sizeof(T) * 4 * C, s, "batch_norm_inference_forward");
+    CNNKIT_LAUNCH("batch_norm_moving_coef_kernel", moving_coef_kernel<T>, grid_for(C), kThreads, 0, s, gamma, beta,
+                  moving_mean, moving_var, C, epsilon, coef.as<T>(), static_cast<double*>(nullptr));
+    const index_t count = checked_mul(M, C, "batch_norm size");
+    if (count == 0) return;
+    with_index_type(fits32({count}), [&](auto tag) {
+        using I = decltype(tag);
+        CNNKIT_LAUNCH("batch_norm_normalize_kernel", (normalize_kernel<T, I>), grid_for(count), kThreads, 0, s, x,
+                      coef.as<T>(), y, I(C), I(count));
+    });
+}
+
+template <class T>
+void batch_norm_train_backward(const T* dy, const T* x, const T* gamma, const double* mean, const double* invstd,
+                               index_t M, index_t C, T* dx, T* dgamma, T* dbeta, void* stream) {
+    const cudaStream_t s = as_stream(stream);
+    Scratch coef(sizeof(T) * 4 * C, s, "batch_norm_train_backward");
+    grad_sums<T>(dy, x, gamma, mean, invstd, M, C, dgamma, dbeta, coef.as<T>(), s, "batch_norm_train_backward");
+    const index_t count = checked_mul(M, C, "batch_norm size");
+    if (count == 0) return;
+    with_index_type(fits32({count}), [&](auto tag) {
+        using I = decltype(tag);
+        CNNKIT_LAUNCH("batch_norm_train_dx_kernel", (train_dx_kernel<T, I>), grid_for(count), kThreads, 0, s, dy, x,
+                      coef.as<T>(), dx, I(C), I(count));
+    });
+}
+
+template <class T>
+void batch_norm_inference_backward(const T* dy, const T* x, const T* gamma, const T* moving_mean,
+                                   const T* moving_var, index_t M, index_t C, double epsilon, T* dx, T* dgamma,
+                                   T* dbeta, void* stream) {
+    const cudaStream_t s = as_stream(stream);
+    Scratch coef(sizeof(T) * 4 * C, s, "batch_norm_inference_backward");
+    Scratch dstat(sizeof(double) * 2 * C, s, "batch_norm_inference_backward");
+    CNNKIT_LAUNCH("batch_norm_moving_coef_kernel", moving_coef_kernel<T>, grid_for(C), kThreads, 0, s, gamma,
+                  static_cast<const T*>(nullptr), moving_mean, moving_var, C, epsilon, coef.as<T>(),
+                  dstat.as<double>());
+    grad_sums<T>(dy, x, gamma, dstat.as<double>(), dstat.as<double>() + C, M, C, dgamma, dbeta,
+                 static_cast<T*>(nullptr), s, "batch_norm_inference_backward");
+    const index_t count = checked_mul(M, C, "batch_norm size");
+    if (count == 0) return;
+    with_index_type(fits32({count}), [&](auto tag) {
+        using I = decltype(tag);
+        CNNKIT_LAUNCH("batch_norm_scale_dx_kernel", (scale_dx_kernel<T, I>), grid_for(count), kThreads, 0, s, dy,
+                      coef.as<T>(), dx, I(C), I(count));
+    });
+}
+
+#define CNNKIT_INSTANTIATE(T)                                                                                   \
+    template void batch_norm_batch_stats<T>(const T*, index_t, index_t, double, double*, double*, void*);       \
+    template void batch_norm_train_forward<T>(const T*, const T*, const T*, index_t, index_t, double, double, T*, \
+                                              double*, double*, T*, T*, void*);                                \
+    template void batch_norm_inference_forward<T>(const T*, const T*, const T*, const T*, const T*, index_t,    \
+                                                  index_t, double, T*, void*);                                 \
+    template void batch_norm_train_backward<T>(const T*, const T*, const T*, const double*, const double*,      \
+                                               index_t, index_t, T*, T*, T*, void*);                           \
+    template void batch_norm_inference_backward<T>(const T*, const T*, const T*, const T*, const T*, index_t,   \
+                                                   index_t, double, T*, T*, T*, void*);
+CNNKIT_INSTANTIATE(float)
+CNNKIT_INSTANTIATE(double)
+
+}  // namespace cuda
+}  // namespace cnnkit

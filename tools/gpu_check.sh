@@ -1,0 +1,113 @@
+#!/usr/bin/env bash
+# tools/gpu_check.sh: every GPU check of issue 4 in ONE device call, within about 9 minutes.
+#
+#   run(command="bash tools/gpu_check.sh", timeout_s=600)      # from the repo root, on the GPU machine
+#
+# Stages, most important first; each is time-boxed and skipped when too little of the budget is left,
+# and each writes one log under $OUT (at most 8 files come back):
+#   1. build.log       pip install into /tmp/site (CPU + CUDA modules, sm_80/sm_90 + PTX)
+#   2. pytest_ops.log  pytest -m gpu over the op families, the GPU-only tests and the fallback tests
+#   3. bench_gpu.log   benchmarks/bench_ops.py --device gpu (cnnkit GPU vs cuDNN vs naive CuPy)
+#   4. memcheck.log    compute-sanitizer --tool memcheck over a reduced float32 GPU test set
+#   5. racecheck.log   compute-sanitizer --tool racecheck over the kernels with shared memory
+#   6. pytest_rest.log pytest -m gpu over the rest of the suite (layers, models, training)
+#   7. bench_all.log   bench_ops.py --device all --quick --no-ref (the CPU rows next to the GPU ones)
+#   8. summary.txt     one line per stage: exit status and seconds
+# Environment: GPU_CHECK_BUDGET (seconds, default 540), SITE (default /tmp/site).
+set -u
+OUT=${OUT:-/tmp/gpu_check_out}
+mkdir -p "$OUT"
+SITE=${SITE:-/tmp/site}
+BUDGET=${GPU_CHECK_BUDGET:-540}
+START=$SECONDS
+SUMMARY="$OUT/summary.txt"
+: >"$SUMMARY"
+export PYTHONUNBUFFERED=1 CMAKE_BUILD_PARALLEL_LEVEL=${CMAKE_BUILD_PARALLEL_LEVEL:-$(nproc)}
+PY=${PYTHON:-python3}
+
+left() { echo $((BUDGET - (SECONDS - START))); }
+
+# stage NAME MIN_SECONDS MAX_SECONDS LOG COMMAND...: run COMMAND under `timeout` (at most MAX_SECONDS
+# and what is left of the budget) if at least MIN_SECONDS are left; record status and time.
+stage() {
+    local name=$1 min=$2 max=$3 log=$4
+    shift 4
+    local avail
+    avail=$(left)
+    if [ "$avail" -lt "$min" ]; then
+        echo "$name: SKIPPED (only ${avail}s of the budget left, needs ${min}s)" | tee -a "$SUMMARY"
+        return 0
+    fi
+    [ "$max" -gt "$avail" ] && max=$avail
+    local t0=$SECONDS rc
+    {
+        echo "### $name: $*"
+        echo "### time limit ${max}s, started at +$((SECONDS - START))s"
+    } >>"$log"
+    timeout --signal=INT --kill-after=15 "$max" "$@" >>"$log" 2>&1
+    rc=$?
+    local msg="$name: exit $rc in $((SECONDS - t0))s"
+    [ "$rc" -eq 124 ] && msg="$msg (TIMED OUT at ${max}s)"
+    echo "$msg" | tee -a "$SUMMARY"
+    echo "### $msg" >>"$log"
+    return 0
+}
+
+{
+    echo "host: $(hostname), $(nproc) cores; $(nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader 2>&1 | head -1)"
+    echo "nvcc: $(nvcc --version 2>&1 | tail -1); python: $($PY --version 2>&1)"
+    $PY -c "import cupy, numpy; print('cupy', cupy.__version__, 'numpy', numpy.__version__)" 2>&1
+    $PY -c "import torch; print('torch', torch.__version__, 'cuda', torch.cuda.is_available())" 2>&1
+    echo "compute-sanitizer: $(command -v compute-sanitizer || echo missing)"
+} | tee -a "$SUMMARY"
+
+# 1. Build (CNNKIT_CUDA=ON: a missing nvcc must fail loudly here, not skip the CUDA module).
+stage build 60 240 "$OUT/build.log" \
+    $PY -m pip install --no-build-isolation --no-deps --target "$SITE" -C cmake.define.CNNKIT_CUDA=ON .
+export PYTHONPATH="$SITE${PYTHONPATH:+:$PYTHONPATH}"
+if ! (cd /tmp && $PY -c "import cnnkit._cuda as c; print('cnnkit._cuda', c.build_info(), 'devices', c.device_count())") \
+        >>"$OUT/build.log" 2>&1; then
+    echo "cnnkit._cuda does not import: stopping (see build.log)" | tee -a "$SUMMARY"
+    exit 1
+fi
+tail -1 "$OUT/build.log" | tee -a "$SUMMARY"
+
+OPS_TESTS="tests/test_conv.py tests/test_pool.py tests/test_activation.py tests/test_norm.py tests/test_loss.py
+tests/test_linear.py tests/test_backend.py tests/test_gpu.py tests/test_cuda_fallback.py"
+PYTEST="$PY -m pytest -q -p no:cacheprovider -rfE"
+
+# 2. The GPU half of every op test, the GPU-only tests, and the no-GPU fallbacks.
+# shellcheck disable=SC2086
+stage pytest_ops 60 200 "$OUT/pytest_ops.log" $PYTEST -m "gpu or not gpu" $OPS_TESTS
+
+# 3. The GPU benchmark (PyTorch/cuDNN peer in a child process, CUDA events, medians).
+stage bench_gpu 60 150 "$OUT/bench_gpu.log" $PY benchmarks/bench_ops.py --device gpu
+
+# 4./5. compute-sanitizer over reduced sets (float32 cases of the reference tests, no deliberate
+# faults, no spin kernels). --error-exitcode makes a finding a non-zero exit.
+SAN="compute-sanitizer --error-exitcode 99 --print-limit 50"
+# (-m gpu keeps the CuPy half of each xp-parametrized test; -k keeps its float32 cases)
+MEMCHECK_K="float32 and not finite and not stream"
+# shellcheck disable=SC2086
+stage memcheck 60 120 "$OUT/memcheck.log" $SAN --tool memcheck --leak-check no \
+    $PYTEST -m gpu -k "$MEMCHECK_K" -x tests/test_conv.py tests/test_pool.py tests/test_activation.py \
+    tests/test_norm.py tests/test_loss.py tests/test_linear.py
+RACE_K="(float32 or repeat or deterministic) and not finite"
+# shellcheck disable=SC2086
+stage racecheck 45 90 "$OUT/racecheck.log" $SAN --tool racecheck --racecheck-report all \
+    $PYTEST -m gpu -k "$RACE_K" -x tests/test_norm.py tests/test_loss.py tests/test_pool.py::test_global_pools_match_reference \
+    tests/test_activation.py::test_rowwise_forward_and_backward tests/test_conv.py::test_bias_grad_is_deterministic_and_accurate \
+    tests/test_conv.py::test_gpu_direct_weight_gradient_is_deterministic_and_accurate
+
+# 6. The rest of the suite's GPU tests (layers, models, training on CuPy arrays).
+IGNORES=""
+for f in $OPS_TESTS; do IGNORES="$IGNORES --ignore=$f"; done
+# shellcheck disable=SC2086
+stage pytest_rest 30 90 "$OUT/pytest_rest.log" $PYTEST -m gpu tests $IGNORES
+
+# 7. CPU rows beside the GPU ones (quick CPU batches; the NumPy reference is too slow for the budget).
+stage bench_all 40 120 "$OUT/bench_all.log" $PY benchmarks/bench_ops.py --device all --quick --no-ref --repeat 5
+
+echo "total: $((SECONDS - START))s of a ${BUDGET}s budget" | tee -a "$SUMMARY"
+grep -h -E "passed|failed|error|ERROR SUMMARY|RACECHECK SUMMARY|LEAK SUMMARY" "$OUT"/pytest_*.log "$OUT"/*check.log \
+    2>/dev/null | tail -20 | tee -a "$SUMMARY"
