@@ -153,36 +153,39 @@ __global__ void rows_backward_kernel(RowsBack op, const T* dy, const T* v, T* dx
         const T* dr = dy + r * cols;
         const T* vr = v + r * cols;
         T* out = dx + r * cols;
+        // As on the CPU, each row works in double and rounds once: dy - sum(dy y) cancels for a
+        // peaked row, and float rounding of the sum (or of exp) would be amplified there.
         if (op == RowsBack::softmax_from_output) {  // dx = y (dy - sum(dy y))
             double dot = 0.0;
             for (index_t j = threadIdx.x; j < cols; j += blockDim.x)
                 dot += static_cast<double>(dr[j]) * static_cast<double>(vr[j]);
-            const T d = static_cast<T>(block_sum(dot, shm));
-            for (index_t j = threadIdx.x; j < cols; j += blockDim.x) out[j] = vr[j] * (dr[j] - d);
+            const double d = block_sum(dot, shm);
+            for (index_t j = threadIdx.x; j < cols; j += blockDim.x)
+                out[j] = static_cast<T>(static_cast<double>(vr[j]) * (static_cast<double>(dr[j]) - d));
         } else if (op == RowsBack::log_softmax_from_output) {  // dx = dy - exp(y) sum(dy)
             double tot = 0.0;
             for (index_t j = threadIdx.x; j < cols; j += blockDim.x) tot += static_cast<double>(dr[j]);
-            const T s = static_cast<T>(block_sum(tot, shm));
-            for (index_t j = threadIdx.x; j < cols; j += blockDim.x) out[j] = dr[j] - exp_(vr[j]) * s;
+            const double s = block_sum(tot, shm);
+            for (index_t j = threadIdx.x; j < cols; j += blockDim.x)
+                out[j] = static_cast<T>(static_cast<double>(dr[j]) - exp(static_cast<double>(vr[j])) * s);
         } else {
-            const T m = row_max(vr, cols, shm);
+            const double m = static_cast<double>(row_max(vr, cols, shm));
             double sum = 0.0, other = 0.0;  // sum(e); softmax: sum(dy e), log_softmax: sum(dy)
             for (index_t j = threadIdx.x; j < cols; j += blockDim.x) {
-                const T e = exp_(vr[j] - m);
-                sum += static_cast<double>(e);
-                other += op == RowsBack::softmax ? static_cast<double>(dr[j]) * static_cast<double>(e)
-                                                 : static_cast<double>(dr[j]);
+                const double e = exp(static_cast<double>(vr[j]) - m);
+                sum += e;
+                other += op == RowsBack::softmax ? static_cast<double>(dr[j]) * e : static_cast<double>(dr[j]);
             }
             sum = block_sum(sum, shm);
             other = block_sum(other, shm);
             if (op == RowsBack::softmax) {
-                const T inv = static_cast<T>(1.0 / sum), d = static_cast<T>(other / sum);
+                const double inv = 1.0 / sum, d = other / sum;
                 for (index_t j = threadIdx.x; j < cols; j += blockDim.x)
-                    out[j] = exp_(vr[j] - m) * inv * (dr[j] - d);
+                    out[j] = static_cast<T>(exp(static_cast<double>(vr[j]) - m) * inv * (static_cast<double>(dr[j]) - d));
             } else {
-                const T lse = static_cast<T>(log(sum)), s = static_cast<T>(other);
+                const double lse = log(sum);
                 for (index_t j = threadIdx.x; j < cols; j += blockDim.x)
-                    out[j] = dr[j] - exp_((vr[j] - m) - lse) * s;
+                    out[j] = static_cast<T>(static_cast<double>(dr[j]) - exp((static_cast<double>(vr[j]) - m) - lse) * other);
             }
         }
         __syncthreads();
