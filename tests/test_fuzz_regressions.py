@@ -1,0 +1,31 @@
+"""Regression tests for what the property-based tests (test_fuzz_*.py) found, one per fix."""
+
+import numpy as np
+import pytest
+
+from cnnkit import _core, ops
+
+
+@pytest.mark.parametrize("kwargs", [
+    dict(strides=2**63), dict(strides=(1, 2**64)), dict(dilation=2**63), dict(padding=2**64),
+    dict(padding=((0, 2**63 - 1), (0, 2**63 - 1))),
+])
+def test_window_arguments_beyond_64_bits_are_a_value_error(kwargs):
+    # Found by test_fuzz_conv: a stride, dilation or padding past int64 reached the native geometry
+    # cast and came back as a RuntimeError ("Unable to cast Python instance of type int").
+    x = np.ones((0, 3, 3, 1), np.float32)
+    w = np.ones((1, 1, 1, 1), np.float32)
+    for call in (lambda: ops.conv2d(x, w, **kwargs), lambda: ops.im2col(x, (1, 1), **kwargs),
+                 lambda: ops.max_pool2d(x, 1, **{k.replace("dilation", "strides"): v for k, v in kwargs.items()})):
+        with pytest.raises(ValueError, match="64 bits|2\\*\\*62|too big"):
+            call()
+
+
+def test_native_geometry_refuses_extents_it_cannot_add():
+    x = np.ones((1, 3, 3, 1), np.float32)
+    col = np.empty((9, 1), np.float32)
+    big = 2**63 - 1
+    with pytest.raises(ValueError, match="64 bits"):
+        _core.im2col(x, col, (1, 3, 3, 1, 1, 1, 1, 1, 1, 1, 2**64, 0, 0, 0), 0, 9)
+    with pytest.raises(ValueError, match="2\\^62"):
+        _core.im2col(x, col, (1, 3, 3, 1, 1, 1, 1, 1, 1, 1, big, big, 0, 0), 0, 9)
