@@ -29,3 +29,22 @@ def test_native_geometry_refuses_extents_it_cannot_add():
         _core.im2col(x, col, (1, 3, 3, 1, 1, 1, 1, 1, 1, 1, 2**64, 0, 0, 0), 0, 9)
     with pytest.raises(ValueError, match="2\\^62"):
         _core.im2col(x, col, (1, 3, 3, 1, 1, 1, 1, 1, 1, 1, big, big, 0, 0), 0, 9)
+
+
+@pytest.mark.parametrize("x_shape, w_shape", [((0, 3), (3, 0)), ((2, 0), (0, 3)), ((0, 2, 0), (0, 0)),
+                                              ((4, 0), (0, 0))])
+def test_dense_with_zero_features(x_shape, w_shape):
+    # Found by test_fuzz_dense: reshape(-1, 0) is ambiguous, so an empty feature axis raised
+    # "cannot reshape array of size 0" (in ops.dense and in the reference alike).
+    x = np.ones(x_shape, np.float64)
+    w = np.ones(w_shape, np.float64)
+    b = np.arange(w_shape[1], dtype=np.float64)
+    y = ops.dense(x, w, b)
+    assert y.shape == x_shape[:-1] + (w_shape[1],)
+    np.testing.assert_array_equal(y, np.broadcast_to(b, y.shape))  # x @ w sums nothing: y = b
+    np.testing.assert_array_equal(ops.reference.dense(x, w, b), y)
+    dy = np.ones(y.shape)
+    dx, dw, db = ops.dense_backward(dy, x, w, b)
+    assert dx.shape == x.shape and dw.shape == w.shape
+    np.testing.assert_array_equal(dw, np.zeros(w_shape) if x.size == 0 else dw)
+    np.testing.assert_array_equal(db, dy.reshape(-1, w_shape[1]).sum(axis=0))
