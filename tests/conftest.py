@@ -42,3 +42,20 @@ def rng(request):
     reproducible with CNNKIT_TEST_SEED."""
     name_hash = sum(ord(ch) * (i + 1) for i, ch in enumerate(request.node.nodeid)) % 2**32
     return np.random.default_rng([_SEED, name_hash])
+
+
+# Hypothesis profiles for the property-based tests (tests/test_fuzz_*.py). "ci", the default, keeps
+# the whole fuzz suite to well under a minute on 2 cores; `--hypothesis-profile=long` runs at least
+# 10,000 examples per op (run it under `nice`, it takes a while). No example database: nothing is
+# written into the checkout, and a failure prints the example and the seed to replay it with.
+try:
+    from hypothesis import HealthCheck, settings
+except ImportError:  # the fuzz tests skip themselves without hypothesis
+    pass
+else:
+    _common = dict(deadline=None, database=None, print_blob=True,
+                   suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large,
+                                          HealthCheck.filter_too_much])
+    settings.register_profile("ci", max_examples=150, **_common)
+    settings.register_profile("long", max_examples=10_000, **_common)
+    settings.load_profile("ci")
