@@ -23,6 +23,11 @@ namespace cnnkit {
 
 using index_t = std::int64_t;
 
+// A scratch allocation that failed, with the size asked for; the bindings raise it as MemoryError.
+struct AllocError : std::runtime_error {
+    using std::runtime_error::runtime_error;
+};
+
 inline void require(bool ok, const std::string& message) {
     if (!ok) throw std::invalid_argument(message);
 }

@@ -48,3 +48,32 @@ def test_dense_with_zero_features(x_shape, w_shape):
     assert dx.shape == x.shape and dw.shape == w.shape
     np.testing.assert_array_equal(dw, np.zeros(w_shape))  # x is empty or has no features
     np.testing.assert_array_equal(db, dy.sum(axis=tuple(range(dy.ndim - 1))))
+
+
+def test_conv2d_with_a_huge_same_padding_computes_instead_of_aborting():
+    # Found by test_fuzz_conv (the process aborted): "same" padding with a dilation of 2**40 pads by
+    # ~2**40 rows; the direct kernel allocated its padded row bands inside an OpenMP region, and the
+    # std::bad_alloc there called std::terminate. Such shapes now go to im2col + GEMM, which never
+    # materializes the padding, and the direct kernel allocates before its parallel region.
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((2, 5, 3, 2))
+    w = rng.standard_normal((2, 2, 2, 3))
+    kwargs = dict(dilation=(2**40, 1), padding="same")
+    y = ops.conv2d(x, w, **kwargs)
+    # TensorFlow's "same" rule, worked out: height total (5 - 1) + 2**40 + 1 - 5, width (3 - 1) + 2 - 3
+    explicit = dict(dilation=(2**40, 1), padding=((2**39, 2**39), (0, 1)))
+    col = ops.reference.im2col(x, (2, 2), **explicit)
+    np.testing.assert_allclose(y.reshape(-1, 3), col @ w.reshape(-1, 3), rtol=1e-12, atol=1e-12)
+    dx, dw, _ = ops.conv2d_backward(np.ones_like(y), x, w, **kwargs)
+    np.testing.assert_allclose(dw.reshape(-1, 3), col.T @ np.ones((col.shape[0], 3)), rtol=1e-12)
+    assert dx.shape == x.shape
+
+
+def test_direct_conv_kernel_raises_memory_error_naming_the_size():
+    x = np.ones((1, 5, 1, 1), np.float32)
+    w = np.ones((2, 1, 1, 1), np.float32)
+    geom = (1, 5, 1, 1, 2, 1, 1, 1, 2**40, 1, 2**39, 2**39, 0, 0)
+    with pytest.raises(MemoryError, match="cannot allocate [0-9]+ x 4 bytes"):
+        _core.conv2d_direct_forward(x, w, None, np.empty((1, 5, 1, 1), np.float32), geom, False)
+    with pytest.raises(MemoryError, match="cannot allocate"):
+        _core.conv2d_direct_backward_weights(np.ones((1, 5, 1, 1), np.float32), x, np.empty_like(w), None, geom)
