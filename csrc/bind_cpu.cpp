@@ -2,6 +2,8 @@
 // (bind_<family>, defined at the bottom of csrc/cpu/<family>.cpp); this file adds build information.
 #include <pybind11/pybind11.h>
 
+#include "common.h"
+
 #include <string>
 
 #ifdef CNNKIT_OPENMP
@@ -67,6 +69,13 @@ static py::list simd_flags() {
 
 PYBIND11_MODULE(_core, m) {
     m.doc() = "cnnkit CPU kernels (private: use cnnkit.ops)";
+    py::register_exception_translator([](std::exception_ptr p) {
+        try {
+            if (p) std::rethrow_exception(p);
+        } catch (const cnnkit::AllocError& e) {
+            PyErr_SetString(PyExc_MemoryError, e.what());
+        }
+    });
     m.def("build_info", [] {
         py::dict d;
         d["version"] = CNNKIT_VERSION;

@@ -79,7 +79,13 @@ T* out_ptr(py::array& a, const char* name, std::initializer_list<index_t> shape)
 inline ConvGeom geom_from(const py::tuple& t) {
     if (t.size() != 14) throw std::invalid_argument("geometry must be a 14-tuple");
     index_t v[14];
-    for (size_t i = 0; i < 14; ++i) v[i] = t[i].cast<index_t>();
+    for (size_t i = 0; i < 14; ++i) {
+        try {
+            v[i] = t[i].cast<index_t>();
+        } catch (const py::cast_error&) {  // not an int, or beyond 64 bits
+            throw std::invalid_argument("geometry entries must be integers that fit in 64 bits");
+        }
+    }
     return make_geom(v[0], v[1], v[2], v[3], v[4], v[5], v[6], v[7], v[8], v[9], v[10], v[11],
                      v[12], v[13]);
 }

@@ -8,6 +8,7 @@
 #pragma once
 
 #include <cstdint>
+#include <initializer_list>
 #include <limits>
 #include <stdexcept>
 #include <string>
@@ -21,6 +22,11 @@
 namespace cnnkit {
 
 using index_t = std::int64_t;
+
+// A scratch allocation that failed, with the size asked for; the bindings raise it as MemoryError.
+struct AllocError : std::runtime_error {
+    using std::runtime_error::runtime_error;
+};
 
 inline void require(bool ok, const std::string& message) {
     if (!ok) throw std::invalid_argument(message);
@@ -61,6 +67,16 @@ inline ConvGeom make_geom(index_t N, index_t H, index_t W, index_t C, index_t KH
     require(SH > 0 && SW > 0, "strides must be positive");
     require(DH > 0 && DW > 0, "dilation must be positive");
     require(PT >= 0 && PB >= 0 && PL >= 0 && PR >= 0, "padding must be non-negative");
+    // Every extent at most 2^62, so that the sums below (and the kernels' index arithmetic) cannot
+    // overflow 64 bits.
+    constexpr index_t max_extent = index_t(1) << 62;
+    for (index_t v : {H, W, C, KH, KW, SH, SW, DH, DW, PT, PB, PL, PR})
+        require(v <= max_extent, "window geometry: an extent exceeds 2^62");
+    const auto padded = [](index_t n, index_t a, index_t b) {  // <= 3 * 2^62: no unsigned wrap
+        return static_cast<std::uint64_t>(n) + static_cast<std::uint64_t>(a) + static_cast<std::uint64_t>(b);
+    };
+    require(padded(H, PT, PB) <= std::uint64_t(max_extent) && padded(W, PL, PR) <= std::uint64_t(max_extent),
+            "window geometry: the padded input exceeds 2^62");
     ConvGeom g{N, H, W, C, KH, KW, SH, SW, DH, DW, PT, PB, PL, PR, 0, 0};
     const index_t eff_h = checked_mul(KH - 1, DH, "dilated kernel height") + 1;
     const index_t eff_w = checked_mul(KW - 1, DW, "dilated kernel width") + 1;

@@ -65,3 +65,20 @@ def pytest_collection_modifyitems(config, items):
     process with cnnkit's, and on 2 cores every later cnnkit kernel slows down many times over
     (the whole suite ran 5x longer); the cross-checks themselves are unaffected by the order."""
     items.sort(key=_imports_torch)  # stable: the order within each group is kept
+
+
+# Hypothesis profiles for the property-based tests (tests/test_fuzz_*.py). "ci", the default, keeps
+# the whole fuzz suite to well under a minute on 2 cores; `--hypothesis-profile=long` runs at least
+# 10,000 examples per op (run it under `nice`, it takes a while). No example database: nothing is
+# written into the checkout, and a failure prints the example and the seed to replay it with.
+try:
+    from hypothesis import HealthCheck, settings
+except ImportError:  # the fuzz tests skip themselves without hypothesis
+    pass
+else:
+    _common = dict(deadline=None, database=None, print_blob=True,
+                   suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large,
+                                          HealthCheck.filter_too_much])
+    settings.register_profile("ci", max_examples=150, **_common)
+    settings.register_profile("long", max_examples=10_000, **_common)
+    settings.load_profile("ci")

@@ -20,8 +20,40 @@
 #include "bind_util.h"
 #include "cpu/simd.h"
 
+#ifdef CNNKIT_OPENMP
+#include <omp.h>
+#endif
+
 namespace cnnkit {
 namespace {
+
+// Scratch is allocated before a parallel region, one slice per thread: an allocation that fails
+// then throws where the binding turns it into MemoryError, not inside the region (which would
+// call std::terminate).
+int region_threads() {
+#ifdef CNNKIT_OPENMP
+    return omp_get_max_threads();
+#else
+    return 1;
+#endif
+}
+template <class T>
+std::vector<T> scratch(index_t count, const char* what) {
+    try {
+        return std::vector<T>(static_cast<size_t>(count));
+    } catch (const std::bad_alloc&) {
+    } catch (const std::length_error&) {
+    }
+    throw AllocError(std::string("cannot allocate ") + std::to_string(count) + " x " +
+                     std::to_string(sizeof(T)) + " bytes of scratch for " + what);
+}
+int thread_index() {
+#ifdef CNNKIT_OPENMP
+    return omp_get_thread_num();
+#else
+    return 0;
+#endif
+}
 
 // GNU vectors of 32 bytes (8 floats, 4 doubles), which each target_clones copy lowers to its own
 // registers (one AVX2/AVX-512 register, two SSE2 ones); scalar * vector broadcasts. A register tile
@@ -188,12 +220,14 @@ void conv2d_direct_forward(const T* x, const T* w, const T* b, T* y, const ConvG
     std::vector<T> wpad(static_cast<size_t>(K * ldw), T(0)), bpad(static_cast<size_t>(ldw), T(0));
     for (index_t k = 0; k < K; ++k) std::copy(w + k * O, w + (k + 1) * O, wpad.begin() + k * ldw);
     if (b) std::copy(b, b + O, bpad.begin());
-#pragma omp parallel
+    const int threads = region_threads();
+    std::vector<T> bands = scratch<T>(checked_mul(threads, src.band_size(), "direct conv bands"), "the padded input rows");
+#pragma omp parallel num_threads(threads)
     {
-        std::vector<T> band(static_cast<size_t>(src.band_size()));
+        T* band = bands.data() + thread_index() * src.band_size();
 #pragma omp for schedule(static)
         for (index_t r = 0; r < g.N * g.OH; ++r) {
-            forward_row<T>(src.row(r, band.data()), src.offset.data(), wpad.data(), bpad.data(),
+            forward_row<T>(src.row(r, band), src.offset.data(), wpad.data(), bpad.data(),
                            y + r * g.OW * O, g, O, ldw, relu);
         }
     }
@@ -283,16 +317,20 @@ void conv2d_direct_backward_weights(const T* x, const T* dy, T* dw, T* db, const
     const index_t stride = (K + 1) * O;
     const RowSource<T> src(x, g);
     std::vector<T> part(static_cast<size_t>(nblocks * stride));
-#pragma omp parallel
+    const int threads = region_threads();
+    const index_t per_thread = checked_mul(block_rows, src.band_size(), "direct conv bands");
+    std::vector<T> all_bands = scratch<T>(checked_mul(threads, per_thread, "direct conv bands"), "the padded input rows");
+    std::vector<const T*> all_starts(static_cast<size_t>(threads * block_rows));
+#pragma omp parallel num_threads(threads)
     {
-        std::vector<const T*> row_start(static_cast<size_t>(block_rows));
-        std::vector<T> bands(static_cast<size_t>(block_rows * src.band_size()));
+        const T** row_start = all_starts.data() + thread_index() * block_rows;
+        T* bands = all_bands.data() + thread_index() * per_thread;
 #pragma omp for schedule(static)
         for (index_t bi = 0; bi < nblocks; ++bi) {
             const index_t r0 = bi * block_rows, r1 = std::min(rows, r0 + block_rows);
             for (index_t r = r0; r < r1; ++r)
-                row_start[r - r0] = src.row(r, bands.data() + (r - r0) * src.band_size());
-            weight_block<T>(row_start.data(), dy, g, O, r0, r1, src.offset.data(), part.data() + bi * stride);
+                row_start[r - r0] = src.row(r, bands + (r - r0) * src.band_size());
+            weight_block<T>(row_start, dy, g, O, r0, r1, src.offset.data(), part.data() + bi * stride);
         }
     }
     const index_t outputs = K * O + (db ? O : 0);

@@ -143,10 +143,26 @@ def _npy_bytes(array):
 
 def _read_npy(zf, member, shape, dtype):
     try:
-        arr = np.load(io.BytesIO(zf.read(member)), allow_pickle=False)
+        buf = io.BytesIO(zf.read(member))
     except KeyError:
         raise ValueError(f"the file has no member {member!r}") from None
-    except (ValueError, OSError, EOFError) as exc:
+    except (zipfile.BadZipFile, OSError, EOFError, ValueError) as exc:
+        raise ValueError(f"member {member!r} cannot be read ({exc})") from exc
+    try:
+        # The header first: a damaged one must not make np.load allocate what it claims.
+        version = np.lib.format.read_magic(buf)
+        readers = {(1, 0): np.lib.format.read_array_header_1_0, (2, 0): np.lib.format.read_array_header_2_0}
+        if version not in readers:
+            raise ValueError(f"member {member!r} has .npy format version {version}, which cnnkit does not read")
+        header_shape, _, header_dtype = readers[version](buf)
+        if tuple(header_shape) != tuple(shape) or str(header_dtype) != dtype:
+            raise ValueError(f"member {member!r} holds shape {tuple(header_shape)} dtype {header_dtype}, the "
+                             f"manifest says shape {tuple(shape)} dtype {dtype}")
+        buf.seek(0)
+        arr = np.load(buf, allow_pickle=False)
+    except (ValueError, OSError, EOFError, TypeError, SyntaxError) as exc:
+        if str(exc).startswith(f"member {member!r}"):
+            raise
         raise ValueError(f"member {member!r} is not a valid .npy array ({exc})") from exc
     if tuple(arr.shape) != tuple(shape) or str(arr.dtype) != dtype:
         raise ValueError(f"member {member!r} holds shape {arr.shape} dtype {arr.dtype}, the manifest says "
@@ -163,14 +179,24 @@ def _write_zip(filepath, members, overwrite):
     folder = os.path.dirname(os.path.abspath(filepath))
     fd, tmp = tempfile.mkstemp(prefix=".cnnkit-", suffix=".tmp", dir=folder)
     try:
-        with os.fdopen(fd, "wb") as f, zipfile.ZipFile(f, "w", zipfile.ZIP_DEFLATED) as zf:
-            for name, data in members:
-                zf.writestr(name, data)
+        with os.fdopen(fd, "wb") as f:
+            with zipfile.ZipFile(f, "w", zipfile.ZIP_DEFLATED) as zf:
+                for name, data in members:
+                    zf.writestr(name, data)
+            f.flush()
+            os.fsync(f.fileno())  # the bytes are on disk before the name points at them
+        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp made it 0600; a saved model is an ordinary file
         os.replace(tmp, filepath)
     except BaseException:
         if os.path.exists(tmp):
             os.unlink(tmp)
         raise
+
+
+def _umask():
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
 
 
 def _open_zip(filepath, kind):

@@ -337,6 +337,10 @@ def resolve_padding(padding, in_hw, window_hw, strides, dilation):
                      f"received padding={padding!r}")
 
 
+# Window arguments and padded extents above this are refused: sums of two still fit in int64.
+MAX_EXTENT = 2**62
+
+
 def geometry(x_shape, window, strides=1, padding="valid", dilation=1, window_name="kernel_size"):
     """Validate window arguments against an NHWC shape.
 
@@ -357,6 +361,13 @@ def geometry(x_shape, window, strides=1, padding="valid", dilation=1, window_nam
             f"padding={padding!r}: the output would be empty")
     oh = (h + pt + pb - eff_h) // sh + 1
     ow = (w + pl + pr - eff_w) // sw + 1
+    # The kernels index in 64 bits; a (padded) extent they cannot add up is refused here, not wrapped.
+    extents = {"kernel_size/pool_size": (kh, kw), "strides": (sh, sw), "dilation": (dh, dw),
+               "padding": (pt, pb, pl, pr), "padded input": (h + pt + pb, w + pl + pr)}
+    for what, values in extents.items():
+        if max(values) > MAX_EXTENT:
+            raise ValueError(f"{what} {values} exceeds the largest extent the kernels index in 64 bits "
+                             f"(2**62) for input shape {tuple(x_shape)}")
     return (n, h, w, c, kh, kw, sh, sw, dh, dw, pt, pb, pl, pr), (oh, ow)
 
 

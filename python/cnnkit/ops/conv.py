@@ -152,10 +152,26 @@ def col2im(col, x_shape, kernel_size, strides=1, padding="valid", dilation=1):
     return dx
 
 
-def _use_direct(geom, o, forward, gpu=False):
+# The direct kernels copy, per thread, the padded input rows a window row spans (eff_h rows of
+# (W + PL + PR) * C values; for the weight gradient, one such band per output row of a block of
+# ~1024 pixels). Beyond this many bytes (a huge padding or dilation) im2col + GEMM, which never
+# materializes the padding, is used instead.
+_DIRECT_MAX_BAND_BYTES = 16 * 2**20
+
+
+def _direct_band_bytes(geom, itemsize, forward):
+    _, _, w, c, kh, _, _, _, dh, _, pt, pb, pl, pr = geom
+    if not (pt or pb or pl or pr):
+        return 0
+    out_w = (w + pl + pr - (geom[5] - 1) * geom[9] - 1) // geom[7] + 1
+    rows = 1 if forward else max(1, 1024 // out_w)
+    return rows * ((kh - 1) * dh + 1) * (w + pl + pr) * c * itemsize
+
+
+def _use_direct(geom, o, forward, itemsize=8, gpu=False):
     """Whether the direct kernel (conv_direct.cpp / conv_direct.cu) beats im2col + GEMM here."""
     _, _, _, c, kh, kw = geom[:6]
-    if _is_pointwise(geom):
+    if _is_pointwise(geom) or _direct_band_bytes(geom, itemsize, forward) > _DIRECT_MAX_BAND_BYTES:
         return False
     if gpu:
         return kh * kw * c <= _GPU_DIRECT_MAX_K
@@ -190,7 +206,7 @@ def _conv2d_forward(x, w, b=None, strides=1, padding="valid", dilation=1, activa
     n, c, o = x.shape[0], x.shape[3], w.shape[3]
     rows, k = n * oh * ow, w.shape[0] * w.shape[1] * c
     y = xp.empty((n, oh, ow, o), dtype=x.dtype)
-    if rows and _use_direct(geom, o, forward=True, gpu=be.name == "gpu"):
+    if rows and _use_direct(geom, o, forward=True, itemsize=x.itemsize, gpu=be.name == "gpu"):
         be.lib.conv2d_direct_forward(x, w, b, y, geom, relu)
         return y
     y2d = y.reshape(rows, o)
@@ -244,7 +260,7 @@ def _backward(dy, x, w, b, strides, padding, dilation, want_dx):
     rows, k = n * out_hw[0] * out_hw[1], w.shape[0] * w.shape[1] * c
     dy2d = dy.reshape(rows, o)
     w2d = w.reshape(k, o)
-    if rows and _use_direct(geom, o, forward=False, gpu=be.name == "gpu"):
+    if rows and _use_direct(geom, o, forward=False, itemsize=x.itemsize, gpu=be.name == "gpu"):
         dw = xp.empty(w.shape, dtype=x.dtype)
         db = None if b is None else xp.empty((o,), dtype=x.dtype)
         be.lib.conv2d_direct_backward_weights(dy, x, dw, db, geom)

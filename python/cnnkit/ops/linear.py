@@ -28,6 +28,14 @@ def _check(x, w, b):
     return x, w, b
 
 
+def _rows(x):
+    """The number of rows x's leading axes flatten into (explicit: reshape(-1, 0) is ambiguous)."""
+    rows = 1
+    for s in x.shape[:-1]:
+        rows *= int(s)
+    return rows
+
+
 def dense(x, w, b=None):
     """x (..., in) @ w (in, out) + b (out,) -> (..., out)."""
     return _dense_forward(x, w, b)
@@ -39,9 +47,10 @@ def _dense_forward(x, w, b=None, activation=None):
         raise ValueError(f'activation must be None or "relu", received activation={activation!r}')
     x, w, b = _check(x, w, b)
     be = backend(x, w, b)
+    rows = _rows(x)
     y = be.xp.empty(x.shape[:-1] + (w.shape[1],), dtype=x.dtype)
-    y2d = y.reshape(-1, w.shape[1])
-    _backend.matmul(be, x.reshape(-1, w.shape[0]), w, out=y2d)
+    y2d = y.reshape(rows, w.shape[1])
+    _backend.matmul(be, x.reshape(rows, w.shape[0]), w, out=y2d)
     if y2d.shape[0] and b is not None:
         be.lib.bias_add(y2d, b, activation == "relu")
     elif y2d.shape[0] and activation == "relu":
@@ -63,7 +72,7 @@ def dense_backward(dy, x, w, b=None):
     x, w, b = _check(x, w, b)
     dy = _check_dy(dy, x, w)
     be = backend(dy, x, w, b)
-    dx = _backend.matmul(be, dy.reshape(-1, w.shape[1]), w.T).reshape(x.shape)
+    dx = _backend.matmul(be, dy.reshape(_rows(x), w.shape[1]), w.T).reshape(x.shape)
     return (dx, *_dense_backward_weights(dy, x, w, b))
 
 
@@ -72,8 +81,9 @@ def _dense_backward_weights(dy, x, w, b=None):
     x, w, b = _check(x, w, b)
     dy = _check_dy(dy, x, w)
     be = backend(dy, x, w, b)
-    dy2d = dy.reshape(-1, w.shape[1])
-    dw = _backend.matmul(be, x.reshape(-1, w.shape[0]).T, dy2d)
+    rows = _rows(x)
+    dy2d = dy.reshape(rows, w.shape[1])
+    dw = _backend.matmul(be, x.reshape(rows, w.shape[0]).T, dy2d)
     db = None
     if b is not None:
         db = be.xp.empty((w.shape[1],), dtype=x.dtype)

@@ -1,12 +1,19 @@
 """Reference fully connected layer: explicit sums over the input features."""
 
+import math
+
 import numpy as np
 
 __all__ = ["dense", "dense_backward"]
 
 
+def _flat(a):
+    """a as rows over its last axis (math.prod, not -1: reshape(-1, 0) is ambiguous)."""
+    return a.reshape(math.prod(a.shape[:-1]), a.shape[-1])
+
+
 def dense(x, w, b=None):
-    rows = x.reshape(-1, x.shape[-1])
+    rows = _flat(x)
     y = np.zeros((rows.shape[0], w.shape[1]), dtype=x.dtype)
     for i in range(w.shape[0]):  # y[n, o] = sum_i x[n, i] * w[i, o]
         y += rows[:, i:i + 1] * w[i]
@@ -16,8 +23,8 @@ def dense(x, w, b=None):
 
 
 def dense_backward(dy, x, w, b=None):
-    rows = x.reshape(-1, x.shape[-1])
-    g = dy.reshape(-1, w.shape[1])
+    rows = _flat(x)
+    g = _flat(dy)
     dx = np.einsum("no,io->ni", g, w).reshape(x.shape)
     dw = np.einsum("ni,no->io", rows, g)
     db = g.sum(axis=0) if b is not None else None
