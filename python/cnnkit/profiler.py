@@ -45,10 +45,20 @@ def _op_functions():
     return out
 
 
+_KEY_PLACEHOLDER = "<cnnkit profiler op key>"
+
+
+def _trampoline(*args, **kwargs):
+    # a template: its code object, with the placeholder constant replaced by an op's key, becomes
+    # that op's code while profiling; the global name is bound in the op's module for the block
+    return _cnnkit_profiler_dispatch("<cnnkit profiler op key>", args, kwargs)  # noqa: F821
+
+
 def _trampoline_code(key):
-    ns = {}
-    exec(f"def trampoline(*args, **kwargs):\n    return {_DISPATCH}({key!r}, args, kwargs)\n", ns)
-    return ns["trampoline"].__code__
+    code = _trampoline.__code__
+    consts = tuple(key if c == _KEY_PLACEHOLDER else c for c in code.co_consts)
+    assert consts != code.co_consts, "the trampoline template lost its key placeholder"
+    return code.replace(co_consts=consts)
 
 
 def _has_cupy(objs):
