@@ -163,6 +163,64 @@ def test_no_h5py_is_a_clear_import_error(tmp_path, rng, monkeypatch):
         applications.load_keras_weights(small_model(), tmp_path / "w.weights.h5")
 
 
+@pytest.mark.parametrize("writer", [write_keras2, write_keras3], ids=["keras2", "keras3"])
+def test_truncated_or_bit_flipped_file_is_a_clear_error(tmp_path, rng, writer):
+    """Every cut and random bit flips: loading raises ValueError naming the file (whatever libhdf5
+    structure the damage hit) and leaves the model as it was, or loads finite values of the right
+    shapes (HDF5 keeps no checksum of the data, so a flipped mantissa bit is invisible)."""
+    clear_session()
+    w = random_weights(rng)
+    good = tmp_path / "good.h5"
+    writer(good, w)
+    data = good.read_bytes()
+    m = small_model()
+    before = m.get_weights()
+    refused = 0
+    for trial in range(120):
+        damaged = bytearray(data)
+        if trial < 24:
+            damaged = damaged[: len(data) * trial // 24]
+        else:
+            for _ in range(1 + trial % 3):
+                damaged[int(rng.integers(0, len(data)))] ^= 1 << int(rng.integers(0, 8))
+        p = tmp_path / f"damaged{trial}.h5"
+        p.write_bytes(bytes(damaged))
+        m.set_weights(before)
+        try:
+            applications.load_keras_weights(m, p)
+        except ValueError as e:
+            assert str(p) in str(e), e
+            for a, b in zip(before, m.get_weights()):
+                np.testing.assert_array_equal(a, b)
+            refused += 1
+        else:
+            assert all(np.isfinite(a).all() for a in m.get_weights())
+    assert refused >= 24  # at least every truncation
+
+
+def test_weights_that_are_nan_or_not_numbers_or_claim_huge_shapes_are_refused(tmp_path, rng):
+    clear_session()
+    m = small_model()
+    w = random_weights(rng)
+    nan = dict(w, conv1_bn=[(n, a.copy()) for n, a in w["conv1_bn"]])
+    nan["conv1_bn"][1][1][2] = np.nan
+    write_keras3(tmp_path / "nan.weights.h5", nan)
+    with pytest.raises(ValueError, match="NaN or infinity"):
+        applications.load_keras_weights(m, tmp_path / "nan.weights.h5")
+    write_keras3(tmp_path / "text.weights.h5", {})
+    with h5py.File(tmp_path / "text.weights.h5", "a") as f:
+        f.create_dataset("layers/predictions/vars/0", data=np.array([b"kernel"]))
+    with pytest.raises(ValueError, match="not a real number"):
+        applications.load_keras_weights(m, tmp_path / "text.weights.h5")
+    # a dataset whose header claims 2**38 floats (1 TiB) that the file does not hold: refused before
+    # anything is allocated, not a MemoryError or the OOM killer
+    write_keras3(tmp_path / "huge.weights.h5", {})
+    with h5py.File(tmp_path / "huge.weights.h5", "a") as f:
+        f.create_dataset("layers/predictions/vars/0", shape=(2**19, 2**19), dtype="f4")
+    with pytest.raises(ValueError, match=r"claims shape \(524288, 524288\)"):
+        applications.load_keras_weights(m, tmp_path / "huge.weights.h5")
+
+
 def keras2_densenet_name(name):
     """DenseNet's stem as Keras 2 named it: conv1/conv, conv1/bn (blocks kept their '_' names)."""
     return {"conv1_conv": "conv1/conv", "conv1_bn": "conv1/bn"}.get(name, name)

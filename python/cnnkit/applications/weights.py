@@ -83,13 +83,23 @@ def _attr_list(group, name):
     return out if i else None
 
 
+def _read_dataset(ds):
+    """The dataset's values; refused before allocating when its header claims far more values than
+    the file stores (a damaged shape field would otherwise ask for terabytes)."""
+    stored = ds.id.get_storage_size()
+    if ds.size and ds.nbytes > 1024 * stored + 2**20:
+        raise ValueError(f"dataset {ds.name!r} claims shape {ds.shape} ({ds.nbytes} bytes) but the file "
+                         f"stores {stored} bytes for it")
+    return np.asarray(ds)
+
+
 def _read_keras2(root):
     layers = {}
     for lname in _attr_list(root, "layer_names"):
         g = root[lname]
         wnames = _attr_list(g, "weight_names") or []
         if wnames:
-            layers[lname] = [(w.split("/")[-1].split(":")[0], np.asarray(g[w])) for w in wnames]
+            layers[lname] = [(w.split("/")[-1].split(":")[0], _read_dataset(g[w])) for w in wnames]
     return layers
 
 
@@ -110,22 +120,46 @@ def _read_keras3(f):
         if lname in layers:
             raise ValueError(f"layer name {lname!r} appears twice in the weights file (nested models?); "
                              "cannot match by name")
-        layers[lname] = [(None, np.asarray(obj[k])) for k in keys]
+        layers[lname] = [(None, _read_dataset(obj[k])) for k in keys]
 
     f.visititems(visit)
     return layers
 
 
 def read_keras_h5(path):
-    """{layer name: [(weight name or None, array), ...]} from a Keras 2 .h5 or Keras 3 .weights.h5."""
+    """{layer name: [(weight name or None, array), ...]} from a Keras 2 .h5 or Keras 3 .weights.h5.
+
+    A file that is not HDF5, is truncated or damaged (libhdf5 reports that as OSError, RuntimeError,
+    KeyError... depending on which structure the damage hit) is a ValueError naming the path; so is a
+    weight that is not a real number or holds NaN or infinity (Keras never stores those; HDF5 keeps no
+    checksum of the data, so this is where a flipped exponent bit shows)."""
     h5py = _h5py()
-    with h5py.File(path, "r") as f:
-        root = f["model_weights"] if "model_weights" in f and _attr_list(f["model_weights"], "layer_names") \
-            is not None else f
-        if _attr_list(root, "layer_names") is not None:
-            return _read_keras2(root)
-        if "layers" in f:
-            return _read_keras3(f)
+    try:
+        with h5py.File(path, "r") as f:
+            root = f["model_weights"] if "model_weights" in f and _attr_list(f["model_weights"], "layer_names") \
+                is not None else f
+            if _attr_list(root, "layer_names") is not None:
+                layers = _read_keras2(root)
+            elif "layers" in f:
+                layers = _read_keras3(f)
+            else:
+                layers = None
+    except (FileNotFoundError, PermissionError, IsADirectoryError):
+        raise
+    except ValueError as e:
+        raise ValueError(f"cannot read Keras weights file {str(path)!r}: {e}") from None
+    except (OSError, RuntimeError, KeyError, AttributeError, UnicodeDecodeError, TypeError) as e:
+        raise ValueError(f"cannot read Keras weights file {str(path)!r}: it is not an HDF5 file or it is "
+                         f"truncated or damaged ({type(e).__name__}: {e})") from None
+    if layers is not None:
+        for lname, ws in layers.items():
+            for i, (wname, a) in enumerate(ws):
+                what = f"weight {i} ({wname!r}) of layer {lname!r} in {str(path)!r}"
+                if a.dtype.kind not in "fiu":
+                    raise ValueError(f"{what} has dtype {a.dtype}, not a real number: the file is damaged")
+                if a.dtype.kind == "f" and not np.isfinite(a).all():
+                    raise ValueError(f"{what} holds NaN or infinity: the file is damaged")
+        return layers
     raise ValueError(f"{path!r} is neither a Keras 2 HDF5 weights file (no 'layer_names' attribute) nor a "
                      "Keras 3 .weights.h5 file (no 'layers' group)")
 
