@@ -488,6 +488,48 @@ def test_fit_interrupted_by_keyboard_interrupt_leaves_the_model_usable():
     assert model.evaluate(x, y, verbose=0)[0] > 0
 
 
+def test_keyboard_interrupt_during_a_checkpoint_leaves_the_last_checkpoint_complete(tmp_path, monkeypatch):
+    """Ctrl-C lands while ModelCheckpoint is writing its third file over the second: fit stops with
+    KeyboardInterrupt, the file on disk is the complete second checkpoint (loads, same weights and
+    optimizer step), no temporary file is left, and the model trains on."""
+    import cnnkit.models.saving as saving
+    from cnnkit.callbacks import ModelCheckpoint
+
+    class Spy(ModelCheckpoint):
+        def _save(self, *args):
+            self.calls += 1
+            self.armed = self.calls == 3
+            super()._save(*args)
+            self.saved.append(self.model.get_weights())
+
+    path = tmp_path / "ckpt.cnnkit"
+    spy = Spy(str(path), save_freq=2)
+    spy.calls, spy.armed, spy.saved = 0, False, []
+    real = saving._npy_bytes
+
+    def interrupted(a):
+        if spy.armed and a.size > 1000:
+            raise KeyboardInterrupt
+        return real(a)
+
+    monkeypatch.setattr(saving, "_npy_bytes", interrupted)
+    set_random_seed(9)
+    model = _tutorial_model()
+    model.compile(optimizer="adam", loss="sparse_categorical_crossentropy", metrics=["accuracy"])
+    x, y = _images(256)
+    with pytest.raises(KeyboardInterrupt):
+        model.fit(x, y, batch_size=32, epochs=1, verbose=0, callbacks=[spy])
+    monkeypatch.undo()
+    assert spy.calls == 3 and len(spy.saved) == 2
+    assert [p.name for p in tmp_path.iterdir()] == ["ckpt.cnnkit"], "a partial or temporary file was left"
+    restored = models.load_model(path)
+    for a, b in zip(restored.get_weights(), spy.saved[-1]):
+        np.testing.assert_array_equal(a, b)
+    assert int(restored.optimizer.iterations) == 4
+    assert np.isfinite(model.fit(x, y, batch_size=32, epochs=1, verbose=0).history["loss"][0])
+    assert np.isfinite(restored.fit(x, y, batch_size=32, epochs=1, verbose=0).history["loss"][0])
+
+
 def test_a_batch_too_large_to_allocate_is_a_memory_error_naming_the_size():
     # a 1x1 convolution to 65536 channels of 16 images of 256 x 256: 256 GiB of output
     model = models.Sequential([layers.Input((256, 256, 1)), layers.Conv2D(65536, 1)])
