@@ -4,6 +4,7 @@ import numpy as np
 import pytest
 
 from cnnkit import _core, ops
+from cnnkit.ops import reference as ref
 
 
 @pytest.mark.parametrize("kwargs", [
@@ -77,3 +78,50 @@ def test_direct_conv_kernel_raises_memory_error_naming_the_size():
         _core.conv2d_direct_forward(x, w, None, np.empty((1, 5, 1, 1), np.float32), geom, False)
     with pytest.raises(MemoryError, match="cannot allocate"):
         _core.conv2d_direct_backward_weights(np.ones((1, 5, 1, 1), np.float32), x, np.empty_like(w), None, geom)
+
+
+@pytest.mark.parametrize("padding", [((0, 1), 2), (1, (2, 0)), [[0, 1], 2]])
+def test_reference_takes_a_padding_that_mixes_an_int_and_a_pair(padding):
+    # Found by the long run of test_fuzz_pool: the native ops take each axis as an int or a pair,
+    # ops.reference's pad_spec indexed an int ("'int' object is not subscriptable").
+    rng = np.random.default_rng(3)
+    x = rng.standard_normal((2, 5, 4, 3))
+    (pt, pb), (pl, pr) = ref._common.pad_spec(padding, (5, 4), (2, 3), (1, 1))
+    explicit = ((pt, pb), (pl, pr))
+    for native, reference in ((ops.max_pool2d, ref.max_pool2d), (ops.avg_pool2d, ref.avg_pool2d)):
+        y = native(x, (2, 3), strides=1, padding=padding)
+        np.testing.assert_allclose(y, reference(x, (2, 3), strides=1, padding=padding), rtol=1e-12)
+        np.testing.assert_array_equal(y, native(x, (2, 3), strides=1, padding=explicit))
+    w = rng.standard_normal((2, 3, 3, 4))
+    np.testing.assert_allclose(ops.conv2d(x, w, padding=padding), ref.conv2d(x, w, padding=padding),
+                               rtol=1e-12, atol=1e-12)
+
+
+def test_float32_dense_gradient_of_cancelling_terms_is_within_the_rounding_of_its_terms():
+    # Found by the long run of test_fuzz_dense (a test tolerance, not a kernel fault): dw of a
+    # (12, 1) x (12, 1) product is one dot product of 12 random terms, which can cancel to 1/50 of
+    # them, so float32 rounding of the terms is 3e-5 of the result. The fuzz tests now bound the
+    # error by the sum of |terms|; the kernel is well within it.
+    rng = np.random.default_rng(11)
+    for _ in range(200):
+        x = rng.standard_normal((3, 4, 1)).astype(np.float32)
+        dy = rng.standard_normal((3, 4, 1)).astype(np.float32)
+        w = rng.standard_normal((1, 1)).astype(np.float32)
+        _, dw, _ = ops.dense_backward(dy, x, w, None)
+        x64, dy64 = x.reshape(12, 1).astype(np.float64), dy.reshape(12, 1).astype(np.float64)
+        assert abs(float(dw[0, 0]) - (x64.T @ dy64).item()) <= 1e-6 * (np.abs(x64).T @ np.abs(dy64)).item()
+
+
+def test_batch_norm_backward_with_dy_constant_over_the_batch_is_zero_within_rounding():
+    # Found by the long run of test_fuzz_batch_norm (a test tolerance): in training, dx of a dy that is
+    # the same for every sample is 0, both sides compute ~1e-16, and a relative check against 2e-16
+    # failed. The fuzz test now bounds dx by the size of the terms it cancels.
+    rng = np.random.default_rng(12)
+    x = rng.standard_normal((3, 1)).astype(np.float32)
+    dy = np.broadcast_to(rng.standard_normal((1, 1)).astype(np.float32), (3, 1))
+    mean, var = np.zeros(1, np.float32), np.ones(1, np.float32)
+    dx, dgamma, dbeta = ops.batch_norm_backward(dy, x, np.ones(1, np.float32), np.zeros(1, np.float32),
+                                                mean, var, training=True, momentum=0.0, epsilon=1e-3)
+    scale = abs(float(dy[0, 0])) / float(np.sqrt(x.astype(np.float64).var() + 1e-3))
+    assert np.max(np.abs(dx)) <= 1e-6 * scale
+    np.testing.assert_allclose(dbeta, 3 * dy[0], rtol=1e-6)

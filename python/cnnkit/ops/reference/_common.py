@@ -31,10 +31,8 @@ def pad_spec(padding, hw, window, strides, dilation=(1, 1)):
         return tuple(padding_amounts(padding, hw[i], window[i], strides[i], dilation[i]) for i in range(2))
     if isinstance(padding, (int, np.integer)):
         return (int(padding), int(padding)), (int(padding), int(padding))
-    a, b = padding
-    if isinstance(a, (int, np.integer)):
-        return (int(a), int(a)), (int(b), int(b))
-    return (int(a[0]), int(a[1])), (int(b[0]), int(b[1]))
+    a, b = padding  # (ph, pw), ((top, bottom), (left, right)), or a mix: each axis an int or a pair
+    return as_pair(a), as_pair(b)
 
 
 def uniform01(seed, index):
