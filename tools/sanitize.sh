@@ -8,6 +8,9 @@
 # (LD_PRELOAD, with libstdc++; the UBSan runtime comes with _core as a dependency). detect_leaks=0: CPython
 # keeps interned objects and arenas alive at exit, which LeakSanitizer would report as leaks.
 # Any ASan report or UBSan finding aborts the run (halt_on_error, -fno-sanitize-recover=undefined).
+# allocator_may_return_null=1: the out-of-memory tests ask for terabytes on purpose and expect
+# operator new to throw std::bad_alloc (MemoryError in Python); by default ASan aborts on any request
+# over its 1 TiB limit ("allocation-size-too-big") instead of failing it.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 site=${1:-/tmp/cnnkit-site-sanitize}
@@ -27,7 +30,7 @@ cxx_rt=$(${CXX:-g++} -print-file-name=libstdc++.so)
 # not link libstdc++, so without it the first C++ exception (every ValueError our bindings raise)
 # would call a null pointer and abort.
 export LD_PRELOAD="$asan_rt:$cxx_rt${LD_PRELOAD:+:$LD_PRELOAD}"
-export ASAN_OPTIONS="detect_leaks=0:halt_on_error=1:abort_on_error=1:strict_string_checks=1:detect_stack_use_after_return=1${ASAN_OPTIONS:+:$ASAN_OPTIONS}"
+export ASAN_OPTIONS="detect_leaks=0:allocator_may_return_null=1:halt_on_error=1:abort_on_error=1:strict_string_checks=1:detect_stack_use_after_return=1${ASAN_OPTIONS:+:$ASAN_OPTIONS}"
 export UBSAN_OPTIONS="print_stacktrace=1:halt_on_error=1${UBSAN_OPTIONS:+:$UBSAN_OPTIONS}"
 export PYTHONPATH="$site${PYTHONPATH:+:$PYTHONPATH}"
 # The build this run tests: the sanitizers must be in it.

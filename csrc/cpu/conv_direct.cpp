@@ -13,6 +13,7 @@
 // holds one band per thread; the gradient holds one (K + 1, O) partial per row block and, with
 // padding, the bands of one block per thread. The CUDA twin is pending.
 #include <algorithm>
+#include <cstdlib>
 #include <cstring>
 #include <string>
 #include <vector>
@@ -37,16 +38,26 @@ int region_threads() {
     return 1;
 #endif
 }
+// calloc, not std::vector: a failed request comes back as NULL and becomes AllocError here, also
+// under AddressSanitizer (whose operator new aborts the process on a request it cannot serve
+// instead of throwing std::bad_alloc). Zero-filled, as the bands' padding needs.
 template <class T>
-std::vector<T> scratch(index_t count, const char* what) {
-    try {
-        return std::vector<T>(static_cast<size_t>(count));
-    } catch (const std::bad_alloc&) {
-    } catch (const std::length_error&) {
+class Scratch {
+public:
+    Scratch(index_t count, const char* what)
+        : data_(static_cast<T*>(std::calloc(count > 0 ? static_cast<size_t>(count) : 1, sizeof(T)))) {
+        if (!data_)
+            throw AllocError(std::string("cannot allocate ") + std::to_string(count) + " x " +
+                             std::to_string(sizeof(T)) + " bytes of scratch for " + what);
     }
-    throw AllocError(std::string("cannot allocate ") + std::to_string(count) + " x " +
-                     std::to_string(sizeof(T)) + " bytes of scratch for " + what);
-}
+    ~Scratch() { std::free(data_); }
+    Scratch(const Scratch&) = delete;
+    Scratch& operator=(const Scratch&) = delete;
+    T* data() { return data_; }
+
+private:
+    T* data_;
+};
 int thread_index() {
 #ifdef CNNKIT_OPENMP
     return omp_get_thread_num();
@@ -221,7 +232,7 @@ void conv2d_direct_forward(const T* x, const T* w, const T* b, T* y, const ConvG
     for (index_t k = 0; k < K; ++k) std::copy(w + k * O, w + (k + 1) * O, wpad.begin() + k * ldw);
     if (b) std::copy(b, b + O, bpad.begin());
     const int threads = region_threads();
-    std::vector<T> bands = scratch<T>(checked_mul(threads, src.band_size(), "direct conv bands"), "the padded input rows");
+    Scratch<T> bands(checked_mul(threads, src.band_size(), "direct conv bands"), "the padded input rows");
 #pragma omp parallel num_threads(threads)
     {
         T* band = bands.data() + thread_index() * src.band_size();
@@ -319,7 +330,7 @@ void conv2d_direct_backward_weights(const T* x, const T* dy, T* dw, T* db, const
     std::vector<T> part(static_cast<size_t>(nblocks * stride));
     const int threads = region_threads();
     const index_t per_thread = checked_mul(block_rows, src.band_size(), "direct conv bands");
-    std::vector<T> all_bands = scratch<T>(checked_mul(threads, per_thread, "direct conv bands"), "the padded input rows");
+    Scratch<T> all_bands(checked_mul(threads, per_thread, "direct conv bands"), "the padded input rows");
     std::vector<const T*> all_starts(static_cast<size_t>(threads * block_rows));
 #pragma omp parallel num_threads(threads)
     {
