@@ -201,6 +201,28 @@ def test_two_seeded_training_runs_give_bit_identical_weights():
     assert any(a.tobytes() != b.tobytes() for a, b in zip(w1, w3)), "the seed must matter"
 
 
+def _train_tutorial_on(device, x, y, seed):
+    set_random_seed(seed)
+    model = _tutorial_model().to(device)
+    model.compile(optimizer="adam", loss="sparse_categorical_crossentropy", metrics=["accuracy"])
+    history = model.fit(x, y, batch_size=32, epochs=1, verbose=0, validation_split=0.1)
+    return model.get_weights(), history.history
+
+
+@pytest.mark.gpu
+def test_two_seeded_training_runs_on_the_gpu_give_bit_identical_weights():
+    """The GPU case: every backward kernel is a gather (no atomics) and cuBLAS picks the same
+    algorithm for the same shapes, so one epoch twice gives the same bits."""
+    if not cnnkit.device.gpu_available():
+        pytest.skip("needs CuPy, cnnkit._cuda and an NVIDIA GPU")
+    x, y = _images(2048)
+    w1, h1 = _train_tutorial_on("gpu", x, y, seed=123)
+    w2, h2 = _train_tutorial_on("gpu", x, y, seed=123)
+    for a, b in zip(w1, w2):
+        assert a.tobytes() == b.tobytes(), "GPU weights differ between two runs with the same seed"
+    assert h1 == h2
+
+
 # ---------------------------------------------------------------------------------------------- concurrency
 def _workload(seed):
     """A mix of ops on inputs of their own; returns every result."""
