@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# tools/gpu_check.sh: every GPU check of issue 4 in ONE device call, within about 9 minutes.
+# tools/gpu_check.sh: every GPU check of issues 4 and 8 in ONE device call, within about 9 minutes.
 #
 #   run(command="bash tools/gpu_check.sh", timeout_s=600)      # from the repo root, on the GPU machine
 #
@@ -8,11 +8,11 @@
 #   1. build.log       pip install into /tmp/site (CPU + CUDA modules, sm_80/sm_90 + PTX)
 #   2. pytest_ops.log  pytest -m gpu over the op families, the GPU-only tests and the fallback tests
 #   3. bench_gpu.log   benchmarks/bench_ops.py --device gpu (cnnkit GPU vs cuDNN vs naive CuPy)
-#   4. memcheck.log    compute-sanitizer --tool memcheck over a reduced float32 GPU test set
-#   5. racecheck.log   compute-sanitizer --tool racecheck over the kernels with shared memory
-#   6. pytest_rest.log pytest -m gpu over the rest of the suite (layers, models, training)
-#   7. bench_all.log   bench_ops.py --device all --quick --no-ref (the CPU rows next to the GPU ones)
-#   8. summary.txt     one line per stage: exit status and seconds
+#   4. sanitizer.log   compute-sanitizer: memcheck over a reduced float32 GPU test set, racecheck over
+#                      the kernels with shared memory, initcheck over the memcheck set (issue 8)
+#   5. pytest_rest.log pytest -m gpu over the rest of the suite (layers, models, training)
+#   6. bench_all.log   bench_ops.py --device all --quick --no-ref (the CPU rows next to the GPU ones)
+#   7. summary.txt     one line per stage: exit status and seconds
 # Environment: GPU_CHECK_BUDGET (seconds, default 540), SITE (default /tmp/site).
 set -u
 OUT=${OUT:-/tmp/gpu_check_out}
@@ -89,17 +89,24 @@ SAN="compute-sanitizer --error-exitcode 99 --print-limit 50"
 # (-m gpu keeps the CuPy half of each xp-parametrized test; -k keeps its float32 cases)
 MEMCHECK_K="float32 and not finite and not stream"
 # shellcheck disable=SC2086
-stage memcheck 60 120 "$OUT/memcheck.log" $SAN --tool memcheck --leak-check no \
+stage memcheck 60 120 "$OUT/sanitizer.log" $SAN --tool memcheck --leak-check no \
     $PYTEST -m gpu -k "$MEMCHECK_K" -x tests/test_conv.py tests/test_pool.py tests/test_activation.py \
     tests/test_norm.py tests/test_loss.py tests/test_linear.py
 RACE_K="(float32 or repeat or deterministic) and not finite"
 # shellcheck disable=SC2086
-stage racecheck 45 90 "$OUT/racecheck.log" $SAN --tool racecheck --racecheck-report all \
+stage racecheck 45 90 "$OUT/sanitizer.log" $SAN --tool racecheck --racecheck-report all \
     $PYTEST -m gpu -k "$RACE_K" -x tests/test_norm.py tests/test_loss.py tests/test_pool.py::test_global_pools_match_reference \
     tests/test_activation.py::test_rowwise_forward_and_backward tests/test_conv.py::test_bias_grad_is_deterministic_and_accurate \
     tests/test_conv.py::test_gpu_direct_weight_gradient_is_deterministic_and_accurate
 
-# 6. The rest of the suite's GPU tests (layers, models, training on CuPy arrays).
+# compute-sanitizer initcheck: no kernel reads device memory nothing wrote (the same reduced set
+# as memcheck, minus the tests that hand the kernels uninitialized outputs on purpose).
+# shellcheck disable=SC2086
+stage initcheck 45 90 "$OUT/sanitizer.log" $SAN --tool initcheck \
+    $PYTEST -m gpu -k "$MEMCHECK_K" -x tests/test_conv.py tests/test_pool.py tests/test_activation.py \
+    tests/test_norm.py tests/test_loss.py tests/test_linear.py
+
+# 6. The rest of the suite's GPU tests (tests/test_hardening.py's GPU determinism check among them) (layers, models, training on CuPy arrays).
 IGNORES=""
 for f in $OPS_TESTS; do IGNORES="$IGNORES --ignore=$f"; done
 # shellcheck disable=SC2086
@@ -109,5 +116,5 @@ stage pytest_rest 30 90 "$OUT/pytest_rest.log" $PYTEST -m gpu tests $IGNORES
 stage bench_all 40 120 "$OUT/bench_all.log" $PY benchmarks/bench_ops.py --device all --quick --no-ref --repeat 5
 
 echo "total: $((SECONDS - START))s of a ${BUDGET}s budget" | tee -a "$SUMMARY"
-grep -h -E "passed|failed|error|ERROR SUMMARY|RACECHECK SUMMARY|LEAK SUMMARY" "$OUT"/pytest_*.log "$OUT"/*check.log \
+grep -h -E "passed|failed|error|ERROR SUMMARY|RACECHECK SUMMARY|LEAK SUMMARY" "$OUT"/pytest_*.log "$OUT"/sanitizer.log \
     2>/dev/null | tail -20 | tee -a "$SUMMARY"
