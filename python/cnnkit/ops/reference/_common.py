@@ -18,10 +18,16 @@ def padding_amounts(padding, size, window, stride, dilation=1):
         return 0, 0
     if isinstance(padding, str) and padding.lower() == "same":
         wanted = (size + stride - 1) // stride
-        total = 0
-        while (size + total - span) // stride + 1 < wanted or size + total < span:
-            total += 1
-        return total // 2, total - total // 2
+
+        def enough(total):  # does a padding of `total` pixels give `wanted` outputs? (monotone in total)
+            return size + total >= span and (size + total - span) // stride + 1 >= wanted
+
+        # bisection, not a step-by-step search: a dilation of 2**31 needs a padding of billions
+        lo, hi = 0, span + stride
+        while lo < hi:
+            mid = (lo + hi) // 2
+            lo, hi = (lo, mid) if enough(mid) else (mid + 1, hi)
+        return lo // 2, lo - lo // 2
     raise ValueError(padding)
 
 
