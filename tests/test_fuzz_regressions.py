@@ -125,3 +125,18 @@ def test_batch_norm_backward_with_dy_constant_over_the_batch_is_zero_within_roun
     scale = abs(float(dy[0, 0])) / float(np.sqrt(x.astype(np.float64).var() + 1e-3))
     assert np.max(np.abs(dx)) <= 1e-6 * scale
     np.testing.assert_allclose(dbeta, 3 * dy[0], rtol=1e-6)
+
+
+def test_reference_same_padding_of_billions_of_pixels_is_found_at_once():
+    # Found when the long runs of test_fuzz_conv seemed to hang: ops.reference found "same" padding
+    # by trying one more pixel at a time, and a dilation of 2**31 needs 2**31 of them. The native ops
+    # were fine; the reference now bisects.
+    import time
+
+    rng = np.random.default_rng(13)
+    x = rng.standard_normal((2, 3, 1, 2))
+    t0 = time.perf_counter()
+    expected = ref.im2col(x, (2, 1), strides=1, padding="same", dilation=(2**31, 1))
+    assert time.perf_counter() - t0 < 5
+    np.testing.assert_array_equal(ops.im2col(x, (2, 1), strides=1, padding="same", dilation=(2**31, 1)), expected)
+    assert ref._common.padding_amounts("same", 3, 2, 1, 2**31) == (2**30, 2**30)
