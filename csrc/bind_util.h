@@ -32,7 +32,7 @@ inline DType float_dtype(const py::array& a, const char* name) {
                          std::string(py::str(a.dtype())));
 }
 
-// Checks a is C-contiguous, of element type T and, when shape is non-empty, of exactly that shape
+// Checks a is C-contiguous and aligned, of element type T and, when shape is non-empty, of exactly that shape
 // (-1 matches any extent). Returns the element count.
 template <class T>
 index_t check_array(const py::array& a, const char* name, std::initializer_list<index_t> shape,
@@ -42,6 +42,11 @@ index_t check_array(const py::array& a, const char* name, std::initializer_list<
                              ", expected " + std::string(py::str(py::dtype::of<T>())));
     if (!(a.flags() & py::array::c_style))
         throw std::invalid_argument(std::string(name) + " must be C-contiguous");
+    // A T* to an address that is not a multiple of alignof(T) is undefined behaviour (and the
+    // vectorizer's peeled loops assume it is); ops copies such arrays before they get here.
+    if (!(a.flags() & py::detail::npy_api::NPY_ARRAY_ALIGNED_))
+        throw std::invalid_argument(std::string(name) + " must be aligned (its address a multiple of " +
+                                    std::to_string(sizeof(T)) + " bytes)");
     if (writable && !a.writeable())
         throw std::invalid_argument(std::string(name) + " must be writable");
     if (shape.size() != 0) {

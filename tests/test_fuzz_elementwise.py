@@ -60,7 +60,9 @@ def _out(rng, case, x):
     if kind == "none":
         return None, None, False, False
     if kind == "inplace":
-        return x.arg, None, not (x.is_array and x.arg.flags.c_contiguous and x.arg.flags.writeable), True
+        # out must be C-contiguous, writable and aligned (an unaligned x is copied, an out cannot be)
+        return x.arg, None, not (x.is_array and x.arg.flags.c_contiguous and x.arg.flags.writeable
+                                 and x.arg.flags.aligned), True
     if kind == "list":
         return [0.0], None, True, False
     if kind == "wrong_dtype":

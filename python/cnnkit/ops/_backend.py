@@ -280,8 +280,20 @@ def check_float(a, name, ndim=None, layout=None, dtype=None):
     if ndim is not None and a.ndim != ndim:
         what = f" {layout}" if layout else ""
         raise ValueError(f"{name} must be {ndim}-D{what}, got shape {tuple(a.shape)}")
+    return c_aligned(a)
+
+
+def c_aligned(a, dtype=None):
+    """a as a C-contiguous array whose data is aligned for its dtype, copying only when needed.
+    (np.ascontiguousarray returns a contiguous but unaligned view as it is: a byte-offset view into
+    a buffer, a file mapping, a packed record field. The kernels need T*-aligned data.)"""
+    xp = backend(a).xp
+    if dtype is not None and a.dtype != dtype:
+        return xp.ascontiguousarray(a, dtype=dtype)
     if not a.flags.c_contiguous:
-        a = backend(a).xp.ascontiguousarray(a)
+        return xp.ascontiguousarray(a)
+    if not getattr(a.flags, "aligned", True):  # NumPy only: CuPy memory is always aligned
+        return np.array(a, order="C", copy=True)
     return a
 
 

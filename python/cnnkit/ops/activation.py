@@ -62,6 +62,9 @@ def _output(be, out, x, *others):
         raise TypeError(f"out has dtype {out.dtype} but x is {x.dtype}; they must match")
     if not out.flags.c_contiguous:
         raise ValueError("out must be C-contiguous")
+    if not getattr(out.flags, "aligned", True):
+        raise ValueError(f"out must be aligned (its data address a multiple of {out.dtype.itemsize} bytes); "
+                         "pass a fresh array")
     if not getattr(out.flags, "writeable", True):  # CuPy arrays have no read-only flag
         raise ValueError("out must be writable")
     # Elementwise kernels may write in place, element i over element i; a shifted overlap would

@@ -10,7 +10,7 @@ import numbers
 
 import numpy as np
 
-from ._backend import as_array, backend, check_float
+from ._backend import as_array, backend, c_aligned, check_float
 
 __all__ = ["softmax_cross_entropy", "softmax_cross_entropy_backward"]
 
@@ -40,7 +40,7 @@ def _prepare(logits, labels):
                 i = int(xp.argmax(bad))
                 raise ValueError(f"labels must be class ids in [0, {k}) for logits {tuple(logits.shape)}, "
                                  f"got labels[{i}] = {int(labels[i])}")
-        labels = xp.ascontiguousarray(labels, dtype=xp.int64)
+        labels = c_aligned(labels, dtype=xp.int64)
     elif labels.dtype.kind == "f":
         labels = check_float(labels, "labels", dtype=logits.dtype)
         if labels.shape != logits.shape:

@@ -56,6 +56,9 @@ def _moving(a, name, x, c, updated):
                              f"{tuple(x.shape)}, got shape {tuple(a.shape)}")
         if not a.flags.c_contiguous:
             raise ValueError(f"{name} must be C-contiguous: it is updated in place")
+        if not getattr(a.flags, "aligned", True):
+            raise ValueError(f"{name} must be aligned (its data address a multiple of {a.dtype.itemsize} "
+                             "bytes): it is updated in place")
         if not getattr(a.flags, "writeable", True):  # CuPy arrays have no read-only flag
             raise ValueError(f"{name} must be writable: it is updated in place")
         return a

@@ -66,7 +66,7 @@ def _check_index(index, name, expected_shape, be):
                         f"{getattr(index, 'dtype', type(index).__name__)}")
     if tuple(index.shape) != tuple(expected_shape):
         raise ValueError(f"{name} has shape {tuple(index.shape)}, expected {tuple(expected_shape)}")
-    return be.xp.ascontiguousarray(index)
+    return _backend.c_aligned(index)
 
 
 def _check_x_shape(x_shape):
