@@ -31,9 +31,13 @@ cxx_rt=$(${CXX:-g++} -print-file-name=libstdc++.so)
 # would call a null pointer and abort.
 export LD_PRELOAD="$asan_rt:$cxx_rt${LD_PRELOAD:+:$LD_PRELOAD}"
 export ASAN_OPTIONS="detect_leaks=0:allocator_may_return_null=1:halt_on_error=1:abort_on_error=1:strict_string_checks=1:detect_stack_use_after_return=1${ASAN_OPTIONS:+:$ASAN_OPTIONS}"
-export UBSAN_OPTIONS="print_stacktrace=1:halt_on_error=1${UBSAN_OPTIONS:+:$UBSAN_OPTIONS}"
+# abort_on_error for UBSan too: its default is exit(1), which leaves no Python traceback.
+export UBSAN_OPTIONS="print_stacktrace=1:halt_on_error=1:abort_on_error=1${UBSAN_OPTIONS:+:$UBSAN_OPTIONS}"
 export PYTHONPATH="$site${PYTHONPATH:+:$PYTHONPATH}"
 # The build this run tests: the sanitizers must be in it.
 "$python" -c "import cnnkit._core as c, sys; f = c.__file__; print('sanitized build:', f); \
     sys.exit(0 if b'__asan_init' in open(f, 'rb').read() else 'not an ASan build: ' + f)"
-exec "$python" -m pytest -p no:cacheprovider "$@"
+# --capture=sys: pytest captures Python's sys.stdout/stderr but leaves file descriptor 2 alone, so a
+# sanitizer report (written to fd 2 just before the process aborts) reaches the terminal; with the
+# default fd capture it went into pytest's temporary file and was lost with the process.
+exec "$python" -X faulthandler -m pytest -p no:cacheprovider --capture=sys "$@"
