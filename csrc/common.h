@@ -87,6 +87,15 @@ inline ConvGeom make_geom(index_t N, index_t H, index_t W, index_t C, index_t KH
                 std::to_string(span_w) + "): the output would be empty");
     g.OH = (span_h - eff_h) / SH + 1;
     g.OW = (span_w - eff_w) / SW + 1;
+    // A stride along an axis with one output, or a dilation along an axis with a one-tap window,
+    // selects nothing: set it to 1. Then every stride and dilation is at most the padded extent, and
+    // with the padded image checked below, products such as SW * C or SH * W * C fit in 64 bits
+    // (UBSan found 4 * 2^62 in the direct kernel's column step for a stride of 2^62).
+    if (g.OH == 1) g.SH = 1;
+    if (g.OW == 1) g.SW = 1;
+    if (KH == 1) g.DH = 1;
+    if (KW == 1) g.DW = 1;
+    checked_mul(checked_mul(span_h, span_w, "padded image"), C, "padded image");
     // Make sure every product a kernel may form fits in 64 bits.
     checked_mul(checked_mul(checked_mul(N, g.OH, "output size"), g.OW, "output size"),
                 checked_mul(checked_mul(KH, KW, "patch size"), C, "patch size"), "im2col size");

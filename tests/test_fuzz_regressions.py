@@ -172,3 +172,28 @@ def test_unaligned_arrays_are_copied_before_the_kernels_see_them():
             ops.relu(x, out=_unaligned(np.empty_like(x)))
         with pytest.raises(ValueError, match="aligned"):
             _core.relu_forward(xu, np.empty_like(x))
+
+
+@pytest.mark.parametrize("kernel, strides, dilation", [((2, 2), (2**62, 2**62), 1), ((2, 3), (1, 2**62), 1),
+                                                       ((1, 2), 2, (2**62, 1)), ((2, 1), (2**62, 3), (1, 2**61))])
+def test_strides_and_dilations_near_2_62_compute_without_overflow(kernel, strides, dilation):
+    # Found by the long fuzz run under tools/sanitize.sh (UBSan: "signed integer overflow: 4 * 2^62" in
+    # the direct kernel's column step SW * C): a stride along an axis with one output, or a dilation
+    # of a one-tap window, selects nothing; the native geometry now sets it to 1 and checks that the
+    # padded image fits in 64 bits.
+    rng = np.random.default_rng(15)
+    x = rng.standard_normal((2, 5, 6, 4))
+    kwargs = dict(strides=strides, padding="valid", dilation=dilation)
+    for o in (3, 64):  # the direct kernel and im2col + GEMM
+        w = rng.standard_normal((*kernel, 4, o))
+        y = ops.conv2d(x, w, **kwargs)
+        np.testing.assert_allclose(y, ref.conv2d(x, w, **kwargs), rtol=1e-12, atol=1e-12)
+        dy = rng.standard_normal(y.shape)
+        for got, want in zip(ops.conv2d_backward(dy, x, w, **kwargs), ref.conv2d_backward(dy, x, w, **kwargs)):
+            if want is not None:
+                np.testing.assert_allclose(got, want, rtol=1e-12, atol=1e-12)
+    if dilation == 1:
+        np.testing.assert_array_equal(ops.max_pool2d(x, kernel, strides=strides),
+                                      ref.max_pool2d(x, kernel, strides=strides))
+        np.testing.assert_allclose(ops.avg_pool2d(x, kernel, strides=strides),
+                                   ref.avg_pool2d(x, kernel, strides=strides), rtol=1e-12)
