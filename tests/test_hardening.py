@@ -4,6 +4,7 @@ interrupted training, allocations that cannot succeed) and a scan of the package
 that could deserialize code from files. The large-size check is in test_large.py (marked slow)."""
 
 import ast
+import io
 import os
 import pathlib
 import subprocess
@@ -395,64 +396,52 @@ def test_bit_flipped_model_file_is_a_clear_error(saved_model):
         np.testing.assert_array_equal(loaded.predict(x[:4], verbose=0), expected)
 
 
-def test_member_with_the_wrong_shape_is_a_clear_error(saved_model, tmp_path):
-    _, path, _ = saved_model
-    import io
-
-    out = tmp_path / "wrong.cnnkit"
+def _with_member(path, out, replace, member="weights/00000.npy"):
+    """A copy of model file ``path`` at ``out`` whose ``member`` holds ``replace(old bytes)``."""
     with zipfile.ZipFile(path) as src, zipfile.ZipFile(out, "w") as dst:
         for info in src.infolist():
             data = src.read(info)
-            if info.filename == "weights/00000.npy":
-                buf = io.BytesIO()
-                np.save(buf, np.zeros((3, 3, 1, 31), np.float32))
-                data = buf.getvalue()
-            dst.writestr(info, data)
+            dst.writestr(info, replace(data) if info.filename == member else data)
+    return out
+
+
+def _npy_bytes(array, **kwargs):
+    buf = io.BytesIO()
+    np.save(buf, array, **kwargs)
+    return buf.getvalue()
+
+
+def test_member_with_the_wrong_shape_is_a_clear_error(saved_model, tmp_path):
+    _, path, _ = saved_model
+    out = _with_member(path, tmp_path / "wrong.cnnkit", lambda _: _npy_bytes(np.zeros((3, 3, 1, 31), np.float32)))
     err = _loads_with_clear_error(out)
     assert "shape" in str(err)
 
 
 def test_model_file_with_a_pickled_member_is_refused_without_running_it(saved_model, tmp_path):
     _, path, _ = saved_model
-    import io
-    import pickle
-
     marker = tmp_path / "ran"
 
     class Exploit:
         def __reduce__(self):
             return (pathlib.Path.touch, (marker,))
 
-    out = tmp_path / "pickled.cnnkit"
-    with zipfile.ZipFile(path) as src, zipfile.ZipFile(out, "w") as dst:
-        for info in src.infolist():
-            data = src.read(info)
-            if info.filename == "weights/00000.npy":
-                buf = io.BytesIO()
-                np.save(buf, np.array([Exploit()], dtype=object), allow_pickle=True)
-                data = buf.getvalue()
-                assert b"touch" in data or pickle.dumps(Exploit())  # the payload is really there
-            dst.writestr(info, data)
+    payload = _npy_bytes(np.array([Exploit()], dtype=object), allow_pickle=True)
+    assert b"touch" in payload  # the payload is really there
+    out = _with_member(path, tmp_path / "pickled.cnnkit", lambda _: payload)
     _loads_with_clear_error(out)
     assert not marker.exists(), "loading a model file ran code"
 
 
 def test_npy_member_header_larger_than_the_manifest_is_refused_before_allocating(saved_model, tmp_path):
     _, path, _ = saved_model
-    out = tmp_path / "huge.cnnkit"
-    header = np.lib.format
-    import io
 
-    with zipfile.ZipFile(path) as src, zipfile.ZipFile(out, "w") as dst:
-        for info in src.infolist():
-            data = src.read(info)
-            if info.filename == "weights/00000.npy":
-                buf = io.BytesIO()
-                header.write_array_header_1_0(buf, {"descr": "<f4", "fortran_order": False,
-                                                    "shape": (2**40, 2**20)})
-                data = buf.getvalue() + data[-64:]
-            dst.writestr(info, data)
-    err = _loads_with_clear_error(out)
+    def huge_header(data):
+        buf = io.BytesIO()
+        np.lib.format.write_array_header_1_0(buf, {"descr": "<f4", "fortran_order": False, "shape": (2**40, 2**20)})
+        return buf.getvalue() + data[-64:]
+
+    err = _loads_with_clear_error(_with_member(path, tmp_path / "huge.cnnkit", huge_header))
     assert "shape" in str(err)
 
 
