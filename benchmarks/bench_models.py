@@ -71,6 +71,26 @@ def rss_now_mib():
 
 
 # ---------------------------------------------------------------------------------------------- cnnkit
+def time_steps(step, n, events=None):
+    """Seconds taken by each of n calls of step(). events: None (wall clock), or a function returning
+    (start event, end event, elapsed_ms(start, end)) for the GPU, where the step is timed with CUDA
+    events recorded on the current stream around it."""
+    times = []
+    for _ in range(n):
+        if events is None:
+            t0 = time.perf_counter()
+            step()
+            times.append(time.perf_counter() - t0)
+        else:
+            start, end, elapsed_ms = events()
+            start.record()
+            step()
+            end.record()
+            end.synchronize()
+            times.append(elapsed_ms(start, end) / 1e3)
+    return times
+
+
 def child_cnnkit(a):
     import cnnkit
     from cnnkit import applications, optimizers, profiler
@@ -103,21 +123,13 @@ def child_cnnkit(a):
 
     for _ in range(a.warmup):
         step()
-    times = []
-    for _ in range(a.steps):
-        if a.device == "gpu":
-            import cupy
+    events = None
+    if a.device == "gpu":
+        import cupy
 
-            start, end = cupy.cuda.Event(), cupy.cuda.Event()
-            start.record()
-            step()
-            end.record()
-            end.synchronize()
-            times.append(cupy.cuda.get_elapsed_time(start, end) / 1e3)
-        else:
-            t0 = time.perf_counter()
-            step()
-            times.append(time.perf_counter() - t0)
+        def events():
+            return cupy.cuda.Event(), cupy.cuda.Event(), cupy.cuda.get_elapsed_time
+    times = time_steps(step, a.steps, events)
     out.update(step_s=statistics.median(times), all_s=times, peak_rss_mib=peak_rss_mib(),
                rss_after_build_mib=rss_before)
     if a.device == "gpu":
@@ -199,19 +211,12 @@ def child_torch(a):
         step()
     if dev == "cuda":
         torch.cuda.reset_peak_memory_stats()
-    times = []
-    for _ in range(a.steps):
-        if dev == "cuda":
-            start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-            start.record()
-            step()
-            end.record()
-            end.synchronize()
-            times.append(start.elapsed_time(end) / 1e3)
-        else:
-            t0 = time.perf_counter()
-            step()
-            times.append(time.perf_counter() - t0)
+    events = None
+    if dev == "cuda":
+        def events():
+            return (torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True),
+                    lambda start, end: start.elapsed_time(end))
+    times = time_steps(step, a.steps, events)
     out.update(step_s=statistics.median(times), all_s=times, peak_rss_mib=peak_rss_mib(),
                rss_after_build_mib=rss_before)
     if dev == "cuda":
@@ -278,6 +283,9 @@ def main(argv=None):
     p.add_argument("--mode", default="train", help=argparse.SUPPRESS)
     p.add_argument("--model", help=argparse.SUPPRESS)
     a = p.parse_args(argv)
+    unknown = [m for m in a.models.split(",") if m not in MODELS]
+    if unknown:
+        p.error(f"--models: unknown {', '.join(unknown)}; choose from {', '.join(MODELS)}")
     gpu = a.device == "gpu"
     a.batch = a.batch or (8 if a.memory else 32 if gpu else 16)
     a.size = a.size or (224 if gpu or a.memory else 64)
