@@ -4,6 +4,7 @@ Tolerances: helpers.TOL (float32 1e-5, float64 1e-12); a few elementwise ops per
 
 import json
 import math
+import re
 
 import numpy as np
 import pytest
@@ -293,3 +294,56 @@ def test_against_pytorch(rng, kind):
         tw.grad = torch.tensor(g)
         topt.step()
     assert_close(w.value, tw.detach().numpy(), what=f"{kind} vs torch")
+
+
+class _NaNAt(optimizers.schedules.LearningRateSchedule):
+    def __init__(self, bad_step, value=math.nan):
+        self.bad_step, self.value = bad_step, value
+
+    def __call__(self, step):
+        return self.value if step >= self.bad_step else 0.01
+
+
+@pytest.mark.parametrize("lr, step, shown", [
+    (lambda step: float("nan"), 0, "nan"),
+    (lambda: -0.5, 0, "-0.5"),
+    (lambda step: "fast", 0, "'fast'"),
+    (_NaNAt(2), 2, "nan"),
+    (_NaNAt(0, math.inf), 0, "inf"),
+])
+def test_bad_scheduled_learning_rate_is_refused_before_any_update(rng, lr, step, shown):
+    """A callable or schedule whose value is NaN, infinite, negative or not a number is a ValueError
+    naming the step and the value, raised before the step changes a weight (it used to be multiplied
+    into every weight); steps before it are applied as usual. A model with BatchNormalization: its
+    moving statistics, which the forward pass moves, stay as they were too."""
+    from cnnkit import layers, models
+
+    model = models.Sequential([layers.Input((4, 4, 2)), layers.Conv2D(3, 3), layers.BatchNormalization(),
+                               layers.Flatten(), layers.Dense(2, activation="softmax")])
+    model.compile(optimizer=Adam(learning_rate=lr), loss="sparse_categorical_crossentropy")
+    x, y = rng.random((4, 4, 4, 2)).astype("float32"), rng.integers(0, 2, 4)
+    for _ in range(step):
+        model.train_on_batch(x, y)
+    before = [w.copy() for w in model.get_weights()]
+    with pytest.raises(ValueError, match=rf"returned {re.escape(shown)} at step {step}\b") as err:
+        model.fit(x, y, epochs=1, batch_size=4, verbose=0)
+    assert "finite float >= 0" in str(err.value)
+    for old, new in zip(before, model.get_weights()):
+        np.testing.assert_array_equal(new, old)
+    assert model.optimizer.iterations == step
+
+
+def test_error_messages_quote_at_most_200_characters_of_a_config():
+    """A config read from a file can hold megabytes; the error quotes a bounded prefix of it."""
+    big = "x" * 10**6
+    configs = [{"class_name": "Adam", "config": {big: 1}}, {"class_name": "Adam", "config": {"learning_rate": big}},
+               {"class_name": "Adam", "config": big}, {"class_name": big}, {"class_name": ["Adam"]},
+               {"class_name": "SGD", "config": {"learning_rate": {"class_name": "CosineDecay", "config": {big: 2}}}},
+               {"class_name": "SGD", "config": {"learning_rate": {"class_name": big}}}]
+    for config in configs:
+        with pytest.raises(ValueError) as err:
+            optimizers.deserialize(config)
+        assert len(str(err.value)) < 1000, str(err.value)[:300]
+    with pytest.raises(ValueError) as err:
+        Adam().set_state({"iterations": -1, "slots": [big]}, [])
+    assert len(str(err.value)) < 1000

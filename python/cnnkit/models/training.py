@@ -289,6 +289,9 @@ class Trainer:
 
     def _train_step(self, xb, yb):
         """One optimizer step on a device batch; returns (loss value as float, predictions)."""
+        # The step's learning rate (a schedule's value) is checked before the forward pass, which
+        # already moves BatchNormalization's statistics: a refused rate leaves every weight as it was.
+        self.optimizer.learning_rate
         for v in self.weights:
             v.grad = None
         fuse = self._fuses()

@@ -17,7 +17,7 @@ import numpy as np
 
 from ..ops import get_array_module
 from . import schedules
-from .schedules import LearningRateSchedule, _float
+from .schedules import LearningRateSchedule, _float, _kwargs
 
 __all__ = ["Optimizer", "SGD", "Adam", "RMSprop", "AdamW", "schedules", "get", "serialize",
            "deserialize"]
@@ -43,7 +43,7 @@ def _optional(name, value, expected, ok):
 
 def _bool(name, value):
     if not isinstance(value, (bool, np.bool_)):
-        raise TypeError(f"Argument `{name}` must be a bool. Received: {name}={value!r}")
+        raise TypeError(f"Argument `{name}` must be a bool. Received: {name}={value!r:.200}")
     return bool(value)
 
 
@@ -54,16 +54,28 @@ def _check_learning_rate(value):
 
 
 def _call_schedule(fn, step):
-    """fn(step); Keras 3 documents plain callables as taking no argument, so those are called bare."""
+    """fn(step), checked: a finite float >= 0. Keras 3 documents plain callables as taking no
+    argument, so those are called bare. The check is here, before any update uses the value: a NaN
+    rate would otherwise be multiplied into every weight of the step."""
     if isinstance(fn, LearningRateSchedule):
-        return float(fn(step))
+        value = fn(step)
+    else:
+        try:
+            inspect.signature(fn).bind(step)
+        except TypeError:
+            value = fn()
+        except ValueError:  # no signature to inspect (some builtins): assume the Keras schedule form
+            value = fn(step)
+        else:
+            value = fn(step)
     try:
-        inspect.signature(fn).bind(step)
-    except TypeError:
-        return float(fn())
-    except ValueError:  # no signature to inspect (some builtins): assume the Keras schedule form
-        pass
-    return float(fn(step))
+        rate = float(value)
+    except (TypeError, ValueError):
+        rate = None
+    if isinstance(value, bool) or rate is None or not _nonneg(rate):
+        raise ValueError(f"The learning rate schedule {fn!r:.200} returned {value!r:.200} at step {step}; "
+                         "a learning rate must be a finite float >= 0. No update was applied.")
+    return rate
 
 
 def _norm(g):
@@ -96,7 +108,7 @@ class Optimizer:
                              f"Received: clipnorm={clipnorm}, clipvalue={clipvalue}, "
                              f"global_clipnorm={global_clipnorm}")
         if name is not None and not isinstance(name, str):
-            raise TypeError(f"Argument `name` must be a string. Received: name={name!r}")
+            raise TypeError(f"Argument `name` must be a string. Received: name={name!r:.200}")
         self.name = name if name is not None else type(self).__name__.lower()
         self.iterations = 0
         self.built = False
@@ -176,7 +188,7 @@ class Optimizer:
             raise ValueError("No gradients provided for any variable.")
         for g, v in pairs:
             if tuple(g.shape) != v.shape:
-                raise ValueError(f"Gradient of shape {tuple(g.shape)} does not match variable {v.name!r} "
+                raise ValueError(f"Gradient of shape {tuple(g.shape)} does not match variable {v.name!r:.200} "
                                  f"of shape {v.shape}")
         variables = [v for _, v in pairs]
         grads = self._clip([g if g.dtype == v.dtype else g.astype(v.dtype) for g, v in pairs])
@@ -233,14 +245,14 @@ class Optimizer:
             lr = schedules.serialize(lr)
         elif callable(lr):
             raise TypeError(f"A plain callable learning rate cannot be serialized. Received: "
-                            f"learning_rate={lr!r}; use a LearningRateSchedule subclass with get_config()")
+                            f"learning_rate={lr!r:.200}; use a LearningRateSchedule subclass with get_config()")
         return {"name": self.name, "learning_rate": lr, "weight_decay": self.weight_decay,
                 "clipnorm": self.clipnorm, "global_clipnorm": self.global_clipnorm,
                 "clipvalue": self.clipvalue}
 
     @classmethod
     def from_config(cls, config, custom_objects=None):
-        config = dict(config)
+        config = _kwargs(cls, config)
         if isinstance(config.get("learning_rate"), dict):
             config["learning_rate"] = schedules.deserialize(config["learning_rate"], custom_objects)
         return cls(**config)
@@ -257,7 +269,7 @@ class Optimizer:
         """Restore ``get_state()``'s output into this optimizer, built on the same variables."""
         iterations = state.get("iterations") if isinstance(state, dict) else None
         if isinstance(iterations, bool) or not isinstance(iterations, numbers.Integral) or iterations < 0:
-            raise ValueError(f"state['iterations'] must be an int >= 0. Received: state={state!r}")
+            raise ValueError(f"state['iterations'] must be an int >= 0. Received: state={state!r:.200}")
         targets = [(v, name, a) for v, slots in zip(self._variables, self._slots)
                    for name, a in slots.items()]
         arrays = list(arrays)
@@ -267,7 +279,7 @@ class Optimizer:
                              "build it on the same variables first.")
         for (v, name, a), new in zip(targets, arrays):
             if tuple(new.shape) != a.shape:
-                raise ValueError(f"Slot {name!r} of variable {v.name!r} has shape {a.shape}; the state's "
+                raise ValueError(f"Slot {name!r} of variable {v.name!r:.200} has shape {a.shape}; the state's "
                                  f"array has shape {tuple(new.shape)}")
         for (_, _, a), new in zip(targets, arrays):
             xp = get_array_module(a)
@@ -433,9 +445,9 @@ def deserialize(config, custom_objects=None):
     ``custom_objects`` maps the names of user classes)."""
     custom_objects = custom_objects or {}
     name = config.get("class_name") if isinstance(config, dict) else None
-    cls = custom_objects.get(name) or (_BUILTINS.get(name.lower()) if isinstance(name, str) else None)
+    cls = (custom_objects.get(name) or _BUILTINS.get(name.lower())) if isinstance(name, str) else None
     if cls is None:
-        raise ValueError(f"Could not interpret optimizer config: {config!r}. Expected "
+        raise ValueError(f"Could not interpret optimizer config: {config!r:.200}. Expected "
                          f"{{'class_name': one of {[c.__name__ for c in _BUILTINS.values()]}, "
                          "'config': {...}}")
     return cls.from_config(config.get("config", {}), custom_objects)
@@ -449,5 +461,5 @@ def get(identifier):
         return deserialize(identifier)
     if isinstance(identifier, str) and identifier.lower() in _BUILTINS:
         return _BUILTINS[identifier.lower()]()
-    raise ValueError(f"Could not interpret optimizer identifier: {identifier!r}. Expected one of "
+    raise ValueError(f"Could not interpret optimizer identifier: {identifier!r:.200}. Expected one of "
                      f"{sorted(_BUILTINS)}, an Optimizer instance or a {{'class_name', 'config'}} dict")

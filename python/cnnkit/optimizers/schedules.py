@@ -4,6 +4,7 @@ An optimizer given a schedule evaluates it at its ``iterations`` (0 for the firs
 The values are computed in Python floats on the host, whatever device the model runs on.
 """
 
+import inspect
 import math
 import numbers
 
@@ -14,17 +15,31 @@ def _float(name, value, expected, ok):
     """value as a float when ok(float(value)); ValueError naming the argument otherwise."""
     if isinstance(value, numbers.Real) and not isinstance(value, bool) and ok(float(value)):
         return float(value)
-    raise ValueError(f"Argument `{name}` must be {expected}. Received: {name}={value!r}")
+    raise ValueError(f"Argument `{name}` must be {expected}. Received: {name}={value!r:.200}")
 
 
 def _int(name, value, expected, ok):
     if isinstance(value, numbers.Integral) and not isinstance(value, bool) and ok(int(value)):
         return int(value)
-    raise ValueError(f"Argument `{name}` must be {expected}. Received: {name}={value!r}")
+    raise ValueError(f"Argument `{name}` must be {expected}. Received: {name}={value!r:.200}")
 
 
 def _nonneg(v):
     return 0 <= v < math.inf
+
+
+def _kwargs(cls, config):
+    """config as keyword arguments of cls(...): a dict whose keys cls accepts. A ValueError otherwise,
+    quoting at most 200 characters of what was received (configs come from files)."""
+    if not isinstance(config, dict):
+        raise ValueError(f"The config of {cls.__name__} must be a dict. Received: {config!r:.200}")
+    params = inspect.signature(cls).parameters
+    if not any(p.kind is p.VAR_KEYWORD for p in params.values()):
+        unknown = [k for k in config if k not in params]
+        if unknown:
+            raise ValueError(f"Unknown argument(s) in the config of {cls.__name__}: {unknown!r:.200}. "
+                             f"Expected some of {sorted(params)}")
+    return dict(config)
 
 
 class LearningRateSchedule:
@@ -41,7 +56,7 @@ class LearningRateSchedule:
 
     @classmethod
     def from_config(cls, config):
-        return cls(**config)
+        return cls(**_kwargs(cls, config))
 
 
 class ExponentialDecay(LearningRateSchedule):
@@ -117,7 +132,8 @@ def serialize(schedule):
 def deserialize(config, custom_objects=None):
     """The schedule that ``serialize`` described; ``custom_objects`` maps names of user classes."""
     classes = {**_BUILTINS, **(custom_objects or {})}
-    if not isinstance(config, dict) or config.get("class_name") not in classes:
-        raise ValueError(f"Could not interpret learning rate schedule: {config!r}. Expected "
+    name = config.get("class_name") if isinstance(config, dict) else None
+    if not isinstance(name, str) or name not in classes:
+        raise ValueError(f"Could not interpret learning rate schedule: {config!r:.200}. Expected "
                          f"{{'class_name': one of {sorted(classes)}, 'config': {{...}}}}")
-    return classes[config["class_name"]].from_config(dict(config.get("config", {})))
+    return classes[name].from_config(config.get("config", {}))
