@@ -1,8 +1,16 @@
-"""Shared fixtures: the array-module parameter (NumPy always, CuPy under the ``gpu`` mark) and a
-fresh random generator per test whose seed is printed in the header so any failure can be replayed
-with CNNKIT_TEST_SEED=<seed>."""
+"""Shared fixtures: the array-module parameter (NumPy always, CuPy under the ``gpu`` mark), a fresh
+random generator per test, and the seeds behind every test's randomness.
 
+Every test draws from seeds derived from one session seed and the test's id: the ``rng`` fixture,
+and (an autouse fixture) cnnkit's generator (weight initialization, shuffling, dropout), NumPy's
+global generator and Python's ``random``, which are reseeded before each test. The session seed is
+in the header, and a failing test's report carries a "cnnkit test seed" section with the command
+that replays it: CNNKIT_TEST_SEED=<seed> python -m pytest '<test id>'. Skips are summarised by
+reason at the end of the run, one line per reason with its count, instead of one line per test."""
+
+import collections
 import os
+import zlib
 
 import numpy as np
 import pytest
@@ -12,6 +20,47 @@ _SEED = int(os.environ.get("CNNKIT_TEST_SEED", np.random.SeedSequence().entropy 
 
 def pytest_report_header(config):
     return f"cnnkit test seed: {_SEED} (replay with CNNKIT_TEST_SEED={_SEED})"
+
+
+def test_seed(nodeid):
+    """The seed of one test: a function of the session seed and the test's id only, so that a test
+    run alone with the same CNNKIT_TEST_SEED draws what it drew in the full run."""
+    return int(np.random.SeedSequence([_SEED, zlib.crc32(nodeid.encode())]).generate_state(1)[0])
+
+
+test_seed.__test__ = False  # a helper, not a test for pytest to collect
+
+
+@pytest.fixture(autouse=True)
+def _seed_everything(request):
+    """cnnkit's generator, NumPy's global one and Python's random start each test from its seed."""
+    from cnnkit.utils import set_random_seed
+
+    set_random_seed(test_seed(request.node.nodeid))
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item, call):
+    outcome = yield
+    report = outcome.get_result()
+    if report.failed:
+        report.sections.append(("cnnkit test seed", (
+            f"session seed {_SEED}, this test's seed {test_seed(item.nodeid)}; replay with\n"
+            f"CNNKIT_TEST_SEED={_SEED} python -m pytest '{item.nodeid}'")))
+
+
+def pytest_terminal_summary(terminalreporter):
+    """Skips grouped by reason, most frequent first: one line each instead of one per test (143 GPU
+    skips buried the failures on a machine without CuPy)."""
+    reasons = collections.Counter()
+    for report in terminalreporter.stats.get("skipped", []):
+        longrepr = report.longrepr
+        reason = longrepr[2] if isinstance(longrepr, tuple) else str(longrepr)
+        reasons[reason.removeprefix("Skipped: ")] += 1
+    if reasons:
+        terminalreporter.section("skipped, by reason")
+        for reason, count in reasons.most_common():
+            terminalreporter.line(f"{count:5d}  {reason}")
 
 
 def _gpu_available():
@@ -48,10 +97,10 @@ def cupy_xp():
 
 @pytest.fixture
 def rng(request):
-    """A generator seeded from the session seed and the test's name: fresh data each session,
-    reproducible with CNNKIT_TEST_SEED."""
-    name_hash = sum(ord(ch) * (i + 1) for i, ch in enumerate(request.node.nodeid)) % 2**32
-    return np.random.default_rng([_SEED, name_hash])
+    """A generator seeded from the session seed and the test's id: fresh data each session,
+    reproducible with CNNKIT_TEST_SEED. Its stream is not the one cnnkit's generator was given
+    (the extra 1), so test data and initial weights are not the same numbers."""
+    return np.random.default_rng([test_seed(request.node.nodeid), 1])
 
 
 def _imports_torch(item):

@@ -55,6 +55,10 @@ def batch_stats(x):
     return mean, ((x - mean) ** 2).mean(axis=axes)  # biased, as Keras
 
 
+def away_from_zero(x, margin=0.1):
+    return np.where(x < 0, x - margin, x + margin)
+
+
 def case(id, make, shapes, expected, training=False, data=None):
     """make() -> layer; shapes: the input shape (a list of them for merge layers); expected(x, w)
     with w = the layer's weights in order; data maps the standard-normal inputs when a case needs
@@ -78,10 +82,16 @@ CASES = [
     case("avgpool-same", lambda: L.AveragePooling2D((2, 3), strides=2, padding="same"), (2, 7, 5, 3),
          lambda x, w: ref.avg_pool2d(x, (2, 3), 2, "same")),
     case("avgpool-valid", lambda: L.AveragePooling2D(), (1, 5, 7, 2), lambda x, w: ref.avg_pool2d(x, 2)),
+    # Inputs kept 0.1 away from 0: stochastic pooling weights a window by max(x, 0), which has a
+    # kink at 0 whose slope jump is sum(a^2) / sum(a)^2 (up to ~1 here). An input within the
+    # finite-difference step (1e-6) of 0 makes the central difference average the two sides, and
+    # the gradient check failed once in 9 full runs (dx relative error 0.124; a value of 4e-7 in a
+    # window of negatives reproduces 0.04). The kink is the layer's, not a bug; the test avoids it.
     case("stochpool-inference", lambda: L.StochasticPooling2D(), (2, 5, 4, 3),
-         lambda x, w: ref.stochastic_pool2d(x, 2, None, "valid", training=False)),
+         lambda x, w: ref.stochastic_pool2d(x, 2, None, "valid", training=False), data=away_from_zero),
     case("stochpool-training", lambda: L.StochasticPooling2D((2, 3), (1, 2), "same"), (2, 5, 4, 3),
-         lambda x, w: ref.stochastic_pool2d(x, (2, 3), (1, 2), "same", training=True, seed=SEED), True),
+         lambda x, w: ref.stochastic_pool2d(x, (2, 3), (1, 2), "same", training=True, seed=SEED), True,
+         data=away_from_zero),
     # a window with no positive cell outputs the constant 0 and passes no gradient back
     case("stochpool-training-mixed-signs", lambda: L.StochasticPooling2D(2), (2, 4, 6, 3),
          lambda x, w: ref.stochastic_pool2d(x, 2, None, "valid", training=True, seed=SEED), True,
@@ -399,3 +409,12 @@ def _built(layer, shape):
 ])
 def test_bad_input_shapes_are_refused_naming_the_shape(exc, name, call):
     assert_raises_naming(exc, name, call)
+
+
+def test_stochpool_cases_draw_inputs_away_from_the_kink_at_zero(rng):
+    """The finite-difference cases of stochastic pooling never draw an input within the step of 0,
+    where max(x, 0) has a kink (see the comment on the cases): the check failed once in 9 runs."""
+    cases = {p.id: p.values for p in CASES}
+    for name in ("stochpool-inference", "stochpool-training"):
+        data = cases[name][4]
+        assert np.abs(data(rng.standard_normal(10**5))).min() >= 0.1
