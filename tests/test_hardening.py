@@ -351,6 +351,12 @@ def test_omp_num_threads_1_and_2_agree(tmp_path):
 # ---------------------------------------------------------------------------------------------- faults
 @pytest.fixture
 def saved_model(tmp_path):
+    # Layers are auto-named from process-wide counters: restart them so that the file (its
+    # model.json, and so every member's offset) is the same whichever tests ran before; the damage
+    # tests below flip bytes at fixed positions.
+    from cnnkit.layers.base import clear_session
+
+    clear_session()
     set_random_seed(6)
     model = _tutorial_model()
     model.compile(optimizer="adam", loss="sparse_categorical_crossentropy", metrics=["accuracy"])

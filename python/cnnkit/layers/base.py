@@ -8,6 +8,7 @@ used at several places of a graph (shared weights), and a model can skip dx wher
 upstream (``need_dx`` False: the first layer never computes its input gradient).
 """
 
+import numbers
 import re
 
 from .. import device as _device
@@ -19,6 +20,36 @@ from ..variables import Variable
 __all__ = ["Layer", "KerasTensor", "InputLayer", "Input"]
 
 _name_counts = {}
+_deferred = []  # non-empty inside deferred_weights(): add_weight records shapes, draws nothing
+
+
+class _Unset:
+    """What a Variable holds between ``add_weight`` under ``deferred_weights()`` and the assignment
+    of a loaded array: its shape and dtype, and no memory (a model file's config can declare any
+    size, and nothing is allocated for it before the file's arrays are checked against it)."""
+
+    __slots__ = ("shape", "dtype", "size", "device")
+
+    def __init__(self, shape, dtype, device):
+        import numpy as np
+
+        self.shape, self.dtype, self.device = tuple(shape), np.dtype(dtype), device
+        self.size = 1
+        for s in self.shape:
+            self.size *= s  # Python ints: no overflow, however large the claim
+
+
+class deferred_weights:
+    """Within ``with deferred_weights():`` layers built create variables holding an ``_Unset``
+    placeholder instead of drawing their initial values; the model loader assigns every one of them
+    from the file (``Variable.value = array``) before the model is handed out."""
+
+    def __enter__(self):
+        _deferred.append(True)
+        return self
+
+    def __exit__(self, *exc):
+        _deferred.pop()
 
 
 def unique_name(prefix):
@@ -109,6 +140,17 @@ class Layer:
     def add_weight(self, name, shape, initializer="glorot_uniform", regularizer=None, trainable=True):
         """Create a Variable on this layer's device, drawn from ``initializer``."""
         init = initializers.get(initializer)
+        if _deferred:
+            shape = tuple(shape)
+            if not all(isinstance(s, numbers.Integral) and s >= 0 for s in shape):
+                raise ValueError(f"weight {self.name}/{name} has an invalid shape {shape!r:.200}")
+            shape = tuple(int(s) for s in shape)
+            if self.device is None:
+                self.device = _device.get_device()
+            var = Variable(_Unset(shape, self.dtype, self.device), f"{self.name}/{name}", trainable,
+                           regularizers.get(regularizer))
+            self._weights.append(var)
+            return var
         value = init(tuple(shape), self.dtype)
         if tuple(value.shape) != tuple(shape):
             raise ValueError(f"initializer {init!r} returned shape {tuple(value.shape)} for weight "

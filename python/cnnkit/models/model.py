@@ -59,28 +59,32 @@ class Model(Trainer, Layer):
                 raise ValueError(f"model inputs must come straight from cnnkit.layers.Input(...), received a "
                                  f"tensor produced by layer {t.node.layer.name!r}")
         input_ids = {id(t) for t in self.inputs}
-        order, seen, visiting = [], set(), set()
-
-        def visit(node):
-            if id(node) in seen:
-                return
-            if id(node) in visiting:
-                raise ValueError("the layer graph has a cycle")
-            visiting.add(id(node))
-            for t in node.inputs:
-                if id(t) in input_ids:
-                    continue
-                if isinstance(t.node.layer, InputLayer):
-                    raise ValueError(f"graph disconnected: layer {node.layer.name!r} reads input "
-                                     f"{t.node.layer.name!r}, which is not among the model's inputs")
-                visit(t.node)
-            visiting.discard(id(node))
-            seen.add(id(node))
-            order.append(node)
-
+        # Depth-first post-order, with an explicit stack: a chain of thousands of layers is an
+        # ordinary model, and a recursive walk would hit Python's recursion limit on it.
+        order, done, on_path = [], set(), set()
         for t in self.outputs:
-            if id(t) not in input_ids:
-                visit(t.node)
+            if id(t) in input_ids or id(t.node) in done:
+                continue
+            stack = [(t.node, iter(t.node.inputs))]
+            on_path.add(id(t.node))
+            while stack:
+                node, pending = stack[-1]
+                for t_in in pending:
+                    if id(t_in) in input_ids or id(t_in.node) in done:
+                        continue
+                    if isinstance(t_in.node.layer, InputLayer):
+                        raise ValueError(f"graph disconnected: layer {node.layer.name!r} reads input "
+                                         f"{t_in.node.layer.name!r}, which is not among the model's inputs")
+                    if id(t_in.node) in on_path:
+                        raise ValueError("the layer graph has a cycle")
+                    on_path.add(id(t_in.node))
+                    stack.append((t_in.node, iter(t_in.node.inputs)))
+                    break
+                else:
+                    stack.pop()
+                    on_path.discard(id(node))
+                    done.add(id(node))
+                    order.append(node)
         self._graph_nodes = order
         layers = [t.node.layer for t in self.inputs]
         for node in order:

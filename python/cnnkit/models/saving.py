@@ -7,8 +7,12 @@ against the manifest (shape, dtype) and a damaged file is a ValueError, not a cr
 import io
 import json
 import os
+import re
+import stat
+import struct
 import tempfile
 import zipfile
+import zlib
 
 import numpy as np
 
@@ -17,7 +21,8 @@ from .. import losses as _losses
 from .. import metrics as _metrics
 from .. import optimizers as _optimizers
 from ..layers import get_layer_class
-from ..layers.base import InputLayer
+from .. import device as _device
+from ..layers.base import InputLayer, _Unset, deferred_weights
 
 FORMAT = "cnnkit-model"
 WEIGHTS_FORMAT = "cnnkit-weights"
@@ -141,35 +146,6 @@ def _npy_bytes(array):
     return buf.getvalue()
 
 
-def _read_npy(zf, member, shape, dtype):
-    try:
-        buf = io.BytesIO(zf.read(member))
-    except KeyError:
-        raise ValueError(f"the file has no member {member!r}") from None
-    except (zipfile.BadZipFile, OSError, EOFError, ValueError) as exc:
-        raise ValueError(f"member {member!r} cannot be read ({exc})") from exc
-    try:
-        # The header first: a damaged one must not make np.load allocate what it claims.
-        version = np.lib.format.read_magic(buf)
-        readers = {(1, 0): np.lib.format.read_array_header_1_0, (2, 0): np.lib.format.read_array_header_2_0}
-        if version not in readers:
-            raise ValueError(f"member {member!r} has .npy format version {version}, which cnnkit does not read")
-        header_shape, _, header_dtype = readers[version](buf)
-        if tuple(header_shape) != tuple(shape) or str(header_dtype) != dtype:
-            raise ValueError(f"member {member!r} holds shape {tuple(header_shape)} dtype {header_dtype}, the "
-                             f"manifest says shape {tuple(shape)} dtype {dtype}")
-        buf.seek(0)
-        arr = np.load(buf, allow_pickle=False)
-    except (ValueError, OSError, EOFError, TypeError, SyntaxError) as exc:
-        if str(exc).startswith(f"member {member!r}"):
-            raise
-        raise ValueError(f"member {member!r} is not a valid .npy array ({exc})") from exc
-    if tuple(arr.shape) != tuple(shape) or str(arr.dtype) != dtype:
-        raise ValueError(f"member {member!r} holds shape {arr.shape} dtype {arr.dtype}, the manifest says "
-                         f"shape {tuple(shape)} dtype {dtype}")
-    return arr
-
-
 def _write_zip(filepath, members, overwrite):
     """Write the zip next to its destination and rename it into place, so a crash or an interrupt
     never leaves a half-written file under the final name."""
@@ -199,27 +175,260 @@ def _umask():
     return mask
 
 
+def _refuse_keras_extension(filepath):
+    ext = os.path.splitext(os.fspath(filepath))[1].lower()
+    if ext in (".h5", ".hdf5", ".keras"):
+        raise ValueError(f"{os.fspath(filepath)}: cnnkit does not write Keras' {ext} format; a file under that "
+                         "name would be a cnnkit zip that Keras cannot read. Save to a '.cnnkit' path "
+                         "(model.save('model.cnnkit'), model.save_weights('model.weights.cnnkit'))")
+
+
+# What a model file may be, checked before anything it declares is read (the anchors: safetensors'
+# exact spans and np.load's header limit). Everything a reader can raise on a damaged zip (zlib.error,
+# NotImplementedError for a compression method or zip version, RuntimeError for an encrypted member,
+# EOFError, struct.error...) becomes a ValueError naming the file and the member.
+_MAX_MEMBERS = 100_000       # ResNet50 with Adam's slots has about 800
+_MAX_JSON_BYTES = 64 << 20   # ResNet50's model.json is about 0.4 MB
+_MAX_JSON_DEPTH = 256        # nested models add a few levels each; json.loads recurses per level
+_MAX_NPY_HEADER = 10_000     # np.load's own limit
+_DEFLATE_MAX_RATIO = 1032    # deflate cannot expand one byte into more than 1032
+_DAMAGE = (zipfile.BadZipFile, zipfile.LargeZipFile, zlib.error, EOFError, NotImplementedError, RuntimeError,
+           struct.error, UnicodeDecodeError, OverflowError, IndexError, KeyError, TypeError, ValueError, OSError)
+_MEMBER_NAME = re.compile(r"(model\.json|weights\.json|(weights|optimizer)/\d{5,9}\.npy)")
+
+
+class _reading:
+    """``with _reading(path, member):`` turns whatever a damaged file makes zipfile, zlib or numpy
+    raise into a ValueError naming the file (and the member), keeping the original as __cause__."""
+
+    def __init__(self, filepath, member=None):
+        self.where = f"{os.fspath(filepath)}" + (f", member {member!r}" if member else "")
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, kind, exc, tb):
+        if exc is None or not isinstance(exc, _DAMAGE) or isinstance(exc, _FileError):
+            return False
+        if isinstance(exc, (FileNotFoundError, IsADirectoryError, PermissionError)):
+            return False
+        raise _FileError(_short(f"{self.where}: the file is damaged or not a cnnkit file "
+                                f"({type(exc).__name__}: {exc})")) from exc
+
+
+class _FileError(ValueError):
+    """A ValueError about a model file whose message already names it."""
+
+
+def _short(message, limit=900):
+    return message if len(message) <= limit else message[:limit] + " ..."
+
+
+def _read_end_record(f, size, filepath):
+    """The member count the zip's end record declares, before zipfile parses the directory: the end
+    record must end the file (no comment, no trailing bytes), and the count is capped."""
+    if size < 22:
+        raise _FileError(f"{filepath}: {size} bytes is too short to be a cnnkit zip file")
+    f.seek(size - 22)
+    end = f.read(22)
+    if end[:4] != b"PK\x05\x06" or struct.unpack("<H", end[20:22])[0] != 0:
+        raise _FileError(f"{filepath} is not a cnnkit file: it does not end with a zip end record (not a zip, "
+                         "or bytes follow the archive)")
+    count = struct.unpack("<H", end[10:12])[0]
+    if count == 0xFFFF and size >= 42:  # zip64: the locator sits just before the end record
+        f.seek(size - 42)
+        loc = f.read(20)
+        if loc[:4] == b"PK\x06\x07":
+            offset = struct.unpack("<Q", loc[8:16])[0]
+            if offset + 56 <= size - 42:
+                f.seek(offset)
+                rec = f.read(56)
+                if rec[:4] == b"PK\x06\x06":
+                    count = struct.unpack("<Q", rec[32:40])[0]
+    if count > _MAX_MEMBERS:
+        raise _FileError(f"{filepath} declares {count} members; a cnnkit file has at most {_MAX_MEMBERS}")
+
+
+def _check_layout(f, zf, filepath):
+    """Every member stored or deflated, unencrypted, named as cnnkit names them and named once, and the
+    members laid end to end from byte 0 to the central directory: no data before the first, none
+    between two, no two entries sharing bytes (the overlapping-entry zip bomb) and no member that
+    claims more bytes than its compressed data can inflate to."""
+    infos = zf.infolist()
+    names = set()
+    for info in infos:
+        name = info.filename
+        where = f"{filepath}, member {name!r:.100}"
+        if not _MEMBER_NAME.fullmatch(name):
+            raise _FileError(f"{where}: not a member a cnnkit file holds")
+        if name in names:
+            raise _FileError(f"{where}: the name appears twice in the archive")
+        names.add(name)
+        if info.flag_bits & 0x1:
+            raise _FileError(f"{where} is encrypted; cnnkit files never are")
+        if info.flag_bits & 0x2060:
+            raise _FileError(f"{where} uses zip features cnnkit files never use (flags {info.flag_bits:#x})")
+        if info.compress_type == zipfile.ZIP_STORED:
+            if info.file_size != info.compress_size:
+                raise _FileError(f"{where}: a stored member of {info.compress_size} bytes claims {info.file_size}")
+        elif info.compress_type == zipfile.ZIP_DEFLATED:
+            if info.file_size > _DEFLATE_MAX_RATIO * info.compress_size + 64:
+                raise _FileError(f"{where} claims {info.file_size} bytes from {info.compress_size} compressed "
+                                 "bytes, more than deflate can produce")
+        else:
+            raise _FileError(f"{where} uses compression method {info.compress_type}; cnnkit files are "
+                             "stored or deflated")
+    expected = 0
+    for info in sorted(infos, key=lambda i: i.header_offset):
+        where = f"{filepath}, member {info.filename!r}"
+        if info.header_offset != expected:
+            what = "data before the first member" if expected == 0 else "members overlap or leave a gap"
+            raise _FileError(f"{where} starts at byte {info.header_offset}, expected {expected}: {what}")
+        f.seek(info.header_offset)
+        local = f.read(30)
+        if len(local) != 30 or local[:4] != b"PK\x03\x04":
+            raise _FileError(f"{where}: no local header at byte {info.header_offset}")
+        n, m = struct.unpack("<HH", local[26:30])
+        expected = info.header_offset + 30 + n + m + info.compress_size
+        if info.flag_bits & 0x8:  # a data descriptor follows the data: 12 to 24 bytes by variant
+            nxt = sorted(i.header_offset for i in infos if i.header_offset > info.header_offset)
+            target = nxt[0] if nxt else zf.start_dir
+            if target - expected in (12, 16, 20, 24):
+                expected = target
+    if expected != zf.start_dir:
+        raise _FileError(f"{filepath}: the members end at byte {expected} but the central directory starts at "
+                         f"{zf.start_dir}: bytes outside any member")
+
+
 def _open_zip(filepath, kind):
+    """The file as a checked ZipFile (see _check_layout); FileNotFoundError and other I/O errors as
+    they are, everything else a ValueError naming the file."""
+    path = os.fspath(filepath)
+    st = os.stat(path)
+    if not stat.S_ISREG(st.st_mode):
+        raise _FileError(f"{path} is not a regular file, so not a {kind} file")
+    with _reading(path):
+        with open(path, "rb") as f:
+            _read_end_record(f, st.st_size, path)
+        zf = zipfile.ZipFile(path)
     try:
-        zf = zipfile.ZipFile(os.fspath(filepath))
-        bad = zf.testzip()
-    except FileNotFoundError:
-        raise
-    except (zipfile.BadZipFile, OSError, EOFError, ValueError) as exc:
-        raise ValueError(f"{filepath} is not a readable {kind} file ({exc})") from exc
-    if bad is not None:
+        with _reading(path):
+            _check_layout(zf.fp, zf, path)
+        return zf
+    except BaseException:
         zf.close()
-        raise ValueError(f"{filepath} is damaged: member {bad!r} fails its checksum")
-    return zf
+        raise
+
+
+def _member_info(zf, filepath, member):
+    if not isinstance(member, str):
+        raise _FileError(f"{filepath}: the manifest names a member {member!r:.100}, not a string")
+    try:
+        return zf.getinfo(member)
+    except KeyError:
+        raise _FileError(f"{filepath} has no member {member!r:.100}") from None
+
+
+def _read_exactly(stream, n, out=None):
+    """n bytes from a zip member stream (into ``out``, a writable byte view, when given); a member
+    that ends early is damage. zipfile stops at the declared size and checks the CRC there."""
+    got = bytearray() if out is None else None
+    done = 0
+    while done < n:
+        chunk = stream.read(min(n - done, 1 << 24))
+        if not chunk:
+            raise EOFError(f"the member ends after {done} of its {n} bytes")
+        if out is None:
+            got += chunk
+        else:
+            out[done:done + len(chunk)] = chunk
+        done += len(chunk)
+    if stream.read(1):
+        raise ValueError("the member holds more bytes than it declares")
+    return got
+
+
+def _read_npy(zf, filepath, member, shape, dtype):
+    """The .npy member's array, checked against the manifest's (shape, dtype) from its header alone
+    before anything is allocated: a real float dtype, C order, and a member size equal to header +
+    shape x itemsize exactly (no trailing bytes); then exactly that many bytes are streamed."""
+    info = _member_info(zf, filepath, member)
+    where = f"{filepath}, member {member!r}"
+    with _reading(filepath, member):
+        with zf.open(info) as stream:
+            magic = _read_exactly_prefix(stream, 8)
+            if magic[:6] != b"\x93NUMPY" or magic[6] not in (1, 2):
+                raise _FileError(f"{where} is not a .npy array of format version 1 or 2")
+            width = 2 if magic[6] == 1 else 4
+            length_bytes = _read_exactly_prefix(stream, width)
+            hlen = int.from_bytes(length_bytes, "little")
+            if hlen > _MAX_NPY_HEADER:
+                raise _FileError(f"{where} has a {hlen}-byte .npy header; at most {_MAX_NPY_HEADER} are read")
+            header = io.BytesIO(magic + length_bytes + _read_exactly_prefix(stream, hlen))
+            np.lib.format.read_magic(header)
+            read_header = np.lib.format.read_array_header_1_0 if magic[6] == 1 \
+                else np.lib.format.read_array_header_2_0
+            header_shape, fortran, header_dtype = read_header(header)
+            if tuple(header_shape) != tuple(shape) or str(header_dtype) != dtype:
+                raise _FileError(f"{where} holds shape {tuple(header_shape)} dtype {header_dtype}, the manifest "
+                                 f"says shape {tuple(shape)} dtype {dtype}")
+            if fortran:
+                raise _FileError(f"{where} is stored in Fortran order; cnnkit writes C order")
+            arr = np.empty(shape, header_dtype)
+            size = 8 + width + hlen + arr.nbytes
+            if info.file_size != size:
+                raise _FileError(f"{where} is {info.file_size} bytes; its header and shape {tuple(shape)} make "
+                                 f"{size}")
+            _read_exactly(stream, arr.nbytes, memoryview(arr.reshape(-1)).cast("B"))
+    return arr
+
+
+def _read_exactly_prefix(stream, n):
+    data = stream.read(n)
+    if len(data) != n:
+        raise EOFError(f"the member ends after {len(data)} bytes")
+    return data
+
+
+def _json_depth(data):
+    """How deeply arrays and objects nest in JSON text (strings skipped), counted without parsing:
+    json.loads recurses once per level."""
+    plain = re.sub(rb'"(?:[^"\\]|\\.)*"', b'""', data)
+    a = np.frombuffer(plain, np.uint8)
+    steps = (a == ord("[")).astype(np.int64) + (a == ord("{")) - (a == ord("]")) - (a == ord("}"))
+    return int(np.cumsum(steps).max(initial=0))
+
+
+def _no_duplicate_keys(pairs):
+    out = {}
+    for k, v in pairs:
+        if k in out:
+            raise ValueError(f"the key {k!r:.100} appears twice in one object")
+        out[k] = v
+    return out
+
+
+def _no_constant(name):
+    raise ValueError(f"{name} is not a JSON number")
 
 
 def _read_json(zf, member, filepath):
+    """A JSON member: at most _MAX_JSON_BYTES, nesting at most _MAX_JSON_DEPTH, no NaN or Infinity
+    literals, no key twice in one object."""
+    info = _member_info(zf, filepath, member)
+    where = f"{filepath}, member {member!r}"
+    if info.file_size > _MAX_JSON_BYTES:
+        raise _FileError(f"{where} declares {info.file_size} bytes; cnnkit reads at most {_MAX_JSON_BYTES} of JSON")
+    with _reading(filepath, member):
+        with zf.open(info) as stream:
+            data = bytes(_read_exactly(stream, info.file_size))
+    depth = _json_depth(data)
+    if depth > _MAX_JSON_DEPTH:
+        raise _FileError(f"{where} nests {depth} levels deep; cnnkit reads at most {_MAX_JSON_DEPTH}")
     try:
-        return json.loads(zf.read(member).decode("utf-8"))
-    except KeyError:
-        raise ValueError(f"{filepath} has no {member}; is it a cnnkit file?") from None
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise ValueError(f"{filepath}: {member} is not valid JSON ({exc})") from exc
+        return json.loads(data.decode("utf-8"), object_pairs_hook=_no_duplicate_keys, parse_constant=_no_constant)
+    except (UnicodeDecodeError, ValueError, RecursionError) as exc:
+        raise _FileError(_short(f"{where} is not valid JSON ({exc})")) from exc
 
 
 # ---------------------------------------------------------------------- weights
@@ -235,30 +444,70 @@ def _weight_manifest(model):
     return entries, members
 
 
-def _load_weight_entries(model, zf, entries):
+def _manifest_arrays(zf, filepath, entries, targets, what):
+    """Check the manifest ``entries`` against ``targets`` [(name, shape)] (count, every shape, each
+    member named once) before reading anything, then read every array (each within the size its
+    shape gives); nothing is assigned here, so a failure anywhere leaves the model as it was."""
+    if not isinstance(entries, list):
+        raise _FileError(f"{filepath}: the {what} manifest is not a list")
+    if len(entries) != len(targets):
+        raise _FileError(f"{filepath} holds {len(entries)} {what}s, the model has {len(targets)}")
+    checked, seen = [], set()
+    for e, (name, shape) in zip(entries, targets):
+        try:
+            fshape, dtype, member = e["shape"], e["dtype"], e["member"]
+            fshape = tuple(fshape)
+        except (KeyError, TypeError):
+            raise _FileError(f"{filepath}: malformed {what} entry {e!r:.200}") from None
+        if not all(isinstance(d, int) and not isinstance(d, bool) and d >= 0 for d in fshape):
+            raise _FileError(f"{filepath}: {what} entry {e!r:.200} has an invalid shape")
+        if dtype not in ("float32", "float64"):
+            raise _FileError(f"{filepath}: {what} {e.get('name', member)!r:.100} has dtype {dtype!r:.50}; cnnkit "
+                             "stores float32 or float64")
+        if fshape != tuple(shape):
+            raise _FileError(f"{filepath}: {what} {name!r} has shape {tuple(shape)} in the model but the file's "
+                             f"{e.get('name', member)!r:.100} has shape {fshape}")
+        if member in seen:
+            raise _FileError(f"{filepath}: member {member!r:.100} is listed twice in the manifest")
+        seen.add(member)
+        _member_info(zf, filepath, member)
+        checked.append((fshape, dtype, member))
+    return [_read_npy(zf, filepath, member, fshape, dtype) for fshape, dtype, member in checked]
+
+
+def _assign_all(variables, arrays):
+    """Convert every array to its variable's dtype first, then assign (placeholders from
+    deferred_weights() are replaced by the array itself, on the variable's layer's device)."""
+    converted = [np.ascontiguousarray(a, dtype=v.dtype) for v, a in zip(variables, arrays)]
+    for v, a in zip(variables, converted):
+        if isinstance(v.value, _Unset):
+            v.value = _device.to_device(a, v.value.device)
+        else:
+            v.assign(a)
+
+
+def _load_weight_entries(model, zf, entries, filepath):
     """Read every weight and check it against the model (matched by position, layer by layer, as
     Keras' load_weights does, so a fresh instance of the same architecture with other auto-names
     loads too), then assign them all: on any error, no weight has changed."""
-    if not isinstance(entries, list):
-        raise ValueError("the weight manifest is not a list")
     variables = [v for layer in model._layers for v in layer.weights]
-    if len(entries) != len(variables):
-        raise ValueError(f"the file holds {len(entries)} weights, the model has {len(variables)}")
-    staged = []
-    for e, var in zip(entries, variables):
-        try:
-            shape, dtype, member = tuple(e["shape"]), e["dtype"], e["member"]
-        except (KeyError, TypeError):
-            raise ValueError(f"malformed weight entry {e!r:.200}") from None
-        if shape != var.shape:
-            raise ValueError(f"weight {var.name!r} has shape {var.shape} in the model but the file's "
-                             f"{e.get('name')!r} has shape {shape}")
-        staged.append((var, _read_npy(zf, member, shape, dtype)))
-    for var, arr in staged:
-        var.assign(arr)
+    arrays = _manifest_arrays(zf, filepath, entries, [(v.name, v.shape) for v in variables], "weight")
+    _assign_all(variables, arrays)
+
+
+def _check_npy_members(zf, filepath, meta, with_slots):
+    """Every .npy member of the archive is one the manifest lists (no stowaways)."""
+    listed = {e.get("member") for e in meta.get("weights") or [] if isinstance(e, dict)}
+    cc = meta.get("compile") if with_slots else None
+    if isinstance(cc, dict) and isinstance(cc.get("optimizer_slots"), list):
+        listed |= {e.get("member") for e in cc["optimizer_slots"] if isinstance(e, dict)}
+    extra = [n for n in zf.namelist() if n.endswith(".npy") and n not in listed]
+    if extra:
+        raise _FileError(f"{filepath} holds members its manifest does not list: {extra[:4]}")
 
 
 def save_weights(model, filepath, overwrite=True):
+    _refuse_keras_extension(filepath)
     model._require_graph()
     entries, members = _weight_manifest(model)
     manifest = {"format": WEIGHTS_FORMAT, "cnnkit_version": __version__, "weights": entries}
@@ -267,12 +516,24 @@ def save_weights(model, filepath, overwrite=True):
 
 def load_weights(model, filepath):
     model._require_graph()
-    with _open_zip(filepath, "cnnkit weights") as zf:
-        names = set(zf.namelist())
-        meta = _read_json(zf, "weights.json" if "weights.json" in names else "model.json", filepath)
-        if not isinstance(meta, dict):
-            raise ValueError(f"{filepath}: the manifest is not a JSON object")
-        _load_weight_entries(model, zf, meta.get("weights"))
+    try:
+        with _open_zip(filepath, "cnnkit weights") as zf:
+            names = set(zf.namelist())
+            meta = _read_json(zf, "weights.json" if "weights.json" in names else "model.json", filepath)
+            if not isinstance(meta, dict):
+                raise _FileError(f"{filepath}: the manifest is not a JSON object")
+            _check_npy_members(zf, filepath, meta, with_slots="weights.json" not in names)
+            _load_weight_entries(model, zf, meta.get("weights"), filepath)
+    except _FileError as exc:
+        raise _with_hint(exc, filepath) from exc.__cause__
+
+
+def _with_hint(exc, filepath):
+    """The same error, with a pointer to the Keras reader for a file that is a Keras one."""
+    ext = os.path.splitext(os.fspath(filepath))[1].lower()
+    if ext in (".h5", ".hdf5", ".keras") and "not a cnnkit file" in str(exc):
+        return _FileError(f"{exc}. For Keras weight files use cnnkit.applications.load_keras_weights(model, path)")
+    return exc
 
 
 # ---------------------------------------------------------------------- whole model
@@ -282,6 +543,7 @@ def _serialize_metric(m):
 
 
 def save_model(model, filepath, overwrite=True):
+    _refuse_keras_extension(filepath)
     model._require_graph()
     entries, members = _weight_manifest(model)
     meta = {"format": FORMAT, "cnnkit_version": __version__,
@@ -307,28 +569,51 @@ def save_model(model, filepath, overwrite=True):
 
 def load_model(filepath, custom_objects=None, compile=True):
     """A model saved with ``model.save``: same architecture and weights (predictions are
-    bit-identical), compiled with its optimizer state restored when ``compile`` is true."""
-    with _open_zip(filepath, "cnnkit model") as zf:
-        meta = _read_json(zf, "model.json", filepath)
-        if not isinstance(meta, dict) or meta.get("format") != FORMAT:
-            raise ValueError(f"{filepath} is not a cnnkit model file (format {meta.get('format') if isinstance(meta, dict) else None!r})")
-        arch = meta.get("model")
-        if not isinstance(arch, dict):
-            raise ValueError(f"{filepath}: model.json has no model architecture")
+    bit-identical), compiled with its optimizer state restored when ``compile`` is true.
+
+    Nothing the file declares is allocated before it is checked: the architecture is built without
+    drawing initial weights (deferred_weights), its weight shapes are compared with the manifest and
+    every member's size with its header before a byte of data is read, and the optimizer's slots are
+    checked against the variables they belong to. Any failure is a ValueError naming the file."""
+    try:
+        with _open_zip(filepath, "cnnkit model") as zf:
+            return _load_model(zf, filepath, custom_objects, compile)
+    except _FileError as exc:
+        raise _with_hint(exc, filepath) from exc.__cause__
+    except (ValueError, TypeError, RecursionError) as exc:
+        # the config's own checks (a layer argument out of range, say) say what, not where
+        raise _FileError(_short(f"{filepath}: {type(exc).__name__}: {exc}")) from exc
+
+
+def _load_model(zf, filepath, custom_objects, compile):
+    meta = _read_json(zf, "model.json", filepath)
+    if not isinstance(meta, dict) or meta.get("format") != FORMAT:
+        fmt = meta.get("format") if isinstance(meta, dict) else None
+        raise _FileError(f"{filepath} is not a cnnkit model file (format {fmt!r:.100})")
+    arch = meta.get("model")
+    if not isinstance(arch, dict):
+        raise _FileError(f"{filepath}: model.json has no model architecture")
+    _check_npy_members(zf, filepath, meta, with_slots=True)
+    with deferred_weights():
         model = _build_layer(arch, custom_objects)
-        _load_weight_entries(model, zf, meta.get("weights"))
-        cc = meta.get("compile")
-        if compile and cc:
-            try:
-                model.compile(optimizer=_optimizers.deserialize(cc["optimizer"]), loss=_losses.get(cc["loss"]),
-                              metrics=[m if isinstance(m, str) else _metrics.deserialize(m)
-                                       for m in cc["metrics"]])
-            except (KeyError, TypeError) as exc:
-                raise ValueError(f"{filepath}: malformed compile section ({exc})") from exc
+    _load_weight_entries(model, zf, meta.get("weights"), filepath)
+    cc = meta.get("compile")
+    if compile and cc:
+        try:
+            model.compile(optimizer=_optimizers.deserialize(cc["optimizer"]), loss=_losses.get(cc["loss"]),
+                          metrics=[m if isinstance(m, str) else _metrics.deserialize(m)
+                                   for m in cc["metrics"]])
             model._compile_config = {"optimizer": None, "loss": cc["loss"] if isinstance(cc["loss"], str) else None,
                                      "metrics": [m if isinstance(m, str) else None for m in cc["metrics"]]}
-            if cc.get("optimizer_state") is not None:
-                slots = [_read_npy(zf, s["member"], s["shape"], s["dtype"]) for s in cc["optimizer_slots"]]
-                model.optimizer.build(model.trainable_weights)
-                model.optimizer.set_state(cc["optimizer_state"], slots)
+            state = cc.get("optimizer_state")
+            if state is not None:
+                opt = model.optimizer
+                opt.build(model.trainable_weights)
+                targets = [(f"{v.name} slot {name}", a.shape)
+                           for v, slots in zip(opt._variables, opt._slots) for name, a in slots.items()]
+                slots = _manifest_arrays(zf, filepath, cc["optimizer_slots"], targets, "optimizer slot")
+                opt.set_state(state, slots)
+        except (KeyError, TypeError) as exc:
+            raise _FileError(_short(f"{filepath}: malformed compile section ({type(exc).__name__}: {exc})")) \
+                from exc
     return model
