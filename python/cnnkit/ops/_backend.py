@@ -1,24 +1,24 @@
-"""Dispatch and argument checking shared by every op in cnnkit.ops.
+"""Dispatch shared by every op in cnnkit.ops.
 
 ``backend(*arrays)`` picks the kernel module from the arrays' type (NumPy -> ``cnnkit._core``; CuPy ->
 ``cnnkit._cuda``, every call run on CuPy's current stream) and refuses mixtures. Arrays from other
 GPU libraries (anything with ``__dlpack__`` on a CUDA device, such as a PyTorch CUDA tensor) are
-viewed as CuPy arrays, zero-copy, by ``as_array``/``check_float``. The ``check_*`` helpers validate
-what users pass and raise ValueError/TypeError naming the argument and the shapes. ``geometry``
-turns Keras-style window arguments (strides, padding, dilation) into the 14-tuple the kernels take.
+viewed as CuPy arrays, zero-copy, by ``as_array``/``check_float``. The argument checks themselves
+(ValueError/TypeError naming the argument and the shapes; ``geometry``, which turns Keras-style
+window arguments into the 14-tuple the kernels take) are in ``_checks``, which cnnkit.ops.reference
+calls too, so that both refuse the same calls with the same messages.
 ``matmul`` is the one GEMM entry point (NumPy/OpenBLAS or CuPy/cuBLAS, TF32 on the GPU only when
 ``cnnkit.config.allow_tf32``). This module is the only place that imports the native modules, and
 CuPy is imported only when a CuPy array (or a GPU request) shows up, never at ``import cnnkit``.
 """
 
-import math
-import numbers
-
 import numpy as np
 
 from ..config import config
-
-_FLOATS = (np.dtype(np.float32), np.dtype(np.float64))
+# The argument checks live in _checks, shared with cnnkit.ops.reference; these names are re-exported
+# for the ops modules and the tests that know them from here.
+from ._checks import MAX_EXTENT, array_kind, float_array, geometry, is_cupy as _is_cupy  # noqa: F401
+from ._checks import is_gpu_dlpack as _is_gpu_dlpack, pair, resolve_padding, seed_value  # noqa: F401
 
 
 class Backend:
@@ -105,24 +105,6 @@ def _load_core():
     return _core
 
 
-def _is_cupy(a):
-    return type(a).__module__.split(".")[0] == "cupy"
-
-
-# DLPack device types that hold CUDA memory (kDLCUDA, kDLCUDAHost is host memory, kDLCUDAManaged).
-_DLPACK_CUDA = (2, 13)
-
-
-def _is_gpu_dlpack(a):
-    """Whether a (not NumPy, not CuPy) exports DLPack on a CUDA device, e.g. a PyTorch CUDA tensor."""
-    if isinstance(a, np.ndarray) or not hasattr(a, "__dlpack__") or not hasattr(a, "__dlpack_device__"):
-        return False
-    try:
-        return int(a.__dlpack_device__()[0]) in _DLPACK_CUDA
-    except Exception:
-        return False
-
-
 def as_array(a):
     """a itself for NumPy/CuPy arrays (and anything else, left to the checks); a GPU DLPack
     exporter (a PyTorch CUDA tensor...) viewed as a CuPy array without a copy, so results written
@@ -176,22 +158,7 @@ def _gpu():
 
 def backend(*arrays):
     """The backend for these arrays (None entries are skipped); TypeError on a NumPy/CuPy mixture."""
-    kinds = set()
-    for a in arrays:
-        if a is None:
-            continue
-        if isinstance(a, np.ndarray):
-            kinds.add("numpy")
-        elif _is_cupy(a) or _is_gpu_dlpack(a):
-            kinds.add("cupy")
-        else:
-            raise TypeError(f"expected numpy.ndarray or cupy.ndarray arguments, got {type(a).__name__}")
-    if len(kinds) > 1:
-        raise TypeError("cannot mix NumPy and CuPy (GPU) arrays in one call; move them to one device "
-                        "first (cupy.asarray(a) or a.get())")
-    if kinds == {"cupy"}:
-        return _gpu()
-    return _cpu()
+    return _gpu() if array_kind(*arrays) == "cupy" else _cpu()
 
 
 # CuPy's cuBLAS compute-type switch for float32 GEMMs (cupy/_core/_routines_linalg.pyx): the values
@@ -263,124 +230,26 @@ def cuda_status():
 
 
 def check_float(a, name, ndim=None, layout=None, dtype=None):
-    """Validate a float array argument and return it C-contiguous.
+    """Validate a float array argument (``_checks.float_array``) and return it C-contiguous."""
+    return c_aligned(float_array(as_array(a), name, ndim, layout, dtype))
 
-    ndim: required rank (layout names it in the message, e.g. "NHWC (N, H, W, C)").
-    dtype: the dtype the other operands have; a mismatch is a TypeError (no silent casts)."""
-    a = as_array(a)
-    if not hasattr(a, "dtype") or not hasattr(a, "shape"):
-        raise TypeError(f"{name} must be an array, got {type(a).__name__}")
-    if a.dtype not in _FLOATS:
-        raise TypeError(
-            f"{name} must be float32 or float64, got dtype {a.dtype}; cast it explicitly, "
-            f"for example {name}.astype('float32')")
-    if dtype is not None and a.dtype != dtype:
-        raise TypeError(f"{name} has dtype {a.dtype} but the other operands are {np.dtype(dtype)}; "
-                        "mixing float32 and float64 is not supported")
-    if ndim is not None and a.ndim != ndim:
-        what = f" {layout}" if layout else ""
-        raise ValueError(f"{name} must be {ndim}-D{what}, got shape {tuple(a.shape)}")
-    return c_aligned(a)
+
+def contiguous(*arrays):
+    """Each array C-contiguous and aligned for the kernels (``c_aligned``); None stays None."""
+    return tuple([None if a is None else c_aligned(a) for a in arrays])
 
 
 def c_aligned(a, dtype=None):
     """a as a C-contiguous array whose data is aligned for its dtype, copying only when needed.
     (np.ascontiguousarray returns a contiguous but unaligned view as it is: a byte-offset view into
     a buffer, a file mapping, a packed record field. The kernels need T*-aligned data.)"""
-    xp = backend(a).xp
     if dtype is not None and a.dtype != dtype:
-        return xp.ascontiguousarray(a, dtype=dtype)
+        return backend(a).xp.ascontiguousarray(a, dtype=dtype)
     if not a.flags.c_contiguous:
-        return xp.ascontiguousarray(a)
+        return backend(a).xp.ascontiguousarray(a)
     if not getattr(a.flags, "aligned", True):  # NumPy only: CuPy memory is always aligned
         return np.array(a, order="C", copy=True)
     return a
-
-
-def _is_int(v):
-    return isinstance(v, numbers.Integral) and not isinstance(v, bool)
-
-
-def pair(value, name, minimum=1):
-    """An int or a pair of ints, each >= minimum, as a tuple of two Python ints."""
-    vals = (value, value) if _is_int(value) else value
-    try:
-        vals = tuple(vals)
-    except TypeError:
-        vals = None
-    if vals is None or len(vals) != 2 or not all(_is_int(v) for v in vals):
-        raise ValueError(f"{name} must be an int or a tuple of 2 ints, received {name}={value!r}")
-    if any(v < minimum for v in vals):
-        bound = "positive" if minimum == 1 else f">= {minimum}"
-        raise ValueError(f"{name} must be {bound}, received {name}={value!r}")
-    return int(vals[0]), int(vals[1])
-
-
-def resolve_padding(padding, in_hw, window_hw, strides, dilation):
-    """((top, bottom), (left, right)) for a padding spec: "valid", "same" (TensorFlow/Keras rule:
-    output = ceil(input / stride), the odd pixel goes at the bottom/right), an int, a pair of ints
-    (symmetric per axis) or ((top, bottom), (left, right))."""
-    if isinstance(padding, str):
-        mode = padding.lower()
-        if mode == "valid":
-            return (0, 0), (0, 0)
-        if mode == "same":
-            pads = []
-            for n, k, s, d in zip(in_hw, window_hw, strides, dilation):
-                out = -(-n // s)
-                total = max((out - 1) * s + (k - 1) * d + 1 - n, 0)
-                pads.append((total // 2, total - total // 2))
-            return tuple(pads)
-        raise ValueError(f'padding must be "valid", "same", an int or ((top, bottom), (left, right)), '
-                         f"received padding={padding!r}")
-    if _is_int(padding):
-        p = pair(padding, "padding", minimum=0)
-        return (p[0], p[0]), (p[1], p[1])
-    try:
-        items = tuple(padding)
-    except TypeError:
-        raise ValueError(f"padding must be a string, an int or a tuple, received padding={padding!r}") from None
-    if len(items) == 2 and all(_is_int(v) for v in items):
-        ph, pw = pair(items, "padding", minimum=0)
-        return (ph, ph), (pw, pw)
-    if len(items) == 2:
-        return pair(items[0], "padding", minimum=0), pair(items[1], "padding", minimum=0)
-    raise ValueError(f"padding must be a string, an int or ((top, bottom), (left, right)), "
-                     f"received padding={padding!r}")
-
-
-# Window arguments and padded extents above this are refused: sums of two still fit in int64.
-MAX_EXTENT = 2**62
-
-
-def geometry(x_shape, window, strides=1, padding="valid", dilation=1, window_name="kernel_size"):
-    """Validate window arguments against an NHWC shape.
-
-    Returns (geom, (out_h, out_w)) where geom is the 14-tuple
-    (N, H, W, C, KH, KW, SH, SW, DH, DW, PT, PB, PL, PR) the native kernels take."""
-    n, h, w, c = (int(s) for s in x_shape)
-    if h < 1 or w < 1 or c < 1:
-        raise ValueError(f"input must have positive height, width and channels, got shape {tuple(x_shape)}")
-    kh, kw = pair(window, window_name)
-    sh, sw = pair(strides, "strides")
-    dh, dw = pair(dilation, "dilation" if window_name == "kernel_size" else "dilation_rate")
-    (pt, pb), (pl, pr) = resolve_padding(padding, (h, w), (kh, kw), (sh, sw), (dh, dw))
-    eff_h, eff_w = (kh - 1) * dh + 1, (kw - 1) * dw + 1
-    if eff_h > h + pt + pb or eff_w > w + pl + pr:
-        raise ValueError(
-            f"{window_name}=({kh}, {kw}) with dilation ({dh}, {dw}) covers ({eff_h}, {eff_w}) pixels, more "
-            f"than the padded input ({h + pt + pb}, {w + pl + pr}) of input shape {tuple(x_shape)} with "
-            f"padding={padding!r}: the output would be empty")
-    oh = (h + pt + pb - eff_h) // sh + 1
-    ow = (w + pl + pr - eff_w) // sw + 1
-    # The kernels index in 64 bits; a (padded) extent they cannot add up is refused here, not wrapped.
-    extents = {"kernel_size/pool_size": (kh, kw), "strides": (sh, sw), "dilation": (dh, dw),
-               "padding": (pt, pb, pl, pr), "padded input": (h + pt + pb, w + pl + pr)}
-    for what, values in extents.items():
-        if max(values) > MAX_EXTENT:
-            raise ValueError(f"{what} {values} exceeds the largest extent the kernels index in 64 bits "
-                             f"(2**62) for input shape {tuple(x_shape)}")
-    return (n, h, w, c, kh, kw, sh, sw, dh, dw, pt, pb, pl, pr), (oh, ow)
 
 
 def workspace_limit(gpu=False):
@@ -391,14 +260,3 @@ def workspace_limit(gpu=False):
 def workspace_rows(row_bytes, total_rows, gpu=False):
     """How many im2col rows fit in the workspace limit (at least one, at most total_rows)."""
     return int(max(1, min(total_rows, workspace_limit(gpu) // max(1, row_bytes))))
-
-
-def seed_value(seed, name="seed"):
-    """A seed as a Python int in [0, 2**64)."""
-    if not _is_int(seed):
-        raise TypeError(f"{name} must be an int, received {name}={seed!r}")
-    return int(seed) % 2**64
-
-
-def ceil_div(a, b):
-    return -(-a // b) if b else math.inf

@@ -8,12 +8,9 @@ The private ``_<op>_backward_from_output(dy, y)`` variants take the forward outp
 input, which layers keep anyway, and skip recomputing the activation.
 """
 
-import math
-import numbers
-
-import numpy as np
-
-from ._backend import as_array, backend, check_float, seed_value
+from . import _checks
+from ._backend import as_array, backend, contiguous
+from ._checks import check_alpha as _alpha
 
 __all__ = [
     "relu", "relu_backward",
@@ -28,83 +25,30 @@ __all__ = [
 
 
 # ----------------------------------------------------------------------------------------------
-# argument checks
+# argument checks (the checks themselves are in _checks, shared with cnnkit.ops.reference)
 
-def _input(x, name="x"):
-    """x validated (float32/float64 array), C-contiguous, with its backend."""
-    x = check_float(x, name)
+def _input(x):
+    """(backend, x) for a forward: x validated (float32/float64 array) and C-contiguous."""
+    x = as_array(x)
+    _checks.check_unary(x)
+    x, = contiguous(x)
     return backend(x), x
 
 
 def _grad_pair(dy, v, v_name="x"):
     """(backend, dy, v) with dy of v's shape and dtype, both C-contiguous."""
-    v = check_float(v, v_name)
-    dy = check_float(dy, "dy", dtype=v.dtype)
-    if dy.shape != v.shape:
-        raise ValueError(f"dy must have the shape of {v_name}: got dy.shape={tuple(dy.shape)}, "
-                         f"{v_name}.shape={tuple(v.shape)}")
+    dy, v = as_array(dy), as_array(v)
+    _checks.check_grad_pair(dy, v, v_name)
+    dy, v = contiguous(dy, v)
     return backend(dy, v), dy, v
 
 
 def _output(be, out, x, *others):
-    """A fresh array like x, or ``out`` after checking it can receive the result (the other
+    """A fresh array like x, or ``out`` after checking that it can receive the result (the other
     operands, if any, must not partially overlap it either)."""
     if out is None:
         return be.xp.empty(x.shape, x.dtype)
-    out = as_array(out)
-    if not hasattr(out, "dtype") or not hasattr(out, "shape"):
-        raise TypeError(f"out must be an array, got {type(out).__name__}")
-    backend(x, out)
-    if out.shape != x.shape:
-        raise ValueError(f"out must have the shape of x: got out.shape={tuple(out.shape)}, "
-                         f"x.shape={tuple(x.shape)}")
-    if out.dtype != x.dtype:
-        raise TypeError(f"out has dtype {out.dtype} but x is {x.dtype}; they must match")
-    if not out.flags.c_contiguous:
-        raise ValueError("out must be C-contiguous")
-    if not getattr(out.flags, "aligned", True):
-        raise ValueError(f"out must be aligned (its data address a multiple of {out.dtype.itemsize} bytes); "
-                         "pass a fresh array")
-    if not getattr(out.flags, "writeable", True):  # CuPy arrays have no read-only flag
-        raise ValueError("out must be writable")
-    # Elementwise kernels may write in place, element i over element i; a shifted overlap would
-    # read values already overwritten.
-    for a in (x, *others):
-        shifted = out is not a and be.xp.may_share_memory(out, a) and _data_ptr(out) != _data_ptr(a)
-        if shifted and out.size:
-            raise ValueError("out overlaps an input without being that input itself; "
-                             "pass out=x or a separate array")
-    return out
-
-
-def _data_ptr(a):
-    if isinstance(a, np.ndarray):
-        return a.__array_interface__["data"][0]
-    return a.data.ptr  # CuPy
-
-
-def _alpha(alpha, nonnegative):
-    ok = isinstance(alpha, numbers.Real) and not isinstance(alpha, bool) and math.isfinite(alpha)
-    if not ok or (nonnegative and alpha < 0):
-        need = "a finite float >= 0" if nonnegative else "a finite float"
-        raise ValueError(f"alpha must be {need}, received alpha={alpha!r}")
-    return float(alpha)
-
-
-def _rate(rate):
-    ok = isinstance(rate, numbers.Real) and not isinstance(rate, bool) and 0 <= rate < 1
-    if not ok:
-        raise ValueError(f"rate must be a float in [0, 1), received rate={rate!r}")
-    return float(rate)
-
-
-def _axis(axis, ndim, name="x"):
-    if ndim < 1:
-        raise ValueError(f"{name} must have at least 1 dimension, got a 0-D array")
-    if not isinstance(axis, numbers.Integral) or isinstance(axis, bool) or not -ndim <= axis < ndim:
-        raise ValueError(f"axis must be an int in [-{ndim}, {ndim}) for a {ndim}-D {name}, "
-                         f"received axis={axis!r}")
-    return int(axis) % ndim
+    return _checks.check_out(as_array(out), x, *others)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -243,42 +187,42 @@ def _along_last(be, kernel, arrays, axis, out=None):
 def softmax(x, axis=-1, out=None):
     """exp(x) / sum(exp(x)) along axis, with the maximum subtracted first (no overflow)."""
     be, x = _input(x)
-    axis = _axis(axis, x.ndim)
+    axis = _checks.check_axis(axis, x.ndim)
     return _along_last(be, be.lib.softmax_forward, [x], axis, out)
 
 
 def softmax_backward(dy, x, axis=-1):
     """y * (dy - sum(dy * y, axis)) with y = softmax(x, axis)."""
     be, dy, x = _grad_pair(dy, x)
-    axis = _axis(axis, x.ndim)
+    axis = _checks.check_axis(axis, x.ndim)
     return _along_last(be, be.lib.softmax_backward, [dy, x], axis)
 
 
 def _softmax_backward_from_output(dy, y, axis=-1):
     """softmax_backward given y = softmax(x, axis)."""
     be, dy, y = _grad_pair(dy, y, "y")
-    axis = _axis(axis, y.ndim, "y")
+    axis = _checks.check_axis(axis, y.ndim, "y")
     return _along_last(be, be.lib.softmax_backward_from_output, [dy, y], axis)
 
 
 def log_softmax(x, axis=-1, out=None):
     """x - max - log(sum(exp(x - max))) along axis."""
     be, x = _input(x)
-    axis = _axis(axis, x.ndim)
+    axis = _checks.check_axis(axis, x.ndim)
     return _along_last(be, be.lib.log_softmax_forward, [x], axis, out)
 
 
 def log_softmax_backward(dy, x, axis=-1):
     """dy - softmax(x, axis) * sum(dy, axis)."""
     be, dy, x = _grad_pair(dy, x)
-    axis = _axis(axis, x.ndim)
+    axis = _checks.check_axis(axis, x.ndim)
     return _along_last(be, be.lib.log_softmax_backward, [dy, x], axis)
 
 
 def _log_softmax_backward_from_output(dy, y, axis=-1):
     """log_softmax_backward given y = log_softmax(x, axis): dy - exp(y) * sum(dy, axis)."""
     be, dy, y = _grad_pair(dy, y, "y")
-    axis = _axis(axis, y.ndim, "y")
+    axis = _checks.check_axis(axis, y.ndim, "y")
     return _along_last(be, be.lib.log_softmax_backward_from_output, [dy, y], axis)
 
 
@@ -292,10 +236,11 @@ def dropout(x, rate, seed, training=True):
     The mask is a pure function of (seed, index): the same seed gives the same mask on every run
     and thread count. When ``training`` is false or ``rate == 0`` x itself is returned (the same
     object, not a copy), as Keras does."""
-    rate = _rate(rate)
-    seed = seed_value(seed)
     x_in = x
-    be, x = _input(x)
+    x = as_array(x)
+    rate, seed = _checks.check_dropout(x, rate, seed)
+    x, = contiguous(x)
+    be = backend(x)
     if not training or rate == 0:
         return x_in
     y = be.xp.empty(x.shape, x.dtype)
@@ -306,10 +251,11 @@ def dropout(x, rate, seed, training=True):
 def dropout_backward(dy, x, rate, seed, training=True):
     """The gradient of dropout: dy masked and scaled like the forward (the mask is redrawn from
     seed, so nothing needs saving). dy itself is returned when training is false or rate == 0."""
-    rate = _rate(rate)
-    seed = seed_value(seed)
     dy_in = dy
-    be, dy, x = _grad_pair(dy, x)
+    dy, x = as_array(dy), as_array(x)
+    rate, seed = _checks.check_dropout_backward(dy, x, rate, seed)
+    dy, x = contiguous(dy, x)
+    be = backend(dy, x)
     if not training or rate == 0:
         return dy_in
     dx = be.xp.empty(dy.shape, dy.dtype)

@@ -23,25 +23,10 @@ import threading
 
 import numpy as np
 
-from . import _backend
-from ._backend import backend, check_float
+from . import _backend, _checks
+from ._backend import as_array, backend, contiguous
 
 __all__ = ["im2col", "col2im", "conv2d", "conv2d_backward"]
-
-
-def _check_inputs(x, w, b):
-    """Validate x (NHWC), w (HWIO) and b (O,) or None; return them C-contiguous."""
-    x = check_float(x, "x", 4, "NHWC (N, H, W, C)")
-    w = check_float(w, "w", 4, "HWIO (kernel_h, kernel_w, in_channels, out_channels)", dtype=x.dtype)
-    if w.shape[2] != x.shape[3]:
-        raise ValueError(f"w has {w.shape[2]} input channels (w.shape={tuple(w.shape)}) but x has "
-                         f"{x.shape[3]} channels (x.shape={tuple(x.shape)})")
-    if b is not None:
-        b = check_float(b, "b", dtype=x.dtype)
-        if tuple(b.shape) != (w.shape[3],):
-            raise ValueError(f"b must have shape ({w.shape[3]},) to match w.shape={tuple(w.shape)}, "
-                             f"got b.shape={tuple(b.shape)}")
-    return x, w, b
 
 
 def _is_pointwise(geom):
@@ -122,9 +107,10 @@ def im2col(x, kernel_size, strides=1, padding="valid", dilation=1):
     """The im2col matrix of x (N, H, W, C): shape (N*OH*OW, KH*KW*C), one row per output pixel in
     (n, oh, ow) order, columns in (kh, kw, c) order; padded cells are 0. ``col @ w.reshape(-1, O)``
     is the convolution with an HWIO kernel w."""
-    x = check_float(x, "x", 4, "NHWC (N, H, W, C)")
+    x = as_array(x)
+    geom, (oh, ow) = _checks.check_im2col(x, kernel_size, strides, padding, dilation)
+    x, = contiguous(x)
     be = backend(x)
-    geom, (oh, ow) = _backend.geometry(x.shape, kernel_size, strides, padding, dilation)
     rows = x.shape[0] * oh * ow
     col = be.xp.empty((rows, geom[4] * geom[5] * geom[3]), dtype=x.dtype)
     be.lib.im2col(x, col, geom, 0, rows)
@@ -134,19 +120,11 @@ def im2col(x, kernel_size, strides=1, padding="valid", dilation=1):
 def col2im(col, x_shape, kernel_size, strides=1, padding="valid", dilation=1):
     """The adjoint of ``im2col``: an (N, H, W, C) array in which each input pixel is the sum of every
     entry of col (N*OH*OW, KH*KW*C) that im2col would have copied from it."""
-    col = check_float(col, "col", 2, "(N*OH*OW, KH*KW*C)")
+    col = as_array(col)
+    x_shape, geom, (oh, ow) = _checks.check_col2im(col, x_shape, kernel_size, strides, padding, dilation)
+    col, = contiguous(col)
     be = backend(col)
-    try:
-        x_shape = tuple(int(s) for s in x_shape)
-    except TypeError:
-        raise TypeError(f"x_shape must be a tuple of 4 ints, received x_shape={x_shape!r}") from None
-    if len(x_shape) != 4:
-        raise ValueError(f"x_shape must be (N, H, W, C), received x_shape={x_shape}")
-    geom, (oh, ow) = _backend.geometry(x_shape, kernel_size, strides, padding, dilation)
-    rows, k = x_shape[0] * oh * ow, geom[4] * geom[5] * geom[3]
-    if tuple(col.shape) != (rows, k):
-        raise ValueError(f"col must have shape ({rows}, {k}) for x_shape={x_shape} with these window "
-                         f"arguments, got col.shape={tuple(col.shape)}")
+    rows = x_shape[0] * oh * ow
     dx = be.xp.zeros(x_shape, dtype=col.dtype)
     be.lib.col2im_accumulate(col, dx, geom, 0, rows)
     return dx
@@ -199,10 +177,11 @@ def _conv2d_forward(x, w, b=None, strides=1, padding="valid", dilation=1, activa
     """``conv2d`` followed by ``activation`` (None or "relu"), applied before the output is stored:
     one pass over the output instead of two, and no second output array."""
     relu = _check_activation(activation)
-    x, w, b = _check_inputs(x, w, b)
+    x, w, b = as_array(x), as_array(w), as_array(b)
+    geom, (oh, ow) = _checks.check_conv2d(x, w, b, strides, padding, dilation)
+    x, w, b = contiguous(x, w, b)
     be = backend(x, w, b)
     xp = be.xp
-    geom, (oh, ow) = _backend.geometry(x.shape, w.shape[:2], strides, padding, dilation)
     n, c, o = x.shape[0], x.shape[3], w.shape[3]
     rows, k = n * oh * ow, w.shape[0] * w.shape[1] * c
     y = xp.empty((n, oh, ow, o), dtype=x.dtype)
@@ -227,15 +206,6 @@ def _conv2d_forward(x, w, b=None, strides=1, padding="valid", dilation=1, activa
     return y
 
 
-def _check_dy(dy, x, w, geom_out):
-    dy = check_float(dy, "dy", dtype=x.dtype)
-    expected = (x.shape[0], *geom_out, w.shape[3])
-    if tuple(dy.shape) != expected:
-        raise ValueError(f"dy must have the output shape {expected} of conv2d for "
-                         f"x.shape={tuple(x.shape)}, w.shape={tuple(w.shape)}, got dy.shape={tuple(dy.shape)}")
-    return dy
-
-
 def conv2d_backward(dy, x, w, b=None, strides=1, padding="valid", dilation=1):
     """Gradients of ``conv2d(x, w, b, ...)`` given dy = dL/dy (N, OH, OW, O).
 
@@ -251,9 +221,9 @@ def _conv2d_backward_weights(dy, x, w, b=None, strides=1, padding="valid", dilat
 
 
 def _backward(dy, x, w, b, strides, padding, dilation, want_dx):
-    x, w, b = _check_inputs(x, w, b)
-    geom, out_hw = _backend.geometry(x.shape, w.shape[:2], strides, padding, dilation)
-    dy = _check_dy(dy, x, w, out_hw)
+    dy, x, w, b = as_array(dy), as_array(x), as_array(w), as_array(b)
+    geom, out_hw = _checks.check_conv2d_backward(dy, x, w, b, strides, padding, dilation)
+    dy, x, w, b = contiguous(dy, x, w, b)
     be = backend(dy, x, w, b)
     xp = be.xp
     n, c, o = x.shape[0], x.shape[3], w.shape[3]

@@ -6,26 +6,26 @@ convolution uses (a deterministic column sum, no atomics). x may have any rank >
 into rows.
 """
 
-from . import _backend
-from ._backend import backend, check_float
+from . import _backend, _checks
+from ._backend import as_array, backend, contiguous
 
 __all__ = ["dense", "dense_backward"]
 
 
 def _check(x, w, b):
-    x = check_float(x, "x")
-    if x.ndim < 2:
-        raise ValueError(f"x must have at least 2 dimensions (batch, features), got shape {tuple(x.shape)}")
-    w = check_float(w, "w", 2, "(in_features, out_features)", dtype=x.dtype)
-    if w.shape[0] != x.shape[-1]:
-        raise ValueError(f"w has {w.shape[0]} input features (w.shape={tuple(w.shape)}) but x has "
-                         f"{x.shape[-1]} on its last axis (x.shape={tuple(x.shape)})")
-    if b is not None:
-        b = check_float(b, "b", dtype=x.dtype)
-        if tuple(b.shape) != (w.shape[1],):
-            raise ValueError(f"b must have shape ({w.shape[1]},) to match w.shape={tuple(w.shape)}, "
-                             f"got b.shape={tuple(b.shape)}")
-    return x, w, b
+    """(backend, x, w, b) validated by the shared check, C-contiguous."""
+    x, w, b = as_array(x), as_array(w), as_array(b)
+    _checks.check_dense(x, w, b)
+    x, w, b = contiguous(x, w, b)
+    return backend(x, w, b), x, w, b
+
+
+def _check_backward(dy, x, w, b):
+    """(backend, dy, x, w, b) validated by the shared check, C-contiguous."""
+    dy, x, w, b = as_array(dy), as_array(x), as_array(w), as_array(b)
+    _checks.check_dense_backward(dy, x, w, b)
+    dy, x, w, b = contiguous(dy, x, w, b)
+    return backend(dy, x, w, b), dy, x, w, b
 
 
 def _rows(x):
@@ -45,8 +45,7 @@ def _dense_forward(x, w, b=None, activation=None):
     """``dense`` followed by ``activation`` (None or "relu"), fused into the bias pass."""
     if activation not in (None, "relu"):
         raise ValueError(f'activation must be None or "relu", received activation={activation!r}')
-    x, w, b = _check(x, w, b)
-    be = backend(x, w, b)
+    be, x, w, b = _check(x, w, b)
     rows = _rows(x)
     y = be.xp.empty(x.shape[:-1] + (w.shape[1],), dtype=x.dtype)
     y2d = y.reshape(rows, w.shape[1])
@@ -58,29 +57,16 @@ def _dense_forward(x, w, b=None, activation=None):
     return y
 
 
-def _check_dy(dy, x, w):
-    dy = check_float(dy, "dy", dtype=x.dtype)
-    expected = tuple(x.shape[:-1]) + (w.shape[1],)
-    if tuple(dy.shape) != expected:
-        raise ValueError(f"dy must have the output shape {expected} of dense for x.shape={tuple(x.shape)}, "
-                         f"w.shape={tuple(w.shape)}, got dy.shape={tuple(dy.shape)}")
-    return dy
-
-
 def dense_backward(dy, x, w, b=None):
     """Gradients of ``dense(x, w, b)``: (dx, dw, db), db None when b is None."""
-    x, w, b = _check(x, w, b)
-    dy = _check_dy(dy, x, w)
-    be = backend(dy, x, w, b)
+    be, dy, x, w, b = _check_backward(dy, x, w, b)
     dx = _backend.matmul(be, dy.reshape(_rows(x), w.shape[1]), w.T).reshape(x.shape)
     return (dx, *_dense_backward_weights(dy, x, w, b))
 
 
 def _dense_backward_weights(dy, x, w, b=None):
     """(dw, db) only, for a layer whose input needs no gradient."""
-    x, w, b = _check(x, w, b)
-    dy = _check_dy(dy, x, w)
-    be = backend(dy, x, w, b)
+    be, dy, x, w, b = _check_backward(dy, x, w, b)
     rows = _rows(x)
     dy2d = dy.reshape(rows, w.shape[1])
     dw = _backend.matmul(be, x.reshape(rows, w.shape[0]).T, dy2d)

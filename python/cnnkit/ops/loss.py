@@ -6,49 +6,20 @@ dtype (categorical cross-entropy). The log-sum-exp subtracts the row max, so any
 safe. An empty batch (N = 0) gives NaN (the mean over nothing, as in PyTorch) without a warning.
 """
 
-import numbers
-
-import numpy as np
-
-from ._backend import as_array, backend, c_aligned, check_float
+from . import _checks
+from ._backend import as_array, backend, c_aligned, contiguous
 
 __all__ = ["softmax_cross_entropy", "softmax_cross_entropy_backward"]
 
 
 def _prepare(logits, labels):
-    """Validated (backend, logits, labels) with integer labels as int64 (N,) in [0, K).
-
-    On the GPU the range check of integer labels reads one flag back to the host (a small
-    synchronization), so that a bad label is a ValueError here rather than a NaN later."""
+    """Validated (backend, logits, labels) with integer labels as int64 (N,) in [0, K) (the shared
+    check, ``_checks.check_softmax_cross_entropy``), C-contiguous."""
     logits, labels = as_array(logits), as_array(labels)
-    for name, a in (("logits", logits), ("labels", labels)):
-        if not hasattr(a, "dtype") or not hasattr(a, "shape"):
-            raise TypeError(f"{name} must be an array, got {type(a).__name__}")
+    _checks.check_softmax_cross_entropy(logits, labels)
     be = backend(logits, labels)
-    logits = check_float(logits, "logits", ndim=2, layout="(N, K)")
-    n, k = (int(s) for s in logits.shape)
-    if k < 1:
-        raise ValueError(f"logits must have at least one class, got shape {tuple(logits.shape)}")
-    xp = be.xp
-    if labels.dtype.kind in "iu":
-        if labels.shape != (n,):
-            raise ValueError(f"integer labels must have shape ({n},) (one class id per row of logits "
-                             f"{tuple(logits.shape)}), got shape {tuple(labels.shape)}")
-        if n > 0:
-            bad = (labels < 0) | (labels >= k)
-            if bool(bad.any()):
-                i = int(xp.argmax(bad))
-                raise ValueError(f"labels must be class ids in [0, {k}) for logits {tuple(logits.shape)}, "
-                                 f"got labels[{i}] = {int(labels[i])}")
-        labels = c_aligned(labels, dtype=xp.int64)
-    elif labels.dtype.kind == "f":
-        labels = check_float(labels, "labels", dtype=logits.dtype)
-        if labels.shape != logits.shape:
-            raise ValueError(f"float labels (target probabilities) must have the shape of logits "
-                             f"{tuple(logits.shape)}, got shape {tuple(labels.shape)}")
-    else:
-        raise TypeError(f"labels must be integer class ids (N,) or float probabilities (N, K), "
-                        f"got dtype {labels.dtype}")
+    logits, = contiguous(logits)
+    labels = c_aligned(labels, dtype=be.xp.int64) if labels.dtype.kind in "iu" else c_aligned(labels)
     return be, logits, labels
 
 
@@ -71,7 +42,7 @@ def softmax_cross_entropy_backward(logits, labels, dloss=1.0):
     Labels are not differentiable. Returns an array of the logits' shape and dtype ((0, K) for N = 0).
     """
     be, logits, labels = _prepare(logits, labels)
-    dloss = _scalar(dloss)
+    dloss = _checks.check_dloss(dloss)
     dlogits = be.xp.empty(logits.shape, logits.dtype)
     be.lib.softmax_cross_entropy_backward(logits, labels, dloss, dlogits)
     return dlogits
@@ -85,16 +56,3 @@ def _softmax_cross_entropy_fused(logits, labels):
     dlogits = be.xp.empty(logits.shape, logits.dtype)
     be.lib.softmax_cross_entropy_fused(logits, labels, row_loss, loss, dlogits)
     return loss, dlogits
-
-
-def _scalar(dloss):
-    if isinstance(dloss, bool):
-        raise TypeError(f"dloss must be a real number, received dloss={dloss!r}")
-    if isinstance(dloss, numbers.Real):
-        return float(dloss)
-    if hasattr(dloss, "dtype") and hasattr(dloss, "size"):
-        if dloss.size != 1 or dloss.dtype.kind not in "fiu":
-            raise ValueError(f"dloss must be a scalar (the gradient of the scalar loss), got an array of "
-                             f"shape {tuple(dloss.shape)} and dtype {dloss.dtype}")
-        return float(np.asarray(dloss.get() if hasattr(dloss, "get") else dloss).reshape(()))
-    raise TypeError(f"dloss must be a real number, received dloss={dloss!r}")

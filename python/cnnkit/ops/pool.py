@@ -13,7 +13,9 @@ the first cell in scan order (window rows outer, columns inner). The backward pa
 
 import numpy as np
 
-from . import _backend
+from . import _backend, _checks
+from ._backend import as_array, contiguous
+from ._checks import pool_geometry as _geometry
 
 __all__ = [
     "max_pool2d", "max_pool2d_backward",
@@ -23,21 +25,6 @@ __all__ = [
     "stochastic_pool2d", "stochastic_pool2d_backward",
 ]
 
-_NHWC = "NHWC (N, H, W, C)"
-
-
-def _geometry(x_shape, pool_size, strides, padding):
-    """(geom, output shape) for a pooling window, refusing windows that hold no input cell."""
-    if strides is None:
-        strides = pool_size
-    geom, (oh, ow) = _backend.geometry(x_shape, pool_size, strides, padding, 1, window_name="pool_size")
-    _, h, w, _, kh, kw, sh, sw, _, _, pt, _, pl, _ = geom
-    if pt >= kh or pl >= kw or (oh - 1) * sh - pt >= h or (ow - 1) * sw - pl >= w:
-        raise ValueError(
-            f"padding={padding!r} with pool_size=({kh}, {kw}) and strides=({sh}, {sw}) on input shape "
-            f"{tuple(x_shape)} gives windows that hold only padding; use a padding smaller than pool_size")
-    return geom, (x_shape[0], oh, ow, x_shape[3])
-
 
 def _index_dtype(h, w):
     """The dtype of a saved flat in-image index h*W + w: int32 when it fits (half the traffic)."""
@@ -45,18 +32,15 @@ def _index_dtype(h, w):
 
 
 def _check_x(x):
-    x = _backend.check_float(x, "x", 4, _NHWC)
-    if min(x.shape[1:]) < 1:
-        raise ValueError(f"x must have positive height, width and channels, got shape {tuple(x.shape)}")
-    return x
+    x = as_array(x)
+    _checks.pool_x(x)
+    return _backend.c_aligned(x)
 
 
 def _check_dy(dy, expected_shape, dtype, what):
-    dy = _backend.check_float(dy, "dy", len(expected_shape), dtype=dtype)
-    if tuple(dy.shape) != tuple(expected_shape):
-        raise ValueError(f"dy has shape {tuple(dy.shape)}, but the {what} output has shape "
-                         f"{tuple(expected_shape)}")
-    return dy
+    dy = as_array(dy)
+    _checks.pool_dy(dy, expected_shape, dtype, what)
+    return _backend.c_aligned(dy)
 
 
 def _check_index(index, name, expected_shape, be):
@@ -112,9 +96,10 @@ def max_pool2d(x, pool_size=2, strides=None, padding="valid"):
 
     Padded cells never win; NaN is the maximum (the first NaN in scan order wins, as PyTorch);
     ties go to the first cell in scan order (window rows outer, columns inner)."""
-    x = _check_x(x)
+    x = as_array(x)
+    geom, out_shape = _checks.check_pool2d(x, pool_size, strides, padding)
+    x, = contiguous(x)
     be = _backend.backend(x)
-    geom, out_shape = _geometry(x.shape, pool_size, strides, padding)
     y = be.xp.empty(out_shape, dtype=x.dtype)
     be.lib.max_pool2d_forward(x, y, None, geom)
     return y
@@ -123,10 +108,10 @@ def max_pool2d(x, pool_size=2, strides=None, padding="valid"):
 def max_pool2d_backward(dy, x, pool_size=2, strides=None, padding="valid"):
     """Gradient of ``max_pool2d`` w.r.t. x: each dy goes to its window's argmax (recomputed here;
     layers save it with ``_max_pool2d_forward_saved``)."""
-    x = _check_x(x)
+    dy, x = as_array(dy), as_array(x)
+    geom, out_shape = _checks.check_pool2d_backward(dy, x, pool_size, strides, padding, "max_pool2d")
+    dy, x = contiguous(dy, x)
     be = _backend.backend(dy, x)
-    geom, out_shape = _geometry(x.shape, pool_size, strides, padding)
-    dy = _check_dy(dy, out_shape, x.dtype, "max_pool2d")
     argmax = be.xp.empty(out_shape, dtype=_index_dtype(x.shape[1], x.shape[2]))
     be.lib.max_pool2d_forward(x, None, argmax, geom)  # the argmax alone: no y to write
     dx = be.xp.empty(x.shape, dtype=x.dtype)
@@ -144,9 +129,10 @@ def avg_pool2d(x, pool_size=2, strides=None, padding="valid"):
     Padded cells are NOT counted: each window averages its input cells only (Keras/TensorFlow
     semantics for "same"; the same rule applies to explicit paddings, i.e. PyTorch's
     ``count_include_pad=False``)."""
-    x = _check_x(x)
+    x = as_array(x)
+    geom, out_shape = _checks.check_pool2d(x, pool_size, strides, padding)
+    x, = contiguous(x)
     be = _backend.backend(x)
-    geom, out_shape = _geometry(x.shape, pool_size, strides, padding)
     y = be.xp.empty(out_shape, dtype=x.dtype)
     be.lib.avg_pool2d_forward(x, y, geom)
     return y
@@ -155,10 +141,10 @@ def avg_pool2d(x, pool_size=2, strides=None, padding="valid"):
 def avg_pool2d_backward(dy, x, pool_size=2, strides=None, padding="valid"):
     """Gradient of ``avg_pool2d`` w.r.t. x: each input pixel gets dy / count of every window covering
     it (count = that window's input cells, padding excluded). Only x's shape and dtype are used."""
-    x = _check_x(x)
+    dy, x = as_array(dy), as_array(x)
+    geom, out_shape = _checks.check_pool2d_backward(dy, x, pool_size, strides, padding, "avg_pool2d")
+    dy, x = contiguous(dy, x)
     be = _backend.backend(dy, x)
-    geom, out_shape = _geometry(x.shape, pool_size, strides, padding)
-    dy = _check_dy(dy, out_shape, x.dtype, "avg_pool2d")
     dx = be.xp.empty(x.shape, dtype=x.dtype)
     be.lib.avg_pool2d_backward(dy, dx, geom)
     return dx
@@ -170,7 +156,9 @@ def avg_pool2d_backward(dy, x, pool_size=2, strides=None, padding="valid"):
 
 def global_avg_pool2d(x):
     """Mean over height and width (Keras ``GlobalAveragePooling2D``): (N, H, W, C) -> (N, C)."""
-    x = _check_x(x)
+    x = as_array(x)
+    _checks.check_global_pool2d(x)
+    x, = contiguous(x)
     be = _backend.backend(x)
     y = be.xp.empty((x.shape[0], x.shape[3]), dtype=x.dtype)
     be.lib.global_avg_pool2d_forward(x, y)
@@ -179,9 +167,10 @@ def global_avg_pool2d(x):
 
 def global_avg_pool2d_backward(dy, x):
     """Gradient of ``global_avg_pool2d`` w.r.t. x: dy / (H*W) at every pixel."""
-    x = _check_x(x)
+    dy, x = as_array(dy), as_array(x)
+    _checks.check_global_pool2d_backward(dy, x, "global_avg_pool2d")
+    dy, x = contiguous(dy, x)
     be = _backend.backend(dy, x)
-    dy = _check_dy(dy, (x.shape[0], x.shape[3]), x.dtype, "global_avg_pool2d")
     dx = be.xp.empty(x.shape, dtype=x.dtype)
     be.lib.global_avg_pool2d_backward(dy, dx)
     return dx
@@ -211,7 +200,9 @@ def _global_max_pool2d_backward_saved(dy, argmax, x_shape):
 def global_max_pool2d(x):
     """Max over height and width (Keras ``GlobalMaxPooling2D``): (N, H, W, C) -> (N, C).
     NaN is the maximum and ties go to the first pixel in row-major order, as in ``max_pool2d``."""
-    x = _check_x(x)
+    x = as_array(x)
+    _checks.check_global_pool2d(x)
+    x, = contiguous(x)
     be = _backend.backend(x)
     y = be.xp.empty((x.shape[0], x.shape[3]), dtype=x.dtype)
     be.lib.global_max_pool2d_forward(x, y, None)
@@ -220,9 +211,8 @@ def global_max_pool2d(x):
 
 def global_max_pool2d_backward(dy, x):
     """Gradient of ``global_max_pool2d`` w.r.t. x: dy goes to the argmax pixel of each (n, c)."""
-    x = _check_x(x)
-    _backend.backend(dy, x)
-    _check_dy(dy, (x.shape[0], x.shape[3]), x.dtype, "global_max_pool2d")
+    dy, x = as_array(dy), as_array(x)
+    _checks.check_global_pool2d_backward(dy, x, "global_max_pool2d")
     _, argmax = _global_max_pool2d_forward_saved(x)
     return _global_max_pool2d_backward_saved(dy, argmax, x.shape)
 
@@ -259,10 +249,10 @@ def stochastic_pool2d(x, pool_size=2, strides=None, padding="valid", training=Fa
     its value; a window with S == 0 (no positive cell) gives 0 and passes no gradient back. The same seed
     gives the same result.
     training=False: the probability-weighted average y = sum(a_i^2) / S (0 when S == 0)."""
-    x = _check_x(x)
+    x = as_array(x)
+    geom, out_shape, seed = _checks.check_stochastic_pool2d(x, pool_size, strides, padding, seed)
+    x, = contiguous(x)
     be = _backend.backend(x)
-    seed = _backend.seed_value(seed)
-    geom, out_shape = _geometry(x.shape, pool_size, strides, padding)
     y = be.xp.empty(out_shape, dtype=x.dtype)
     be.lib.stochastic_pool2d_forward(x, y, None, geom, bool(training), seed)
     return y
@@ -273,11 +263,10 @@ def stochastic_pool2d_backward(dy, x, pool_size=2, strides=None, padding="valid"
 
     training=True: dy goes to the chosen cell (the draw is replayed from the seed).
     training=False: for x_j > 0, dx_j = sum over windows of dy * (2 a_j - y) / S; 0 elsewhere."""
-    x = _check_x(x)
+    dy, x = as_array(dy), as_array(x)
+    geom, out_shape, seed = _checks.check_stochastic_pool2d_backward(dy, x, pool_size, strides, padding, seed)
+    dy, x = contiguous(dy, x)
     be = _backend.backend(dy, x)
-    seed = _backend.seed_value(seed)
-    geom, out_shape = _geometry(x.shape, pool_size, strides, padding)
-    dy = _check_dy(dy, out_shape, x.dtype, "stochastic_pool2d")
     if training:
         _, index = _stochastic_pool2d_forward_saved(x, pool_size, strides, padding, seed)
         return _stochastic_pool2d_backward_saved(dy, index, x.shape, pool_size, strides, padding)

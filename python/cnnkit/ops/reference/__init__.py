@@ -1,9 +1,11 @@
 """cnnkit.ops.reference: every op of cnnkit.ops in plain NumPy, written to be read, not to be fast.
 
 Each function has the same name and signature as its counterpart in ``cnnkit.ops`` and computes in
-the dtype it is given (pass float64 for a trustworthy expected value). Nothing here shares code with
-the native path: padding arithmetic, windows and random numbers are worked out again from their
-definitions. The tests and benchmarks use this module as the ground truth.
+the dtype it is given (pass float64 for a trustworthy expected value). It first validates its
+arguments with the same checks as ``cnnkit.ops`` (``cnnkit.ops._checks``), so both refuse the same
+calls with the same ValueError/TypeError and message; nothing else is shared with the native path:
+padding arithmetic, windows and random numbers are worked out again from their definitions. The
+tests and benchmarks use this module as the ground truth.
 """
 
 from .activation import *  # noqa: F401,F403

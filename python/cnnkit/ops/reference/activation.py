@@ -7,6 +7,8 @@ up to |x| = 1e4 and can check the native kernels there.
 
 import numpy as np
 
+from .._checks import (check_alpha, check_dropout, check_dropout_backward, check_grad_pair, check_softmax,
+                       check_softmax_backward, check_unary)
 from ._common import uniform01
 
 __all__ = [
@@ -26,38 +28,49 @@ def _zero(x):
 
 
 def relu(x, out=None):
+    check_unary(x, out)
     y = np.where(x < 0, _zero(x), x)  # not np.maximum: NaN must stay NaN either way
     return _into(y, out)
 
 
 def relu_backward(dy, x):
+    check_grad_pair(dy, x)
     # x <= 0 rather than x > 0 picks the gradient at NaN: dy, as PyTorch's threshold_backward.
     return np.where(x <= 0, _zero(dy), dy)
 
 
 def leaky_relu(x, alpha=0.2, out=None):
+    check_alpha(alpha, nonnegative=True)
+    check_unary(x, out)
     a = x.dtype.type(alpha)
     return _into(np.where(x < 0, a * x, x), out)
 
 
 def leaky_relu_backward(dy, x, alpha=0.2):
+    check_alpha(alpha, nonnegative=True)
+    check_grad_pair(dy, x)
     a = x.dtype.type(alpha)
     return np.where(x > 0, dy, a * dy)
 
 
 def elu(x, alpha=1.0, out=None):
+    check_alpha(alpha, nonnegative=False)
+    check_unary(x, out)
     a = x.dtype.type(alpha)
     negative = np.minimum(x, _zero(x))  # expm1 only of x <= 0
     return _into(np.where(x > 0, x, a * np.expm1(negative)), out)
 
 
 def elu_backward(dy, x, alpha=1.0):
+    check_alpha(alpha, nonnegative=False)
+    check_grad_pair(dy, x)
     a = x.dtype.type(alpha)
     negative = np.minimum(x, _zero(x))
     return np.where(x > 0, dy, a * np.exp(negative) * dy)
 
 
 def sigmoid(x, out=None):
+    check_unary(x, out)
     # 1 / (1 + exp(-x)) for x >= 0 and exp(x) / (1 + exp(x)) for x < 0: exp never sees a
     # positive argument, so it cannot overflow.
     one = x.dtype.type(1)
@@ -66,20 +79,24 @@ def sigmoid(x, out=None):
 
 
 def sigmoid_backward(dy, x):
+    check_grad_pair(dy, x)
     s = sigmoid(x)
     return dy * s * (x.dtype.type(1) - s)
 
 
 def tanh(x, out=None):
+    check_unary(x, out)
     return _into(np.tanh(x), out)
 
 
 def tanh_backward(dy, x):
+    check_grad_pair(dy, x)
     t = np.tanh(x)
     return dy * (x.dtype.type(1) - t * t)
 
 
 def softmax(x, axis=-1, out=None):
+    check_softmax(x, axis, out)
     if x.shape[axis] == 0:  # no rows to normalize (np.max has nothing to reduce)
         return _into(x.copy(), out)
     e = np.exp(x - np.max(x, axis=axis, keepdims=True))
@@ -87,12 +104,14 @@ def softmax(x, axis=-1, out=None):
 
 
 def softmax_backward(dy, x, axis=-1):
+    check_softmax_backward(dy, x, axis)
     y = softmax(x, axis)
     # Jacobian of softmax: dy_i/dx_j = y_i (delta_ij - y_j), so dx = y * (dy - <dy, y>).
     return y * (dy - np.sum(dy * y, axis=axis, keepdims=True))
 
 
 def log_softmax(x, axis=-1, out=None):
+    check_softmax(x, axis, out)
     if x.shape[axis] == 0:
         return _into(x.copy(), out)
     shifted = x - np.max(x, axis=axis, keepdims=True)
@@ -100,6 +119,7 @@ def log_softmax(x, axis=-1, out=None):
 
 
 def log_softmax_backward(dy, x, axis=-1):
+    check_softmax_backward(dy, x, axis)
     return dy - softmax(x, axis) * np.sum(dy, axis=axis, keepdims=True)
 
 
@@ -110,6 +130,7 @@ def dropout_mask(shape, rate, seed):
 
 
 def dropout(x, rate, seed, training=True):
+    check_dropout(x, rate, seed)
     if not training or rate == 0:
         return x
     keep = dropout_mask(x.shape, rate, seed)
@@ -117,6 +138,7 @@ def dropout(x, rate, seed, training=True):
 
 
 def dropout_backward(dy, x, rate, seed, training=True):
+    check_dropout_backward(dy, x, rate, seed)
     if not training or rate == 0:
         return dy
     keep = dropout_mask(x.shape, rate, seed)

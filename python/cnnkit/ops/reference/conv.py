@@ -8,6 +8,7 @@ col2im are explicit loops over windows.
 
 import numpy as np
 
+from .._checks import check_col2im, check_conv2d, check_conv2d_backward, check_im2col
 from ._common import as_pair, pad_spec
 
 __all__ = ["im2col", "col2im", "conv2d", "conv2d_backward"]
@@ -34,6 +35,7 @@ def _tap(i, j, out_hw, strides, dilation):
 
 
 def conv2d(x, w, b=None, strides=1, padding="valid", dilation=1):
+    check_conv2d(x, w, b, strides, padding, dilation)
     pads, out_hw, st, dil, (kh, kw) = _geometry(x.shape, w.shape[:2], strides, padding, dilation)
     xpad = np.pad(x, ((0, 0), *pads, (0, 0)))
     y = np.zeros((x.shape[0], *out_hw, w.shape[3]), dtype=x.dtype)
@@ -47,6 +49,7 @@ def conv2d(x, w, b=None, strides=1, padding="valid", dilation=1):
 
 
 def conv2d_backward(dy, x, w, b=None, strides=1, padding="valid", dilation=1):
+    check_conv2d_backward(dy, x, w, b, strides, padding, dilation)
     pads, out_hw, st, dil, (kh, kw) = _geometry(x.shape, w.shape[:2], strides, padding, dilation)
     (pt, _), (pl, _) = pads
     xpad = np.pad(x, ((0, 0), *pads, (0, 0)))
@@ -64,6 +67,7 @@ def conv2d_backward(dy, x, w, b=None, strides=1, padding="valid", dilation=1):
 
 
 def im2col(x, kernel_size, strides=1, padding="valid", dilation=1):
+    check_im2col(x, kernel_size, strides, padding, dilation)
     n, h, w, c = x.shape
     ((pt, _), (pl, _)), (oh, ow), (sh, sw), (dh, dw), (kh, kw) = _geometry(
         x.shape, kernel_size, strides, padding, dilation)
@@ -79,6 +83,7 @@ def im2col(x, kernel_size, strides=1, padding="valid", dilation=1):
 
 
 def col2im(col, x_shape, kernel_size, strides=1, padding="valid", dilation=1):
+    x_shape, _, _ = check_col2im(col, x_shape, kernel_size, strides, padding, dilation)
     n, h, w, c = x_shape
     ((pt, _), (pl, _)), (oh, ow), (sh, sw), (dh, dw), (kh, kw) = _geometry(
         x_shape, kernel_size, strides, padding, dilation)

@@ -4,6 +4,8 @@ import math
 
 import numpy as np
 
+from .._checks import check_dense, check_dense_backward
+
 __all__ = ["dense", "dense_backward"]
 
 
@@ -13,6 +15,7 @@ def _flat(a):
 
 
 def dense(x, w, b=None):
+    check_dense(x, w, b)
     rows = _flat(x)
     y = np.zeros((rows.shape[0], w.shape[1]), dtype=x.dtype)
     for i in range(w.shape[0]):  # y[n, o] = sum_i x[n, i] * w[i, o]
@@ -23,6 +26,7 @@ def dense(x, w, b=None):
 
 
 def dense_backward(dy, x, w, b=None):
+    check_dense_backward(dy, x, w, b)
     rows = _flat(x)
     g = _flat(dy)
     dx = np.einsum("no,io->ni", g, w).reshape(x.shape)

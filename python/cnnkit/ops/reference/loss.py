@@ -3,6 +3,8 @@ then -sum(p * log softmax) per row, averaged over the rows."""
 
 import numpy as np
 
+from .._checks import check_dloss, check_softmax_cross_entropy
+
 __all__ = ["softmax_cross_entropy", "softmax_cross_entropy_backward"]
 
 
@@ -21,6 +23,7 @@ def _log_softmax(logits):
 
 
 def softmax_cross_entropy(logits, labels):
+    check_softmax_cross_entropy(logits, labels)
     n = logits.shape[0]
     if n == 0:
         return np.asarray(np.nan, logits.dtype)
@@ -29,6 +32,8 @@ def softmax_cross_entropy(logits, labels):
 
 
 def softmax_cross_entropy_backward(logits, labels, dloss=1.0):
+    check_softmax_cross_entropy(logits, labels)
+    dloss = check_dloss(dloss)
     n = logits.shape[0]
     if n == 0:
         return np.empty(logits.shape, logits.dtype)

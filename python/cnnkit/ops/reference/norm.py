@@ -4,6 +4,8 @@ batch * (1 - momentum) (the biased variance feeds the moving variance too)."""
 
 import numpy as np
 
+from .._checks import check_batch_norm, check_batch_norm_backward
+
 __all__ = ["batch_norm", "batch_norm_backward"]
 
 
@@ -12,6 +14,8 @@ def _axes(x):
 
 
 def batch_norm(x, gamma, beta, moving_mean, moving_var, training=False, momentum=0.99, epsilon=1e-3):
+    training = bool(training)
+    check_batch_norm(x, gamma, beta, moving_mean, moving_var, momentum, epsilon, updated=training)
     if training and x.size > 0:
         mean = np.mean(x, axis=_axes(x))
         var = np.var(x, axis=_axes(x))  # biased: divides by the number of values
@@ -32,6 +36,8 @@ def batch_norm(x, gamma, beta, moving_mean, moving_var, training=False, momentum
 def batch_norm_backward(dy, x, gamma, beta, moving_mean, moving_var, training=False, momentum=0.99,
                         epsilon=1e-3):
     """(dx, dgamma, dbeta) by the chain rule through mean and variance, term by term."""
+    training = bool(training)
+    check_batch_norm_backward(dy, x, gamma, beta, moving_mean, moving_var, momentum, epsilon)
     axes = _axes(x)
     m = x.size // x.shape[-1]
     if training:

@@ -4,6 +4,8 @@ Backward passes scatter-add, the plain reading of the chain rule."""
 
 import numpy as np
 
+from .._checks import (check_global_pool2d, check_global_pool2d_backward, check_pool2d, check_pool2d_backward,
+                       check_stochastic_pool2d, check_stochastic_pool2d_backward)
 from ._common import as_pair, pad_spec, uniform01
 
 __all__ = [
@@ -64,10 +66,12 @@ def _max_pool2d_forward_saved(x, pool_size=2, strides=None, padding="valid"):
 
 
 def max_pool2d(x, pool_size=2, strides=None, padding="valid"):
+    check_pool2d(x, pool_size, strides, padding)
     return _max_pool2d_forward_saved(x, pool_size, strides, padding)[0]
 
 
 def max_pool2d_backward(dy, x, pool_size=2, strides=None, padding="valid"):
+    check_pool2d_backward(dy, x, pool_size, strides, padding, "max_pool2d")
     n, h, w, c = x.shape
     _, argmax = _max_pool2d_forward_saved(x, pool_size, strides, padding)
     dx = np.zeros(x.shape, dtype=dy.dtype)
@@ -79,6 +83,7 @@ def max_pool2d_backward(dy, x, pool_size=2, strides=None, padding="valid"):
 
 
 def avg_pool2d(x, pool_size=2, strides=None, padding="valid"):
+    check_pool2d(x, pool_size, strides, padding)
     """Mean of each window's input cells (padding not counted)."""
     n, _, _, c = x.shape
     out_h, out_w, cells = _windows(x.shape, pool_size, strides, padding)
@@ -91,6 +96,7 @@ def avg_pool2d(x, pool_size=2, strides=None, padding="valid"):
 
 
 def avg_pool2d_backward(dy, x, pool_size=2, strides=None, padding="valid"):
+    check_pool2d_backward(dy, x, pool_size, strides, padding, "avg_pool2d")
     out_h, out_w, cells = _windows(x.shape, pool_size, strides, padding)
     dx = np.zeros(x.shape, dtype=dy.dtype)
     for oh in range(out_h):
@@ -102,10 +108,12 @@ def avg_pool2d_backward(dy, x, pool_size=2, strides=None, padding="valid"):
 
 
 def global_avg_pool2d(x):
+    check_global_pool2d(x)
     return x.mean(axis=(1, 2))
 
 
 def global_avg_pool2d_backward(dy, x):
+    check_global_pool2d_backward(dy, x, "global_avg_pool2d")
     _, h, w, _ = x.shape
     return np.broadcast_to(dy[:, None, None, :] / (h * w), x.shape).astype(dy.dtype)
 
@@ -118,10 +126,12 @@ def _global_max_pool2d_forward_saved(x):
 
 
 def global_max_pool2d(x):
+    check_global_pool2d(x)
     return _global_max_pool2d_forward_saved(x)[0]
 
 
 def global_max_pool2d_backward(dy, x):
+    check_global_pool2d_backward(dy, x, "global_max_pool2d")
     n, h, w, c = x.shape
     _, k = _global_max_pool2d_forward_saved(x)
     dx = np.zeros((n, h * w, c), dtype=dy.dtype)
@@ -175,6 +185,7 @@ def _stochastic_inference_stats(x, pool_size, strides, padding):
 
 
 def stochastic_pool2d(x, pool_size=2, strides=None, padding="valid", training=False, seed=0):
+    check_stochastic_pool2d(x, pool_size, strides, padding, seed)
     if training:
         return _stochastic_pool2d_choice(x, pool_size, strides, padding, seed)[0]
     _, y, _ = _stochastic_inference_stats(x, pool_size, strides, padding)
@@ -182,6 +193,7 @@ def stochastic_pool2d(x, pool_size=2, strides=None, padding="valid", training=Fa
 
 
 def stochastic_pool2d_backward(dy, x, pool_size=2, strides=None, padding="valid", training=False, seed=0):
+    check_stochastic_pool2d_backward(dy, x, pool_size, strides, padding, seed)
     n, h, w, c = x.shape
     if training:
         _, chosen = _stochastic_pool2d_choice(x, pool_size, strides, padding, seed)
