@@ -32,6 +32,11 @@ def sha(data):
     return hashlib.sha256(data).hexdigest()
 
 
+def known(blobs):
+    """_SOURCES' files entry for {name: bytes}: {name: (size, SHA-256)}."""
+    return {n: (len(b), sha(b)) for n, b in blobs.items()}
+
+
 def fashion_files(rng, n_train=6, n_test=4):
     arrays = {"train-images-idx3-ubyte.gz": rng.integers(0, 256, (n_train, 28, 28), dtype=np.uint8),
               "train-labels-idx1-ubyte.gz": rng.integers(0, 10, n_train, dtype=np.uint8),
@@ -117,7 +122,7 @@ def test_download_is_verified_cached_and_reused(home, server, monkeypatch, rng, 
     arrays, blobs = fashion_files(rng)
     server.files = blobs
     use_source(monkeypatch, "fashion-mnist", base_url=server.url, counts=(6, 4),
-               files={n: sha(b) for n, b in blobs.items()})
+               files=known(blobs))
     check_fashion(fashion_mnist.load_data(), arrays)
     assert server.requests == 4
     assert "Downloading data from " + server.url in capsys.readouterr().err
@@ -129,8 +134,8 @@ def test_download_is_verified_cached_and_reused(home, server, monkeypatch, rng, 
 def test_wrong_checksum_is_refused_and_nothing_is_cached(home, server, monkeypatch, rng):
     _, blobs = fashion_files(rng)
     server.files = blobs
-    digests = {n: sha(b) for n, b in blobs.items()}
-    digests["train-images-idx3-ubyte.gz"] = sha(b"something else")
+    digests = known(blobs)
+    digests["train-images-idx3-ubyte.gz"] = (len(blobs["train-images-idx3-ubyte.gz"]), sha(b"something else"))
     use_source(monkeypatch, "fashion-mnist", base_url=server.url, counts=(6, 4), files=digests)
     with pytest.raises(ValueError, match="SHA-256"):
         fashion_mnist.load_data()
@@ -142,7 +147,7 @@ def test_truncated_download_is_refused(home, server, monkeypatch, rng):
     _, blobs = fashion_files(rng)
     server.files, server.short = blobs, {"train-images-idx3-ubyte.gz"}
     use_source(monkeypatch, "fashion-mnist", base_url=server.url, counts=(6, 4),
-               files={n: sha(b) for n, b in blobs.items()})
+               files=known(blobs))
     size = len(blobs["train-images-idx3-ubyte.gz"])
     with pytest.raises(ValueError, match=f"cut off after {size // 2} of {size} bytes"):
         fashion_mnist.load_data()
@@ -162,7 +167,7 @@ def test_corrupted_cache_entry_is_removed_then_downloaded_again(home, server, mo
     arrays, blobs = fashion_files(rng)
     server.files = blobs
     use_source(monkeypatch, "fashion-mnist", base_url=server.url, counts=(6, 4),
-               files={n: sha(b) for n, b in blobs.items()})
+               files=known(blobs))
     folder = cache(home)
     folder.mkdir(parents=True)
     for name, data in blobs.items():
@@ -179,7 +184,7 @@ def test_cifar10_download(home, server, monkeypatch, rng):
     (x, y), (xt, yt), blob, _ = cifar_tarball(rng, 10, 3)
     server.files = {"cifar-10-binary.tar.gz": blob}
     use_source(monkeypatch, "cifar-10", base_url=server.url, counts=(10, 3),
-               files={"cifar-10-binary.tar.gz": sha(blob)})
+               files=known({"cifar-10-binary.tar.gz": blob}))
     (gx, gy), (gxt, gyt) = cifar10.load_data()
     assert np.array_equal(gx, x) and np.array_equal(gy, y) and np.array_equal(gxt, xt) and np.array_equal(gyt, yt)
     assert os.listdir(cache(home, "cifar-10")) == ["cifar-10-binary.tar.gz"]

@@ -3,14 +3,16 @@
 ``dataset-fashion-mnist`` puts Fashion-MNIST in ``/usr/share/datasets/fashion-mnist/``), else a
 download from the address Keras uses into the cache.
 
-A download streams into a temporary file inside the cache folder, is checked against its known
-SHA-256 and only then renamed into place (os.replace is atomic), so the cache never holds a partial
-file under a real name. Files in the cache were written by us and are checked against the same
-digest every time; one that fails is deleted and reported. Files in CNNKIT_DATA or the system
-folder belong to the user or the distribution: they are checked by the parser (magic numbers,
-sizes, gzip's CRC-32) but never deleted, and not held to the download digest, because a faithful
-re-compression changes it (Debian's Fashion-MNIST .gz files hold the same data as the upstream ones
-with the gzip name field stripped, so their digests differ from the ones below).
+A download streams into a temporary file inside the cache folder, is stopped as soon as it passes
+the file's known size (a mirror that announces or sends more is cut off there, so it cannot fill the
+disk), is checked against the known SHA-256 and only then renamed into place (os.replace is atomic),
+so the cache never holds a partial file under a real name. Files in the cache were written by us and
+are checked against the same size and digest every time; one that fails is deleted and reported.
+Files in CNNKIT_DATA or the system folder belong to the user or the distribution: they are checked
+by the parser (regular files only, magic numbers, sizes before reading, gzip's CRC-32) but never
+deleted, and not held to the download digest, because a faithful re-compression changes it
+(Debian's Fashion-MNIST .gz files hold the same data as the upstream ones with the gzip name field
+stripped, so their digests differ from the ones below).
 
 ``_SOURCES`` is private but is the seam tests use to point the loader at a local server with their
 own digests and sizes.
@@ -30,18 +32,19 @@ _KERAS_DATASETS = "https://storage.googleapis.com/tensorflow/tf-keras-datasets/"
 _IDX_FILES = ("train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz",
               "t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz")
 
-# files: what a download fetches, {file name: SHA-256} (Keras' digests for Fashion-MNIST and MNIST;
-# CIFAR-10's binary version from TensorFlow Datasets' checksum list, 170052171 bytes). layouts: the
-# file sets any folder may hold instead, the first complete one is used. counts: (train, test).
+# files: what a download fetches, {file name: (size in bytes, SHA-256)} (Keras' digests for
+# Fashion-MNIST and MNIST; CIFAR-10's binary version from TensorFlow Datasets' checksum list).
+# layouts: the file sets any folder may hold instead, the first complete one is used. counts:
+# (train, test).
 _SOURCES = {
     "fashion-mnist": {
         "title": "Fashion-MNIST",
         "base_url": _KERAS_DATASETS + "fashion-mnist/",
         "files": {
-            "train-images-idx3-ubyte.gz": "3aede38d61863908ad78613f6a32ed271626dd12800ba2636569512369268a84",
-            "train-labels-idx1-ubyte.gz": "a04f17134ac03560a47e3764e11b92fc97de4d1bfaf8ba1a3aa29af54cc90845",
-            "t10k-images-idx3-ubyte.gz": "346e55b948d973a97e58d2351dde16a484bd415d4595297633bb08f03db6a073",
-            "t10k-labels-idx1-ubyte.gz": "67da17c76eaffca5446c3361aaab5c3cd6d1c2608764d35dfb1850b086bf8dd5",
+            "train-images-idx3-ubyte.gz": (26421880, "3aede38d61863908ad78613f6a32ed271626dd12800ba2636569512369268a84"),
+            "train-labels-idx1-ubyte.gz": (29515, "a04f17134ac03560a47e3764e11b92fc97de4d1bfaf8ba1a3aa29af54cc90845"),
+            "t10k-images-idx3-ubyte.gz": (4422102, "346e55b948d973a97e58d2351dde16a484bd415d4595297633bb08f03db6a073"),
+            "t10k-labels-idx1-ubyte.gz": (5148, "67da17c76eaffca5446c3361aaab5c3cd6d1c2608764d35dfb1850b086bf8dd5"),
         },
         "layouts": [_IDX_FILES, tuple(f[:-3] for f in _IDX_FILES)],
         "counts": (60000, 10000),
@@ -51,7 +54,7 @@ _SOURCES = {
     "mnist": {
         "title": "MNIST",
         "base_url": _KERAS_DATASETS,
-        "files": {"mnist.npz": "731c5ac602752760c8e48fbffcf8c3b850d9dc2a2aedcf2cc48468fc17b673d1"},
+        "files": {"mnist.npz": (11490434, "731c5ac602752760c8e48fbffcf8c3b850d9dc2a2aedcf2cc48468fc17b673d1")},
         "layouts": [("mnist.npz",), _IDX_FILES, tuple(f[:-3] for f in _IDX_FILES)],
         "counts": (60000, 10000),
         "system_dir": "/usr/share/datasets/mnist",
@@ -60,7 +63,9 @@ _SOURCES = {
     "cifar-10": {
         "title": "CIFAR-10",
         "base_url": "https://www.cs.toronto.edu/~kriz/",
-        "files": {"cifar-10-binary.tar.gz": "c4a38c50a1bc5f3a1c5537f2155ab9d68f9f25eb1ed8d9ddda3db29a59bca1dd"},
+        "files": {
+            "cifar-10-binary.tar.gz": (170052171, "c4a38c50a1bc5f3a1c5537f2155ab9d68f9f25eb1ed8d9ddda3db29a59bca1dd"),
+        },
         "layouts": [("cifar-10-binary.tar.gz",), ("cifar-10-batches-bin",)],
         "counts": (50000, 10000),
         "system_dir": "/usr/share/datasets/cifar-10",
@@ -98,7 +103,8 @@ def load(name, parse):
     for fname, path in paths.items():
         if not os.path.exists(path):
             try:
-                download(src["base_url"] + fname, path, src["files"][fname])
+                size, digest = src["files"][fname]
+                download(src["base_url"] + fname, path, digest, size)
             except (urllib.error.URLError, OSError) as e:
                 raise FileNotFoundError(_not_found_message(name, src["base_url"] + fname, e)) from e
     return _parse(name, "cache", paths, parse)
@@ -108,13 +114,17 @@ def _parse(name, kind, paths, parse):
     src = _SOURCES[name]
     if kind == "cache":
         for fname, path in paths.items():
-            digest = src["files"].get(fname)
-            if digest is not None and os.path.isfile(path):
-                actual = sha256(path)
-                if actual != digest:
+            if fname in src["files"] and os.path.isfile(path):
+                size, digest = src["files"][fname]
+                problem, actual = None, os.path.getsize(path)
+                if actual != size:  # checked first, so a huge file is not hashed
+                    problem = f"{actual} bytes, expected {size}"
+                elif (actual := sha256(path)) != digest:
+                    problem = f"SHA-256 {actual}, expected {digest}"
+                if problem:
                     os.remove(path)
-                    raise ValueError(f"{path}: corrupted cached file (SHA-256 {actual}, expected {digest}); "
-                                     "it has been deleted, call load_data() again to download a fresh copy")
+                    raise ValueError(f"{path}: corrupted cached file ({problem}); it has been deleted, call "
+                                     "load_data() again to download a fresh copy")
     try:
         return parse(paths, src["counts"])
     except DataFileError as e:
@@ -155,9 +165,10 @@ def sha256(path):
     return h.hexdigest()
 
 
-def download(url, path, digest, timeout=60, stream=None):
+def download(url, path, digest, size, timeout=60, stream=None):
     """Fetch url to path through a temporary file in the same folder, with a progress bar on stderr;
-    ValueError (and nothing left behind) when it arrives short or with another SHA-256."""
+    ValueError (and nothing left behind) when the server announces or sends more than ``size`` bytes
+    (the transfer stops at size + 1), when it arrives short, or with another SHA-256."""
     folder = os.path.dirname(path)
     os.makedirs(folder, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=folder, prefix=f".{os.path.basename(path)}.", suffix=".part")
@@ -165,12 +176,19 @@ def download(url, path, digest, timeout=60, stream=None):
         with os.fdopen(fd, "wb") as out, urllib.request.urlopen(url, timeout=timeout) as resp:
             length = resp.headers.get("Content-Length")
             total = int(length) if length and length.isdigit() else None
+            if total is not None and total > size:
+                raise ValueError(f"download of {url} refused: the server announces {total} bytes, the file "
+                                 f"has {size}; nothing was saved")
             stream = stream or sys.stderr
             print(f"Downloading data from {url}", file=stream, flush=True)
             bar = _Progress(os.path.basename(path), total, stream)
             h, done = hashlib.sha256(), 0
             try:
-                for chunk in iter(lambda: resp.read(1 << 16), b""):
+                # Read at most size + 1 bytes: one byte past the known size proves the mirror sends more.
+                for chunk in iter(lambda: resp.read(min(1 << 16, size + 1 - done)), b""):
+                    if done + len(chunk) > size:
+                        raise ValueError(f"download of {url} stopped: the server sent more than the file's "
+                                         f"{size} bytes; nothing was saved")
                     out.write(chunk)
                     h.update(chunk)
                     done += len(chunk)

@@ -1,38 +1,98 @@
 """Parsers for the files the datasets ship as: IDX (MNIST, Fashion-MNIST; gzip or raw), NumPy .npz
-(Keras' mnist.npz, read with allow_pickle=False) and CIFAR-10's binary version (fixed 3073-byte
-records, so no pickle is ever read). Every parser checks magic numbers, dimensions and that the
-payload size is exact, and raises ValueError naming the file; truncated or corrupted gzip streams
-fail gzip's own CRC-32 and length check, which is reported the same way."""
+(Keras' mnist.npz) and CIFAR-10's binary version (fixed 3073-byte records, so no pickle is ever
+read). Every parser checks magic numbers, dimensions and that the payload size is exact, and raises
+ValueError naming the file; truncated or corrupted gzip streams fail gzip's own CRC-32 and length
+check, which is reported the same way.
 
+Sizes are checked before anything is read: an IDX header, an npy member's header (read from a
+capped stream, never np.load) and its zip entry size, a tar member's header or a batch file's
+stat must announce exactly the bytes the expected shape needs, and only those bytes are read. So a
+file that lies, however large, costs a few kilobytes and milliseconds to refuse. Only regular files
+are opened (a FIFO or device named like a data file would block or never end)."""
+
+import collections
 import contextlib
 import gzip
+import io
+import math
 import os
+import posixpath
+import stat
+import struct
 import tarfile
 import zipfile
 import zlib
 
 import numpy as np
 
-__all__ = ["DataFileError", "read_idx", "read_npz", "read_cifar10_binary", "CIFAR10_BATCHES"]
+__all__ = ["DataFileError", "open_regular", "read_idx", "read_npz", "read_cifar10_binary", "CIFAR10_BATCHES"]
 
 _IDX_UBYTE = 0x08
 CIFAR10_BATCHES = [f"data_batch_{i}.bin" for i in range(1, 6)] + ["test_batch.bin"]
 _CIFAR_RECORD = 1 + 3 * 32 * 32
 _DECODE_ERRORS = (OSError, EOFError, zlib.error, tarfile.TarError, zipfile.BadZipFile)
+# zipfile also raises these on a damaged directory (a name flagged UTF-8 that is not, a short record)
+_ZIP_ERRORS = _DECODE_ERRORS + (UnicodeDecodeError, struct.error, NotImplementedError, RuntimeError)
+_CHUNK = 1 << 20
+
+# npz: numpy's own header limit, and a central directory small enough that zipfile's parse of it is
+# cheap (mnist.npz holds 4 members in about 500 bytes of directory).
+_NPY_MAX_HEADER = 10000
+_ZIP_MAX_MEMBERS = 1000
+_ZIP_MAX_DIRECTORY = 1 << 20
+
+# cifar-10-binary.tar.gz holds 9 members: a folder, six batches, batches.meta.txt and readme.html
+# (149 bytes between them). Past these caps the archive is not CIFAR-10 and reading stops.
+_TAR_MAX_MEMBERS = 1000
+_TAR_MAX_OTHER_BYTES = 1 << 20
+_TAR_MAX_EXTENSION = 64 << 10  # one pax or GNU long-name header (a path is at most 4 KiB on Linux)
+_TAR_MAX_EXTENSION_CHAIN = 8
 
 
 class DataFileError(ValueError):
     """A data file that is truncated, corrupted or not what it should be; ``path`` names it."""
 
     def __init__(self, path, problem):
-        super().__init__(f"{path}: {problem}")
+        where = os.fspath(path)
+        where = where if len(where) <= 300 else "..." + where[-297:]  # keep messages under 1,000 characters
+        super().__init__(f"{where}: {_clip(problem, 500)}")
         self.path = path
+
+
+def _clip(text, limit=200):
+    text = str(text)
+    return text if len(text) <= limit else text[:limit] + "..."
+
+
+def _kind(mode):
+    for test, name in ((stat.S_ISDIR, "folder"), (stat.S_ISFIFO, "FIFO (named pipe)"), (stat.S_ISSOCK, "socket"),
+                       (stat.S_ISCHR, "character device"), (stat.S_ISBLK, "block device")):
+        if test(mode):
+            return name
+    return "special file"
+
+
+def open_regular(path):
+    """A binary file object over path, refused (DataFileError) unless it is a regular file. The open
+    is non-blocking, so a FIFO cannot hang it, and the check is fstat on the opened descriptor, so
+    nothing can be swapped in between the check and the read. Symbolic links are followed."""
+    fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_BINARY", 0))
+    try:
+        mode = os.fstat(fd).st_mode
+        if not stat.S_ISREG(mode):
+            raise DataFileError(path, f"is a {_kind(mode)}, not a regular file")
+        if hasattr(os, "O_NONBLOCK"):
+            os.set_blocking(fd, True)
+        return os.fdopen(fd, "rb")
+    except BaseException:
+        os.close(fd)
+        raise
 
 
 @contextlib.contextmanager
 def _open(path):
     """A binary stream over path, gunzipped when the file starts with gzip's magic bytes."""
-    with open(path, "rb") as raw:
+    with open_regular(path) as raw:
         gz = raw.read(2) == b"\x1f\x8b"
         raw.seek(0)
         if not gz:
@@ -43,10 +103,11 @@ def _open(path):
 
 
 def _read_exact(f, n):
+    """Up to n bytes from f, read in chunks of at most 1 MiB: (buffer, bytes read)."""
     buf = bytearray(n)
     view, got = memoryview(buf), 0
     while got < n:
-        k = f.readinto(view[got:])
+        k = f.readinto(view[got:min(n, got + _CHUNK)])
         if not k:
             break
         got += k
@@ -72,49 +133,219 @@ def read_idx(path, shape):
             dims = tuple(int.from_bytes(head[4 + 4 * i:8 + 4 * i], "big") for i in range(ndim))
             if dims != tuple(shape):
                 raise DataFileError(path, f"IDX dimensions {dims}, expected {tuple(shape)}")
-            size = int(np.prod(dims))
+            size = math.prod(dims)
             payload, got = _read_exact(f, size)
             if got != size:
                 raise DataFileError(path, f"truncated, {got} of {size} payload bytes")
             if f.read(1):  # reading to the end also runs gzip's CRC-32 and length check
                 raise DataFileError(path, f"{size} payload bytes expected but the file holds more")
     except _DECODE_ERRORS as e:
-        raise DataFileError(path, f"unreadable or corrupted ({type(e).__name__}: {e})") from e
+        raise DataFileError(path, f"unreadable or corrupted ({type(e).__name__}: {_clip(e)})") from e
     return np.frombuffer(payload, dtype=np.uint8).reshape(dims)
 
 
+# ---------------------------------------------------------------- npz
+def _check_zip_directory(path, f):
+    """Refuse, from the end-of-central-directory record alone, an archive whose directory is too
+    large to parse cheaply, before zipfile reads it."""
+    f.seek(0, os.SEEK_END)
+    size = f.tell()
+    tail_len = min(size, 22 + 0xFFFF)  # the record, then a comment of at most 64 KiB
+    f.seek(size - tail_len)
+    tail = f.read(tail_len)
+    at = tail.rfind(b"PK\x05\x06")
+    if at < 0 or tail_len - at < 22:
+        raise DataFileError(path, "not a zip archive (no end-of-central-directory record)")
+    entries, directory = struct.unpack("<HI", tail[at + 10:at + 16])
+    if at >= 20 and tail[at - 20:at - 16] == b"PK\x06\x07":
+        raise DataFileError(path, "a ZIP64 archive (over 2 GiB or 65,535 members); an .npz dataset is neither")
+    if entries > _ZIP_MAX_MEMBERS or directory > _ZIP_MAX_DIRECTORY:
+        raise DataFileError(path, f"{entries} members in a {directory}-byte directory, more than the "
+                                  f"{_ZIP_MAX_MEMBERS} members / {_ZIP_MAX_DIRECTORY} bytes an .npz dataset may hold")
+    f.seek(0)
+
+
+def _read_npy_member(path, zf, key, shape):
+    """Array ``key`` of an npz, uint8 of ``shape``: its npy header is read from the member's stream
+    and checked (dtype, shape, and the entry's size equal to header + array bytes exactly) before
+    the array's bytes are read, into one buffer of exactly that size."""
+    info = zf.getinfo(key + ".npy")
+    where = f"{key}.npy"
+    if info.flag_bits & 0x1:
+        raise DataFileError(path, f"{where} is encrypted")
+    if info.compress_type not in (zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED):
+        raise DataFileError(path, f"{where} uses zip compression method {info.compress_type}; "
+                                  "only stored (0) and deflate (8) are read")
+    with zf.open(info) as f:
+        head, got = _read_exact(f, 10)
+        if got < 10 or head[:6] != b"\x93NUMPY":
+            raise DataFileError(path, f"{where} is not an npy array (no \\x93NUMPY magic)")
+        major = head[6]
+        if major == 1:
+            (hlen,) = struct.unpack("<H", head[8:10])
+        elif major == 2:
+            more, got = _read_exact(f, 2)
+            if got < 2:
+                raise DataFileError(path, f"{where}: truncated npy header")
+            head += more
+            (hlen,) = struct.unpack("<I", head[8:12])
+        else:
+            raise DataFileError(path, f"{where}: npy format version {major}.{head[7]}, expected 1.0 or 2.0")
+        if hlen > _NPY_MAX_HEADER:
+            raise DataFileError(path, f"{where}: npy header of {hlen} bytes, more than numpy's limit of "
+                                      f"{_NPY_MAX_HEADER}")
+        header, got = _read_exact(f, hlen)
+        if got < hlen:
+            raise DataFileError(path, f"{where}: truncated npy header ({got} of {hlen} bytes)")
+        try:
+            fp = io.BytesIO(bytes(head) + bytes(header))
+            np.lib.format.read_magic(fp)
+            read_header = np.lib.format.read_array_header_1_0 if major == 1 else np.lib.format.read_array_header_2_0
+            got_shape, fortran, dtype = read_header(fp, max_header_size=_NPY_MAX_HEADER)
+        except Exception as e:  # numpy's parse of 10,000 bytes at most; it also raises tokenize.TokenError
+            raise DataFileError(path, f"{where}: malformed npy header ({type(e).__name__}: {_clip(e)})") from None
+        if dtype.hasobject:
+            raise DataFileError(path, f"{key} holds Python objects, which only pickle could read; not unpickled")
+        if dtype != np.uint8 or got_shape != tuple(shape):
+            raise DataFileError(path, f"{key} is {_clip(dtype)}{_clip(got_shape)}, expected uint8{tuple(shape)}")
+        # The shape is the expected one, so this product is small and exact (Python ints).
+        start, nbytes = len(head) + hlen, math.prod(shape) * dtype.itemsize
+        if info.file_size != start + nbytes:
+            extra = info.file_size - start - nbytes
+            problem = (f"{extra} bytes after the array" if extra > 0 else
+                       f"only {info.file_size - start} of the array's {nbytes} bytes")
+            raise DataFileError(path, f"{where} holds {problem} (entry of {info.file_size} bytes, npy header "
+                                      f"{start}); refused before reading it")
+        data, got = _read_exact(f, nbytes)
+        if got != nbytes or f.read(1):  # reading to the end checks the member's CRC-32
+            raise DataFileError(path, f"{where}: {got} bytes read, expected {nbytes}")
+    return np.frombuffer(data, dtype=np.uint8).reshape(shape, order="F" if fortran else "C")
+
+
 def read_npz(path, shapes):
-    """The uint8 arrays named by ``shapes`` ({key: shape}) from a .npz file, never unpickling."""
-    out = {}
+    """The uint8 arrays named by ``shapes`` ({key: shape}) from a .npz file, never unpickling and
+    never np.load: each member's header is checked before its bytes are read (see _read_npy_member)."""
     try:
-        with np.load(path, allow_pickle=False) as f:
-            missing = set(shapes) - set(f.files)
-            if missing:
-                raise DataFileError(path, f"missing arrays {sorted(missing)} (holds {sorted(f.files)})")
-            for key, shape in shapes.items():
-                try:
-                    a = f[key]
-                except ValueError as e:  # an object array, which would need unpickling
-                    raise DataFileError(path, f"{key}: {e}") from e
-                if a.dtype != np.uint8 or a.shape != tuple(shape):
-                    raise DataFileError(path, f"{key} is {a.dtype}{a.shape}, expected uint8{tuple(shape)}")
-                out[key] = a
-    except _DECODE_ERRORS as e:
-        raise DataFileError(path, f"unreadable or corrupted ({type(e).__name__}: {e})") from e
-    return out
+        with open_regular(path) as raw:
+            _check_zip_directory(path, raw)
+            with zipfile.ZipFile(raw) as zf:
+                names = zf.namelist()
+                twice = sorted(n for n, c in collections.Counter(names).items() if c > 1)
+                if twice:
+                    raise DataFileError(path, f"members stored twice: {_clip(twice)}")
+                missing = [k for k in shapes if k + ".npy" not in names]
+                if missing:
+                    held = sorted(n[:-4] for n in names if n.endswith(".npy"))
+                    raise DataFileError(path, f"missing arrays {missing} (holds {_clip(held)})")
+                return {key: _read_npy_member(path, zf, key, shape) for key, shape in shapes.items()}
+    except _ZIP_ERRORS as e:
+        raise DataFileError(path, f"unreadable or corrupted ({type(e).__name__}: {_clip(e)})") from e
 
 
-def _cifar_records(data, path, member, n):
-    if len(data) != n * _CIFAR_RECORD:
-        raise DataFileError(path, f"{member}: {len(data)} bytes, expected {n} records of {_CIFAR_RECORD} bytes "
-                         f"({n * _CIFAR_RECORD} bytes)")
+# ---------------------------------------------------------------- CIFAR-10
+class _TarRefused(ValueError):
+    pass
+
+
+class _TarInfo(tarfile.TarInfo):
+    """tarfile's member header, refusing before tarfile reads them: pax and GNU long-name headers
+    over 64 KiB or chained more than 8 deep (tarfile reads each whole into memory, recursively) and
+    GNU sparse members (their maps are walked block by block). _proc_member is the documented
+    override point (see the comment above it in tarfile.py)."""
+
+    _EXTENSIONS = (tarfile.GNUTYPE_LONGNAME, tarfile.GNUTYPE_LONGLINK, tarfile.XHDTYPE, tarfile.XGLTYPE,
+                   tarfile.SOLARIS_XHDTYPE)
+
+    def _proc_member(self, tar):
+        if self.type == tarfile.GNUTYPE_SPARSE:
+            raise _TarRefused(f"{_clip(self.name)} is a GNU sparse member")
+        if self.type not in self._EXTENSIONS:
+            return super()._proc_member(tar)
+        depth = getattr(tar, "_cnnkit_chain", 0) + 1
+        if self.size > _TAR_MAX_EXTENSION or depth > _TAR_MAX_EXTENSION_CHAIN:
+            raise _TarRefused(f"an extended header of {self.size} bytes, {depth} deep (at most "
+                              f"{_TAR_MAX_EXTENSION} bytes, {_TAR_MAX_EXTENSION_CHAIN} deep)")
+        tar._cnnkit_chain = depth
+        try:
+            return super()._proc_member(tar)
+        finally:
+            tar._cnnkit_chain = depth - 1
+
+
+def _batch_size_problem(member, size, n):
+    return (f"{member}: {size} bytes, expected {n} records of {_CIFAR_RECORD} bytes "
+            f"({n * _CIFAR_RECORD} bytes)")
+
+
+def _cifar_records(data, n, images, labels):
+    """Unpack n records into the images (n, 32, 32, 3) and labels (n, 1) given; False when a label
+    is out of range."""
     rec = np.frombuffer(data, dtype=np.uint8).reshape(n, _CIFAR_RECORD)
-    labels = rec[:, 0]
-    if labels.size and labels.max() > 9:
-        raise DataFileError(path, f"{member}: label {int(labels.max())} out of range 0-9")
+    labels[:, 0] = rec[:, 0]
     # Each record stores the red, green and blue 32x32 planes one after another (CHW).
-    images = rec[:, 1:].reshape(n, 3, 32, 32).transpose(0, 2, 3, 1)
-    return np.ascontiguousarray(images), labels.reshape(n, 1).copy()
+    images[...] = rec[:, 1:].reshape(n, 3, 32, 32).transpose(0, 2, 3, 1)
+    return not labels.size or labels.max() <= 9
+
+
+def _read_batch_file(path, n):
+    """One batch file of the unpacked folder, its size checked by fstat before it is read."""
+    size = n * _CIFAR_RECORD
+    try:
+        with open_regular(path) as f:
+            actual = os.fstat(f.fileno()).st_size
+            if actual != size:
+                raise DataFileError(path, _batch_size_problem(os.path.basename(path), actual, n))
+            data, got = _read_exact(f, size)
+            if got != size or f.read(1):
+                raise DataFileError(path, f"changed while it was read ({got} bytes, expected {size})")
+    except _DECODE_ERRORS as e:
+        raise DataFileError(path, f"unreadable ({type(e).__name__}: {_clip(e)})") from e
+    return data
+
+
+def _read_batch_members(path, counts):
+    """The six batches from cifar-10-binary.tar.gz (or an uncompressed tar), streamed in order and
+    read only into memory (never extracted, so member names cannot write anywhere). Each batch's
+    size is checked from its header before its bytes are read, links, devices and duplicates are
+    refused, and reading stops once the six are in; other members are skipped up to 1 MiB in all,
+    and the archive may hold at most 1000 members."""
+    blobs, other = {}, 0
+    try:
+        with _open(path) as f, tarfile.open(fileobj=f, mode="r|", tarinfo=_TarInfo, bufsize=1 << 16) as tar:
+            for count, member in enumerate(tar, 1):
+                if count > _TAR_MAX_MEMBERS:
+                    raise DataFileError(path, f"more than {_TAR_MAX_MEMBERS} members; CIFAR-10's archive holds 9")
+                if member.size < 0:
+                    raise DataFileError(path, f"{_clip(member.name)} claims a negative size")
+                base = posixpath.basename(member.name)
+                if base not in counts or not posixpath.dirname(member.name).endswith("cifar-10-batches-bin"):
+                    other += member.size  # skipping a member reads it
+                    if other > _TAR_MAX_OTHER_BYTES:
+                        raise DataFileError(path, f"{_clip(member.name)}: members besides the six batches hold "
+                                                  f"over {_TAR_MAX_OTHER_BYTES} bytes; CIFAR-10's hold 149")
+                    continue
+                if not member.isfile():
+                    raise DataFileError(path, f"{_clip(member.name)} is not a regular file (tar type "
+                                              f"{member.type!r})")
+                if base in blobs:
+                    raise DataFileError(path, f"{_clip(member.name)} is stored twice")
+                if member.size != counts[base] * _CIFAR_RECORD:
+                    raise DataFileError(path, _batch_size_problem(base, member.size, counts[base]) +
+                                        "; refused before reading it")
+                data = tar.extractfile(member).read()
+                if len(data) != member.size:
+                    raise DataFileError(path, f"{base}: truncated, {len(data)} of {member.size} bytes")
+                blobs[base] = data
+                if len(blobs) == len(counts):
+                    break
+    except _TarRefused as e:
+        raise DataFileError(path, str(e)) from None
+    except _DECODE_ERRORS as e:
+        raise DataFileError(path, f"unreadable or corrupted ({type(e).__name__}: {_clip(e)})") from e
+    missing = [b for b in CIFAR10_BATCHES if b not in blobs]
+    if missing:
+        raise DataFileError(path, f"missing cifar-10-batches-bin/{', '.join(missing)}")
+    return blobs
 
 
 def read_cifar10_binary(path, n_train, n_test):
@@ -124,27 +355,16 @@ def read_cifar10_binary(path, n_train, n_test):
         raise ValueError(f"n_train={n_train} does not split into 5 equal batches")
     counts = {b: n_train // 5 for b in CIFAR10_BATCHES[:5]}
     counts["test_batch.bin"] = n_test
-    blobs = {}
-    try:
-        if os.path.isdir(path):
-            for b in CIFAR10_BATCHES:
-                with open(os.path.join(path, b), "rb") as f:
-                    blobs[b] = f.read()
-        else:
-            # Stream mode reads the members in order; they are only read into memory, never
-            # extracted to disk, so member names cannot write outside a folder.
-            with tarfile.open(path, "r|gz") as tar:
-                for member in tar:
-                    base = os.path.basename(member.name)
-                    if member.isfile() and base in counts and os.path.dirname(member.name).endswith("cifar-10-batches-bin"):
-                        blobs[base] = tar.extractfile(member).read()
-    except _DECODE_ERRORS as e:
-        raise DataFileError(path, f"unreadable or corrupted ({type(e).__name__}: {e})") from e
-    missing = [b for b in CIFAR10_BATCHES if b not in blobs]
-    if missing:
-        raise DataFileError(path, f"missing cifar-10-batches-bin/{', '.join(missing)}")
-    parts = [_cifar_records(blobs[b], os.path.join(path, b) if os.path.isdir(path) else path, b, counts[b])
-             for b in CIFAR10_BATCHES]
-    x_train = np.concatenate([p[0] for p in parts[:5]])
-    y_train = np.concatenate([p[1] for p in parts[:5]])
-    return (x_train, y_train), parts[5]
+    if os.path.isdir(path):
+        blobs = {b: _read_batch_file(os.path.join(path, b), counts[b]) for b in CIFAR10_BATCHES}
+    else:
+        blobs = _read_batch_members(path, counts)
+    x_train, y_train = np.empty((n_train, 32, 32, 3), np.uint8), np.empty((n_train, 1), np.uint8)
+    x_test, y_test = np.empty((n_test, 32, 32, 3), np.uint8), np.empty((n_test, 1), np.uint8)
+    per = n_train // 5
+    for i, b in enumerate(CIFAR10_BATCHES):
+        x, y = (x_train[i * per:(i + 1) * per], y_train[i * per:(i + 1) * per]) if i < 5 else (x_test, y_test)
+        if not _cifar_records(blobs.pop(b), counts[b], x, y):
+            where = os.path.join(path, b) if os.path.isdir(path) else path
+            raise DataFileError(where, f"{b}: label {int(y.max())} out of range 0-9")
+    return (x_train, y_train), (x_test, y_test)
