@@ -1,17 +1,38 @@
 """image_dataset_from_directory: a folder of images, one subfolder per class, as a batch Sequence
-that decodes only the batch asked for (Pillow, the optional ``[images]`` extra)."""
+that decodes only the batch asked for (Pillow, the optional ``[images]`` extra).
+
+Folders unpacked from elsewhere are read defensively. Listing never opens a file: entries named like
+images that are not regular files (FIFOs, sockets, devices, broken links) are skipped and counted,
+symbolic links to regular files are followed (class folders built from links into a shared pool
+work), and symbolic links to folders are followed only at the class level, so a link cycle cannot
+trap the walk. Each image is opened without blocking and checked to be a regular file, its width x
+height is read from the header and refused above MAX_IMAGE_PIXELS before any pixel is decoded, and
+every decoding failure (truncated, corrupt, not an image, Pillow's decompression-bomb check) is a
+ValueError naming the file."""
 
 import numbers
 import os
+import stat
+import struct
 
 import numpy as np
 
 from .. import _random
+from ..datasets._formats import DataFileError, open_regular
 from .sequence import Sequence
 
-__all__ = ["image_dataset_from_directory", "ImageDataset"]
+__all__ = ["image_dataset_from_directory", "ImageDataset", "MAX_IMAGE_PIXELS"]
 
 ALLOWED_FORMATS = (".bmp", ".gif", ".jpeg", ".jpg", ".png")
+
+# The largest image (width x height) that is decoded: Pillow's own default for PIL.Image.MAX_IMAGE_PIXELS
+# (1024 * 1024 * 1024 // 4 // 3, about 89.5 megapixels; 0.25 GiB as 8-bit RGB), checked from the file's
+# header before decoding. Assign a larger number (or None) to allow larger images; Pillow's own check,
+# which warns above its limit and refuses above twice it, still applies and is reported the same way.
+MAX_IMAGE_PIXELS = 89_478_485
+
+# What Pillow raises for a file it cannot decode (truncated data, broken chunks, unknown formats).
+_DECODE_ERRORS = (OSError, SyntaxError, EOFError, ValueError, TypeError, IndexError, KeyError, struct.error)
 _MODES = {"grayscale": ("L", 1), "rgb": ("RGB", 3), "rgba": ("RGBA", 4)}
 
 
@@ -48,14 +69,34 @@ class ImageDataset(Sequence):
 
     def _load(self, path):
         Image = _pillow()
-        mode, _ = _MODES[self.color_mode]
-        with Image.open(path) as img:
-            img = img.convert(mode)
-            h, w = self.image_size
-            if img.size != (w, h):
-                img = img.resize((w, h), Image.BILINEAR)
-            a = np.asarray(img, dtype=np.float32)
+        bombs = (Image.DecompressionBombError, Image.DecompressionBombWarning)
+        with open_regular(path) as f:  # a FIFO swapped in after listing cannot block here
+            try:
+                img = Image.open(f)  # reads the header only
+            except bombs as e:
+                raise DataFileError(path, f"refused before decoding: {e}") from None
+            except _DECODE_ERRORS as e:
+                raise DataFileError(path, f"not an image Pillow can read ({type(e).__name__}: {e})") from e
+            with img:
+                w, h = img.size
+                if MAX_IMAGE_PIXELS is not None and w * h > MAX_IMAGE_PIXELS:
+                    raise DataFileError(path, f"{w}x{h} = {w * h} pixels, more than MAX_IMAGE_PIXELS = "
+                                              f"{MAX_IMAGE_PIXELS} (cnnkit.utils.image_dataset); refused before "
+                                              "decoding")
+                try:
+                    a = self._decode(Image, img)
+                except bombs as e:
+                    raise DataFileError(path, f"refused while decoding: {e}") from None
+                except _DECODE_ERRORS as e:
+                    raise DataFileError(path, f"cannot decode ({type(e).__name__}: {e})") from e
         return a[..., None] if a.ndim == 2 else a
+
+    def _decode(self, Image, img):
+        img = img.convert(_MODES[self.color_mode][0])
+        h, w = self.image_size
+        if img.size != (w, h):
+            img = img.resize((w, h), Image.BILINEAR)
+        return np.asarray(img, dtype=np.float32)
 
     def _encode(self, labels):
         if self.label_mode == "int":
@@ -84,11 +125,26 @@ class ImageDataset(Sequence):
             self._order = self._rng.permutation(len(self.file_paths))
 
 
-def _files_under(folder):
-    out = []
-    for root, dirs, files in os.walk(folder):
-        dirs.sort()
-        out += [os.path.join(root, f) for f in sorted(files) if f.lower().endswith(ALLOWED_FORMATS)]
+def _files_under(folder, skipped):
+    """The image files under folder, nested folders included (each folder's files in name order,
+    then its subfolders in name order). Only regular files and links to them count; other entries
+    named like images are appended to ``skipped``. Nothing is opened, and links to folders are not
+    followed (no cycles); the walk is a loop, so depth costs no recursion."""
+    out, stack = [], [folder]
+    while stack:
+        with os.scandir(stack.pop()) as it:
+            entries = sorted(it, key=lambda e: e.name)
+        subfolders = []
+        for e in entries:
+            if e.is_dir(follow_symlinks=False):
+                subfolders.append(e.path)
+            elif e.name.lower().endswith(ALLOWED_FORMATS):
+                try:
+                    regular = stat.S_ISREG(e.stat().st_mode)  # follows a link, opens nothing
+                except OSError:  # a broken link
+                    regular = False
+                (out if regular else skipped).append(e.path)
+        stack += reversed(subfolders)
     return out
 
 
@@ -132,6 +188,7 @@ def image_dataset_from_directory(directory, labels="inferred", label_mode="int",
                          "subsets are cut from the same shuffled order")
     _pillow()
 
+    skipped = []
     if labels == "inferred":
         found = sorted(d for d in os.listdir(directory) if os.path.isdir(os.path.join(directory, d)))
         if class_names is None:
@@ -141,17 +198,17 @@ def image_dataset_from_directory(directory, labels="inferred", label_mode="int",
         class_names = list(class_names)
         paths, ids = [], []
         for k, name in enumerate(class_names):
-            files = _files_under(os.path.join(directory, name))
+            files = _files_under(os.path.join(directory, name), skipped)
             paths += files
             ids += [k] * len(files)
         ids = np.array(ids, dtype=np.int64)
     elif labels is None:
-        paths, ids = _files_under(directory), None
+        paths, ids = _files_under(directory, skipped), None
         label_mode = None
         if class_names is not None:
             raise ValueError("class_names is only used with labels='inferred'")
     elif isinstance(labels, (list, tuple)):
-        paths = _files_under(directory)
+        paths = _files_under(directory, skipped)
         if len(labels) != len(paths):
             raise ValueError(f"labels has {len(labels)} entries but {directory} holds {len(paths)} image files")
         ids = np.asarray(labels)
@@ -165,6 +222,9 @@ def image_dataset_from_directory(directory, labels="inferred", label_mode="int",
     if not paths:
         raise ValueError(f"no images ({', '.join(ALLOWED_FORMATS)}) found in {directory}")
     described = f" belonging to {len(class_names)} classes" if ids is not None else ""
+    if skipped:
+        described += (f" (skipped {len(skipped)} entr{'y' if len(skipped) == 1 else 'ies'} named like images "
+                      f"that are not regular files, e.g. {skipped[0]})")
     print(f"Found {len(paths)} files{described}.")
 
     def make(rows, what=None):
