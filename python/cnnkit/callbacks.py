@@ -594,9 +594,7 @@ class CSVLogger(Callback):
         self._header_written = has_rows
         self.keys = None
         if has_rows:  # continue with the columns already in the file
-            with open(self.filename, newline="") as f:
-                header = next(csv.reader(f, delimiter=self.sep), None)
-            self.keys = header[1:] if header else None
+            self.keys = _csv_header(self.filename, self.sep)
         self._file = open(self.filename, "a" if self.append else "w", newline="")
 
     def on_epoch_end(self, epoch, logs=None):
@@ -615,6 +613,25 @@ class CSVLogger(Callback):
         if self._file is not None:
             self._file.close()
         self._file, self._writer = None, None
+
+
+def _csv_header(filename, sep, limit=1 << 16):
+    """The column names after "epoch" in the first line of an existing log (None when it has none),
+    reading at most ``limit`` characters; ValueError naming the file when that line is not CSV text
+    (binary data, another encoding, NUL bytes, no line end within the limit)."""
+    try:
+        with open(filename, newline="") as f:
+            line = f.readline(limit + 1)
+        if len(line) > limit:
+            raise csv.Error(f"no line end in its first {limit} characters")
+        if "\0" in line:  # binary data; the csv module itself accepts NUL since Python 3.11
+            raise csv.Error("line contains NUL")
+        header = next(csv.reader([line], delimiter=sep), None)
+    except (UnicodeDecodeError, csv.Error) as e:
+        raise ValueError(f"CSVLogger(append=True) cannot continue {filename}: its first line is not a CSV "
+                         f"header ({type(e).__name__}: {str(e)[:200]}); pass append=False to overwrite it or "
+                         "choose another file") from None
+    return header[1:] if header else None
 
 
 def _csv_value(v):
