@@ -1,8 +1,10 @@
 // bind_cpu.cpp: the private module cnnkit._core. Each kernel family registers its own functions
-// (bind_<family>, defined at the bottom of csrc/cpu/<family>.cpp); this file adds build information.
+// (bind_<family>, defined at the bottom of csrc/cpu/<family>.cpp); this file adds build information and
+// which copy of the SIMD loops the CPU runs.
 #include <pybind11/pybind11.h>
 
 #include "common.h"
+#include "cpu/simd.h"
 
 #include <string>
 
@@ -67,6 +69,60 @@ static py::list simd_flags() {
     return f;
 }
 
+// The CPU's features that matter to cnnkit's loops and to the BLAS under them, as the CPUID bits
+// GCC's runtime reads (with the OS support in XCR0: AVX-512 state, AMX tile state). Empty where
+// the compiler cannot ask (not GCC >= 12 on x86-64).
+static py::dict cpu_features() {
+    py::dict f;
+#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__) && __GNUC__ >= 12
+    __builtin_cpu_init();
+    f["avx2"] = __builtin_cpu_supports("avx2") != 0;
+    f["fma"] = __builtin_cpu_supports("fma") != 0;
+    f["avx512f"] = __builtin_cpu_supports("avx512f") != 0;
+    f["x86-64-v3"] = __builtin_cpu_supports("x86-64-v3") != 0;
+    f["x86-64-v4"] = __builtin_cpu_supports("x86-64-v4") != 0;
+    f["amx-tile"] = __builtin_cpu_supports("amx-tile") != 0;
+    f["amx-bf16"] = __builtin_cpu_supports("amx-bf16") != 0;
+    f["amx-int8"] = __builtin_cpu_supports("amx-int8") != 0;
+#endif
+    return f;
+}
+
+// Which copy of the hot loops runs here: with function multiversioning (csrc/cpu/simd.h) the one the
+// loader picked for this CPU, by the resolver's own test; otherwise the one the compiler was told to
+// build (-march=native or the baseline).
+static py::dict cpu_dispatch() {
+    py::dict d;
+    py::dict features = cpu_features();
+    d["features"] = features;
+#if defined(CNNKIT_SIMD_DISPATCH)
+    d["mode"] = "picked at load time (target_clones: x86-64-v4, x86-64-v3, default)";
+    if (features["x86-64-v4"].cast<bool>()) {
+        d["path"] = "AVX-512";
+    } else if (features["x86-64-v3"].cast<bool>()) {
+        d["path"] = "AVX2+FMA";
+    } else {
+        d["path"] = "baseline";
+    }
+#else
+#if defined(CNNKIT_NATIVE_BUILD)
+    d["mode"] = "fixed at compile time (-march=native)";
+#else
+    d["mode"] = "fixed at compile time (no function multiversioning in this build)";
+#endif
+#if defined(__AVX512F__)
+    d["path"] = "AVX-512";
+#elif defined(__AVX2__) && defined(__FMA__)
+    d["path"] = "AVX2+FMA";
+#elif defined(__ARM_NEON)
+    d["path"] = "NEON";
+#else
+    d["path"] = "baseline";
+#endif
+#endif
+    return d;
+}
+
 PYBIND11_MODULE(_core, m) {
     m.doc() = "cnnkit CPU kernels (private: use cnnkit.ops)";
     py::register_exception_translator([](std::exception_ptr p) {
@@ -95,6 +151,10 @@ PYBIND11_MODULE(_core, m) {
         d["simd"] = simd_flags();
         return d;
     });
+    m.def("cpu_dispatch", &cpu_dispatch,
+          "{'path': 'AVX-512' | 'AVX2+FMA' | 'baseline' (or 'NEON'), 'mode': how it was chosen, "
+          "'features': {'avx2', 'fma', 'avx512f', 'x86-64-v3', 'x86-64-v4', 'amx-tile', 'amx-bf16', "
+          "'amx-int8': bool}}: the copy of the SIMD loops this CPU runs");
     m.def("get_num_threads", [] {
 #ifdef CNNKIT_OPENMP
         return omp_get_max_threads();

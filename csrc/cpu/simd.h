@@ -8,6 +8,9 @@
 #if defined(__GNUC__) && !defined(__clang__) && __GNUC__ >= 12 && defined(__x86_64__) && \
     defined(__GLIBC__) && !defined(CNNKIT_NATIVE_BUILD)
 #define CNNKIT_SIMD_CLONES __attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default")))
+// The loader's choice, for `python -m cnnkit info` (cpu_dispatch in bind_cpu.cpp): the ifunc resolver
+// takes the first clone whose level __builtin_cpu_supports("x86-64-v4"/"x86-64-v3") confirms.
+#define CNNKIT_SIMD_DISPATCH 1
 #else
 #define CNNKIT_SIMD_CLONES
 #endif
