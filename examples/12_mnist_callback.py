@@ -13,7 +13,7 @@ try:
     (x_train, y_train), (x_test, y_test) = datasets.mnist.load_data()
     name = "MNIST"
 except (OSError, ValueError, RuntimeError) as exc:
-    print(f"MNIST is not available here ({str(exc).splitlines()[0]}); using Fashion-MNIST", file=sys.stderr)
+    print(f"MNIST is not available here, so this example uses Fashion-MNIST instead. {exc}", file=sys.stderr)
     (x_train, y_train), (x_test, y_test) = datasets.fashion_mnist.load_data()
     name = "Fashion-MNIST"
 if QUICK:

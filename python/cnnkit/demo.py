@@ -58,6 +58,9 @@ def optimizer_for(name, epochs, steps_per_epoch):
 def run(epochs=5, device=None, model_name="tutorial", batch_size=32, out_dir=".", samples=None, verbose=1):
     """Train and report; returns (test_loss, test_accuracy, seconds)."""
     import cnnkit
+
+    if isinstance(epochs, bool) or not isinstance(epochs, int) or epochs < 1:
+        raise ValueError(f"epochs must be an int >= 1, received epochs={epochs!r}")
     from cnnkit.datasets import fashion_mnist
 
     if device is None:

@@ -229,8 +229,11 @@ class Trainer:
                              "support single-input models")
         expected = self.inputs[0].shape
         if x.ndim != len(expected) or any(e is not None and e != s for e, s in zip(expected[1:], x.shape[1:])):
+            one = x.ndim == len(expected) - 1 and all(e is None or e == s for e, s in zip(expected[1:], x.shape))
+            hint = (f"; that is the shape of one sample: models take a batch, so pass {name}[None] or "
+                    f"np.expand_dims({name}, 0) for a batch of one") if one else ""
             raise ValueError(f"{name} has shape {x.shape} but model {self.name!r} expects input shape "
-                             f"{format_shape(expected)}")
+                             f"{format_shape(expected)}{hint}")
         if x.dtype.kind not in "fiub":
             raise TypeError(f"{name} must hold numbers, received dtype {x.dtype}")
         if x.dtype.kind == "f" and x.size and not np.isfinite(x).all():

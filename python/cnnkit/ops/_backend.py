@@ -209,23 +209,38 @@ def get_array_module(*arrays):
     return np
 
 
+def cupy_wheel(cuda_runtime_version):
+    """The CuPy wheel built for a CUDA runtime version as cudaRuntimeGetVersion gives it (13000 ->
+    "cupy-cuda13x"; CuPy ships one wheel per major version from CUDA 11 on)."""
+    major, minor = cuda_runtime_version // 1000, cuda_runtime_version % 1000 // 10
+    return f"cupy-cuda{major}x" if major >= 11 else f"cupy-cuda{major}{minor}"
+
+
 def cuda_status():
-    """(available, reason): whether CuPy arrays can run here, and if not, why not."""
+    """(available, reason): whether CuPy arrays can run here, and if not, why not and what to do.
+
+    Checked in the order a fix has to follow: cnnkit's CUDA kernels (cnnkit._cuda, present when
+    nvcc was found at install time), then CuPy (the wheel matching the CUDA runtime cnnkit._cuda was
+    built with), then a device."""
+    try:
+        from .. import _cuda
+    except ImportError:
+        return False, ("this cnnkit build has no CUDA kernels: cnnkit._cuda was not built (nvcc was not on "
+                       "PATH when cnnkit was installed, or it was built with CNNKIT_CUDA=OFF); reinstall "
+                       "with nvcc on PATH to build them")
     try:
         import cupy
     except Exception as exc:  # ImportError, or a CuPy that fails to load its CUDA libraries
-        return False, f"CuPy is not importable ({exc.__class__.__name__}: {exc})"
+        version = _cuda.build_info()["cuda_runtime_version"]
+        return False, (f"CuPy is not importable ({exc.__class__.__name__}: {exc}); cnnkit's CUDA kernels "
+                       f"use the CUDA {version // 1000}.{version % 1000 // 10} runtime, so install the "
+                       f"matching CuPy: pip install {cupy_wheel(version)}")
     try:
         count = cupy.cuda.runtime.getDeviceCount()
     except Exception as exc:
         return False, f"CuPy finds no usable CUDA device ({exc})"
     if count < 1:
         return False, "CuPy finds no CUDA device"
-    try:
-        from .. import _cuda  # noqa: F401
-    except ImportError:
-        return False, ("this cnnkit build has no CUDA kernels (cnnkit._cuda); reinstall with nvcc on "
-                       "PATH to build them")
     return True, ""
 
 
