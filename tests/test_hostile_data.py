@@ -142,11 +142,11 @@ def mnist_members(n_train=60000, n_test=10000):
 
 @pytest.mark.parametrize("x_train, found", [
     # 1.33 GB of honest zeros in a 1.7-million-image x_train (old: 1.3 GiB read before the shape check)
-    ((npy_header((1_700_000, 28, 28)), 1_700_000 * 784), "x_train is uint8(1700000, 28, 28)"),
+    ((npy_header((1_700_000, 28, 28)), 1_700_000 * 784), "holds shape (1700000, 28, 28) dtype uint8, expected shape (60000, 28, 28)"),
     # a header that declares 1 TiB over 1 KiB of data (old: MemoryError)
-    ((npy_header((1 << 22, 512, 512)), 1024), "x_train is uint8(4194304, 512, 512)"),
+    ((npy_header((1 << 22, 512, 512)), 1024), "holds shape (4194304, 512, 512) dtype uint8"),
     # the right header, 1.25 GiB of zeros after the array (old: loaded)
-    ((npy_header((60000, 28, 28)), 60000 * 784 + (5 << 28)), "x_train.npy holds 1342177280 bytes after the array"),
+    ((npy_header((60000, 28, 28)), 60000 * 784 + (5 << 28)), "1342177280 bytes after the array"),
 ])
 def test_mnist_npz_size_lies_are_refused_from_the_header(tmp_path, x_train, found):
     stored_zip(data_dir(tmp_path, "mnist") / "mnist.npz", dict(mnist_members(), **{"x_train.npy": x_train}))
@@ -176,13 +176,13 @@ def test_mnist_npz_well_formed_stored_and_deflated_still_load(tmp_path, rng):
 
 
 @pytest.mark.parametrize("damage, message", [
-    (lambda b: b + bytes(1024), "x_train.npy holds 1024 bytes after the array"),
-    (lambda b: b[:-10], "x_train.npy holds only 4694 of the array's 4704 bytes"),
-    (lambda b: b"\x93NUMPY\x02\x00" + struct.pack("<I", 1 << 31) + b[10:], "npy header of 2147483648 bytes"),
+    (lambda b: b + bytes(1024), "'x_train.npy' is 5856 bytes, 1024 bytes after the array"),
+    (lambda b: b[:-10], "10 bytes fewer than the array needs"),
+    (lambda b: b"\x93NUMPY\x02\x00" + struct.pack("<I", 1 << 31) + b[10:], "2147483648-byte .npy header"),
     (lambda b: npy_header((6, 28, 28), "<f8") + bytes(6 * 784 * 8),
-     "x_train is float64(6, 28, 28), expected uint8(6, 28, 28)"),
-    (lambda b: npy_header((6, 28, 28), "|O") + b"pickle", "x_train holds Python objects"),
-    (lambda b: b"PK junk", "x_train.npy is not an npy array"),
+     "holds shape (6, 28, 28) dtype float64, expected shape (6, 28, 28) dtype uint8"),
+    (lambda b: npy_header((6, 28, 28), "|O") + b"pickle", "'x_train.npy' holds Python objects"),
+    (lambda b: b"PK junk", "'x_train.npy' is not a .npy array"),
 ])
 def test_npz_member_damage_is_refused(tmp_path, rng, damage, message):
     arrays = small_mnist(rng)
@@ -199,7 +199,7 @@ def test_npz_containers_that_are_not_plain_are_refused(tmp_path, rng):
     write_npz(path, arrays)
     with zipfile.ZipFile(path, "a") as zf, pytest.warns(UserWarning, match="Duplicate name"):
         zf.writestr("x_train.npy", b"second copy")
-    with pytest.raises(ValueError, match=r"m.npz: members stored twice: \['x_train.npy'\]"):
+    with pytest.raises(ValueError, match=r"m.npz: member 'x_train.npy': the name appears twice"):
         read_npz(path, MNIST_SHAPES)
 
     with zipfile.ZipFile(path, "w", compression=zipfile.ZIP_BZIP2) as zf:

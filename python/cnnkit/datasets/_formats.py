@@ -10,20 +10,19 @@ stat must announce exactly the bytes the expected shape needs, and only those by
 file that lies, however large, costs a few kilobytes and milliseconds to refuse. Only regular files
 are opened (a FIFO or device named like a data file would block or never end)."""
 
-import collections
 import contextlib
 import gzip
-import io
 import math
 import os
 import posixpath
 import stat
-import struct
 import tarfile
 import zipfile
 import zlib
 
 import numpy as np
+
+from .. import _zipnpy
 
 __all__ = ["DataFileError", "open_regular", "read_idx", "read_npz", "read_cifar10_binary", "CIFAR10_BATCHES"]
 
@@ -32,12 +31,11 @@ CIFAR10_BATCHES = [f"data_batch_{i}.bin" for i in range(1, 6)] + ["test_batch.bi
 _CIFAR_RECORD = 1 + 3 * 32 * 32
 _DECODE_ERRORS = (OSError, EOFError, zlib.error, tarfile.TarError, zipfile.BadZipFile)
 # zipfile also raises these on a damaged directory (a name flagged UTF-8 that is not, a short record)
-_ZIP_ERRORS = _DECODE_ERRORS + (UnicodeDecodeError, struct.error, NotImplementedError, RuntimeError)
+_ZIP_ERRORS = _DECODE_ERRORS + _zipnpy.DAMAGE
 _CHUNK = 1 << 20
 
-# npz: numpy's own header limit, and a central directory small enough that zipfile's parse of it is
-# cheap (mnist.npz holds 4 members in about 500 bytes of directory).
-_NPY_MAX_HEADER = 10000
+# npz: a central directory small enough that zipfile's parse of it is cheap (mnist.npz holds 4
+# members in about 500 bytes of directory).
 _ZIP_MAX_MEMBERS = 1000
 _ZIP_MAX_DIRECTORY = 1 << 20
 
@@ -145,99 +143,26 @@ def read_idx(path, shape):
 
 
 # ---------------------------------------------------------------- npz
-def _check_zip_directory(path, f):
-    """Refuse, from the end-of-central-directory record alone, an archive whose directory is too
-    large to parse cheaply, before zipfile reads it."""
-    f.seek(0, os.SEEK_END)
-    size = f.tell()
-    tail_len = min(size, 22 + 0xFFFF)  # the record, then a comment of at most 64 KiB
-    f.seek(size - tail_len)
-    tail = f.read(tail_len)
-    at = tail.rfind(b"PK\x05\x06")
-    if at < 0 or tail_len - at < 22:
-        raise DataFileError(path, "not a zip archive (no end-of-central-directory record)")
-    entries, directory = struct.unpack("<HI", tail[at + 10:at + 16])
-    if at >= 20 and tail[at - 20:at - 16] == b"PK\x06\x07":
-        raise DataFileError(path, "a ZIP64 archive (over 2 GiB or 65,535 members); an .npz dataset is neither")
-    if entries > _ZIP_MAX_MEMBERS or directory > _ZIP_MAX_DIRECTORY:
-        raise DataFileError(path, f"{entries} members in a {directory}-byte directory, more than the "
-                                  f"{_ZIP_MAX_MEMBERS} members / {_ZIP_MAX_DIRECTORY} bytes an .npz dataset may hold")
-    f.seek(0)
-
-
-def _read_npy_member(path, zf, key, shape):
-    """Array ``key`` of an npz, uint8 of ``shape``: its npy header is read from the member's stream
-    and checked (dtype, shape, and the entry's size equal to header + array bytes exactly) before
-    the array's bytes are read, into one buffer of exactly that size."""
-    info = zf.getinfo(key + ".npy")
-    where = f"{key}.npy"
-    if info.flag_bits & 0x1:
-        raise DataFileError(path, f"{where} is encrypted")
-    if info.compress_type not in (zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED):
-        raise DataFileError(path, f"{where} uses zip compression method {info.compress_type}; "
-                                  "only stored (0) and deflate (8) are read")
-    with zf.open(info) as f:
-        head, got = _read_exact(f, 10)
-        if got < 10 or head[:6] != b"\x93NUMPY":
-            raise DataFileError(path, f"{where} is not an npy array (no \\x93NUMPY magic)")
-        major = head[6]
-        if major == 1:
-            (hlen,) = struct.unpack("<H", head[8:10])
-        elif major == 2:
-            more, got = _read_exact(f, 2)
-            if got < 2:
-                raise DataFileError(path, f"{where}: truncated npy header")
-            head += more
-            (hlen,) = struct.unpack("<I", head[8:12])
-        else:
-            raise DataFileError(path, f"{where}: npy format version {major}.{head[7]}, expected 1.0 or 2.0")
-        if hlen > _NPY_MAX_HEADER:
-            raise DataFileError(path, f"{where}: npy header of {hlen} bytes, more than numpy's limit of "
-                                      f"{_NPY_MAX_HEADER}")
-        header, got = _read_exact(f, hlen)
-        if got < hlen:
-            raise DataFileError(path, f"{where}: truncated npy header ({got} of {hlen} bytes)")
-        try:
-            fp = io.BytesIO(bytes(head) + bytes(header))
-            np.lib.format.read_magic(fp)
-            read_header = np.lib.format.read_array_header_1_0 if major == 1 else np.lib.format.read_array_header_2_0
-            got_shape, fortran, dtype = read_header(fp, max_header_size=_NPY_MAX_HEADER)
-        except Exception as e:  # numpy's parse of 10,000 bytes at most; it also raises tokenize.TokenError
-            raise DataFileError(path, f"{where}: malformed npy header ({type(e).__name__}: {_clip(e)})") from None
-        if dtype.hasobject:
-            raise DataFileError(path, f"{key} holds Python objects, which only pickle could read; not unpickled")
-        if dtype != np.uint8 or got_shape != tuple(shape):
-            raise DataFileError(path, f"{key} is {_clip(dtype)}{_clip(got_shape)}, expected uint8{tuple(shape)}")
-        # The shape is the expected one, so this product is small and exact (Python ints).
-        start, nbytes = len(head) + hlen, math.prod(shape) * dtype.itemsize
-        if info.file_size != start + nbytes:
-            extra = info.file_size - start - nbytes
-            problem = (f"{extra} bytes after the array" if extra > 0 else
-                       f"only {info.file_size - start} of the array's {nbytes} bytes")
-            raise DataFileError(path, f"{where} holds {problem} (entry of {info.file_size} bytes, npy header "
-                                      f"{start}); refused before reading it")
-        data, got = _read_exact(f, nbytes)
-        if got != nbytes or f.read(1):  # reading to the end checks the member's CRC-32
-            raise DataFileError(path, f"{where}: {got} bytes read, expected {nbytes}")
-    return np.frombuffer(data, dtype=np.uint8).reshape(shape, order="F" if fortran else "C")
-
-
 def read_npz(path, shapes):
     """The uint8 arrays named by ``shapes`` ({key: shape}) from a .npz file, never unpickling and
-    never np.load: each member's header is checked before its bytes are read (see _read_npy_member)."""
+    never np.load: the directory's size is checked from the end record before zipfile parses it,
+    and each member's npy header before its bytes are read (cnnkit._zipnpy, shared with model
+    files)."""
     try:
         with open_regular(path) as raw:
-            _check_zip_directory(path, raw)
+            _zipnpy.check_end_record(raw, max_members=_ZIP_MAX_MEMBERS, max_directory=_ZIP_MAX_DIRECTORY,
+                                     at_end=False, zip64=False)
             with zipfile.ZipFile(raw) as zf:
+                _zipnpy.check_members(zf)
                 names = zf.namelist()
-                twice = sorted(n for n, c in collections.Counter(names).items() if c > 1)
-                if twice:
-                    raise DataFileError(path, f"members stored twice: {_clip(twice)}")
                 missing = [k for k in shapes if k + ".npy" not in names]
                 if missing:
                     held = sorted(n[:-4] for n in names if n.endswith(".npy"))
                     raise DataFileError(path, f"missing arrays {missing} (holds {_clip(held)})")
-                return {key: _read_npy_member(path, zf, key, shape) for key, shape in shapes.items()}
+                return {key: _zipnpy.read_npy(zf, zf.getinfo(key + ".npy"), shape, (np.uint8,), fortran_ok=True)
+                        for key, shape in shapes.items()}
+    except _zipnpy.Refused as e:
+        raise DataFileError(path, str(e)) from e.__cause__
     except _ZIP_ERRORS as e:
         raise DataFileError(path, f"unreadable or corrupted ({type(e).__name__}: {_clip(e)})") from e
 

@@ -9,14 +9,12 @@ import json
 import os
 import re
 import stat
-import struct
 import tempfile
 import zipfile
-import zlib
 
 import numpy as np
 
-from .. import __version__
+from .. import __version__, _zipnpy
 from .. import losses as _losses
 from .. import metrics as _metrics
 from .. import optimizers as _optimizers
@@ -183,137 +181,63 @@ def _refuse_keras_extension(filepath):
                          "(model.save('model.cnnkit'), model.save_weights('model.weights.cnnkit'))")
 
 
-# What a model file may be, checked before anything it declares is read (the anchors: safetensors'
-# exact spans and np.load's header limit). Everything a reader can raise on a damaged zip (zlib.error,
-# NotImplementedError for a compression method or zip version, RuntimeError for an encrypted member,
-# EOFError, struct.error...) becomes a ValueError naming the file and the member.
+# What a model file may be, checked before anything it declares is read (see cnnkit._zipnpy, shared
+# with the dataset readers). Everything a reader can raise on a damaged zip becomes a ValueError
+# naming the file and the member.
 _MAX_MEMBERS = 100_000       # ResNet50 with Adam's slots has about 800
 _MAX_JSON_BYTES = 64 << 20   # ResNet50's model.json is about 0.4 MB
 _MAX_JSON_DEPTH = 256        # nested models add a few levels each; json.loads recurses per level
-_MAX_NPY_HEADER = 10_000     # np.load's own limit
-_DEFLATE_MAX_RATIO = 1032    # deflate cannot expand one byte into more than 1032
-_DAMAGE = (zipfile.BadZipFile, zipfile.LargeZipFile, zlib.error, EOFError, NotImplementedError, RuntimeError,
-           struct.error, UnicodeDecodeError, OverflowError, IndexError, KeyError, TypeError, ValueError, OSError)
 _MEMBER_NAME = re.compile(r"(model\.json|weights\.json|(weights|optimizer)/\d{5,9}\.npy)")
-
-
-class _reading:
-    """``with _reading(path, member):`` turns whatever a damaged file makes zipfile, zlib or numpy
-    raise into a ValueError naming the file (and the member), keeping the original as __cause__."""
-
-    def __init__(self, filepath, member=None):
-        self.where = f"{os.fspath(filepath)}" + (f", member {member!r}" if member else "")
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, kind, exc, tb):
-        if exc is None or not isinstance(exc, _DAMAGE) or isinstance(exc, _FileError):
-            return False
-        if isinstance(exc, (FileNotFoundError, IsADirectoryError, PermissionError)):
-            return False
-        raise _FileError(_short(f"{self.where}: the file is damaged or not a cnnkit file "
-                                f"({type(exc).__name__}: {exc})")) from exc
 
 
 class _FileError(ValueError):
     """A ValueError about a model file whose message already names it."""
 
 
+class _reading:
+    """``with _reading(path, member):`` turns _zipnpy.Refused and whatever a damaged file makes
+    zipfile, zlib or numpy raise into a _FileError naming the file (and the member), keeping the
+    original as __cause__. A missing file, a directory or a permission error stays an OSError."""
+
+    def __init__(self, filepath, member=None):
+        self.filepath, self.member = os.fspath(filepath), member
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, kind, exc, tb):
+        if exc is None or isinstance(exc, _FileError) or isinstance(exc, (FileNotFoundError, IsADirectoryError,
+                                                                           PermissionError)):
+            return False
+        if isinstance(exc, _zipnpy.Refused):
+            raise _FileError(_short(f"{self.filepath}: {exc}")) from exc.__cause__
+        if isinstance(exc, _zipnpy.DAMAGE + (ValueError, KeyError, IndexError, TypeError)):
+            where = self.filepath + (f", member {self.member!r}" if self.member else "")
+            raise _FileError(_short(f"{where}: the file is damaged or not a cnnkit file "
+                                    f"({type(exc).__name__}: {exc})")) from exc
+        return False
+
+
 def _short(message, limit=900):
     return message if len(message) <= limit else message[:limit] + " ..."
 
 
-def _read_end_record(f, size, filepath):
-    """The member count the zip's end record declares, before zipfile parses the directory: the end
-    record must end the file (no comment, no trailing bytes), and the count is capped."""
-    if size < 22:
-        raise _FileError(f"{filepath}: {size} bytes is too short to be a cnnkit zip file")
-    f.seek(size - 22)
-    end = f.read(22)
-    if end[:4] != b"PK\x05\x06" or struct.unpack("<H", end[20:22])[0] != 0:
-        raise _FileError(f"{filepath} is not a cnnkit file: it does not end with a zip end record (not a zip, "
-                         "or bytes follow the archive)")
-    count = struct.unpack("<H", end[10:12])[0]
-    if count == 0xFFFF and size >= 42:  # zip64: the locator sits just before the end record
-        f.seek(size - 42)
-        loc = f.read(20)
-        if loc[:4] == b"PK\x06\x07":
-            offset = struct.unpack("<Q", loc[8:16])[0]
-            if offset + 56 <= size - 42:
-                f.seek(offset)
-                rec = f.read(56)
-                if rec[:4] == b"PK\x06\x06":
-                    count = struct.unpack("<Q", rec[32:40])[0]
-    if count > _MAX_MEMBERS:
-        raise _FileError(f"{filepath} declares {count} members; a cnnkit file has at most {_MAX_MEMBERS}")
-
-
-def _check_layout(f, zf, filepath):
-    """Every member stored or deflated, unencrypted, named as cnnkit names them and named once, and the
-    members laid end to end from byte 0 to the central directory: no data before the first, none
-    between two, no two entries sharing bytes (the overlapping-entry zip bomb) and no member that
-    claims more bytes than its compressed data can inflate to."""
-    infos = zf.infolist()
-    names = set()
-    for info in infos:
-        name = info.filename
-        where = f"{filepath}, member {name!r:.100}"
-        if not _MEMBER_NAME.fullmatch(name):
-            raise _FileError(f"{where}: not a member a cnnkit file holds")
-        if name in names:
-            raise _FileError(f"{where}: the name appears twice in the archive")
-        names.add(name)
-        if info.flag_bits & 0x1:
-            raise _FileError(f"{where} is encrypted; cnnkit files never are")
-        if info.flag_bits & 0x2060:
-            raise _FileError(f"{where} uses zip features cnnkit files never use (flags {info.flag_bits:#x})")
-        if info.compress_type == zipfile.ZIP_STORED:
-            if info.file_size != info.compress_size:
-                raise _FileError(f"{where}: a stored member of {info.compress_size} bytes claims {info.file_size}")
-        elif info.compress_type == zipfile.ZIP_DEFLATED:
-            if info.file_size > _DEFLATE_MAX_RATIO * info.compress_size + 64:
-                raise _FileError(f"{where} claims {info.file_size} bytes from {info.compress_size} compressed "
-                                 "bytes, more than deflate can produce")
-        else:
-            raise _FileError(f"{where} uses compression method {info.compress_type}; cnnkit files are "
-                             "stored or deflated")
-    expected = 0
-    for info in sorted(infos, key=lambda i: i.header_offset):
-        where = f"{filepath}, member {info.filename!r}"
-        if info.header_offset != expected:
-            what = "data before the first member" if expected == 0 else "members overlap or leave a gap"
-            raise _FileError(f"{where} starts at byte {info.header_offset}, expected {expected}: {what}")
-        f.seek(info.header_offset)
-        local = f.read(30)
-        if len(local) != 30 or local[:4] != b"PK\x03\x04":
-            raise _FileError(f"{where}: no local header at byte {info.header_offset}")
-        n, m = struct.unpack("<HH", local[26:30])
-        expected = info.header_offset + 30 + n + m + info.compress_size
-        if info.flag_bits & 0x8:  # a data descriptor follows the data: 12 to 24 bytes by variant
-            nxt = sorted(i.header_offset for i in infos if i.header_offset > info.header_offset)
-            target = nxt[0] if nxt else zf.start_dir
-            if target - expected in (12, 16, 20, 24):
-                expected = target
-    if expected != zf.start_dir:
-        raise _FileError(f"{filepath}: the members end at byte {expected} but the central directory starts at "
-                         f"{zf.start_dir}: bytes outside any member")
-
-
 def _open_zip(filepath, kind):
-    """The file as a checked ZipFile (see _check_layout); FileNotFoundError and other I/O errors as
+    """The file as a ZipFile whose container has been checked (cnnkit._zipnpy: the end record ends
+    the file, at most _MAX_MEMBERS members, each stored or deflated, unencrypted, named as cnnkit
+    names them and once, laid end to end from byte 0); FileNotFoundError and other I/O errors as
     they are, everything else a ValueError naming the file."""
     path = os.fspath(filepath)
-    st = os.stat(path)
-    if not stat.S_ISREG(st.st_mode):
+    if not stat.S_ISREG(os.stat(path).st_mode):
         raise _FileError(f"{path} is not a regular file, so not a {kind} file")
     with _reading(path):
         with open(path, "rb") as f:
-            _read_end_record(f, st.st_size, path)
+            _zipnpy.check_end_record(f, max_members=_MAX_MEMBERS)
         zf = zipfile.ZipFile(path)
     try:
         with _reading(path):
-            _check_layout(zf.fp, zf, path)
+            _zipnpy.check_members(zf, _MEMBER_NAME.fullmatch)
+            _zipnpy.check_layout(zf.fp, zf)
         return zf
     except BaseException:
         zf.close()
@@ -329,64 +253,19 @@ def _member_info(zf, filepath, member):
         raise _FileError(f"{filepath} has no member {member!r:.100}") from None
 
 
-def _read_exactly(stream, n, out=None):
-    """n bytes from a zip member stream (into ``out``, a writable byte view, when given); a member
-    that ends early is damage. zipfile stops at the declared size and checks the CRC there."""
-    got = bytearray() if out is None else None
-    done = 0
-    while done < n:
-        chunk = stream.read(min(n - done, 1 << 24))
-        if not chunk:
-            raise EOFError(f"the member ends after {done} of its {n} bytes")
-        if out is None:
-            got += chunk
-        else:
-            out[done:done + len(chunk)] = chunk
-        done += len(chunk)
-    if stream.read(1):
-        raise ValueError("the member holds more bytes than it declares")
-    return got
-
-
 def _read_npy(zf, filepath, member, shape, dtype):
     """The .npy member's array, checked against the manifest's (shape, dtype) from its header alone
-    before anything is allocated: a real float dtype, C order, and a member size equal to header +
-    shape x itemsize exactly (no trailing bytes); then exactly that many bytes are streamed."""
+    before anything is allocated (cnnkit._zipnpy.read_npy)."""
     info = _member_info(zf, filepath, member)
-    where = f"{filepath}, member {member!r}"
     with _reading(filepath, member):
-        with zf.open(info) as stream:
-            magic = _read_exactly_prefix(stream, 8)
-            if magic[:6] != b"\x93NUMPY" or magic[6] not in (1, 2):
-                raise _FileError(f"{where} is not a .npy array of format version 1 or 2")
-            width = 2 if magic[6] == 1 else 4
-            length_bytes = _read_exactly_prefix(stream, width)
-            hlen = int.from_bytes(length_bytes, "little")
-            if hlen > _MAX_NPY_HEADER:
-                raise _FileError(f"{where} has a {hlen}-byte .npy header; at most {_MAX_NPY_HEADER} are read")
-            header = io.BytesIO(magic + length_bytes + _read_exactly_prefix(stream, hlen))
-            np.lib.format.read_magic(header)
-            read_header = np.lib.format.read_array_header_1_0 if magic[6] == 1 \
-                else np.lib.format.read_array_header_2_0
-            header_shape, fortran, header_dtype = read_header(header)
-            if tuple(header_shape) != tuple(shape) or str(header_dtype) != dtype:
-                raise _FileError(f"{where} holds shape {tuple(header_shape)} dtype {header_dtype}, the manifest "
-                                 f"says shape {tuple(shape)} dtype {dtype}")
-            if fortran:
-                raise _FileError(f"{where} is stored in Fortran order; cnnkit writes C order")
-            arr = np.empty(shape, header_dtype)
-            size = 8 + width + hlen + arr.nbytes
-            if info.file_size != size:
-                raise _FileError(f"{where} is {info.file_size} bytes; its header and shape {tuple(shape)} make "
-                                 f"{size}")
-            _read_exactly(stream, arr.nbytes, memoryview(arr.reshape(-1)).cast("B"))
-    return arr
+        return _zipnpy.read_npy(zf, info, shape, (dtype,))
 
 
-def _read_exactly_prefix(stream, n):
-    data = stream.read(n)
-    if len(data) != n:
-        raise EOFError(f"the member ends after {len(data)} bytes")
+def _read_bytes(zf, info):
+    with zf.open(info) as stream:
+        data = stream.read(info.file_size)  # zipfile stops at the declared size, and checks the CRC there
+        if len(data) != info.file_size or stream.read(1):
+            raise _zipnpy.Refused(f"member {info.filename!r} does not hold the {info.file_size} bytes it declares")
     return data
 
 
@@ -420,8 +299,7 @@ def _read_json(zf, member, filepath):
     if info.file_size > _MAX_JSON_BYTES:
         raise _FileError(f"{where} declares {info.file_size} bytes; cnnkit reads at most {_MAX_JSON_BYTES} of JSON")
     with _reading(filepath, member):
-        with zf.open(info) as stream:
-            data = bytes(_read_exactly(stream, info.file_size))
+        data = _read_bytes(zf, info)
     depth = _json_depth(data)
     if depth > _MAX_JSON_DEPTH:
         raise _FileError(f"{where} nests {depth} levels deep; cnnkit reads at most {_MAX_JSON_DEPTH}")
