@@ -32,7 +32,7 @@ def load(dataset):
 def run_cnnkit(args):
     import cnnkit
     from cnnkit.callbacks import Callback
-    from cnnkit.demo import build, optimizer_for
+    from cnnkit.demo import build, loss_for, optimizer_for
 
     x, y, xt, yt = load(args.dataset)
     if args.device == "gpu":
@@ -40,18 +40,18 @@ def run_cnnkit(args):
     cnnkit.utils.set_random_seed(args.seed)
     model = build(args.model)
     steps = -(-len(x) // args.batch_size)
-    model.compile(optimizer=optimizer_for(args.model, args.epochs, steps), loss="sparse_categorical_crossentropy",
-                  metrics=["accuracy"])
+    loss, encode = loss_for(args.model)
+    model.compile(optimizer=optimizer_for(args.model, args.epochs, steps), loss=loss, metrics=["accuracy"])
     accs, eval_seconds = [], [0.0]
 
     class Track(Callback):
         def on_epoch_end(self, epoch, logs=None):
             t = time.perf_counter()
-            accs.append(model.evaluate(xt, yt, batch_size=500, verbose=0)[1])
+            accs.append(model.evaluate(xt, encode(yt), batch_size=500, verbose=0)[1])
             eval_seconds[0] += time.perf_counter() - t
 
     t0 = time.perf_counter()
-    model.fit(x, y, batch_size=args.batch_size, epochs=args.epochs, callbacks=[Track()], verbose=0)
+    model.fit(x, encode(y), batch_size=args.batch_size, epochs=args.epochs, callbacks=[Track()], verbose=0)
     return {"acc": accs, "seconds": time.perf_counter() - t0 - eval_seconds[0]}
 
 
@@ -65,11 +65,20 @@ def run_torch(args):
     x, y, xt, yt = load(args.dataset)
     X, Y = torch.from_numpy(x.transpose(0, 3, 1, 2).copy()).to(dev), torch.from_numpy(y).to(dev)
     XT, YT = torch.from_numpy(xt.transpose(0, 3, 1, 2).copy()).to(dev), torch.from_numpy(yt).to(dev)
-    if args.model != "tutorial":
-        raise SystemExit("the PyTorch peer implements the tutorial model only")
-    model = nn.Sequential(nn.Conv2d(1, 32, 3), nn.ReLU(), nn.MaxPool2d(2), nn.Flatten(), nn.Linear(5408, 10)).to(dev)
-    opt = torch.optim.Adam(model.parameters(), lr=1e-3)
-    crit = nn.CrossEntropyLoss()
+    steps = -(-len(X) // args.batch_size)
+    if args.model == "tutorial":
+        model = nn.Sequential(nn.Conv2d(1, 32, 3), nn.ReLU(), nn.MaxPool2d(2), nn.Flatten(), nn.Linear(5408, 10))
+        opt = torch.optim.Adam(model.parameters(), lr=1e-3)
+        sched, augment = None, (lambda xb: xb)
+    else:
+        model, augment = torch_bn_recipe(torch, nn)
+        opt = torch.optim.Adam(model.parameters(), lr=1e-3)
+        total = args.epochs * steps  # cnnkit's CosineDecay(1e-3, total): 1e-3 * (1 + cos(pi * step / total)) / 2
+        sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda k: 0.5 * (1 + np.cos(np.pi * min(k, total) / total)))
+    model = model.to(dev)
+    from cnnkit.demo import BN_LABEL_SMOOTHING
+
+    crit = nn.CrossEntropyLoss(label_smoothing=BN_LABEL_SMOOTHING if args.model == "bn" else 0.0)
     accs, eval_seconds, t0 = [], 0.0, time.perf_counter()
     for _ in range(args.epochs):
         model.train()
@@ -77,8 +86,10 @@ def run_torch(args):
         for i in range(0, len(X), args.batch_size):
             idx = perm[i:i + args.batch_size]
             opt.zero_grad()
-            crit(model(X[idx]), Y[idx]).backward()
+            crit(model(augment(X[idx])), Y[idx]).backward()
             opt.step()
+            if sched is not None:
+                sched.step()
         t = time.perf_counter()
         model.eval()
         with torch.no_grad():
@@ -86,6 +97,27 @@ def run_torch(args):
         accs.append(float((pred == YT).float().mean()))
         eval_seconds += time.perf_counter() - t
     return {"acc": accs, "seconds": time.perf_counter() - t0 - eval_seconds}
+
+
+def torch_bn_recipe(torch, nn):
+    """The "bn" recipe of cnnkit.demo in PyTorch: the same layers, with Keras' BatchNormalization
+    defaults (eps 1e-3, moving averages with momentum 0.99, which is PyTorch's momentum 0.01), and a
+    random horizontal flip of each training image. Returns (model, augment)."""
+
+    def block(cin, cout):
+        return [nn.Conv2d(cin, cout, 3, padding=1), nn.BatchNorm2d(cout, eps=1e-3, momentum=0.01), nn.ReLU()]
+
+    model = nn.Sequential(
+        *block(1, 32), *block(32, 32), nn.MaxPool2d(2), nn.Dropout(0.25),
+        *block(32, 64), *block(64, 64), nn.MaxPool2d(2), nn.Dropout(0.25),
+        *block(64, 128), nn.MaxPool2d(2), nn.Dropout(0.25),
+        nn.Flatten(), nn.Linear(3 * 3 * 128, 128), nn.ReLU(), nn.Dropout(0.5), nn.Linear(128, 10))
+
+    def augment(xb):
+        flip = torch.rand(xb.shape[0], device=xb.device) < 0.5
+        return torch.where(flip[:, None, None, None], xb.flip(3), xb)
+
+    return model, augment
 
 
 def main(argv=None):
@@ -107,7 +139,7 @@ def main(argv=None):
     if args.child:
         print(json.dumps(run_cnnkit(args) if args.child == "cnnkit" else run_torch(args)))
         return
-    libs = ["cnnkit"] + ([] if args.no_torch or args.model != "tutorial" else ["torch"])
+    libs = ["cnnkit"] + ([] if args.no_torch else ["torch"])
     print(f"{args.dataset}, model {args.model}, batch {args.batch_size}, {args.epochs} epochs, seeds "
           f"{','.join(map(str, args.seeds))}, {args.device}, {args.threads} thread(s); test accuracy after each epoch, training time "
           "without the per-epoch test evaluation", flush=True)
