@@ -6,6 +6,7 @@ import os
 
 from ..layers import Dense, GlobalAveragePooling2D, GlobalMaxPooling2D, Input
 from ..layers.base import KerasTensor
+from .weights import imagenet_weights_path, load_keras_weights
 
 __all__ = ["model_input", "check_top_args", "pooled_or_top", "resolve_weights"]
 
@@ -95,8 +96,6 @@ def resolve_weights(model, weights, keras_name, include_top):
     """Load weights into model: a path, or "imagenet" (Keras' file, looked for locally)."""
     if weights is None:
         return model
-    from .weights import imagenet_weights_path, load_keras_weights
-
     if weights == "imagenet":
         load_keras_weights(model, imagenet_weights_path(keras_name, include_top))
         return model

@@ -8,7 +8,7 @@ op, written for clarity, that the tests and benchmarks compare against.
 """
 
 from . import reference
-from ._backend import get_array_module
+from ._backend import get_array_module, to_host
 from .activation import *  # noqa: F401,F403
 from .activation import __all__ as _activation_all
 from .conv import *  # noqa: F401,F403
@@ -22,5 +22,5 @@ from .norm import __all__ as _norm_all
 from .pool import *  # noqa: F401,F403
 from .pool import __all__ as _pool_all
 
-__all__ = ["reference", "get_array_module", *_conv_all, *_linear_all, *_pool_all, *_activation_all,
+__all__ = ["reference", "get_array_module", "to_host", *_conv_all, *_linear_all, *_pool_all, *_activation_all,
            *_norm_all, *_loss_all]
