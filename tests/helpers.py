@@ -11,15 +11,13 @@
 
 import numpy as np
 
+from cnnkit.ops import to_host
+
 TOL = {np.dtype(np.float32): 1e-5, np.dtype(np.float64): 1e-12}
 
 
 def to_numpy(a):
-    if a is None:
-        return None
-    if hasattr(a, "get"):  # CuPy
-        return a.get()
-    return np.asarray(a)
+    return None if a is None else to_host(a)
 
 
 def rel_error(actual, expected):
