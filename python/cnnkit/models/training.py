@@ -369,8 +369,9 @@ class Trainer:
         ``__getitem__`` returning (x, y) batches) or a generator of (x, y) batches, which needs
         ``steps_per_epoch``; validation_data likewise (a generator needs ``validation_steps``)."""
         self._require_compiled("fit")
-        for name, v, lo in (("epochs", epochs, 0), ("initial_epoch", initial_epoch, 0), ("validation_freq", validation_freq, 1)):
-            int_at_least(v, name, lo)
+        int_at_least(epochs, "epochs", 0)
+        int_at_least(initial_epoch, "initial_epoch", 0)
+        int_at_least(validation_freq, "validation_freq", 1)
         fraction(validation_split, "validation_split")
         if shuffle not in (True, False):
             raise ValueError(f"shuffle must be True or False, received shuffle={shuffle!r}")

@@ -234,7 +234,8 @@ class Optimizer(Configurable):
         (NumPy) copies of every slot array, variable by variable in build order."""
         names = [[v.name, s] for v, slots in zip(self._variables, self._slots) for s in slots]
         # copies: the slots go on changing in place as training goes on
-        arrays = [a.copy() if isinstance(a, np.ndarray) else to_host(a) for slots in self._slots for a in slots.values()]
+        arrays = [a.copy() if isinstance(a, np.ndarray) else to_host(a)
+                  for slots in self._slots for a in slots.values()]
         return {"iterations": self.iterations, "slots": names}, arrays
 
     def set_state(self, state, arrays):
