@@ -222,15 +222,20 @@ class Model(Trainer, Layer):
         return Layer.__call__(self, inputs, training)
 
     # ------------------------------------------------------------------ weights
-    @property
-    def weights(self):
+    def _gather(self, kind):
+        """Every layer's ``kind`` weights (weights, trainable_weights) in layer order, each once
+        (layers can share variables)."""
         out, seen = [], set()
         for layer in self._layers:
-            for v in layer.weights:
+            for v in getattr(layer, kind):
                 if id(v) not in seen:
                     seen.add(id(v))
                     out.append(v)
         return out
+
+    @property
+    def weights(self):
+        return self._gather("weights")
 
     @property
     def _weights(self):  # Layer's storage, seen through the layers
@@ -242,15 +247,7 @@ class Model(Trainer, Layer):
 
     @property
     def trainable_weights(self):
-        if not self.trainable:
-            return []
-        out, seen = [], set()
-        for layer in self._layers:
-            for v in layer.trainable_weights:
-                if id(v) not in seen:
-                    seen.add(id(v))
-                    out.append(v)
-        return out
+        return self._gather("trainable_weights") if self.trainable else []
 
     @property
     def non_trainable_weights(self):
