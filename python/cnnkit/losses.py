@@ -105,6 +105,20 @@ class _SoftmaxCrossentropy(Loss):
         return _ce_backward(saved)
 
 
+class _SmoothedCrossentropy(Loss):
+    """A cross-entropy with Keras' ``from_logits`` and ``label_smoothing`` arguments (categorical,
+    binary)."""
+
+    def __init__(self, from_logits, label_smoothing, reduction, name):
+        super().__init__(name=name, reduction=reduction)
+        self.from_logits = boolean(from_logits, "from_logits")
+        self.label_smoothing = fraction(label_smoothing, "label_smoothing", upper_open=False)
+
+    def get_config(self):
+        return {**super().get_config(), "from_logits": self.from_logits,
+                "label_smoothing": self.label_smoothing}
+
+
 class SparseCategoricalCrossentropy(_SoftmaxCrossentropy):
     """Cross-entropy between integer class ids ``y_true`` (shape ``y_pred.shape[:-1]``, or with a
     trailing 1) and predicted class probabilities (or logits) ``y_pred`` (..., K).
@@ -150,16 +164,14 @@ class SparseCategoricalCrossentropy(_SoftmaxCrossentropy):
         return {**super().get_config(), "from_logits": self.from_logits, "ignore_class": self.ignore_class}
 
 
-class CategoricalCrossentropy(_SoftmaxCrossentropy):
+class CategoricalCrossentropy(_SoftmaxCrossentropy, _SmoothedCrossentropy):
     """Cross-entropy between one-hot (or probability) labels ``y_true`` and predicted probabilities
     (or logits) ``y_pred``, both (..., K). ``label_smoothing`` s turns the labels into
     ``y_true * (1 - s) + s / K`` first."""
 
     def __init__(self, from_logits=False, label_smoothing=0.0, reduction="sum_over_batch_size",
                  name="categorical_crossentropy"):
-        super().__init__(name=name, reduction=reduction)
-        self.from_logits = boolean(from_logits, "from_logits")
-        self.label_smoothing = fraction(label_smoothing, "label_smoothing", upper_open=False)
+        super().__init__(from_logits, label_smoothing, reduction, name)
 
     def _label_rows(self, y_true, y_pred):
         t = _dense_labels(y_true, y_pred, type(self).__name__, categorical=True)
@@ -174,12 +186,8 @@ class CategoricalCrossentropy(_SoftmaxCrossentropy):
         t, count = self._label_rows(y_true, logits)
         return _fused(t, logits, count)
 
-    def get_config(self):
-        return {**super().get_config(), "from_logits": self.from_logits,
-                "label_smoothing": self.label_smoothing}
 
-
-class BinaryCrossentropy(Loss):
+class BinaryCrossentropy(_SmoothedCrossentropy):
     """Binary cross-entropy per element, averaged over the last axis (one or more independent labels
     per sample). Probabilities are clipped to [1e-7, 1 - 1e-7] like Keras; ``from_logits=True`` uses
     the overflow-free form max(x, 0) - x * y + log(1 + exp(-|x|)) without a clip (as Keras' TensorFlow,
@@ -187,9 +195,7 @@ class BinaryCrossentropy(Loss):
 
     def __init__(self, from_logits=False, label_smoothing=0.0, reduction="sum_over_batch_size",
                  name="binary_crossentropy"):
-        super().__init__(name=name, reduction=reduction)
-        self.from_logits = boolean(from_logits, "from_logits")
-        self.label_smoothing = fraction(label_smoothing, "label_smoothing", upper_open=False)
+        super().__init__(from_logits, label_smoothing, reduction, name)
 
     def _elementwise(self, y_true, y_pred):
         """(losses per element, d loss / d y_pred per element)."""
@@ -217,10 +223,6 @@ class BinaryCrossentropy(Loss):
 
     def backward(self, saved):
         return saved[1]
-
-    def get_config(self):
-        return {**super().get_config(), "from_logits": self.from_logits,
-                "label_smoothing": self.label_smoothing}
 
 
 # ----------------------------------------------------------------------------------------------------
