@@ -28,7 +28,26 @@ HOOKS = ("on_train_begin", "on_train_end", "on_epoch_begin", "on_epoch_end", "on
          "on_predict_batch_end")
 
 
+def _hook(name, body):
+    """A hook method called name, with the signature Keras gives it: ``(epoch, logs=None)``,
+    ``(batch, logs=None)`` or ``(logs=None)``; it runs ``body(self, name, *arguments)``."""
+    if "epoch" in name:
+        def hook(self, epoch, logs=None):
+            body(self, name, epoch, logs)
+    elif "batch" in name:
+        def hook(self, batch, logs=None):
+            body(self, name, batch, logs)
+    else:
+        def hook(self, logs=None):
+            body(self, name, logs)
+    hook.__name__ = name
+    return hook
+
+
 class Callback:
+    """Base class: every hook of HOOKS does nothing here; override the ones you need. The train-batch
+    hooks call on_batch_begin/end, their older names."""
+
     def __init__(self):
         self.model = None
         self.params = {}
@@ -39,53 +58,20 @@ class Callback:
     def set_params(self, params):
         self.params = params
 
-    def on_train_begin(self, logs=None):
-        pass
-
-    def on_train_end(self, logs=None):
-        pass
-
-    def on_epoch_begin(self, epoch, logs=None):
-        pass
-
-    def on_epoch_end(self, epoch, logs=None):
-        pass
-
-    def on_batch_begin(self, batch, logs=None):
-        pass
-
-    def on_batch_end(self, batch, logs=None):
-        pass
-
     def on_train_batch_begin(self, batch, logs=None):
         self.on_batch_begin(batch, logs)
 
     def on_train_batch_end(self, batch, logs=None):
         self.on_batch_end(batch, logs)
 
-    def on_test_begin(self, logs=None):
-        pass
 
-    def on_test_end(self, logs=None):
-        pass
+def _nothing(self, name, *arguments):
+    pass
 
-    def on_test_batch_begin(self, batch, logs=None):
-        pass
 
-    def on_test_batch_end(self, batch, logs=None):
-        pass
-
-    def on_predict_begin(self, logs=None):
-        pass
-
-    def on_predict_end(self, logs=None):
-        pass
-
-    def on_predict_batch_begin(self, batch, logs=None):
-        pass
-
-    def on_predict_batch_end(self, batch, logs=None):
-        pass
+for _name in HOOKS:
+    if _name not in vars(Callback):
+        setattr(Callback, _name, _hook(_name, _nothing))
 
 
 class CallbackList(Callback):
@@ -124,20 +110,8 @@ class CallbackList(Callback):
             getattr(cb, hook)(*args)
 
 
-def _forwarding(hook):
-    """CallbackList's version of a hook: the same call on each callback in turn."""
-    if "epoch" in hook or "batch" in hook:
-        def forward(self, index, logs=None):
-            self._call(hook, index, logs)
-    else:
-        def forward(self, logs=None):
-            self._call(hook, logs)
-    forward.__name__, forward.__qualname__ = hook, f"CallbackList.{hook}"
-    return forward
-
-
-for _hook in HOOKS:
-    setattr(CallbackList, _hook, _forwarding(_hook))
+for _name in HOOKS:
+    setattr(CallbackList, _name, _hook(_name, CallbackList._call))
 
 
 def _overrides(cb, hook):
