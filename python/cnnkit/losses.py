@@ -105,6 +105,22 @@ class _SoftmaxCrossentropy(Loss):
         return _ce_backward(saved)
 
 
+class _ElementwiseLoss(Loss):
+    """A loss of each element of y_pred, averaged over the last axis and then the batch. Every sample
+    has as many elements, so that is the mean over all elements. Subclasses implement
+    ``_elementwise(y_true, y_pred) -> (losses, d loss / d y_pred)``, both shaped like y_pred."""
+
+    def per_sample(self, y_true, y_pred):
+        return _last_axis_mean(self._elementwise(y_true, y_pred)[0])
+
+    def forward(self, y_true, y_pred):
+        loss, grad = self._elementwise(y_true, y_pred)
+        return _mean(loss, loss.size), ("grad", _scaled(grad, loss.size))
+
+    def backward(self, saved):
+        return saved[1]
+
+
 class _SmoothedCrossentropy(Loss):
     """A cross-entropy with Keras' ``from_logits`` and ``label_smoothing`` arguments (categorical,
     binary)."""
@@ -187,7 +203,7 @@ class CategoricalCrossentropy(_SoftmaxCrossentropy, _SmoothedCrossentropy):
         return _fused(t, logits, count)
 
 
-class BinaryCrossentropy(_SmoothedCrossentropy):
+class BinaryCrossentropy(_ElementwiseLoss, _SmoothedCrossentropy):
     """Binary cross-entropy per element, averaged over the last axis (one or more independent labels
     per sample). Probabilities are clipped to [1e-7, 1 - 1e-7] like Keras; ``from_logits=True`` uses
     the overflow-free form max(x, 0) - x * y + log(1 + exp(-|x|)) without a clip (as Keras' TensorFlow,
@@ -214,57 +230,32 @@ class BinaryCrossentropy(_SmoothedCrossentropy):
         grad = ((1 - t) / (1 - q) - t / q) * ((y_pred >= lo) & (y_pred <= hi))
         return loss, grad
 
-    def per_sample(self, y_true, y_pred):
-        return _last_axis_mean(self._elementwise(y_true, y_pred)[0])
-
-    def forward(self, y_true, y_pred):
-        loss, grad = self._elementwise(y_true, y_pred)
-        return _mean(loss, loss.size), ("grad", _scaled(grad, loss.size))
-
-    def backward(self, saved):
-        return saved[1]
-
 
 # ----------------------------------------------------------------------------------------------------
 # Regression
 
 
-class MeanSquaredError(Loss):
+class MeanSquaredError(_ElementwiseLoss):
     """mean((y_true - y_pred) ** 2) over the last axis, then over the batch."""
 
     def __init__(self, reduction="sum_over_batch_size", name="mean_squared_error"):
         super().__init__(name=name, reduction=reduction)
 
-    def per_sample(self, y_true, y_pred):
+    def _elementwise(self, y_true, y_pred):
         d = y_pred - _dense_labels(y_true, y_pred, type(self).__name__)
-        return _last_axis_mean(d * d)
-
-    def forward(self, y_true, y_pred):
-        d = y_pred - _dense_labels(y_true, y_pred, type(self).__name__)
-        # every sample has the same number of elements, so the mean of the row means is the mean of all
-        return _mean(d * d, d.size), ("grad", _scaled(2 * d, d.size))
-
-    def backward(self, saved):
-        return saved[1]
+        return d * d, 2 * d
 
 
-class MeanAbsoluteError(Loss):
+class MeanAbsoluteError(_ElementwiseLoss):
     """mean(|y_true - y_pred|) over the last axis, then over the batch (gradient sign(0) = 0)."""
 
     def __init__(self, reduction="sum_over_batch_size", name="mean_absolute_error"):
         super().__init__(name=name, reduction=reduction)
 
-    def per_sample(self, y_true, y_pred):
-        d = y_pred - _dense_labels(y_true, y_pred, type(self).__name__)
-        return _last_axis_mean(ops.get_array_module(d).abs(d))
-
-    def forward(self, y_true, y_pred):
+    def _elementwise(self, y_true, y_pred):
         d = y_pred - _dense_labels(y_true, y_pred, type(self).__name__)
         xp = ops.get_array_module(d)
-        return _mean(xp.abs(d), d.size), ("grad", _scaled(xp.sign(d), d.size))
-
-    def backward(self, saved):
-        return saved[1]
+        return xp.abs(d), xp.sign(d)
 
 
 # ----------------------------------------------------------------------------------------------------
