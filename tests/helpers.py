@@ -11,7 +11,8 @@
 
 import numpy as np
 
-from cnnkit.ops import to_host
+from cnnkit import demo
+from cnnkit.ops import _backend, to_host
 
 TOL = {np.dtype(np.float32): 1e-5, np.dtype(np.float64): 1e-12}
 
@@ -82,6 +83,27 @@ def assert_raises_naming(exc_type, argname, fn, *args, **kwargs):
         fn(*args, **kwargs)
     assert argname in str(info.value), f"message does not name {argname!r}: {info.value}"
     return info.value
+
+
+def tutorial_model():
+    """The CNN of the Keras/TensorFlow tutorial: Conv2D 32 - MaxPooling2D - Flatten - Dense 10, on
+    28x28x1 images (54,410 parameters), as ``python -m cnnkit demo`` builds it."""
+    return demo.build("tutorial")
+
+
+def on_thread_counts(compute, counts=(1, 2)):
+    """[compute() with the CPU kernels on n OpenMP threads, for each n in counts]; the thread count is
+    restored afterwards. Results that must not depend on it are compared bit for bit."""
+    lib = _backend._cpu().lib
+    old = lib.get_num_threads()
+    try:
+        results = []
+        for n in counts:
+            lib.set_num_threads(n)
+            results.append(compute())
+        return results
+    finally:
+        lib.set_num_threads(old)
 
 
 def torchvision_models():
