@@ -104,33 +104,3 @@ def on_thread_counts(compute, counts=(1, 2)):
         return results
     finally:
         lib.set_num_threads(old)
-
-
-def torchvision_models():
-    """torchvision's model constructors {name: fn} (resnet18, resnet50, vgg16, densenet121, ...).
-
-    The torchvision wheel on PyPI is built against the CUDA torch; beside torch's CPU build its compiled
-    ops fail to register and ``import torchvision`` raises. The model definitions are plain Python, so
-    when the import fails they are loaded straight from the package's files."""
-    import importlib
-    import importlib.util
-    import os
-    import sys
-    import types
-
-    try:
-        import torchvision.models as tvm
-    except (RuntimeError, ImportError, OSError):
-        root = os.path.dirname(importlib.util.find_spec("torchvision").origin)
-        for name, path in (("torchvision", root), ("torchvision.models", os.path.join(root, "models"))):
-            if name not in sys.modules or not hasattr(sys.modules[name], "resnet50"):
-                mod = types.ModuleType(name)
-                mod.__path__ = [path]
-                sys.modules[name] = mod
-        tvm = types.SimpleNamespace()
-        for sub in ("resnet", "vgg", "densenet", "googlenet", "alexnet"):
-            m = importlib.import_module(f"torchvision.models.{sub}")
-            for k, v in vars(m).items():
-                if callable(v) and not k.startswith("_") and k.islower():
-                    setattr(tvm, k, v)
-    return {k: getattr(tvm, k) for k in dir(tvm) if not k.startswith("_")}
