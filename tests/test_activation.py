@@ -7,9 +7,9 @@ import pytest
 
 from cnnkit import ops
 from cnnkit.ops import _backend
-from cnnkit.ops import activation as act
+from cnnkit.ops import nonlinear as act
 from cnnkit.ops import reference as ref
-from cnnkit.ops.reference import activation as ref_act
+from cnnkit.ops.reference import nonlinear as ref_act
 from helpers import assert_close, assert_grad, assert_raises_naming, to_numpy
 
 # (name, keyword arguments): every elementwise activation, with non-default parameters too.

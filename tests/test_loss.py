@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from cnnkit import ops
-from cnnkit.ops import _backend, loss
+from cnnkit.ops import _backend, cross_entropy as loss
 from cnnkit.ops import reference as ref
 from helpers import assert_close, assert_grad, assert_raises_naming, to_numpy
 

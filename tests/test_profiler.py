@@ -37,7 +37,7 @@ def test_counts_every_op_of_a_training_step(rng):
     with profiler.profile(print_fn=out.append) as prof:
         loss = m.train_on_batch(x, y)
     assert codes() == before  # the original code objects are back: nothing runs differently outside
-    for name in ("conv", "activation", "linear", "norm", "pool", "loss"):
+    for name in ("conv", "nonlinear", "linear", "norm", "pool", "cross_entropy"):
         assert "_cnnkit_profiler_dispatch" not in vars(__import__(f"cnnkit.ops.{name}", fromlist=["x"]))
     s = prof.stats
     assert s["conv2d_forward"][0] == 2  # two Conv2D layers; the first computes no input gradient:

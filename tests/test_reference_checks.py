@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 
 from cnnkit import ops
-from cnnkit.ops import _checks
+from cnnkit.ops import _op_args
 from cnnkit.ops import reference as ref
 
 CALLS = 2000
@@ -122,8 +122,8 @@ def out_hw(x, *window_args, pool=False):
     """The output (H, W) of valid window arguments on x's shape, or a made-up one."""
     try:
         if pool:
-            return _checks.pool_geometry(x.shape, *window_args)[1][1:3]
-        return _checks.geometry(x.shape, *window_args)[1]
+            return _op_args.pool_geometry(x.shape, *window_args)[1][1:3]
+        return _op_args.geometry(x.shape, *window_args)[1]
     except Exception:
         return (2, 2)
 
@@ -152,7 +152,7 @@ def g_im2col(rng, col2im=False):
     if not col2im:
         return (array(rng, shape, dt), kernel), kwargs
     try:
-        geom, (oh, ow) = _checks.geometry(shape, kernel, kwargs["strides"], kwargs["padding"], kwargs["dilation"])
+        geom, (oh, ow) = _op_args.geometry(shape, kernel, kwargs["strides"], kwargs["padding"], kwargs["dilation"])
         col_shape = (shape[0] * oh * ow, geom[4] * geom[5] * shape[3])
     except Exception:
         col_shape = (4, 3)

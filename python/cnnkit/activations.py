@@ -6,7 +6,7 @@ it, so they can overwrite a layer's fresh pre-activation in place; leaky_relu an
 """
 
 from . import ops
-from .ops import activation as _act
+from .ops import nonlinear as _act
 
 __all__ = ["get", "serialize", "Activation"]
 

@@ -20,7 +20,7 @@ import numbers
 import numpy as np
 
 from . import ops
-from .ops.loss import _softmax_cross_entropy_fused
+from .ops.cross_entropy import _softmax_cross_entropy_fused
 
 __all__ = [
     "Loss", "SparseCategoricalCrossentropy", "CategoricalCrossentropy", "BinaryCrossentropy",

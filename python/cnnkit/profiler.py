@@ -6,7 +6,7 @@
     prof.table(), prof.stats -> {op: (calls, seconds)}
 
 While a ``profile`` block is active, every function defined in the op modules of ``cnnkit.ops``
-(conv, linear, pool, activation, norm, loss: the public ops and the private entry points layers call,
+(conv, linear, pool, nonlinear, norm, cross_entropy: the public ops and the private entry points layers call,
 such as ``_conv2d_forward``) measures its wall time with ``time.perf_counter``; an op called from
 inside another op counts toward the outer one only. When an op's arguments or result are CuPy arrays,
 the current stream is synchronized before and after it, so the GPU work lands in the op that queued
@@ -24,7 +24,7 @@ import time
 
 __all__ = ["profile", "Profile"]
 
-_OP_MODULES = ("activation", "conv", "linear", "loss", "norm", "pool")
+_OP_MODULES = ("conv", "cross_entropy", "linear", "nonlinear", "norm", "pool")
 _SKIP_PREFIXES = ("_check", "_is_", "_as_", "_norm_")
 _SKIP = {"release_workspace", "get_array_module", "_workspace"}
 _DISPATCH = "_cnnkit_profiler_dispatch"

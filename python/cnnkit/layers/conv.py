@@ -3,7 +3,7 @@
 from .. import activations
 from .. import initializers as _init
 from .. import regularizers as _reg
-from ..ops.activation import _relu_backward_from_output
+from ..ops.nonlinear import _relu_backward_from_output
 from ..ops.conv import _conv2d_backward_weights, _conv2d_forward, conv2d_backward
 from . import _args
 from .base import Layer, format_shape

@@ -5,7 +5,7 @@ import math
 from .. import activations
 from .. import initializers as _init
 from .. import regularizers as _reg
-from ..ops.activation import _relu_backward_from_output
+from ..ops.nonlinear import _relu_backward_from_output
 from ..ops.linear import _dense_backward_weights, _dense_forward, dense_backward
 from . import _args
 from .base import Layer, format_shape

@@ -9,18 +9,18 @@ op, written for clarity, that the tests and benchmarks compare against.
 
 from . import reference
 from ._backend import get_array_module
-from .activation import *  # noqa: F401,F403
-from .activation import __all__ as _activation_all
 from .conv import *  # noqa: F401,F403
 from .conv import __all__ as _conv_all
+from .cross_entropy import *  # noqa: F401,F403
+from .cross_entropy import __all__ as _cross_entropy_all
 from .linear import *  # noqa: F401,F403
 from .linear import __all__ as _linear_all
-from .loss import *  # noqa: F401,F403
-from .loss import __all__ as _loss_all
+from .nonlinear import *  # noqa: F401,F403
+from .nonlinear import __all__ as _nonlinear_all
 from .norm import *  # noqa: F401,F403
 from .norm import __all__ as _norm_all
 from .pool import *  # noqa: F401,F403
 from .pool import __all__ as _pool_all
 
-__all__ = ["reference", "get_array_module", *_conv_all, *_linear_all, *_pool_all, *_activation_all,
-           *_norm_all, *_loss_all]
+__all__ = ["reference", "get_array_module", *_conv_all, *_cross_entropy_all, *_linear_all, *_nonlinear_all,
+           *_norm_all, *_pool_all]

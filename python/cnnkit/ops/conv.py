@@ -23,7 +23,7 @@ import threading
 
 import numpy as np
 
-from . import _backend, _checks
+from . import _backend, _op_args
 from ._backend import as_array, backend, contiguous
 
 __all__ = ["im2col", "col2im", "conv2d", "conv2d_backward"]
@@ -108,7 +108,7 @@ def im2col(x, kernel_size, strides=1, padding="valid", dilation=1):
     (n, oh, ow) order, columns in (kh, kw, c) order; padded cells are 0. ``col @ w.reshape(-1, O)``
     is the convolution with an HWIO kernel w."""
     x = as_array(x)
-    geom, (oh, ow) = _checks.check_im2col(x, kernel_size, strides, padding, dilation)
+    geom, (oh, ow) = _op_args.check_im2col(x, kernel_size, strides, padding, dilation)
     x, = contiguous(x)
     be = backend(x)
     rows = x.shape[0] * oh * ow
@@ -121,7 +121,7 @@ def col2im(col, x_shape, kernel_size, strides=1, padding="valid", dilation=1):
     """The adjoint of ``im2col``: an (N, H, W, C) array in which each input pixel is the sum of every
     entry of col (N*OH*OW, KH*KW*C) that im2col would have copied from it."""
     col = as_array(col)
-    x_shape, geom, (oh, ow) = _checks.check_col2im(col, x_shape, kernel_size, strides, padding, dilation)
+    x_shape, geom, (oh, ow) = _op_args.check_col2im(col, x_shape, kernel_size, strides, padding, dilation)
     col, = contiguous(col)
     be = backend(col)
     rows = x_shape[0] * oh * ow
@@ -178,7 +178,7 @@ def _conv2d_forward(x, w, b=None, strides=1, padding="valid", dilation=1, activa
     one pass over the output instead of two, and no second output array."""
     relu = _check_activation(activation)
     x, w, b = as_array(x), as_array(w), as_array(b)
-    geom, (oh, ow) = _checks.check_conv2d(x, w, b, strides, padding, dilation)
+    geom, (oh, ow) = _op_args.check_conv2d(x, w, b, strides, padding, dilation)
     x, w, b = contiguous(x, w, b)
     be = backend(x, w, b)
     xp = be.xp
@@ -222,7 +222,7 @@ def _conv2d_backward_weights(dy, x, w, b=None, strides=1, padding="valid", dilat
 
 def _backward(dy, x, w, b, strides, padding, dilation, want_dx):
     dy, x, w, b = as_array(dy), as_array(x), as_array(w), as_array(b)
-    geom, out_hw = _checks.check_conv2d_backward(dy, x, w, b, strides, padding, dilation)
+    geom, out_hw = _op_args.check_conv2d_backward(dy, x, w, b, strides, padding, dilation)
     dy, x, w, b = contiguous(dy, x, w, b)
     be = backend(dy, x, w, b)
     xp = be.xp

@@ -6,7 +6,7 @@ convolution uses (a deterministic column sum, no atomics). x may have any rank >
 into rows.
 """
 
-from . import _backend, _checks
+from . import _backend, _op_args
 from ._backend import as_array, backend, contiguous
 
 __all__ = ["dense", "dense_backward"]
@@ -15,7 +15,7 @@ __all__ = ["dense", "dense_backward"]
 def _check(x, w, b):
     """(backend, x, w, b) validated by the shared check, C-contiguous."""
     x, w, b = as_array(x), as_array(w), as_array(b)
-    _checks.check_dense(x, w, b)
+    _op_args.check_dense(x, w, b)
     x, w, b = contiguous(x, w, b)
     return backend(x, w, b), x, w, b
 
@@ -23,7 +23,7 @@ def _check(x, w, b):
 def _check_backward(dy, x, w, b):
     """(backend, dy, x, w, b) validated by the shared check, C-contiguous."""
     dy, x, w, b = as_array(dy), as_array(x), as_array(w), as_array(b)
-    _checks.check_dense_backward(dy, x, w, b)
+    _op_args.check_dense_backward(dy, x, w, b)
     dy, x, w, b = contiguous(dy, x, w, b)
     return backend(dy, x, w, b), dy, x, w, b
 

@@ -11,22 +11,22 @@ Inference normalizes with the moving statistics. An empty batch (N = 0) gives an
 leaves the moving statistics untouched.
 """
 
-from . import _checks
+from . import _op_args
 from ._backend import as_array, backend, contiguous
 
 __all__ = ["batch_norm", "batch_norm_backward"]
 
 
 def _prepare(x, gamma, beta, moving_mean, moving_var, momentum, epsilon, updated, dy=None, backward=False):
-    """The shared check (``_checks.check_batch_norm[_backward]``), then every array C-contiguous
+    """The shared check (``_op_args.check_batch_norm[_backward]``), then every array C-contiguous
     (the moving statistics that are updated in place already are: the check requires it)."""
     x, gamma, beta, moving_mean, moving_var, dy = (as_array(a) for a in (x, gamma, beta, moving_mean,
                                                                          moving_var, dy))
     if backward:
-        c, momentum, epsilon = _checks.check_batch_norm_backward(dy, x, gamma, beta, moving_mean, moving_var,
+        c, momentum, epsilon = _op_args.check_batch_norm_backward(dy, x, gamma, beta, moving_mean, moving_var,
                                                                  momentum, epsilon)
     else:
-        c, momentum, epsilon = _checks.check_batch_norm(x, gamma, beta, moving_mean, moving_var, momentum,
+        c, momentum, epsilon = _op_args.check_batch_norm(x, gamma, beta, moving_mean, moving_var, momentum,
                                                         epsilon, updated)
     be = backend(dy, x, gamma, beta, moving_mean, moving_var)
     x, gamma, beta, dy = contiguous(x, gamma, beta, dy)
@@ -104,15 +104,15 @@ def _batch_norm_train_backward(dy, x, gamma, mean, invstd):
     """Training backward from the statistics saved by :func:`_batch_norm_train_forward`:
     returns (dx, dgamma, dbeta); dgamma and dbeta are always arrays (the sums of dy * xhat and dy)."""
     dy, x, gamma, mean, invstd = (as_array(a) for a in (dy, x, gamma, mean, invstd))
-    _checks.check_arrays(dy=dy, x=x, gamma=gamma, mean=mean, invstd=invstd)
+    _op_args.check_arrays(dy=dy, x=x, gamma=gamma, mean=mean, invstd=invstd)
     be = backend(dy, x, gamma, mean, invstd)
-    c = _checks.norm_channels(x)
-    _checks.norm_dy(dy, x)
-    _checks.per_channel(gamma, "gamma", x, c)
+    c = _op_args.norm_channels(x)
+    _op_args.norm_dy(dy, x)
+    _op_args.per_channel(gamma, "gamma", x, c)
     if mean is None or invstd is None:
         raise TypeError("mean and invstd are required: pass those returned by _batch_norm_train_forward")
-    _checks.per_channel(mean, "mean", x, c, dtype=be.xp.float64)  # float64, whatever x's dtype
-    _checks.per_channel(invstd, "invstd", x, c, dtype=be.xp.float64)
+    _op_args.per_channel(mean, "mean", x, c, dtype=be.xp.float64)  # float64, whatever x's dtype
+    _op_args.per_channel(invstd, "invstd", x, c, dtype=be.xp.float64)
     dy, x, gamma, mean, invstd = contiguous(dy, x, gamma, mean, invstd)
     dx = be.xp.empty(x.shape, x.dtype)
     dgamma = be.xp.empty((c,), x.dtype)

@@ -13,9 +13,9 @@ the first cell in scan order (window rows outer, columns inner). The backward pa
 
 import numpy as np
 
-from . import _backend, _checks
+from . import _backend, _op_args
 from ._backend import as_array, contiguous
-from ._checks import pool_geometry as _geometry
+from ._op_args import pool_geometry as _geometry
 
 __all__ = [
     "max_pool2d", "max_pool2d_backward",
@@ -33,13 +33,13 @@ def _index_dtype(h, w):
 
 def _check_x(x):
     x = as_array(x)
-    _checks.pool_x(x)
+    _op_args.pool_x(x)
     return _backend.c_aligned(x)
 
 
 def _check_dy(dy, expected_shape, dtype, what):
     dy = as_array(dy)
-    _checks.pool_dy(dy, expected_shape, dtype, what)
+    _op_args.pool_dy(dy, expected_shape, dtype, what)
     return _backend.c_aligned(dy)
 
 
@@ -97,7 +97,7 @@ def max_pool2d(x, pool_size=2, strides=None, padding="valid"):
     Padded cells never win; NaN is the maximum (the first NaN in scan order wins, as PyTorch);
     ties go to the first cell in scan order (window rows outer, columns inner)."""
     x = as_array(x)
-    geom, out_shape = _checks.check_pool2d(x, pool_size, strides, padding)
+    geom, out_shape = _op_args.check_pool2d(x, pool_size, strides, padding)
     x, = contiguous(x)
     be = _backend.backend(x)
     y = be.xp.empty(out_shape, dtype=x.dtype)
@@ -109,7 +109,7 @@ def max_pool2d_backward(dy, x, pool_size=2, strides=None, padding="valid"):
     """Gradient of ``max_pool2d`` w.r.t. x: each dy goes to its window's argmax (recomputed here;
     layers save it with ``_max_pool2d_forward_saved``)."""
     dy, x = as_array(dy), as_array(x)
-    geom, out_shape = _checks.check_pool2d_backward(dy, x, pool_size, strides, padding, "max_pool2d")
+    geom, out_shape = _op_args.check_pool2d_backward(dy, x, pool_size, strides, padding, "max_pool2d")
     dy, x = contiguous(dy, x)
     be = _backend.backend(dy, x)
     argmax = be.xp.empty(out_shape, dtype=_index_dtype(x.shape[1], x.shape[2]))
@@ -130,7 +130,7 @@ def avg_pool2d(x, pool_size=2, strides=None, padding="valid"):
     semantics for "same"; the same rule applies to explicit paddings, i.e. PyTorch's
     ``count_include_pad=False``)."""
     x = as_array(x)
-    geom, out_shape = _checks.check_pool2d(x, pool_size, strides, padding)
+    geom, out_shape = _op_args.check_pool2d(x, pool_size, strides, padding)
     x, = contiguous(x)
     be = _backend.backend(x)
     y = be.xp.empty(out_shape, dtype=x.dtype)
@@ -142,7 +142,7 @@ def avg_pool2d_backward(dy, x, pool_size=2, strides=None, padding="valid"):
     """Gradient of ``avg_pool2d`` w.r.t. x: each input pixel gets dy / count of every window covering
     it (count = that window's input cells, padding excluded). Only x's shape and dtype are used."""
     dy, x = as_array(dy), as_array(x)
-    geom, out_shape = _checks.check_pool2d_backward(dy, x, pool_size, strides, padding, "avg_pool2d")
+    geom, out_shape = _op_args.check_pool2d_backward(dy, x, pool_size, strides, padding, "avg_pool2d")
     dy, x = contiguous(dy, x)
     be = _backend.backend(dy, x)
     dx = be.xp.empty(x.shape, dtype=x.dtype)
@@ -157,7 +157,7 @@ def avg_pool2d_backward(dy, x, pool_size=2, strides=None, padding="valid"):
 def global_avg_pool2d(x):
     """Mean over height and width (Keras ``GlobalAveragePooling2D``): (N, H, W, C) -> (N, C)."""
     x = as_array(x)
-    _checks.check_global_pool2d(x)
+    _op_args.check_global_pool2d(x)
     x, = contiguous(x)
     be = _backend.backend(x)
     y = be.xp.empty((x.shape[0], x.shape[3]), dtype=x.dtype)
@@ -168,7 +168,7 @@ def global_avg_pool2d(x):
 def global_avg_pool2d_backward(dy, x):
     """Gradient of ``global_avg_pool2d`` w.r.t. x: dy / (H*W) at every pixel."""
     dy, x = as_array(dy), as_array(x)
-    _checks.check_global_pool2d_backward(dy, x, "global_avg_pool2d")
+    _op_args.check_global_pool2d_backward(dy, x, "global_avg_pool2d")
     dy, x = contiguous(dy, x)
     be = _backend.backend(dy, x)
     dx = be.xp.empty(x.shape, dtype=x.dtype)
@@ -201,7 +201,7 @@ def global_max_pool2d(x):
     """Max over height and width (Keras ``GlobalMaxPooling2D``): (N, H, W, C) -> (N, C).
     NaN is the maximum and ties go to the first pixel in row-major order, as in ``max_pool2d``."""
     x = as_array(x)
-    _checks.check_global_pool2d(x)
+    _op_args.check_global_pool2d(x)
     x, = contiguous(x)
     be = _backend.backend(x)
     y = be.xp.empty((x.shape[0], x.shape[3]), dtype=x.dtype)
@@ -212,7 +212,7 @@ def global_max_pool2d(x):
 def global_max_pool2d_backward(dy, x):
     """Gradient of ``global_max_pool2d`` w.r.t. x: dy goes to the argmax pixel of each (n, c)."""
     dy, x = as_array(dy), as_array(x)
-    _checks.check_global_pool2d_backward(dy, x, "global_max_pool2d")
+    _op_args.check_global_pool2d_backward(dy, x, "global_max_pool2d")
     _, argmax = _global_max_pool2d_forward_saved(x)
     return _global_max_pool2d_backward_saved(dy, argmax, x.shape)
 
@@ -250,7 +250,7 @@ def stochastic_pool2d(x, pool_size=2, strides=None, padding="valid", training=Fa
     gives the same result.
     training=False: the probability-weighted average y = sum(a_i^2) / S (0 when S == 0)."""
     x = as_array(x)
-    geom, out_shape, seed = _checks.check_stochastic_pool2d(x, pool_size, strides, padding, seed)
+    geom, out_shape, seed = _op_args.check_stochastic_pool2d(x, pool_size, strides, padding, seed)
     x, = contiguous(x)
     be = _backend.backend(x)
     y = be.xp.empty(out_shape, dtype=x.dtype)
@@ -264,7 +264,7 @@ def stochastic_pool2d_backward(dy, x, pool_size=2, strides=None, padding="valid"
     training=True: dy goes to the chosen cell (the draw is replayed from the seed).
     training=False: for x_j > 0, dx_j = sum over windows of dy * (2 a_j - y) / S; 0 elsewhere."""
     dy, x = as_array(dy), as_array(x)
-    geom, out_shape, seed = _checks.check_stochastic_pool2d_backward(dy, x, pool_size, strides, padding, seed)
+    geom, out_shape, seed = _op_args.check_stochastic_pool2d_backward(dy, x, pool_size, strides, padding, seed)
     dy, x = contiguous(dy, x)
     be = _backend.backend(dy, x)
     if training:

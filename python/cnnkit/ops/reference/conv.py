@@ -8,7 +8,7 @@ col2im are explicit loops over windows.
 
 import numpy as np
 
-from .._checks import check_col2im, check_conv2d, check_conv2d_backward, check_im2col
+from .._op_args import check_col2im, check_conv2d, check_conv2d_backward, check_im2col
 from ._common import as_pair, pad_spec
 
 __all__ = ["im2col", "col2im", "conv2d", "conv2d_backward"]

@@ -4,7 +4,7 @@ import math
 
 import numpy as np
 
-from .._checks import check_dense, check_dense_backward
+from .._op_args import check_dense, check_dense_backward
 
 __all__ = ["dense", "dense_backward"]
 

@@ -4,7 +4,7 @@ batch * (1 - momentum) (the biased variance feeds the moving variance too)."""
 
 import numpy as np
 
-from .._checks import check_batch_norm, check_batch_norm_backward
+from .._op_args import check_batch_norm, check_batch_norm_backward
 
 __all__ = ["batch_norm", "batch_norm_backward"]
 

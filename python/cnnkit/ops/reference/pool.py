@@ -4,7 +4,7 @@ Backward passes scatter-add, the plain reading of the chain rule."""
 
 import numpy as np
 
-from .._checks import (check_global_pool2d, check_global_pool2d_backward, check_pool2d, check_pool2d_backward,
+from .._op_args import (check_global_pool2d, check_global_pool2d_backward, check_pool2d, check_pool2d_backward,
                        check_stochastic_pool2d, check_stochastic_pool2d_backward)
 from ._common import as_pair, pad_spec, uniform01
 

@@ -8,9 +8,9 @@ The private ``_<op>_backward_from_output(dy, y)`` variants take the forward outp
 input, which layers keep anyway, and skip recomputing the activation.
 """
 
-from . import _checks
+from . import _op_args
 from ._backend import as_array, backend, contiguous
-from ._checks import check_alpha as _alpha
+from ._op_args import check_alpha as _alpha
 
 __all__ = [
     "relu", "relu_backward",
@@ -25,12 +25,12 @@ __all__ = [
 
 
 # ----------------------------------------------------------------------------------------------
-# argument checks (the checks themselves are in _checks, shared with cnnkit.ops.reference)
+# argument checks (the checks themselves are in _op_args, shared with cnnkit.ops.reference)
 
 def _input(x):
     """(backend, x) for a forward: x validated (float32/float64 array) and C-contiguous."""
     x = as_array(x)
-    _checks.check_unary(x)
+    _op_args.check_unary(x)
     x, = contiguous(x)
     return backend(x), x
 
@@ -38,7 +38,7 @@ def _input(x):
 def _grad_pair(dy, v, v_name="x"):
     """(backend, dy, v) with dy of v's shape and dtype, both C-contiguous."""
     dy, v = as_array(dy), as_array(v)
-    _checks.check_grad_pair(dy, v, v_name)
+    _op_args.check_grad_pair(dy, v, v_name)
     dy, v = contiguous(dy, v)
     return backend(dy, v), dy, v
 
@@ -48,7 +48,7 @@ def _output(be, out, x, *others):
     operands, if any, must not partially overlap it either)."""
     if out is None:
         return be.xp.empty(x.shape, x.dtype)
-    return _checks.check_out(as_array(out), x, *others)
+    return _op_args.check_out(as_array(out), x, *others)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -187,42 +187,42 @@ def _along_last(be, kernel, arrays, axis, out=None):
 def softmax(x, axis=-1, out=None):
     """exp(x) / sum(exp(x)) along axis, with the maximum subtracted first (no overflow)."""
     be, x = _input(x)
-    axis = _checks.check_axis(axis, x.ndim)
+    axis = _op_args.check_axis(axis, x.ndim)
     return _along_last(be, be.lib.softmax_forward, [x], axis, out)
 
 
 def softmax_backward(dy, x, axis=-1):
     """y * (dy - sum(dy * y, axis)) with y = softmax(x, axis)."""
     be, dy, x = _grad_pair(dy, x)
-    axis = _checks.check_axis(axis, x.ndim)
+    axis = _op_args.check_axis(axis, x.ndim)
     return _along_last(be, be.lib.softmax_backward, [dy, x], axis)
 
 
 def _softmax_backward_from_output(dy, y, axis=-1):
     """softmax_backward given y = softmax(x, axis)."""
     be, dy, y = _grad_pair(dy, y, "y")
-    axis = _checks.check_axis(axis, y.ndim, "y")
+    axis = _op_args.check_axis(axis, y.ndim, "y")
     return _along_last(be, be.lib.softmax_backward_from_output, [dy, y], axis)
 
 
 def log_softmax(x, axis=-1, out=None):
     """x - max - log(sum(exp(x - max))) along axis."""
     be, x = _input(x)
-    axis = _checks.check_axis(axis, x.ndim)
+    axis = _op_args.check_axis(axis, x.ndim)
     return _along_last(be, be.lib.log_softmax_forward, [x], axis, out)
 
 
 def log_softmax_backward(dy, x, axis=-1):
     """dy - softmax(x, axis) * sum(dy, axis)."""
     be, dy, x = _grad_pair(dy, x)
-    axis = _checks.check_axis(axis, x.ndim)
+    axis = _op_args.check_axis(axis, x.ndim)
     return _along_last(be, be.lib.log_softmax_backward, [dy, x], axis)
 
 
 def _log_softmax_backward_from_output(dy, y, axis=-1):
     """log_softmax_backward given y = log_softmax(x, axis): dy - exp(y) * sum(dy, axis)."""
     be, dy, y = _grad_pair(dy, y, "y")
-    axis = _checks.check_axis(axis, y.ndim, "y")
+    axis = _op_args.check_axis(axis, y.ndim, "y")
     return _along_last(be, be.lib.log_softmax_backward_from_output, [dy, y], axis)
 
 
@@ -238,7 +238,7 @@ def dropout(x, rate, seed, training=True):
     object, not a copy), as Keras does."""
     x_in = x
     x = as_array(x)
-    rate, seed = _checks.check_dropout(x, rate, seed)
+    rate, seed = _op_args.check_dropout(x, rate, seed)
     x, = contiguous(x)
     be = backend(x)
     if not training or rate == 0:
@@ -253,7 +253,7 @@ def dropout_backward(dy, x, rate, seed, training=True):
     seed, so nothing needs saving). dy itself is returned when training is false or rate == 0."""
     dy_in = dy
     dy, x = as_array(dy), as_array(x)
-    rate, seed = _checks.check_dropout_backward(dy, x, rate, seed)
+    rate, seed = _op_args.check_dropout_backward(dy, x, rate, seed)
     dy, x = contiguous(dy, x)
     be = backend(dy, x)
     if not training or rate == 0:

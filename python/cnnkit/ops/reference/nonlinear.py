@@ -7,7 +7,7 @@ up to |x| = 1e4 and can check the native kernels there.
 
 import numpy as np
 
-from .._checks import (check_alpha, check_dropout, check_dropout_backward, check_grad_pair, check_softmax,
+from .._op_args import (check_alpha, check_dropout, check_dropout_backward, check_grad_pair, check_softmax,
                        check_softmax_backward, check_unary)
 from ._common import uniform01
 

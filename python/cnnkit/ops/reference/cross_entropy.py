@@ -3,7 +3,7 @@ then -sum(p * log softmax) per row, averaged over the rows."""
 
 import numpy as np
 
-from .._checks import check_dloss, check_softmax_cross_entropy
+from .._op_args import check_dloss, check_softmax_cross_entropy
 
 __all__ = ["softmax_cross_entropy", "softmax_cross_entropy_backward"]
 
