@@ -153,7 +153,7 @@ def g_im2col(rng, col2im=False):
         return (array(rng, shape, dt), kernel), kwargs
     try:
         geom, (oh, ow) = _op_args.geometry(shape, kernel, kwargs["strides"], kwargs["padding"], kwargs["dilation"])
-        col_shape = (shape[0] * oh * ow, geom[4] * geom[5] * shape[3])
+        col_shape = (shape[0] * oh * ow, geom.patch_size)
     except Exception:
         col_shape = (4, 3)
     x_shape = shape if chance(rng, 0.85) else pick(rng, [(2, 3), None, (1, -1, 2, 2), ("a", 1, 1, 1),

@@ -5,8 +5,8 @@
 GPU libraries (anything with ``__dlpack__`` on a CUDA device, such as a PyTorch CUDA tensor) are
 viewed as CuPy arrays, zero-copy, by ``as_array``/``check_float``. The argument checks themselves
 (ValueError/TypeError naming the argument and the shapes; ``geometry``, which turns Keras-style
-window arguments into the 14-tuple the kernels take) are in ``_op_args``, which cnnkit.ops.reference
-calls too, so that both refuse the same calls with the same messages.
+window arguments into the ``Geometry`` named tuple the kernels take) are in ``_op_args``, which
+cnnkit.ops.reference calls too, so that both refuse the same calls with the same messages.
 ``matmul`` is the one GEMM entry point (NumPy/OpenBLAS or CuPy/cuBLAS, TF32 on the GPU only when
 ``cnnkit.config.allow_tf32``). This module is the only place that imports the native modules, and
 CuPy is imported only when a CuPy array (or a GPU request) shows up, never at ``import cnnkit``.

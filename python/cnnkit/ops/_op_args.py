@@ -11,6 +11,7 @@ arrays C-contiguous for its kernels after.
 
 import math
 import numbers
+from typing import NamedTuple
 
 import numpy as np
 
@@ -192,11 +193,51 @@ def resolve_padding(padding, in_hw, window_hw, strides, dilation):
 MAX_EXTENT = 2**62
 
 
+class Geometry(NamedTuple):
+    """The window geometry the native kernels take (csrc/common.h ``ConvGeom``, read there as a
+    14-tuple): input (N, H, W, C), window (KH, KW), strides (SH, SW), dilation (DH, DW) and padding
+    top, bottom, left, right (PT, PB, PL, PR)."""
+
+    N: int
+    H: int
+    W: int
+    C: int
+    KH: int
+    KW: int
+    SH: int
+    SW: int
+    DH: int
+    DW: int
+    PT: int
+    PB: int
+    PL: int
+    PR: int
+
+    @property
+    def OH(self):
+        """Output rows."""
+        return (self.H + self.PT + self.PB - (self.KH - 1) * self.DH - 1) // self.SH + 1
+
+    @property
+    def OW(self):
+        """Output columns."""
+        return (self.W + self.PL + self.PR - (self.KW - 1) * self.DW - 1) // self.SW + 1
+
+    @property
+    def patch_size(self):
+        """Values in one window, KH * KW * C: the columns of the im2col matrix."""
+        return self.KH * self.KW * self.C
+
+    @property
+    def padded(self):
+        """Whether any side is padded."""
+        return bool(self.PT or self.PB or self.PL or self.PR)
+
+
 def geometry(x_shape, window, strides=1, padding="valid", dilation=1, window_name="kernel_size"):
     """Validate window arguments against an NHWC shape.
 
-    Returns (geom, (out_h, out_w)) where geom is the 14-tuple
-    (N, H, W, C, KH, KW, SH, SW, DH, DW, PT, PB, PL, PR) the native kernels take."""
+    Returns (geom, (out_h, out_w)) where geom is the ``Geometry`` the native kernels take."""
     n, h, w, c = (int(s) for s in x_shape)
     if h < 1 or w < 1 or c < 1:
         raise ValueError(f"input must have positive height, width and channels, got shape {tuple(x_shape)}")
@@ -219,7 +260,7 @@ def geometry(x_shape, window, strides=1, padding="valid", dilation=1, window_nam
         if max(values) > MAX_EXTENT:
             raise ValueError(f"{what} {values} exceeds the largest extent the kernels index in 64 bits "
                              f"(2**62) for input shape {tuple(x_shape)}")
-    return (n, h, w, c, kh, kw, sh, sw, dh, dw, pt, pb, pl, pr), (oh, ow)
+    return Geometry(n, h, w, c, kh, kw, sh, sw, dh, dw, pt, pb, pl, pr), (oh, ow)
 
 
 def _bias(b, x, w):
@@ -285,7 +326,7 @@ def check_col2im(col, x_shape, kernel_size, strides=1, padding="valid", dilation
     if x_shape[0] < 0:
         raise ValueError(f"x_shape must have a batch size >= 0, received x_shape={x_shape}")
     geom, (oh, ow) = geometry(x_shape, kernel_size, strides, padding, dilation)
-    rows, k = x_shape[0] * oh * ow, geom[4] * geom[5] * geom[3]
+    rows, k = x_shape[0] * oh * ow, geom.patch_size
     if tuple(col.shape) != (rows, k):
         raise ValueError(f"col must have shape ({rows}, {k}) for x_shape={x_shape} with these window "
                          f"arguments, got col.shape={tuple(col.shape)}")
@@ -306,10 +347,11 @@ def pool_geometry(x_shape, pool_size, strides, padding):
     if strides is None:
         strides = pool_size
     geom, (oh, ow) = geometry(x_shape, pool_size, strides, padding, 1, window_name="pool_size")
-    _, h, w, _, kh, kw, sh, sw, _, _, pt, _, pl, _ = geom
-    if pt >= kh or pl >= kw or (oh - 1) * sh - pt >= h or (ow - 1) * sw - pl >= w:
+    if (geom.PT >= geom.KH or geom.PL >= geom.KW or (oh - 1) * geom.SH - geom.PT >= geom.H
+            or (ow - 1) * geom.SW - geom.PL >= geom.W):
         raise ValueError(
-            f"padding={padding!r} with pool_size=({kh}, {kw}) and strides=({sh}, {sw}) on input shape "
+            f"padding={padding!r} with pool_size=({geom.KH}, {geom.KW}) and strides=({geom.SH}, {geom.SW}) on "
+            f"input shape "
             f"{tuple(x_shape)} gives windows that hold only padding; use a padding smaller than pool_size")
     return geom, (x_shape[0], oh, ow, x_shape[3])
 

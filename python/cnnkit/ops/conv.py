@@ -31,8 +31,7 @@ __all__ = ["im2col", "col2im", "conv2d", "conv2d_backward"]
 
 def _is_pointwise(geom):
     """1x1 window, stride 1, no padding: the im2col matrix is x.reshape(-1, C) itself."""
-    _, _, _, _, kh, kw, sh, sw, _, _, pt, pb, pl, pr = geom
-    return kh == kw == sh == sw == 1 and pt == pb == pl == pr == 0
+    return geom.KH == geom.KW == geom.SH == geom.SW == 1 and not geom.padded
 
 
 _cache = threading.local()
@@ -112,7 +111,7 @@ def im2col(x, kernel_size, strides=1, padding="valid", dilation=1):
     x, = contiguous(x)
     be = backend(x)
     rows = x.shape[0] * oh * ow
-    col = be.xp.empty((rows, geom[4] * geom[5] * geom[3]), dtype=x.dtype)
+    col = be.xp.empty((rows, geom.patch_size), dtype=x.dtype)
     be.lib.im2col(x, col, geom, 0, rows)
     return col
 
@@ -138,24 +137,22 @@ _DIRECT_MAX_BAND_BYTES = 16 * 2**20
 
 
 def _direct_band_bytes(geom, itemsize, forward):
-    _, _, w, c, kh, _, _, _, dh, _, pt, pb, pl, pr = geom
-    if not (pt or pb or pl or pr):
+    if not geom.padded:
         return 0
-    out_w = (w + pl + pr - (geom[5] - 1) * geom[9] - 1) // geom[7] + 1
-    rows = 1 if forward else max(1, 1024 // out_w)
-    return rows * ((kh - 1) * dh + 1) * (w + pl + pr) * c * itemsize
+    rows = 1 if forward else max(1, 1024 // geom.OW)
+    return rows * ((geom.KH - 1) * geom.DH + 1) * (geom.W + geom.PL + geom.PR) * geom.C * itemsize
 
 
 def _use_direct(geom, o, forward, itemsize=8, gpu=False):
     """Whether the direct kernel (conv_direct.cpp / conv_direct.cu) beats im2col + GEMM here."""
-    _, _, _, c, kh, kw = geom[:6]
     if _is_pointwise(geom) or _direct_band_bytes(geom, itemsize, forward) > _DIRECT_MAX_BAND_BYTES:
         return False
+    k = geom.patch_size
     if gpu:
-        return kh * kw * c <= _GPU_DIRECT_MAX_K
+        return k <= _GPU_DIRECT_MAX_K
     if forward:
-        return kh * kw * c * o <= _DIRECT_FORWARD_MAX_KO
-    return kh * kw * c * o <= _DIRECT_WEIGHTS_MAX_KO and o <= _DIRECT_WEIGHTS_MAX_O
+        return k * o <= _DIRECT_FORWARD_MAX_KO
+    return k * o <= _DIRECT_WEIGHTS_MAX_KO and o <= _DIRECT_WEIGHTS_MAX_O
 
 
 def _check_activation(activation):
