@@ -40,15 +40,15 @@ def test_counts_every_op_of_a_training_step(rng):
     for name in ("conv", "nonlinear", "linear", "norm", "pool", "cross_entropy"):
         assert "_cnnkit_profiler_dispatch" not in vars(__import__(f"cnnkit.ops.{name}", fromlist=["x"]))
     s = prof.stats
-    assert s["conv2d_forward"][0] == 2  # two Conv2D layers; the first computes no input gradient:
-    assert s["conv2d_backward_weights"][0] == 1 and s["conv2d_backward"][0] == 1
-    assert s["batch_norm_train_forward"][0] == 1 and s["batch_norm_train_backward"][0] == 1
+    assert s["conv2d"][0] == 2 and s["conv2d_backward"][0] == 2  # two Conv2D layers
+    assert s["batch_norm"][0] == 1 and s["batch_norm_backward_from_stats"][0] == 1
     assert s["relu_backward_from_output"][0] == 1  # fused ReLU of the first convolution
-    assert s["max_pool2d_forward_saved"][0] == 1 and s["softmax_cross_entropy_fused"][0] == 1
-    assert s["dense_forward"][0] == 1 and s["dense_backward"][0] == 1
+    assert s["max_pool2d"][0] == 1 and s["max_pool2d_backward_from_argmax"][0] == 1
+    assert s["softmax_cross_entropy"][0] == 1  # fused with its gradient
+    assert s["dense"][0] == 1 and s["dense_backward"][0] == 1
     assert all(secs >= 0 for _, secs in s.values())
     assert 0 < sum(secs for _, secs in s.values()) <= prof.total
-    assert len(out) == 1 and "conv2d_forward" in out[0] and "outside cnnkit.ops" in out[0]
+    assert len(out) == 1 and "conv2d" in out[0] and "outside cnnkit.ops" in out[0]
     assert out[0] == prof.table()
     # the same step without the profiler gives the same numbers
     m1, m2 = small_model(), small_model()
@@ -66,7 +66,7 @@ def test_nested_ops_count_once_and_public_ops_are_covered(rng):
     w = rng.random((3, 3, 3, 2))
     want = ops.conv2d(x, w, padding="same")
     with profiler.profile(print_fn=None) as prof:
-        got = ops.conv2d(x, w, padding="same")  # calls _conv2d_forward inside
+        got = ops.conv2d(x, w, padding="same")
         ops.relu(x)
         ops.relu(x)
     np.testing.assert_array_equal(got, want)

@@ -15,10 +15,10 @@ CuPy is imported only when a CuPy array (or a GPU request) shows up, never at ``
 import numpy as np
 
 from ..config import config
-# The argument checks live in _op_args, shared with cnnkit.ops.reference; these names are re-exported
-# for the ops modules and the tests that know them from here.
-from ._op_args import MAX_EXTENT, array_kind, float_array, geometry, is_cupy as _is_cupy  # noqa: F401
-from ._op_args import is_gpu_dlpack as _is_gpu_dlpack, pair, resolve_padding, seed_value  # noqa: F401
+# The argument checks live in _op_args, shared with cnnkit.ops.reference; geometry and
+# resolve_padding are re-exported for the tests that know them from here.
+from ._op_args import array_kind, float_array, geometry, is_cupy as _is_cupy  # noqa: F401
+from ._op_args import is_gpu_dlpack as _is_gpu_dlpack, resolve_padding  # noqa: F401
 
 
 class Backend:

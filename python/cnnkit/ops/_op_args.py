@@ -273,6 +273,19 @@ def _bias(b, x, w):
                          f"got b.shape={tuple(b.shape)}")
 
 
+def check_activation(activation):
+    """The activation a convolution or dense op fuses into its output pass: None or "relu"."""
+    if activation not in (None, "relu"):
+        raise ValueError(f'activation must be None or "relu", received activation={activation!r}')
+    return activation
+
+
+def check_saved_state(wanted, name, training):
+    """``return_index``/``return_stats``: only the training forms save anything for backward."""
+    if wanted and not training:
+        raise ValueError(f"{name}=True needs training=True: only training saves state for backward")
+
+
 # ----------------------------------------------------------------------------------------------
 # convolution
 
@@ -286,8 +299,9 @@ def _conv_operands(x, w, b):
     _bias(b, x, w)
 
 
-def check_conv2d(x, w, b=None, strides=1, padding="valid", dilation=1):
+def check_conv2d(x, w, b=None, strides=1, padding="valid", dilation=1, activation=None):
     """conv2d's arguments; returns (geom, (out_h, out_w))."""
+    check_activation(activation)
     _conv_operands(x, w, b)
     array_kind(x, w, b)
     return geometry(x.shape, w.shape[:2], strides, padding, dilation)
@@ -379,6 +393,51 @@ def check_pool2d_backward(dy, x, pool_size, strides, padding, what):
     return geom, out_shape
 
 
+def pool_x_shape(x_shape):
+    """The input shape a saved-index backward is given, as a tuple of 4 ints."""
+    try:
+        shape = tuple(int(s) for s in x_shape)
+    except TypeError:
+        raise ValueError(f"x_shape must be a tuple of 4 ints, received x_shape={x_shape!r}") from None
+    if len(shape) != 4 or min(shape) < 0 or min(shape[1:]) < 1:
+        raise ValueError(f"x_shape must be (N, H, W, C) with positive H, W, C, received x_shape={x_shape!r}")
+    return shape
+
+
+def index_dtype(h, w):
+    """The dtype of a saved flat in-image index h*W + w: int32 when it fits (half the traffic)."""
+    return np.dtype(np.int32) if h * w <= 2**31 - 1 else np.dtype(np.int64)
+
+
+def pool_index(index, name, expected_shape):
+    """A saved index (argmax, chosen cell): an int32/int64 array of the pooled output's shape."""
+    if not hasattr(index, "dtype") or index.dtype not in (np.int32, np.int64):
+        raise TypeError(f"{name} must be an int32 or int64 array, got "
+                        f"{getattr(index, 'dtype', type(index).__name__)}")
+    if tuple(index.shape) != tuple(expected_shape):
+        raise ValueError(f"{name} has shape {tuple(index.shape)}, expected {tuple(expected_shape)}")
+
+
+def check_pool2d_backward_from_index(dy, index, x_shape, pool_size, strides, padding, index_name, what):
+    """The arguments of a window pooling's backward from its saved index; returns (x_shape, geom,
+    output shape)."""
+    x_shape = pool_x_shape(x_shape)
+    geom, out_shape = pool_geometry(x_shape, pool_size, strides, padding)
+    pool_dy(dy, out_shape, None, what)
+    pool_index(index, index_name, out_shape)
+    array_kind(dy, index)
+    return x_shape, geom, out_shape
+
+
+def check_global_max_pool2d_backward_from_argmax(dy, argmax, x_shape):
+    """Returns x_shape as a tuple of ints."""
+    x_shape = pool_x_shape(x_shape)
+    pool_dy(dy, (x_shape[0], x_shape[3]), None, "global_max_pool2d")
+    pool_index(argmax, "argmax", (x_shape[0], x_shape[3]))
+    array_kind(dy, argmax)
+    return x_shape
+
+
 def check_global_pool2d(x):
     pool_x(x)
     array_kind(x)
@@ -390,11 +449,13 @@ def check_global_pool2d_backward(dy, x, what):
     pool_dy(dy, (x.shape[0], x.shape[3]), x.dtype, what)
 
 
-def check_stochastic_pool2d(x, pool_size=2, strides=None, padding="valid", seed=0):
+def check_stochastic_pool2d(x, pool_size=2, strides=None, padding="valid", seed=0, training=False,
+                            return_index=False):
     """Returns (geom, output shape, seed as an int in [0, 2**64))."""
     pool_x(x)
     array_kind(x)
     seed = seed_value(seed)
+    check_saved_state(return_index, "return_index", training)
     return (*pool_geometry(x.shape, pool_size, strides, padding), seed)
 
 
@@ -426,6 +487,12 @@ def check_grad_pair(dy, v, v_name="x"):
         raise ValueError(f"dy must have the shape of {v_name}: got dy.shape={tuple(dy.shape)}, "
                          f"{v_name}.shape={tuple(v.shape)}")
     array_kind(dy, v)
+
+
+def check_backward_from_output(dy, y, out=None):
+    """dy of y's shape and dtype (y the forward's output), and ``out``."""
+    check_grad_pair(dy, y, "y")
+    check_out(out, dy, y)
 
 
 def check_alpha(alpha, nonnegative):
@@ -495,7 +562,8 @@ def _dense_operands(x, w, b):
     _bias(b, x, w)
 
 
-def check_dense(x, w, b=None):
+def check_dense(x, w, b=None, activation=None):
+    check_activation(activation)
     _dense_operands(x, w, b)
     array_kind(x, w, b)
 
@@ -605,6 +673,22 @@ def check_batch_norm_backward(dy, x, gamma, beta, moving_mean, moving_var, momen
     checked = check_batch_norm(x, gamma, beta, moving_mean, moving_var, momentum, epsilon, updated=False)
     norm_dy(dy, x)
     return checked
+
+
+def check_batch_norm_backward_from_stats(dy, x, gamma, mean, invstd):
+    """The arguments of the training backward from the statistics the training forward saved
+    (float64 (C,) mean and invstd, whatever x's dtype). Returns C."""
+    check_arrays(dy=dy, x=x, gamma=gamma, mean=mean, invstd=invstd)
+    array_kind(dy, x, gamma, mean, invstd)
+    c = norm_channels(x)
+    norm_dy(dy, x)
+    per_channel(gamma, "gamma", x, c)
+    if mean is None or invstd is None:
+        raise TypeError("mean and invstd are required: pass those that batch_norm(..., training=True, "
+                        "return_stats=True) returned")
+    per_channel(mean, "mean", x, c, dtype=np.float64)
+    per_channel(invstd, "invstd", x, c, dtype=np.float64)
+    return c
 
 
 # ----------------------------------------------------------------------------------------------

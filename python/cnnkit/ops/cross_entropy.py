@@ -23,16 +23,22 @@ def _prepare(logits, labels):
     return be, logits, labels
 
 
-def softmax_cross_entropy(logits, labels):
+def softmax_cross_entropy(logits, labels, *, return_grad=False):
     """Mean softmax cross-entropy: -mean_i sum_k p_ik log softmax(logits_i)_k, with p the one-hot
     rows of integer ``labels`` (N,) or the probabilities ``labels`` (N, K).
 
-    Returns a 0-d array of the logits' dtype (NaN for an empty batch)."""
+    Returns a 0-d array of the logits' dtype (NaN for an empty batch). return_grad=True: returns
+    (loss, dlogits), the gradient for dloss = 1 computed in the same pass over the logits (what a
+    training step needs; ``softmax_cross_entropy_backward`` reads them again)."""
     be, logits, labels = _prepare(logits, labels)
     row_loss = be.xp.empty((logits.shape[0],), be.xp.float64)  # scratch
     loss = be.xp.empty((), logits.dtype)
-    be.lib.softmax_cross_entropy_forward(logits, labels, row_loss, loss)
-    return loss
+    if not return_grad:
+        be.lib.softmax_cross_entropy_forward(logits, labels, row_loss, loss)
+        return loss
+    dlogits = be.xp.empty(logits.shape, logits.dtype)
+    be.lib.softmax_cross_entropy_fused(logits, labels, row_loss, loss, dlogits)
+    return loss, dlogits
 
 
 def softmax_cross_entropy_backward(logits, labels, dloss=1.0):
@@ -46,13 +52,3 @@ def softmax_cross_entropy_backward(logits, labels, dloss=1.0):
     dlogits = be.xp.empty(logits.shape, logits.dtype)
     be.lib.softmax_cross_entropy_backward(logits, labels, dloss, dlogits)
     return dlogits
-
-
-def _softmax_cross_entropy_fused(logits, labels):
-    """Training step for layers: (loss, dlogits) in one pass over the logits, dlogits for dloss = 1."""
-    be, logits, labels = _prepare(logits, labels)
-    row_loss = be.xp.empty((logits.shape[0],), be.xp.float64)  # scratch
-    loss = be.xp.empty((), logits.dtype)
-    dlogits = be.xp.empty(logits.shape, logits.dtype)
-    be.lib.softmax_cross_entropy_fused(logits, labels, row_loss, loss, dlogits)
-    return loss, dlogits

@@ -3,9 +3,10 @@
 Each function has the same name and signature as its counterpart in ``cnnkit.ops`` and computes in
 the dtype it is given (pass float64 for a trustworthy expected value). It first validates its
 arguments with the same checks as ``cnnkit.ops`` (``cnnkit.ops._op_args``), so both refuse the same
-calls with the same ValueError/TypeError and message; nothing else is shared with the native path:
-padding arithmetic, windows and random numbers are worked out again from their definitions. The
-tests and benchmarks use this module as the ground truth.
+calls with the same ValueError/TypeError and message; beyond those checks and the list of names
+(each module's ``__all__`` is its cnnkit.ops twin's) nothing is shared with the native path: padding
+arithmetic, windows and random numbers are worked out again from their definitions. The tests and
+benchmarks use this module as the ground truth.
 """
 
 from .conv import *  # noqa: F401,F403
