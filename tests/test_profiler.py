@@ -1,5 +1,5 @@
 """cnnkit.profiler: per-op sums inside the block, the outer op only for nested calls, every
-reference covered (layers and activations hold the functions), the original code back afterwards
+reference covered (layers and activations hold the functions), the original dispatch back afterwards
 (no overhead outside), identical results, and clear errors."""
 
 import numpy as np
@@ -7,10 +7,12 @@ import pytest
 
 from cnnkit import layers, models, ops, optimizers, profiler
 from cnnkit.layers.base import clear_session
+from cnnkit.ops import _backend
 
 
 def codes():
-    return {f"{s}.{n}": fn.__code__ for s, n, fn in profiler._op_functions()}
+    """What a profile block wraps: the dispatch point's backends and its GEMM entry point."""
+    return {"_cpu": _backend._cpu, "_gpu": _backend._gpu, "matmul": _backend.matmul}
 
 
 def small_model():
@@ -36,11 +38,14 @@ def test_counts_every_op_of_a_training_step(rng):
     out = []
     with profiler.profile(print_fn=out.append) as prof:
         loss = m.train_on_batch(x, y)
-    assert codes() == before  # the original code objects are back: nothing runs differently outside
+    assert codes() == before  # the original dispatch is back: nothing runs differently outside
+    assert _backend.backend(x).lib is _backend._cpu_backend.lib and type(_backend._cpu_backend.lib).__name__ == "module"
     for name in ("conv", "nonlinear", "linear", "norm", "pool", "cross_entropy"):
         assert "_cnnkit_profiler_dispatch" not in vars(__import__(f"cnnkit.ops.{name}", fromlist=["x"]))
     s = prof.stats
     assert s["conv2d"][0] == 2 and s["conv2d_backward"][0] == 2  # two Conv2D layers
+    # the first computes no input gradient (need_dx=False): its direct kernel's dx would be a col2im
+    assert "conv2d_direct_backward_weights" in prof.kernel_stats and "col2im_accumulate" not in prof.kernel_stats
     assert s["batch_norm"][0] == 1 and s["batch_norm_backward_from_stats"][0] == 1
     assert s["relu_backward_from_output"][0] == 1  # fused ReLU of the first convolution
     assert s["max_pool2d"][0] == 1 and s["max_pool2d_backward_from_argmax"][0] == 1
