@@ -1,10 +1,16 @@
 """cnnkit.ops: one function per op, dispatching on the array type.
 
-NumPy arrays run on the C++ kernels (``cnnkit._core``) with GEMMs through ``numpy.matmul``.
+NumPy arrays run on the C++ kernels (``cnnkit._core``) with GEMMs through ``numpy.matmul``; CuPy
+arrays on their CUDA twins (``cnnkit._cuda``) with GEMMs through cuBLAS.
 Conventions: activations are NHWC, convolution kernels HWIO ``(kh, kw, in, out)``;
 ``<op>_backward(dy, *forward array inputs, **forward parameters)`` returns the gradient of each
-array input of the forward, in order. ``cnnkit.ops.reference`` holds a plain NumPy version of every
-op, written for clarity, that the tests and benchmarks compare against.
+array input of the forward, in order, recomputing what it needs from them. The layers call the same
+functions in the forms that save work: ``conv2d``/``dense`` with ``activation="relu"`` fused into
+the output pass and their backward with ``need_dx=False``; forwards that also return what their
+backward needs (``return_argmax``, ``return_index``, ``return_stats``, ``return_grad``) and the
+``<op>_backward_from_output``/``_from_argmax``/``_from_index``/``_from_stats`` forms that take it.
+``cnnkit.ops.reference`` holds a plain NumPy version of every op, written for clarity, that the
+tests and benchmarks compare against.
 """
 
 from . import reference

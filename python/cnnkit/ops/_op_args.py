@@ -11,7 +11,7 @@ arrays C-contiguous for its kernels after.
 
 import math
 import numbers
-from typing import NamedTuple
+from collections import namedtuple
 
 import numpy as np
 
@@ -193,25 +193,12 @@ def resolve_padding(padding, in_hw, window_hw, strides, dilation):
 MAX_EXTENT = 2**62
 
 
-class Geometry(NamedTuple):
+class Geometry(namedtuple("Geometry", "N H W C KH KW SH SW DH DW PT PB PL PR")):
     """The window geometry the native kernels take (csrc/common.h ``ConvGeom``, read there as a
     14-tuple): input (N, H, W, C), window (KH, KW), strides (SH, SW), dilation (DH, DW) and padding
     top, bottom, left, right (PT, PB, PL, PR)."""
 
-    N: int
-    H: int
-    W: int
-    C: int
-    KH: int
-    KW: int
-    SH: int
-    SW: int
-    DH: int
-    DW: int
-    PT: int
-    PB: int
-    PL: int
-    PR: int
+    __slots__ = ()
 
     @property
     def OH(self):
@@ -251,7 +238,7 @@ def geometry(x_shape, window, strides=1, padding="valid", dilation=1, window_nam
             f"{window_name}=({kh}, {kw}) with dilation ({dh}, {dw}) covers ({eff_h}, {eff_w}) pixels, more "
             f"than the padded input ({h + pt + pb}, {w + pl + pr}) of input shape {tuple(x_shape)} with "
             f"padding={padding!r}: the output would be empty")
-    oh = (h + pt + pb - eff_h) // sh + 1
+    oh = (h + pt + pb - eff_h) // sh + 1  # Geometry.OH, worked out here where eff_h is at hand
     ow = (w + pl + pr - eff_w) // sw + 1
     # The kernels index in 64 bits; a (padded) extent they cannot add up is refused here, not wrapped.
     extents = {"kernel_size/pool_size": (kh, kw), "strides": (sh, sw), "dilation": (dh, dw),
@@ -406,7 +393,7 @@ def pool_x_shape(x_shape):
 
 def index_dtype(h, w):
     """The dtype of a saved flat in-image index h*W + w: int32 when it fits (half the traffic)."""
-    return np.dtype(np.int32) if h * w <= 2**31 - 1 else np.dtype(np.int64)
+    return np.int32 if h * w <= 2**31 - 1 else np.int64
 
 
 def pool_index(index, name, expected_shape):
