@@ -42,7 +42,7 @@ import cnnkit
 from cnnkit import ops
 from cnnkit.ops import _backend
 from cnnkit.ops import conv as conv_ops
-from cnnkit.ops import loss as loss_ops
+from cnnkit.ops import cross_entropy as loss_ops
 from cnnkit.ops import reference as ref
 
 # (id, N cpu, C_in, H=W, C_out, k, stride, pad) from shared/BENCHMARKS.md

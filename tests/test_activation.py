@@ -7,9 +7,8 @@ import pytest
 
 from cnnkit import ops
 from cnnkit.ops import _backend
-from cnnkit.ops import activation as act
 from cnnkit.ops import reference as ref
-from cnnkit.ops.reference import activation as ref_act
+from cnnkit.ops.reference import nonlinear as ref_act
 from helpers import assert_close, assert_grad, assert_raises_naming, on_thread_counts, to_numpy
 
 # (name, keyword arguments): every elementwise activation, with non-default parameters too.
@@ -65,11 +64,11 @@ def test_backward_from_output_matches_backward(xp, rng, name, dtype):
     x = _data(rng, (3, 7, 5, 11), dtype)
     dy = _data(rng, x.shape, dtype)
     y = getattr(ops, name)(xp.asarray(x))
-    dx = getattr(act, f"_{name}_backward_from_output")(xp.asarray(dy), y)
+    dx = getattr(ops, f"{name}_backward_from_output")(xp.asarray(dy), y)
     assert_close(dx, _ref64(getattr(ref, name + "_backward"), dy, x), dtype, what=name)
     # out=dy: in place over the incoming gradient.
     dy_buf = xp.asarray(dy.copy())
-    res = getattr(act, f"_{name}_backward_from_output")(dy_buf, y, out=dy_buf)
+    res = getattr(ops, f"{name}_backward_from_output")(dy_buf, y, out=dy_buf)
     assert res is dy_buf
     assert_close(res, dx, dtype)
 
@@ -196,7 +195,7 @@ def test_rowwise_forward_and_backward(xp, rng, name, shape, axis, dtype):
                  what=f"{name} backward")
     # From the output: the exact value for the y it is handed (float32 y carries its own rounding,
     # which the cancelling difference can amplify, so x's reference is not the right yardstick).
-    dx_y = getattr(act, f"_{name}_backward_from_output")(xp.asarray(dy), y, axis=axis)
+    dx_y = getattr(ops, f"{name}_backward_from_output")(xp.asarray(dy), y, axis=axis)
     y64, dy64 = np.asarray(to_numpy(y), np.float64), np.asarray(dy, np.float64)
     if name == "softmax":
         expected = y64 * (dy64 - (dy64 * y64).sum(axis=axis, keepdims=True))

@@ -23,7 +23,7 @@ ALLOWED_IN_FUNCTIONS = {
     "cnnkit.demo": "the demo is a script run by python -m cnnkit demo",
     "cnnkit.ops._backend": "the native modules load on first use (_core under OMP_WAIT_POLICY=PASSIVE, _cuda "
                            "only for GPU arrays)",
-    "cnnkit.profiler": "the profiler finds the ops when it is switched on",
+    "cnnkit.profiler": "imports cnnkit.ops when a profile starts (no cycle holds it there: it could move up)",
 }
 OPTIONAL = {"cnnkit._cuda"}  # built only where nvcc was found, and loads only with a CUDA driver
 

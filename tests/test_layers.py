@@ -13,7 +13,7 @@ from cnnkit import _random, layers
 from cnnkit.config import config
 from cnnkit.layers import base
 from cnnkit.ops import reference as ref
-from cnnkit.ops.reference.activation import dropout_mask
+from cnnkit.ops.reference.nonlinear import dropout_mask
 from cnnkit.utils import set_random_seed
 
 from helpers import assert_close, assert_grad, assert_raises_naming, to_numpy

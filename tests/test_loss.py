@@ -2,13 +2,14 @@
 stability at large logits, finite-difference gradients, hand-computed values, empty batches,
 thread-count determinism, bad inputs, and a PyTorch cross-check."""
 
+import functools
 import math
 
 import numpy as np
 import pytest
 
 from cnnkit import ops
-from cnnkit.ops import _backend, loss
+from cnnkit.ops import _backend
 from cnnkit.ops import reference as ref
 from helpers import assert_close, assert_grad, assert_raises_naming, on_thread_counts, to_numpy
 
@@ -42,7 +43,7 @@ def test_forward_and_backward_match_reference(xp, rng, shape, sparse, dtype):
         d = ops.softmax_cross_entropy_backward(lg, lb, dloss)
         assert d.shape == shape and d.dtype == dtype
         assert_close(d, ref.softmax_cross_entropy_backward(logits, labels, dloss), dtype, what="dlogits")
-    fused_loss, fused_d = loss._softmax_cross_entropy_fused(lg, lb)
+    fused_loss, fused_d = ops.softmax_cross_entropy(lg, lb, return_grad=True)
     assert fused_loss.shape == () and fused_loss.dtype == dtype
     assert np.array_equal(to_numpy(fused_loss), to_numpy(out))
     assert np.array_equal(to_numpy(fused_d), to_numpy(ops.softmax_cross_entropy_backward(lg, lb)))
@@ -135,7 +136,7 @@ def test_empty_batch(xp, sparse):
     assert out.shape == () and out.dtype == np.float32 and np.isnan(to_numpy(out))
     d = ops.softmax_cross_entropy_backward(logits, labels)
     assert d.shape == (0, 5) and d.dtype == np.float32
-    fused_loss, fused_d = loss._softmax_cross_entropy_fused(logits, labels)
+    fused_loss, fused_d = ops.softmax_cross_entropy(logits, labels, return_grad=True)
     assert np.isnan(to_numpy(fused_loss)) and fused_d.shape == (0, 5)
 
 
@@ -151,7 +152,7 @@ def test_bit_identical_for_one_and_two_threads(rng):
     logits, labels = make(rng, (301, 1000), True)
     logits = logits.astype(np.float32)
     results = on_thread_counts(lambda: [ops.softmax_cross_entropy(logits, labels),
-                                        *loss._softmax_cross_entropy_fused(logits, labels)])
+                                        *ops.softmax_cross_entropy(logits, labels, return_grad=True)])
     for a, b in zip(*results):
         assert np.array_equal(a, b)
 
@@ -161,7 +162,7 @@ def test_gpu_results_repeat_bit_for_bit(cupy_xp, rng):
     """One block per row and a block tree for the mean: the same bits on every run."""
     logits, labels = make(rng, (301, 1000), True)
     lg, lb = cupy_xp.asarray(logits.astype(np.float32)), cupy_xp.asarray(labels)
-    results = [[to_numpy(a) for a in (ops.softmax_cross_entropy(lg, lb), *loss._softmax_cross_entropy_fused(lg, lb))]
+    results = [[to_numpy(a) for a in (ops.softmax_cross_entropy(lg, lb), *ops.softmax_cross_entropy(lg, lb, return_grad=True))]
                for _ in range(2)]
     for a, b in zip(*results):
         assert np.array_equal(a, b)
@@ -170,7 +171,8 @@ def test_gpu_results_repeat_bit_for_bit(cupy_xp, rng):
 def test_bad_inputs_name_the_argument(xp, rng):
     np = xp  # the same checks on either array module
     logits, labels = (xp.asarray(a) for a in make(rng, (4, 3), True))
-    for f in (ops.softmax_cross_entropy, ops.softmax_cross_entropy_backward, loss._softmax_cross_entropy_fused):
+    fused = functools.partial(ops.softmax_cross_entropy, return_grad=True)
+    for f in (ops.softmax_cross_entropy, ops.softmax_cross_entropy_backward, fused):
         for bad in (-1, 3):
             err = assert_raises_naming(ValueError, "labels", f, logits, np.array([0, 1, bad, 2]))
             assert str(bad) in str(err)

@@ -7,7 +7,7 @@ import numpy as np_module
 import pytest
 
 from cnnkit import ops
-from cnnkit.ops import _backend, norm
+from cnnkit.ops import _backend
 from cnnkit.ops import reference as ref
 from helpers import assert_close, assert_grad, assert_raises_naming, on_thread_counts, to_numpy
 
@@ -96,7 +96,7 @@ def test_saved_statistics_variants_match_public_ops(xp, rng):
     dy = rng.standard_normal(x.shape)
     A = xp.asarray
     mm_p, mv_p = A(mm.copy()), A(mv.copy())
-    y, mean, invstd = norm._batch_norm_train_forward(A(x), A(g), A(b), mm_p, mv_p, 0.8, 1e-2)
+    y, mean, invstd = ops.batch_norm(A(x), A(g), A(b), mm_p, mv_p, True, 0.8, 1e-2, return_stats=True)
     mm_r, mv_r = mm.copy(), mv.copy()
     assert_close(y, ref.batch_norm(x, g, b, mm_r, mv_r, True, 0.8, 1e-2))
     assert_close(mm_p, mm_r)
@@ -104,16 +104,16 @@ def test_saved_statistics_variants_match_public_ops(xp, rng):
     assert_close(mean, x.mean(axis=(0, 1, 2)))
     assert_close(invstd, 1 / np.sqrt(x.var(axis=(0, 1, 2)) + 1e-2))
     # float32 input: the saved statistics stay float64
-    _, mean32, invstd32 = norm._batch_norm_train_forward(A(x.astype(np.float32)), None, None,
-                                                         A(mm.astype(np.float32)), A(mv.astype(np.float32)), 0.8, 1e-2)
+    _, mean32, invstd32 = ops.batch_norm(A(x.astype(np.float32)), None, None, A(mm.astype(np.float32)),
+                                         A(mv.astype(np.float32)), True, 0.8, 1e-2, return_stats=True)
     assert mean32.dtype == invstd32.dtype == np.float64
     assert_close(mean32, x.astype(np.float32).astype(np.float64).mean(axis=(0, 1, 2)))
-    got = norm._batch_norm_train_backward(A(dy), A(x), A(g), mean, invstd)
+    got = ops.batch_norm_backward_from_stats(A(dy), A(x), A(g), mean, invstd)
     want = ref.batch_norm_backward(dy, x, g, b, mm, mv, training=True, epsilon=1e-2)
     for a, e in zip(got, want):
         assert_close(a, e)
     # without gamma the saved variant still returns both sums
-    _, dg, db = norm._batch_norm_train_backward(A(dy), A(x), None, mean, invstd)
+    _, dg, db = ops.batch_norm_backward_from_stats(A(dy), A(x), None, mean, invstd)
     assert_close(db, dy.sum(axis=(0, 1, 2)))
     assert dg.shape == (6,)
 
@@ -179,7 +179,7 @@ def test_bit_identical_for_one_and_two_threads(rng):
 
     def compute():
         mm_n, mv_n = mm.copy(), mv.copy()
-        y, mean, invstd = norm._batch_norm_train_forward(x, g, b, mm_n, mv_n, 0.99, 1e-3)
+        y, mean, invstd = ops.batch_norm(x, g, b, mm_n, mv_n, True, 0.99, 1e-3, return_stats=True)
         grads = ops.batch_norm_backward(dy, x, g, b, mm, mv, training=True)
         grads_inf = ops.batch_norm_backward(dy, x, g, b, mm, mv, training=False)
         return [y, mean, invstd, mm_n, mv_n, *grads, *grads_inf]
@@ -199,7 +199,7 @@ def test_gpu_results_repeat_bit_for_bit(cupy_xp, rng):
     results = []
     for _ in range(2):
         mm_n, mv_n = mm.copy(), mv.copy()
-        y, mean, invstd = norm._batch_norm_train_forward(x, g, b, mm_n, mv_n, 0.99, 1e-3)
+        y, mean, invstd = ops.batch_norm(x, g, b, mm_n, mv_n, True, 0.99, 1e-3, return_stats=True)
         grads = ops.batch_norm_backward(dy, x, g, b, mm, mv, training=True)
         grads_inf = ops.batch_norm_backward(dy, x, g, b, mm, mv, training=False)
         results.append([to_numpy(a) for a in (y, mean, invstd, mm_n, mv_n, *grads, *grads_inf)])

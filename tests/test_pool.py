@@ -98,25 +98,25 @@ def test_global_avg_float32_keeps_accuracy_on_a_large_image(xp, rng):
 def test_saved_variants_agree_with_reference_indices(xp, rng, case):
     geo = _geo(case)
     x = _distinct(rng, case[0])
-    y, argmax = native_pool._max_pool2d_forward_saved(xp.asarray(x), **geo)
-    y_ref, argmax_ref = ref_pool._max_pool2d_forward_saved(x, **geo)
+    y, argmax = ops.max_pool2d(xp.asarray(x), **geo, return_argmax=True)
+    y_ref, argmax_ref = ref.max_pool2d(x, **geo, return_argmax=True)
     assert_close(y, y_ref)
     np.testing.assert_array_equal(to_numpy(argmax), argmax_ref)
     dy = rng.standard_normal(y.shape)
-    dx = native_pool._max_pool2d_backward_saved(xp.asarray(dy), argmax, x.shape, **geo)
+    dx = ops.max_pool2d_backward_from_argmax(xp.asarray(dy), argmax, x.shape, **geo)
     assert_close(dx, ref.max_pool2d_backward(dy, x, **geo))
 
-    y, index = native_pool._stochastic_pool2d_forward_saved(xp.asarray(x), seed=7, **geo)
-    y_ref, index_ref = ref_pool._stochastic_pool2d_choice(x, seed=7, **geo)
+    y, index = ops.stochastic_pool2d(xp.asarray(x), **geo, training=True, seed=7, return_index=True)
+    y_ref, index_ref = ref.stochastic_pool2d(x, **geo, training=True, seed=7, return_index=True)
     np.testing.assert_array_equal(to_numpy(y), y_ref)
     np.testing.assert_array_equal(to_numpy(index), index_ref)
-    dx = native_pool._stochastic_pool2d_backward_saved(xp.asarray(dy), index, x.shape, **geo)
+    dx = ops.stochastic_pool2d_backward_from_index(xp.asarray(dy), index, x.shape, **geo)
     assert_close(dx, ref.stochastic_pool2d_backward(dy, x, training=True, seed=7, **geo))
 
-    y, argmax = native_pool._global_max_pool2d_forward_saved(xp.asarray(x))
-    np.testing.assert_array_equal(to_numpy(argmax), ref_pool._global_max_pool2d_forward_saved(x)[1])
+    y, argmax = ops.global_max_pool2d(xp.asarray(x), return_argmax=True)
+    np.testing.assert_array_equal(to_numpy(argmax), ref.global_max_pool2d(x, return_argmax=True)[1])
     dyg = rng.standard_normal(y.shape)
-    dx = native_pool._global_max_pool2d_backward_saved(xp.asarray(dyg), argmax, x.shape)
+    dx = ops.global_max_pool2d_backward_from_argmax(xp.asarray(dyg), argmax, x.shape)
     assert_close(dx, ref.global_max_pool2d_backward(dyg, x))
 
 
@@ -159,20 +159,20 @@ def test_max_rules_nan_ties_and_padding(xp, module):
     # c2 all -inf (the first cell wins), c3 NaN after the maximum.
     chans = [[[1, 5, 2], [5, 0, 3]], [[1, nan, 9], [nan, 2, 3]], [[-inf] * 3] * 2, [[7, 1, 2], [3, nan, 4]]]
     x = np.stack([np.array(c, dtype=np.float64) for c in chans], axis=-1)[None]
-    y, argmax = module._max_pool2d_forward_saved(xp_.asarray(x), (2, 3))
+    y, argmax = module.max_pool2d(xp_.asarray(x), (2, 3), return_argmax=True)
     y, argmax = to_numpy(y)[0, 0, 0], to_numpy(argmax)[0, 0, 0]
     np.testing.assert_array_equal(y, [5, nan, -inf, nan])
     np.testing.assert_array_equal(argmax, [1, 1, 0, 4])
     # With padding: an all -inf 3x3 window at the corner picks its first input cell, never padding.
     x = np.full((1, 3, 3, 1), -inf)
-    y, argmax = module._max_pool2d_forward_saved(xp_.asarray(x), 3, 2, 1)
+    y, argmax = module.max_pool2d(xp_.asarray(x), 3, 2, 1, return_argmax=True)
     np.testing.assert_array_equal(to_numpy(y)[0, :, :, 0], np.full((2, 2), -inf))
     np.testing.assert_array_equal(to_numpy(argmax)[0, :, :, 0], [[0, 1], [3, 4]])
     # Global max: the same rules over the whole image.
     g = np.array([[[[3.0], [7.0]], [[7.0], [nan]]]])
-    y, argmax = module._global_max_pool2d_forward_saved(xp_.asarray(g))
+    y, argmax = module.global_max_pool2d(xp_.asarray(g), return_argmax=True)
     assert np.isnan(to_numpy(y)[0, 0]) and to_numpy(argmax)[0, 0] == 3
-    y, argmax = module._global_max_pool2d_forward_saved(xp_.asarray(np.nan_to_num(g, nan=1.0)))
+    y, argmax = module.global_max_pool2d(xp_.asarray(np.nan_to_num(g, nan=1.0)), return_argmax=True)
     assert to_numpy(y)[0, 0] == 7 and to_numpy(argmax)[0, 0] == 1
 
 
@@ -332,12 +332,12 @@ def test_empty_images_are_refused(xp, fn):
 
 def test_bad_seed_and_saved_index(xp):
     assert_raises_naming(TypeError, "seed", ops.stochastic_pool2d, _x(xp=xp), training=True, seed=1.5)
-    y, argmax = native_pool._max_pool2d_forward_saved(_x(xp=xp))
-    assert_raises_naming(TypeError, "argmax", native_pool._max_pool2d_backward_saved, y,
+    y, argmax = ops.max_pool2d(_x(xp=xp), return_argmax=True)
+    assert_raises_naming(TypeError, "argmax", ops.max_pool2d_backward_from_argmax, y,
                          argmax.astype(np.float32), (2, 6, 6, 3))
-    assert_raises_naming(ValueError, "argmax", native_pool._max_pool2d_backward_saved, y,
+    assert_raises_naming(ValueError, "argmax", ops.max_pool2d_backward_from_argmax, y,
                          argmax[:, :2], (2, 6, 6, 3))
-    assert_raises_naming(ValueError, "x_shape", native_pool._max_pool2d_backward_saved, y, argmax, (6, 6, 3))
+    assert_raises_naming(ValueError, "x_shape", ops.max_pool2d_backward_from_argmax, y, argmax, (6, 6, 3))
 
 
 def test_native_bindings_check_buffers(xp):

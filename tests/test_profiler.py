@@ -1,5 +1,5 @@
 """cnnkit.profiler: per-op sums inside the block, the outer op only for nested calls, every
-reference covered (layers and activations hold the functions), the original code back afterwards
+reference covered (layers and activations hold the functions), the original dispatch back afterwards
 (no overhead outside), identical results, and clear errors."""
 
 import numpy as np
@@ -7,10 +7,12 @@ import pytest
 
 from cnnkit import layers, models, ops, optimizers, profiler
 from cnnkit.layers.base import clear_session
+from cnnkit.ops import _backend
 
 
 def codes():
-    return {f"{s}.{n}": fn.__code__ for s, n, fn in profiler._op_functions()}
+    """What a profile block wraps: the dispatch point's backends and its GEMM entry point."""
+    return {"_cpu": _backend._cpu, "_gpu": _backend._gpu, "matmul": _backend.matmul}
 
 
 def small_model():
@@ -36,19 +38,22 @@ def test_counts_every_op_of_a_training_step(rng):
     out = []
     with profiler.profile(print_fn=out.append) as prof:
         loss = m.train_on_batch(x, y)
-    assert codes() == before  # the original code objects are back: nothing runs differently outside
-    for name in ("conv", "activation", "linear", "norm", "pool", "loss"):
+    assert codes() == before  # the original dispatch is back: nothing runs differently outside
+    assert _backend.backend(x).lib is _backend._cpu_backend.lib and type(_backend._cpu_backend.lib).__name__ == "module"
+    for name in ("conv", "nonlinear", "linear", "norm", "pool", "cross_entropy"):
         assert "_cnnkit_profiler_dispatch" not in vars(__import__(f"cnnkit.ops.{name}", fromlist=["x"]))
     s = prof.stats
-    assert s["conv2d_forward"][0] == 2  # two Conv2D layers; the first computes no input gradient:
-    assert s["conv2d_backward_weights"][0] == 1 and s["conv2d_backward"][0] == 1
-    assert s["batch_norm_train_forward"][0] == 1 and s["batch_norm_train_backward"][0] == 1
+    assert s["conv2d"][0] == 2 and s["conv2d_backward"][0] == 2  # two Conv2D layers
+    # the first computes no input gradient (need_dx=False): its direct kernel's dx would be a col2im
+    assert "conv2d_direct_backward_weights" in prof.kernel_stats and "col2im_accumulate" not in prof.kernel_stats
+    assert s["batch_norm"][0] == 1 and s["batch_norm_backward_from_stats"][0] == 1
     assert s["relu_backward_from_output"][0] == 1  # fused ReLU of the first convolution
-    assert s["max_pool2d_forward_saved"][0] == 1 and s["softmax_cross_entropy_fused"][0] == 1
-    assert s["dense_forward"][0] == 1 and s["dense_backward"][0] == 1
+    assert s["max_pool2d"][0] == 1 and s["max_pool2d_backward_from_argmax"][0] == 1
+    assert s["softmax_cross_entropy"][0] == 1  # fused with its gradient
+    assert s["dense"][0] == 1 and s["dense_backward"][0] == 1
     assert all(secs >= 0 for _, secs in s.values())
     assert 0 < sum(secs for _, secs in s.values()) <= prof.total
-    assert len(out) == 1 and "conv2d_forward" in out[0] and "outside cnnkit.ops" in out[0]
+    assert len(out) == 1 and "conv2d" in out[0] and "outside cnnkit.ops" in out[0]
     assert out[0] == prof.table()
     # the same step without the profiler gives the same numbers
     m1, m2 = small_model(), small_model()
@@ -66,7 +71,7 @@ def test_nested_ops_count_once_and_public_ops_are_covered(rng):
     w = rng.random((3, 3, 3, 2))
     want = ops.conv2d(x, w, padding="same")
     with profiler.profile(print_fn=None) as prof:
-        got = ops.conv2d(x, w, padding="same")  # calls _conv2d_forward inside
+        got = ops.conv2d(x, w, padding="same")
         ops.relu(x)
         ops.relu(x)
     np.testing.assert_array_equal(got, want)

@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 
 from cnnkit import ops
-from cnnkit.ops import _checks
+from cnnkit.ops import _op_args
 from cnnkit.ops import reference as ref
 
 CALLS = 2000
@@ -122,8 +122,8 @@ def out_hw(x, *window_args, pool=False):
     """The output (H, W) of valid window arguments on x's shape, or a made-up one."""
     try:
         if pool:
-            return _checks.pool_geometry(x.shape, *window_args)[1][1:3]
-        return _checks.geometry(x.shape, *window_args)[1]
+            return _op_args.pool_geometry(x.shape, *window_args)[1][1:3]
+        return _op_args.geometry(x.shape, *window_args)[1]
     except Exception:
         return (2, 2)
 
@@ -138,10 +138,17 @@ def g_conv2d(rng, backward=False):
     b = array(rng, (o,), dt, none_ok=True) if chance(rng, 0.6) else None
     kwargs = dict(strides=strides(rng), padding=padding(rng), dilation=dilation(rng))
     if not backward:
-        return (x, w, b), kwargs
+        return (x, w, b), fused_flags(rng, kwargs, "activation")
     oh, ow = out_hw(np.empty(shape), (kh, kw), kwargs["strides"], kwargs["padding"], kwargs["dilation"])
     dy = array(rng, (shape[0], oh, ow, o), dt)
-    return (dy, x, w, b), kwargs
+    return (dy, x, w, b), fused_flags(rng, kwargs, "need_dx")
+
+
+def fused_flags(rng, kwargs, flag):
+    """Sometimes the fused forms' flag: activation (None, "relu" or a refused name), need_dx."""
+    if chance(rng, 0.3):
+        kwargs[flag] = pick(rng, [None, "relu", "relu", "tanh"] if flag == "activation" else [False, True])
+    return kwargs
 
 
 def g_im2col(rng, col2im=False):
@@ -152,8 +159,8 @@ def g_im2col(rng, col2im=False):
     if not col2im:
         return (array(rng, shape, dt), kernel), kwargs
     try:
-        geom, (oh, ow) = _checks.geometry(shape, kernel, kwargs["strides"], kwargs["padding"], kwargs["dilation"])
-        col_shape = (shape[0] * oh * ow, geom[4] * geom[5] * shape[3])
+        geom, (oh, ow) = _op_args.geometry(shape, kernel, kwargs["strides"], kwargs["padding"], kwargs["dilation"])
+        col_shape = (shape[0] * oh * ow, geom.patch_size)
     except Exception:
         col_shape = (4, 3)
     x_shape = shape if chance(rng, 0.85) else pick(rng, [(2, 3), None, (1, -1, 2, 2), ("a", 1, 1, 1),
@@ -161,27 +168,75 @@ def g_im2col(rng, col2im=False):
     return (array(rng, col_shape, dt), x_shape, kernel), kwargs
 
 
-def g_pool(rng, backward=False):
+def g_pool(rng, backward=False, saved=None):
+    """saved: the flag with which the forward also returns what its backward needs, if it has one."""
     dt = dtype_of(rng)
     shape = nhwc(rng)
     args = (window(rng), strides(rng, none_ok=True), padding(rng))
     x = array(rng, shape, dt)
     if not backward:
-        return (x, *args), {}
+        return (x, *args), ({saved: bool(chance(rng, 0.7))} if saved and chance(rng, 0.4) else {})
     oh, ow = out_hw(np.empty(shape), *args, pool=True)
     return (array(rng, (shape[0], oh, ow, shape[3]), dt), x, *args), {}
 
 
 def g_stochastic(rng, backward=False):
-    (xs, kwargs) = g_pool(rng, backward)
-    return xs, dict(training=bool(chance(rng, 0.5)), seed=seed(rng))
+    (xs, kwargs) = g_pool(rng, backward, saved="return_index")
+    return xs, dict(kwargs, training=bool(chance(rng, 0.5)), seed=seed(rng))
 
 
-def g_global(rng, backward=False):
+def g_global(rng, backward=False, saved=None):
     dt = dtype_of(rng)
     shape = nhwc(rng)
     x = array(rng, shape, dt)
-    return ((array(rng, (shape[0], shape[3]), dt), x) if backward else (x,)), {}
+    kwargs = {saved: bool(chance(rng, 0.7))} if saved and not backward and chance(rng, 0.4) else {}
+    return ((array(rng, (shape[0], shape[3]), dt), x) if backward else (x,)), kwargs
+
+
+def saved_index(rng, index, good_shape):
+    """The index a pooling forward saved, or (sometimes) something its backward refuses."""
+    if not chance(rng, 0.1):
+        return index
+    return pick(rng, [lambda: index.astype(np.float32), lambda: np.zeros(good_shape[:-1] + (good_shape[-1] + 1,), np.int64),
+                      lambda: index.tolist(), lambda: None, lambda: index.astype(np.int16)])()
+
+
+def x_shape_arg(rng, shape):
+    return shape if chance(rng, 0.9) else pick(rng, [(2, 3), None, (1, 2, 2), ("a", 1, 1, 1), (1, -1, 2, 2), 5,
+                                                   (1, 0, 2, 2)])
+
+
+def g_pool_from_index(rng, forward):
+    """dy, the index forward(x, ..., return_...=True) saved, x's shape and the window arguments."""
+    dt = dtype_of(rng)
+    shape = nhwc(rng)
+    args = (window(rng), strides(rng, none_ok=True), padding(rng))
+    try:
+        with np.errstate(all="ignore"):
+            _, index = forward(rng.standard_normal(shape), *args)
+    except (ValueError, TypeError):
+        index = np.zeros((shape[0], 2, 2, shape[3]), np.int64)
+    return (array(rng, index.shape, dt), saved_index(rng, index, index.shape), x_shape_arg(rng, shape), *args), {}
+
+
+def g_max_from_argmax(rng):
+    return g_pool_from_index(rng, functools.partial(ref.max_pool2d, return_argmax=True))
+
+
+def g_stochastic_from_index(rng):
+    s = int(rng.integers(0, 100))
+    return g_pool_from_index(rng, lambda x, *args: ref.stochastic_pool2d(x, *args, training=True, seed=s,
+                                                                          return_index=True))
+
+
+def g_global_from_argmax(rng):
+    dt = dtype_of(rng)
+    shape = nhwc(rng)
+    try:
+        _, argmax = ref.global_max_pool2d(rng.standard_normal(shape), return_argmax=True)
+    except (ValueError, TypeError):
+        argmax = np.zeros((shape[0], shape[3]), np.int64)
+    return (array(rng, argmax.shape, dt), saved_index(rng, argmax, argmax.shape), x_shape_arg(rng, shape)), {}
 
 
 def any_shape(rng):
@@ -200,6 +255,14 @@ def g_unary(rng, backward=False, alpha=None):
         return (array(rng, shape, dt), x), kwargs
     kwargs["out"] = out_like(rng, x)
     return (x,), kwargs
+
+
+def g_from_output(rng):
+    """dy and y of an elementwise activation's backward from its output, and sometimes out."""
+    dt = dtype_of(rng)
+    shape = any_shape(rng)
+    dy, y = array(rng, shape, dt), array(rng, shape, dt)
+    return (dy, y), dict(out=out_like(rng, dy))
 
 
 def g_softmax(rng, backward=False):
@@ -230,8 +293,8 @@ def g_dense(rng, backward=False):
     w = array(rng, (i if chance(rng, 0.95) else i + 1, o), dt)
     b = array(rng, (o,), dt, none_ok=True) if chance(rng, 0.6) else None
     if not backward:
-        return (x, w, b), {}
-    return (array(rng, lead + (o,), dt), x, w, b), {}
+        return (x, w, b), fused_flags(rng, {}, "activation")
+    return (array(rng, lead + (o,), dt), x, w, b), fused_flags(rng, {}, "need_dx")
 
 
 def g_batch_norm(rng, backward=False):
@@ -249,7 +312,28 @@ def g_batch_norm(rng, backward=False):
                   momentum=real(rng, lambda r: float(r.uniform(0, 1)), [1.5, -0.1, "a", True, float("nan"), None]),
                   epsilon=real(rng, lambda r: float(r.uniform(1e-5, 1e-2)), [0, -1.0, float("inf"), float("nan"), "a"]))
     args = (x, gamma, beta, mean, var)
+    if not backward and chance(rng, 0.3):
+        kwargs["return_stats"] = bool(chance(rng, 0.8))
     return ((array(rng, shape, dt), *args) if backward else args), kwargs
+
+
+def g_batch_norm_from_stats(rng):
+    """dy, x, gamma and the float64 batch statistics of x as batch_norm(..., return_stats=True) gives
+    them (the closed-form backward and the reference's chain rule agree only for those)."""
+    dt = dtype_of(rng)
+    shape = any_shape(rng) + (int(rng.integers(1, 4)),)
+    c = shape[-1]
+    x = array(rng, shape, dt)
+    try:
+        _, mean, invstd = ref.batch_norm(x, None, None, np.zeros(c, x.dtype), np.ones(c, x.dtype), True,
+                                         return_stats=True)
+    except Exception:  # x is one of the refused values: any statistics will do
+        mean, invstd = rng.standard_normal(c), rng.random(c) + 0.5
+    if chance(rng, 0.1):
+        mean, invstd = pick(rng, [(mean.astype(np.float32), invstd), (mean, invstd[:-1]), (None, invstd),
+                                  (mean, invstd.tolist())])
+    gamma = array(rng, (c,), dt, none_ok=True) if chance(rng, 0.8) else None
+    return (array(rng, shape, dt), x, gamma, mean, invstd), {}
 
 
 def g_cross_entropy(rng, backward=False):
@@ -266,7 +350,7 @@ def g_cross_entropy(rng, backward=False):
         lambda: rng.integers(0, 2, (n, 1)), lambda: np.zeros(n, bool), lambda: [0] * n,
         lambda: rng.random((n, k)).astype(np.float32 if dt == np.float64 else np.float64)])()
     if not backward:
-        return (logits, labels), {}
+        return (logits, labels), ({"return_grad": bool(chance(rng, 0.7))} if chance(rng, 0.3) else {})
     dloss = real(rng, lambda r: float(r.uniform(-2, 2)), [2, np.float64(0.5), np.array(3.0), np.ones(2), "a",
                                                          True, None, np.array([1.5])])
     return (logits, labels, dloss), {}
@@ -274,14 +358,26 @@ def g_cross_entropy(rng, backward=False):
 
 # each op with a backward twin: name -> generator(rng, backward)
 PAIRS = {
-    "conv2d": g_conv2d, "max_pool2d": g_pool, "avg_pool2d": g_pool, "global_avg_pool2d": g_global,
-    "global_max_pool2d": g_global, "stochastic_pool2d": g_stochastic, "relu": g_unary,
+    "conv2d": g_conv2d, "max_pool2d": functools.partial(g_pool, saved="return_argmax"), "avg_pool2d": g_pool,
+    "global_avg_pool2d": g_global, "global_max_pool2d": functools.partial(g_global, saved="return_argmax"),
+    "stochastic_pool2d": g_stochastic, "relu": g_unary,
     "leaky_relu": functools.partial(g_unary, alpha="nonneg"), "elu": functools.partial(g_unary, alpha="any"),
     "sigmoid": g_unary, "tanh": g_unary, "softmax": g_softmax, "log_softmax": g_softmax, "dropout": g_dropout,
     "dense": g_dense, "batch_norm": g_batch_norm, "softmax_cross_entropy": g_cross_entropy,
 }
+# the backward forms that take what the forward saved
+SAVED = {
+    "relu_backward_from_output": g_from_output, "sigmoid_backward_from_output": g_from_output,
+    "tanh_backward_from_output": g_from_output,
+    "softmax_backward_from_output": functools.partial(g_softmax, backward=True),
+    "log_softmax_backward_from_output": functools.partial(g_softmax, backward=True),
+    "max_pool2d_backward_from_argmax": g_max_from_argmax,
+    "global_max_pool2d_backward_from_argmax": g_global_from_argmax,
+    "stochastic_pool2d_backward_from_index": g_stochastic_from_index,
+    "batch_norm_backward_from_stats": g_batch_norm_from_stats,
+}
 OPS = {"im2col": g_im2col, "col2im": functools.partial(g_im2col, col2im=True), **PAIRS,
-       **{f"{name}_backward": functools.partial(gen, backward=True) for name, gen in PAIRS.items()}}
+       **{f"{name}_backward": functools.partial(gen, backward=True) for name, gen in PAIRS.items()}, **SAVED}
 
 
 def test_every_public_op_is_fuzzed():

@@ -6,7 +6,6 @@ it, so they can overwrite a layer's fresh pre-activation in place; leaky_relu an
 """
 
 from . import ops
-from .ops import activation as _act
 
 __all__ = ["get", "serialize", "Activation"]
 
@@ -47,11 +46,11 @@ def _log_softmax_f(x, out=None, axis=-1):
 
 _TABLE = {
     "linear": (None, None, False),
-    "relu": (ops.relu, _act._relu_backward_from_output, True),
-    "sigmoid": (ops.sigmoid, _act._sigmoid_backward_from_output, True),
-    "tanh": (ops.tanh, _act._tanh_backward_from_output, True),
-    "softmax": (_softmax_f, _act._softmax_backward_from_output, True),
-    "log_softmax": (_log_softmax_f, _act._log_softmax_backward_from_output, True),
+    "relu": (ops.relu, ops.relu_backward_from_output, True),
+    "sigmoid": (ops.sigmoid, ops.sigmoid_backward_from_output, True),
+    "tanh": (ops.tanh, ops.tanh_backward_from_output, True),
+    "softmax": (_softmax_f, ops.softmax_backward_from_output, True),
+    "log_softmax": (_log_softmax_f, ops.log_softmax_backward_from_output, True),
     "leaky_relu": (ops.leaky_relu, ops.leaky_relu_backward, False),
     "elu": (ops.elu, ops.elu_backward, False),
 }

@@ -23,7 +23,6 @@ from . import ops
 from ._checks import boolean, fraction, integer, string
 from ._registry import Configurable, Registry, snake_case
 from .ops import to_host
-from .ops.loss import _softmax_cross_entropy_fused
 
 __all__ = [
     "Loss", "SparseCategoricalCrossentropy", "CategoricalCrossentropy", "BinaryCrossentropy",
@@ -452,7 +451,8 @@ def _fused(labels, logits, count):
     k = logits.shape[-1]
     rows = logits.size // max(k, 1)
     x = logits.reshape(rows, k)
-    value, dlogits = _softmax_cross_entropy_fused(x, labels.reshape(rows, k) if labels.ndim > 1 else labels)
+    value, dlogits = ops.softmax_cross_entropy(x, labels.reshape(rows, k) if labels.ndim > 1 else labels,
+                                               return_grad=True)
     if count != rows:
         if count == 0:  # every sample ignored (zero label rows, so dlogits is 0): Keras' masked mean is 0
             return ops.get_array_module(logits).zeros((), logits.dtype), dlogits.reshape(logits.shape)

@@ -3,74 +3,49 @@
     with cnnkit.profiler.profile() as prof:
         model.train_on_batch(x, y)
     # prints a table at the end of the block (profile(print_fn=None) to keep quiet);
-    prof.table(), prof.stats -> {op: (calls, seconds)}
+    prof.table(), prof.stats -> {op: (calls, seconds)}, prof.kernel_stats -> {kernel: (calls, seconds)}
 
-While a ``profile`` block is active, every function defined in the op modules of ``cnnkit.ops``
-(conv, linear, pool, activation, norm, loss: the public ops and the private entry points layers call,
-such as ``_conv2d_forward``) measures its wall time with ``time.perf_counter``; an op called from
-inside another op counts toward the outer one only. When an op's arguments or result are CuPy arrays,
-the current stream is synchronized before and after it, so the GPU work lands in the op that queued
-it (that sync happens only while profiling). Time spent outside cnnkit.ops (NumPy array arithmetic in
-merges and optimizers, Python overhead) is the "outside cnnkit.ops" row.
+Every op of cnnkit.ops reaches its kernels through one dispatch point, ``cnnkit.ops._backend``:
+``backend()`` hands out the kernel module (``cnnkit._core`` or ``cnnkit._cuda``) and ``matmul`` runs
+the GEMMs. While a ``profile`` block is active both are wrapped, and each dispatch, kernel and GEMM
+is charged to the outermost public ``cnnkit.ops`` function on the call stack: the op a layer, a
+loss or the user called (an op called from inside another op counts toward the outer one). An op's
+time runs from its first dispatch (after its argument checks) to the end of its last kernel; each
+kernel's and GEMM's own time is in ``kernel_stats``. When an op runs on CuPy arrays, the current
+stream is synchronized when it starts and after each of its kernels, so the GPU work lands in the op
+that queued it (that sync happens only while profiling). Time spent outside cnnkit.ops (NumPy array
+arithmetic in merges and optimizers, Python overhead) is the "outside cnnkit.ops" row.
 
-The functions are instrumented in place (their code object is swapped for a timing trampoline, so
-every reference to them, including those that layers and activations keep, is covered) and
-restored when the block ends: outside a profile block there is no overhead at all.
+The wrappers are module attributes of ``_backend`` set for the block and put back when it ends:
+outside a profile block nothing is wrapped and there is no overhead at all.
 """
 
-import inspect
+import sys
 import threading
 import time
 
 __all__ = ["profile", "Profile"]
 
-_OP_MODULES = ("activation", "conv", "linear", "loss", "norm", "pool")
-_SKIP_PREFIXES = ("_check", "_is_", "_as_", "_norm_")
-_SKIP = {"release_workspace", "get_array_module", "_workspace"}
-_DISPATCH = "_cnnkit_profiler_dispatch"
 _lock = threading.Lock()
 _active = {"profile": None}
 
 
-def _op_functions():
-    import importlib
+def _op_codes():
+    """{code object: name} of the public functions of cnnkit.ops."""
+    from . import ops
 
-    out = []
-    for short in _OP_MODULES:
-        mod = importlib.import_module(f"cnnkit.ops.{short}")
-        for name, fn in vars(mod).items():
-            if (inspect.isfunction(fn) and fn.__module__ == mod.__name__ and name not in _SKIP
-                    and not name.startswith(_SKIP_PREFIXES)):
-                out.append((short, name, fn))
-    return out
+    fns = (getattr(ops, name) for name in ops.__all__)
+    return {fn.__code__: fn.__name__ for fn in fns if hasattr(fn, "__code__")}
 
 
-_KEY_PLACEHOLDER = "<cnnkit profiler op key>"
-
-
-def _trampoline(*args, **kwargs):
-    # a template: its code object, with the placeholder constant replaced by an op's key, becomes
-    # that op's code while profiling; the global name is bound in the op's module for the block
-    return _cnnkit_profiler_dispatch("<cnnkit profiler op key>", args, kwargs)  # noqa: F821
-
-
-def _trampoline_code(key):
-    code = _trampoline.__code__
-    consts = tuple(key if c == _KEY_PLACEHOLDER else c for c in code.co_consts)
-    assert consts != code.co_consts, "the trampoline template lost its key placeholder"
-    return code.replace(co_consts=consts)
-
-
-def _has_cupy(objs):
-    from .ops._backend import _is_cupy
-
-    for o in objs:
-        if isinstance(o, (tuple, list)):
-            if _has_cupy(o):
-                return True
-        elif _is_cupy(o):
-            return True
-    return False
+def _outermost(codes, frame):
+    """The outermost frame on the stack running one of these code objects, or None."""
+    found = None
+    while frame is not None:
+        if frame.f_code in codes:
+            found = frame
+        frame = frame.f_back
+    return found
 
 
 def _sync():
@@ -79,66 +54,115 @@ def _sync():
     cupy.cuda.get_current_stream().synchronize()
 
 
+class _Call:
+    """One call of an op: its frame (held until the call is closed, so that the next call cannot
+    reuse its identity), its name, and the times of its first dispatch and its last kernel's end."""
+
+    __slots__ = ("frame", "op", "start", "end")
+
+    def __init__(self, frame, op, start):
+        self.frame, self.op, self.start, self.end = frame, op, start, start
+
+
+class _TimedKernels:
+    """A kernel module whose functions report each call to a Profile (wrappers made once per name)."""
+
+    def __init__(self, lib, prof, gpu):
+        self._lib, self._prof, self._gpu = lib, prof, gpu
+
+    def __getattr__(self, name):
+        fn, prof, gpu = getattr(self._lib, name), self._prof, self._gpu
+
+        def timed(*args, **kwargs):
+            return prof._run_kernel(name, fn, gpu, args, kwargs)
+
+        timed.__name__, timed.__doc__ = name, fn.__doc__
+        setattr(self, name, timed)
+        return timed
+
+
 class Profile:
-    """The per-op totals of one ``profile`` block: ``stats`` {op: (calls, seconds)}, ``total`` (the
-    block's wall time), ``table()``."""
+    """The per-op totals of one ``profile`` block: ``stats`` {op: (calls, seconds)}, ``kernel_stats``
+    {kernel or "matmul": (calls, seconds)}, ``total`` (the block's wall time), ``table()``."""
 
     def __init__(self, print_fn=print, sync=True):
         self.print_fn, self.sync = print_fn, sync
-        self.stats, self.total = {}, 0.0
-        self._saved, self._local = [], threading.local()
+        self.stats, self.kernel_stats, self.total = {}, {}, 0.0
+        self._restore_list, self._open, self._timed = [], {}, {}
 
     # ------------------------------------------------------------------ instrumenting
-    def _dispatch(self, key, args, kwargs):
-        real, op = self._real[key]
-        if getattr(self._local, "depth", 0):  # inside another op: counts toward that one
-            return real(*args, **kwargs)
-        gpu = self.sync and _has_cupy(args) or (self.sync and _has_cupy(kwargs.values()))
-        if gpu:
-            _sync()
-        self._local.depth = 1
+    def _enter(self, frame, gpu):
+        """The call of the outermost op on frame's stack (opening it, and closing this thread's
+        previous one, when it is a new call); None outside any op."""
+        op_frame = _outermost(self._codes, frame)
+        if op_frame is None:
+            return None
+        thread = threading.get_ident()
+        call = self._open.get(thread)
+        if call is not None and call.frame is op_frame:
+            return call
+        self._close(thread)
+        if gpu and self.sync:
+            _sync()  # work queued before this op is not its own
+        call = self._open[thread] = _Call(op_frame, self._codes[op_frame.f_code], time.perf_counter())
+        return call
+
+    def _close(self, thread):
+        call = self._open.pop(thread, None)
+        if call is not None:
+            calls, secs = self.stats.get(call.op, (0, 0.0))
+            self.stats[call.op] = (calls + 1, secs + call.end - call.start)
+
+    def _dispatch(self, real):
+        """What the wrapped ``_backend._cpu``/``_gpu`` return: the backend with its kernels timed."""
+        timed = self._timed.get(real.name)
+        if timed is None:
+            timed = self._timed[real.name] = type(real)(real.name, real.xp,
+                                                        _TimedKernels(real.lib, self, real.name == "gpu"))
+        self._enter(sys._getframe(1), real.name == "gpu")
+        return timed
+
+    def _run_kernel(self, name, fn, gpu, args, kwargs):
+        call = self._enter(sys._getframe(1), gpu)
         t0 = time.perf_counter()
         try:
-            out = real(*args, **kwargs)
-            if self.sync and (gpu or _has_cupy(out if isinstance(out, (tuple, list)) else (out,))):
-                _sync()
+            return fn(*args, **kwargs)
         finally:
-            dt = time.perf_counter() - t0
-            self._local.depth = 0
-            calls, secs = self.stats.get(op, (0, 0.0))
-            self.stats[op] = (calls + 1, secs + dt)
-        return out
+            if gpu and self.sync:
+                _sync()
+            t1 = time.perf_counter()
+            calls, secs = self.kernel_stats.get(name, (0, 0.0))
+            self.kernel_stats[name] = (calls + 1, secs + t1 - t0)
+            if call is not None:
+                call.end = t1
 
     def __enter__(self):
-        import types
+        from .ops import _backend
 
         with _lock:
             if _active["profile"] is not None:
                 raise RuntimeError("a cnnkit.profiler.profile block is already active; they do not nest")
             _active["profile"] = self
-        self._real = {}
-        try:
-            for short, name, fn in _op_functions():
-                key = f"{short}.{name}"
-                real = types.FunctionType(fn.__code__, fn.__globals__, fn.__name__, fn.__defaults__, fn.__closure__)
-                real.__kwdefaults__ = fn.__kwdefaults__
-                if fn.__closure__:  # the trampoline cannot take over a closure's code; leave it alone
-                    continue
-                self._real[key] = (real, name.lstrip("_"))
-                fn.__globals__[_DISPATCH] = self._dispatch
-                self._saved.append((fn, fn.__code__))
-                fn.__code__ = _trampoline_code(key)
-        except BaseException:
-            self._restore()
-            raise
+        self._codes = _op_codes()
+        cpu, gpu, matmul = _backend._cpu, _backend._gpu, _backend.matmul
+
+        def timed_matmul(be, a, b, out=None):
+            return self._run_kernel("matmul", matmul, be.name == "gpu", (be, a, b), {"out": out})
+
+        self._restore_list = [(_backend, "_cpu", cpu), (_backend, "_gpu", gpu), (_backend, "matmul", matmul)]
+        _backend._cpu = lambda: self._dispatch(cpu())
+        _backend._gpu = lambda: self._dispatch(gpu())
+        _backend.matmul = timed_matmul
         self._t0 = time.perf_counter()
         return self
 
     def _restore(self):
-        for fn, code in self._saved:
-            fn.__code__ = code
-            fn.__globals__.pop(_DISPATCH, None)
-        self._saved = []
+        for module, name, original in self._restore_list:
+            setattr(module, name, original)
+        self._restore_list = []
+        for thread in list(self._open):
+            self._close(thread)
+        self._timed = {}
         with _lock:
             _active["profile"] = None
 
@@ -171,6 +195,6 @@ class Profile:
 
 def profile(print_fn=print, sync=True):
     """A context manager that times every cnnkit op called inside it and prints the table at its end
-    (``print_fn=None``: no printing; read ``.stats`` / ``.table()``). ``sync=False`` skips the CUDA
-    stream synchronization around GPU ops (then GPU times are launch times only)."""
+    (``print_fn=None``: no printing; read ``.stats`` / ``.kernel_stats`` / ``.table()``). ``sync=False``
+    skips the CUDA stream synchronization around GPU ops (then GPU times are launch times only)."""
     return Profile(print_fn=print_fn, sync=sync)

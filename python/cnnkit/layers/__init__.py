@@ -1,6 +1,6 @@
 """Keras-style layers: ``from cnnkit import layers; layers.Conv2D(32, (3, 3), activation="relu")``."""
 
-from .activation import ELU, LeakyReLU, ReLU, Softmax
+from .advanced_activations import ELU, LeakyReLU, ReLU, Softmax
 from .base import Input, InputLayer, KerasTensor, Layer
 from .conv import Conv2D
 from .core import Activation, Dense, Flatten, Reshape

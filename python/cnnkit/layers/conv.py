@@ -1,13 +1,9 @@
 """Conv2D (NHWC input, HWIO kernel, like Keras' channels_last) and the output-length rule of window ops."""
 
-from .. import activations
-from .. import initializers as _init
-from .. import regularizers as _reg
-from ..ops.activation import _relu_backward_from_output
-from ..ops.conv import _conv2d_backward_weights, _conv2d_forward, conv2d_backward
+from .. import ops
 from . import _args
-from .base import Layer, format_shape
-from .core import ActivationMixin
+from .base import format_shape
+from .core import KernelLayer
 
 __all__ = ["Conv2D"]
 
@@ -22,8 +18,10 @@ def conv_output_length(n, k, stride, padding, dilation):
     return (n - eff) // stride + 1 if n >= eff else 0
 
 
-class Conv2D(ActivationMixin, Layer):
+class Conv2D(KernelLayer):
     """2-D convolution: ``Conv2D(32, (3, 3), strides=1, padding="valid", activation="relu")``."""
+
+    _op, _op_backward = staticmethod(ops.conv2d), staticmethod(ops.conv2d_backward)
 
     def __init__(self, filters, kernel_size, strides=(1, 1), padding="valid", data_format=None,
                  dilation_rate=(1, 1), activation=None, use_bias=True, kernel_initializer="glorot_uniform",
@@ -38,21 +36,14 @@ class Conv2D(ActivationMixin, Layer):
         if max(self.strides) > 1 and max(self.dilation_rate) > 1:
             raise ValueError(f"strides > 1 together with dilation_rate > 1 is not supported (as in Keras), "
                              f"received strides={strides!r}, dilation_rate={dilation_rate!r}")
-        self.activation = activations.get(activation)
-        self.use_bias = bool(use_bias)
-        self.kernel_initializer = _init.get(kernel_initializer)
-        self.bias_initializer = _init.get(bias_initializer)
-        self.kernel_regularizer = _reg.get(kernel_regularizer)
-        self.bias_regularizer = _reg.get(bias_regularizer)
+        self._kernel_args(activation, use_bias, kernel_initializer, bias_initializer, kernel_regularizer,
+                          bias_regularizer)
 
     def build(self, input_shape):
         if len(input_shape) != 4 or input_shape[-1] is None:
             raise ValueError(f"Conv2D {self.name!r} needs NHWC inputs (batch, height, width, channels) with a "
                              f"known channel count, received input shape {format_shape(input_shape)}")
-        shape = self.kernel_size + (input_shape[-1], self.filters)
-        self.kernel = self.add_weight("kernel", shape, self.kernel_initializer, self.kernel_regularizer)
-        self.bias = (self.add_weight("bias", (self.filters,), self.bias_initializer, self.bias_regularizer)
-                     if self.use_bias else None)
+        self._add_kernel_and_bias(self.kernel_size + (input_shape[-1], self.filters))
 
     def _check_input_shape(self, input_shape):
         channels = self.kernel.shape[2]
@@ -71,44 +62,10 @@ class Conv2D(ActivationMixin, Layer):
                   zip((h, w), self.kernel_size, self.strides, self.dilation_rate))
         return (n, oh, ow, self.filters)
 
-    def _args(self):
+    def _op_kwargs(self):
         return dict(strides=self.strides, padding=self.padding, dilation=self.dilation_rate)
-
-    def forward(self, x, training=False):
-        if self.activation.name != "relu":
-            return super().forward(x, training)
-        # ReLU is applied inside the convolution, before the output is stored (one pass, no copy)
-        b = self.bias.value if self.use_bias else None
-        y = _conv2d_forward(x, self.kernel.value, b, activation="relu", **self._args())
-        return y, (x, y)
-
-    def backward(self, saved, dy, need_dx=True):
-        if self.activation.name != "relu":
-            return super().backward(saved, dy, need_dx)
-        x, y = saved
-        return self._backward_linear(x, _relu_backward_from_output(dy, y), need_dx)
-
-    def _forward_linear(self, x, training):
-        b = self.bias.value if self.use_bias else None
-        return _conv2d_forward(x, self.kernel.value, b, **self._args()), x
-
-    def _backward_linear(self, x, dz, need_dx):
-        b = self.bias.value if self.use_bias else None
-        if need_dx:
-            dx, dw, db = conv2d_backward(dz, x, self.kernel.value, b, **self._args())
-        else:  # the first layer: no col2im, no dx GEMM
-            dx, (dw, db) = None, _conv2d_backward_weights(dz, x, self.kernel.value, b, **self._args())
-        if self._wants_grad(self.kernel):
-            self.kernel.accumulate_grad(dw)
-        if self.use_bias and self._wants_grad(self.bias):
-            self.bias.accumulate_grad(db)
-        return dx
 
     def get_config(self):
         return {**super().get_config(), "filters": self.filters, "kernel_size": list(self.kernel_size),
                 "strides": list(self.strides), "padding": self.padding,
-                "dilation_rate": list(self.dilation_rate), "activation": activations.serialize(self.activation),
-                "use_bias": self.use_bias, "kernel_initializer": _init.serialize(self.kernel_initializer),
-                "bias_initializer": _init.serialize(self.bias_initializer),
-                "kernel_regularizer": _reg.serialize(self.kernel_regularizer),
-                "bias_regularizer": _reg.serialize(self.bias_regularizer)}
+                "dilation_rate": list(self.dilation_rate), **self._kernel_config()}

@@ -1,12 +1,12 @@
-"""Dense, Activation, Flatten and Reshape, and the mixin that gives a layer its ``activation=``."""
+"""Dense, Activation, Flatten and Reshape, and the bases that give a layer its ``activation=`` and its
+kernel and bias."""
 
 import math
 
 from .. import activations
 from .. import initializers as _init
+from .. import ops
 from .. import regularizers as _reg
-from ..ops.activation import _relu_backward_from_output
-from ..ops.linear import _dense_backward_weights, _dense_forward, dense_backward
 from . import _args
 from .base import Layer, format_shape
 
@@ -37,13 +37,19 @@ class ActivationMixin:
         return self._backward_linear(saved, dz, need_dx)
 
 
-class Dense(ActivationMixin, Layer):
-    """y = activation(x @ kernel + bias) over the last axis of x."""
+class KernelLayer(ActivationMixin, Layer):
+    """y = activation(op(x, kernel) + bias) for an op of cnnkit.ops with a fused bias and ReLU
+    (Conv2D: ``ops.conv2d``, Dense: ``ops.dense``): the kernel and the optional bias with their
+    initializers and regularizers, and a ReLU that runs inside the op's output pass. A subclass names
+    the op pair (``_op``, ``_op_backward``) and its window arguments (``_op_kwargs``)."""
 
-    def __init__(self, units, activation=None, use_bias=True, kernel_initializer="glorot_uniform",
-                 bias_initializer="zeros", kernel_regularizer=None, bias_regularizer=None, **kwargs):
-        super().__init__(**kwargs)
-        self.units = _args.positive_int(units, "units")
+    _op = _op_backward = None
+
+    def _op_kwargs(self):
+        return {}
+
+    def _kernel_args(self, activation, use_bias, kernel_initializer, bias_initializer, kernel_regularizer,
+                     bias_regularizer):
         self.activation = activations.get(activation)
         self.use_bias = bool(use_bias)
         self.kernel_initializer = _init.get(kernel_initializer)
@@ -51,14 +57,68 @@ class Dense(ActivationMixin, Layer):
         self.kernel_regularizer = _reg.get(kernel_regularizer)
         self.bias_regularizer = _reg.get(bias_regularizer)
 
+    def _kernel_config(self):
+        return {"activation": activations.serialize(self.activation), "use_bias": self.use_bias,
+                "kernel_initializer": _init.serialize(self.kernel_initializer),
+                "bias_initializer": _init.serialize(self.bias_initializer),
+                "kernel_regularizer": _reg.serialize(self.kernel_regularizer),
+                "bias_regularizer": _reg.serialize(self.bias_regularizer)}
+
+    def _add_kernel_and_bias(self, kernel_shape):
+        """The kernel, and a bias of one value per output (the kernel's last axis) when use_bias."""
+        self.kernel = self.add_weight("kernel", kernel_shape, self.kernel_initializer, self.kernel_regularizer)
+        self.bias = (self.add_weight("bias", kernel_shape[-1:], self.bias_initializer, self.bias_regularizer)
+                     if self.use_bias else None)
+
+    def _bias_value(self):
+        return self.bias.value if self.use_bias else None
+
+    def _fuses_relu(self):
+        return self.activation.name == "relu" and not self.activation.params
+
+    def forward(self, x, training=False):
+        if not self._fuses_relu():
+            return super().forward(x, training)
+        y = self._op(x, self.kernel.value, self._bias_value(), activation="relu", **self._op_kwargs())
+        return y, (x, y)
+
+    def backward(self, saved, dy, need_dx=True):
+        if not self._fuses_relu():
+            return super().backward(saved, dy, need_dx)
+        x, y = saved
+        return self._backward_linear(x, ops.relu_backward_from_output(dy, y), need_dx)
+
+    def _forward_linear(self, x, training):
+        return self._op(x, self.kernel.value, self._bias_value(), **self._op_kwargs()), x
+
+    def _backward_linear(self, x, dz, need_dx):
+        # need_dx False (a model's first layer): no dy @ w.T GEMM, no col2im
+        dx, dw, db = self._op_backward(dz, x, self.kernel.value, self._bias_value(), need_dx=need_dx,
+                                       **self._op_kwargs())
+        if self._wants_grad(self.kernel):
+            self.kernel.accumulate_grad(dw)
+        if self.use_bias and self._wants_grad(self.bias):
+            self.bias.accumulate_grad(db)
+        return dx
+
+
+class Dense(KernelLayer):
+    """y = activation(x @ kernel + bias) over the last axis of x."""
+
+    _op, _op_backward = staticmethod(ops.dense), staticmethod(ops.dense_backward)
+
+    def __init__(self, units, activation=None, use_bias=True, kernel_initializer="glorot_uniform",
+                 bias_initializer="zeros", kernel_regularizer=None, bias_regularizer=None, **kwargs):
+        super().__init__(**kwargs)
+        self.units = _args.positive_int(units, "units")
+        self._kernel_args(activation, use_bias, kernel_initializer, bias_initializer, kernel_regularizer,
+                          bias_regularizer)
+
     def build(self, input_shape):
         if len(input_shape) < 2 or input_shape[-1] is None:
             raise ValueError(f"Dense {self.name!r} needs inputs of shape (batch, ..., features) with a known "
                              f"last axis, received input shape {format_shape(input_shape)}")
-        self.kernel = self.add_weight("kernel", (input_shape[-1], self.units), self.kernel_initializer,
-                                      self.kernel_regularizer)
-        self.bias = (self.add_weight("bias", (self.units,), self.bias_initializer, self.bias_regularizer)
-                     if self.use_bias else None)
+        self._add_kernel_and_bias((input_shape[-1], self.units))
 
     def _check_input_shape(self, input_shape):
         if len(input_shape) < 2 or input_shape[-1] != self.kernel.shape[0]:
@@ -68,55 +128,36 @@ class Dense(ActivationMixin, Layer):
     def compute_output_shape(self, input_shape):
         return tuple(input_shape[:-1]) + (self.units,)
 
-    def forward(self, x, training=False):
-        if self.activation.name != "relu":
-            return super().forward(x, training)
-        b = self.bias.value if self.use_bias else None
-        y = _dense_forward(x, self.kernel.value, b, activation="relu")  # ReLU fused into the bias pass
-        return y, (x, y)
-
-    def backward(self, saved, dy, need_dx=True):
-        if self.activation.name != "relu":
-            return super().backward(saved, dy, need_dx)
-        x, y = saved
-        return self._backward_linear(x, _relu_backward_from_output(dy, y), need_dx)
-
-    def _forward_linear(self, x, training):
-        b = self.bias.value if self.use_bias else None
-        return _dense_forward(x, self.kernel.value, b), x
-
-    def _backward_linear(self, x, dz, need_dx):
-        b = self.bias.value if self.use_bias else None
-        if need_dx:
-            dx, dw, db = dense_backward(dz, x, self.kernel.value, b)
-        else:
-            dx, (dw, db) = None, _dense_backward_weights(dz, x, self.kernel.value, b)
-        if self._wants_grad(self.kernel):
-            self.kernel.accumulate_grad(dw)
-        if self.use_bias and self._wants_grad(self.bias):
-            self.bias.accumulate_grad(db)
-        return dx
-
     def get_config(self):
-        return {**super().get_config(), "units": self.units, "activation": activations.serialize(self.activation),
-                "use_bias": self.use_bias, "kernel_initializer": _init.serialize(self.kernel_initializer),
-                "bias_initializer": _init.serialize(self.bias_initializer),
-                "kernel_regularizer": _reg.serialize(self.kernel_regularizer),
-                "bias_regularizer": _reg.serialize(self.bias_regularizer)}
+        return {**super().get_config(), "units": self.units, **self._kernel_config()}
 
 
-class Activation(ActivationMixin, Layer):
-    """Applies an activation by name: ``Activation("relu")``."""
+class ActivationLayer(ActivationMixin, Layer):
+    """A layer that is only its activation: the linear part is the identity. ``config`` holds the
+    constructor arguments that ``get_config`` returns, each kept as an attribute of that name."""
 
-    def __init__(self, activation, **kwargs):
+    def __init__(self, activation, config=None, **kwargs):
         super().__init__(**kwargs)
         self.activation = activations.get(activation)
+        self._config_names = tuple(config or ())
+        for name, value in (config or {}).items():
+            setattr(self, name, value)
 
     def _forward_linear(self, x, training):
         return x, None
 
     def _backward_linear(self, saved, dz, need_dx):
         return dz if need_dx else None
+
+    def get_config(self):
+        return {**super().get_config(), **{name: getattr(self, name) for name in self._config_names}}
+
+
+class Activation(ActivationLayer):
+    """Applies an activation by name: ``Activation("relu")``."""
+
+    def __init__(self, activation, **kwargs):
+        super().__init__(activation, **kwargs)
 
     def get_config(self):
         return {**super().get_config(), "activation": activations.serialize(self.activation)}

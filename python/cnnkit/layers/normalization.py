@@ -4,8 +4,7 @@ import numbers
 
 from .. import initializers as _init
 from .. import regularizers as _reg
-from ..ops import batch_norm, batch_norm_backward
-from ..ops.norm import _batch_norm_train_backward, _batch_norm_train_forward
+from ..ops import batch_norm, batch_norm_backward, batch_norm_backward_from_stats
 from .base import Layer, format_shape
 
 __all__ = ["BatchNormalization"]
@@ -73,7 +72,8 @@ class BatchNormalization(Layer):
         gamma, beta = self._affine()
         mm, mv = self.moving_mean.value, self.moving_variance.value
         if training and self.trainable:
-            y, mean, invstd = _batch_norm_train_forward(x, gamma, beta, mm, mv, self.momentum, self.epsilon)
+            y, mean, invstd = batch_norm(x, gamma, beta, mm, mv, True, self.momentum, self.epsilon,
+                                         return_stats=True)
             return y, (x, mean, invstd)
         return batch_norm(x, gamma, beta, mm, mv, False, self.momentum, self.epsilon), (x, None, None)
 
@@ -83,7 +83,7 @@ class BatchNormalization(Layer):
         if not need_dx and not any(v is not None and self._wants_grad(v) for v in (self.gamma, self.beta)):
             return None
         if mean is not None:
-            dx, dgamma, dbeta = _batch_norm_train_backward(dy, x, gamma, mean, invstd)
+            dx, dgamma, dbeta = batch_norm_backward_from_stats(dy, x, gamma, mean, invstd)
         else:  # inference mode: the moving statistics are constants
             dx, dgamma, dbeta = batch_norm_backward(dy, x, gamma, beta, self.moving_mean.value,
                                                     self.moving_variance.value, False, self.momentum,

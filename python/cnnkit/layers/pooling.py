@@ -3,7 +3,7 @@
 Max and stochastic pooling save the chosen cell of each window for backward; average pooling and
 the inference form of stochastic pooling differentiate from the saved input."""
 
-from ..ops import pool as _pool
+from .. import ops
 from . import _args
 from ._seeds import SeedStream
 from .base import Layer, format_shape
@@ -53,24 +53,24 @@ class MaxPooling2D(_Pooling2D):
     """Max over each window; NaN wins, ties go to the first cell (the gradient flows there)."""
 
     def forward(self, x, training=False):
-        y, argmax = _pool._max_pool2d_forward_saved(x, **self._args())
+        y, argmax = ops.max_pool2d(x, **self._args(), return_argmax=True)
         return y, (argmax, x.shape)
 
     def backward(self, saved, dy, need_dx=True):
         if not need_dx:
             return None
         argmax, shape = saved
-        return _pool._max_pool2d_backward_saved(dy, argmax, shape, **self._args())
+        return ops.max_pool2d_backward_from_argmax(dy, argmax, shape, **self._args())
 
 
 class AveragePooling2D(_Pooling2D):
     """Mean over each window; the padding of "same" is not counted (Keras/TensorFlow)."""
 
     def forward(self, x, training=False):
-        return _pool.avg_pool2d(x, **self._args()), x
+        return ops.avg_pool2d(x, **self._args()), x
 
     def backward(self, x, dy, need_dx=True):
-        return _pool.avg_pool2d_backward(dy, x, **self._args()) if need_dx else None
+        return ops.avg_pool2d_backward(dy, x, **self._args()) if need_dx else None
 
 
 class StochasticPooling2D(_Pooling2D):
@@ -87,17 +87,18 @@ class StochasticPooling2D(_Pooling2D):
 
     def forward(self, x, training=False):
         if training:
-            y, index = _pool._stochastic_pool2d_forward_saved(x, **self._args(), seed=self._seeds.next())
+            y, index = ops.stochastic_pool2d(x, **self._args(), training=True, seed=self._seeds.next(),
+                                             return_index=True)
             return y, (index, x.shape)
-        return _pool.stochastic_pool2d(x, **self._args(), training=False), (None, x)
+        return ops.stochastic_pool2d(x, **self._args(), training=False), (None, x)
 
     def backward(self, saved, dy, need_dx=True):
         if not need_dx:
             return None
         index, x_or_shape = saved
         if index is not None:  # training: dy goes to the drawn cell
-            return _pool._stochastic_pool2d_backward_saved(dy, index, x_or_shape, **self._args())
-        return _pool.stochastic_pool2d_backward(dy, x_or_shape, **self._args(), training=False)
+            return ops.stochastic_pool2d_backward_from_index(dy, index, x_or_shape, **self._args())
+        return ops.stochastic_pool2d_backward(dy, x_or_shape, **self._args(), training=False)
 
     def get_config(self):
         return {**super().get_config(), "seed": self.seed}
@@ -128,21 +129,21 @@ class GlobalAveragePooling2D(_GlobalPooling2D):
     """Mean over height and width: (N, H, W, C) -> (N, C), or (N, 1, 1, C) with keepdims=True."""
 
     def forward(self, x, training=False):
-        return self._out(_pool.global_avg_pool2d(x)), x
+        return self._out(ops.global_avg_pool2d(x)), x
 
     def backward(self, x, dy, need_dx=True):
-        return _pool.global_avg_pool2d_backward(dy.reshape(x.shape[0], x.shape[3]), x) if need_dx else None
+        return ops.global_avg_pool2d_backward(dy.reshape(x.shape[0], x.shape[3]), x) if need_dx else None
 
 
 class GlobalMaxPooling2D(_GlobalPooling2D):
     """Max over height and width: (N, H, W, C) -> (N, C), or (N, 1, 1, C) with keepdims=True."""
 
     def forward(self, x, training=False):
-        y, argmax = _pool._global_max_pool2d_forward_saved(x)
+        y, argmax = ops.global_max_pool2d(x, return_argmax=True)
         return self._out(y), (argmax, x.shape)
 
     def backward(self, saved, dy, need_dx=True):
         if not need_dx:
             return None
         argmax, shape = saved
-        return _pool._global_max_pool2d_backward_saved(dy.reshape(argmax.shape), argmax, shape)
+        return ops.global_max_pool2d_backward_from_argmax(dy.reshape(argmax.shape), argmax, shape)

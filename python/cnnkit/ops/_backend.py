@@ -5,8 +5,8 @@
 GPU libraries (anything with ``__dlpack__`` on a CUDA device, such as a PyTorch CUDA tensor) are
 viewed as CuPy arrays, zero-copy, by ``as_array``/``check_float``. The argument checks themselves
 (ValueError/TypeError naming the argument and the shapes; ``geometry``, which turns Keras-style
-window arguments into the 14-tuple the kernels take) are in ``_checks``, which cnnkit.ops.reference
-calls too, so that both refuse the same calls with the same messages.
+window arguments into the ``Geometry`` named tuple the kernels take) are in ``_op_args``, which
+cnnkit.ops.reference calls too, so that both refuse the same calls with the same messages.
 ``matmul`` is the one GEMM entry point (NumPy/OpenBLAS or CuPy/cuBLAS, TF32 on the GPU only when
 ``cnnkit.config.allow_tf32``). This module is the only place that imports the native modules, and
 CuPy is imported only when a CuPy array (or a GPU request) shows up, never at ``import cnnkit``.
@@ -15,10 +15,10 @@ CuPy is imported only when a CuPy array (or a GPU request) shows up, never at ``
 import numpy as np
 
 from ..config import config
-# The argument checks live in _checks, shared with cnnkit.ops.reference; these names are re-exported
-# for the ops modules and the tests that know them from here.
-from ._checks import MAX_EXTENT, array_kind, float_array, geometry, is_cupy as _is_cupy  # noqa: F401
-from ._checks import is_gpu_dlpack as _is_gpu_dlpack, pair, resolve_padding, seed_value  # noqa: F401
+# The argument checks live in _op_args, shared with cnnkit.ops.reference; geometry and
+# resolve_padding are re-exported for the tests that know them from here.
+from ._op_args import array_kind, float_array, geometry, is_cupy as _is_cupy  # noqa: F401
+from ._op_args import is_gpu_dlpack as _is_gpu_dlpack, resolve_padding  # noqa: F401
 
 
 class Backend:
@@ -245,7 +245,7 @@ def cuda_status():
 
 
 def check_float(a, name, ndim=None, layout=None, dtype=None):
-    """Validate a float array argument (``_checks.float_array``) and return it C-contiguous."""
+    """Validate a float array argument (``_op_args.float_array``) and return it C-contiguous."""
     return c_aligned(float_array(as_array(a), name, ndim, layout, dtype))
 
 

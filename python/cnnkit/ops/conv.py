@@ -7,7 +7,9 @@ chunk's result straight into the output. The im2col scratch is bounded by
 inside an image), reusing one buffer. ``conv2d_backward`` gives dw (col.T @ dy, accumulated over the
 chunks), dx (dy @ w.T into the same buffer, then a deterministic col2im gather) and db (a native,
 deterministic column sum). A 1x1, stride-1, unpadded convolution needs no im2col: it is one GEMM on
-x.reshape(-1, C).
+x.reshape(-1, C); small filters skip it too (the direct kernels of conv_direct.cpp, ``_use_direct``).
+``conv2d(..., activation="relu")`` applies the ReLU in the bias pass, and
+``conv2d_backward(..., need_dx=False)`` computes no dx: the forms the Conv2D layer calls.
 
 The workspace is kept per thread between calls (at most ``workspace_limit`` bytes of it): a fresh
 64 MiB buffer per call would cost more in page faults than the im2col copy itself.
@@ -23,7 +25,7 @@ import threading
 
 import numpy as np
 
-from . import _backend, _checks
+from . import _backend, _op_args
 from ._backend import as_array, backend, contiguous
 
 __all__ = ["im2col", "col2im", "conv2d", "conv2d_backward"]
@@ -31,8 +33,7 @@ __all__ = ["im2col", "col2im", "conv2d", "conv2d_backward"]
 
 def _is_pointwise(geom):
     """1x1 window, stride 1, no padding: the im2col matrix is x.reshape(-1, C) itself."""
-    _, _, _, _, kh, kw, sh, sw, _, _, pt, pb, pl, pr = geom
-    return kh == kw == sh == sw == 1 and pt == pb == pl == pr == 0
+    return geom.KH == geom.KW == geom.SH == geom.SW == 1 and not geom.padded
 
 
 _cache = threading.local()
@@ -108,11 +109,11 @@ def im2col(x, kernel_size, strides=1, padding="valid", dilation=1):
     (n, oh, ow) order, columns in (kh, kw, c) order; padded cells are 0. ``col @ w.reshape(-1, O)``
     is the convolution with an HWIO kernel w."""
     x = as_array(x)
-    geom, (oh, ow) = _checks.check_im2col(x, kernel_size, strides, padding, dilation)
+    geom, (oh, ow) = _op_args.check_im2col(x, kernel_size, strides, padding, dilation)
     x, = contiguous(x)
     be = backend(x)
     rows = x.shape[0] * oh * ow
-    col = be.xp.empty((rows, geom[4] * geom[5] * geom[3]), dtype=x.dtype)
+    col = be.xp.empty((rows, geom.patch_size), dtype=x.dtype)
     be.lib.im2col(x, col, geom, 0, rows)
     return col
 
@@ -121,7 +122,7 @@ def col2im(col, x_shape, kernel_size, strides=1, padding="valid", dilation=1):
     """The adjoint of ``im2col``: an (N, H, W, C) array in which each input pixel is the sum of every
     entry of col (N*OH*OW, KH*KW*C) that im2col would have copied from it."""
     col = as_array(col)
-    x_shape, geom, (oh, ow) = _checks.check_col2im(col, x_shape, kernel_size, strides, padding, dilation)
+    x_shape, geom, (oh, ow) = _op_args.check_col2im(col, x_shape, kernel_size, strides, padding, dilation)
     col, = contiguous(col)
     be = backend(col)
     rows = x_shape[0] * oh * ow
@@ -138,53 +139,39 @@ _DIRECT_MAX_BAND_BYTES = 16 * 2**20
 
 
 def _direct_band_bytes(geom, itemsize, forward):
-    _, _, w, c, kh, _, _, _, dh, _, pt, pb, pl, pr = geom
-    if not (pt or pb or pl or pr):
+    if not geom.padded:
         return 0
-    out_w = (w + pl + pr - (geom[5] - 1) * geom[9] - 1) // geom[7] + 1
-    rows = 1 if forward else max(1, 1024 // out_w)
-    return rows * ((kh - 1) * dh + 1) * (w + pl + pr) * c * itemsize
+    rows = 1 if forward else max(1, 1024 // geom.OW)
+    return rows * ((geom.KH - 1) * geom.DH + 1) * (geom.W + geom.PL + geom.PR) * geom.C * itemsize
 
 
 def _use_direct(geom, o, forward, itemsize=8, gpu=False):
     """Whether the direct kernel (conv_direct.cpp / conv_direct.cu) beats im2col + GEMM here."""
-    _, _, _, c, kh, kw = geom[:6]
     if _is_pointwise(geom) or _direct_band_bytes(geom, itemsize, forward) > _DIRECT_MAX_BAND_BYTES:
         return False
+    k = geom.patch_size
     if gpu:
-        return kh * kw * c <= _GPU_DIRECT_MAX_K
+        return k <= _GPU_DIRECT_MAX_K
     if forward:
-        return kh * kw * c * o <= _DIRECT_FORWARD_MAX_KO
-    return kh * kw * c * o <= _DIRECT_WEIGHTS_MAX_KO and o <= _DIRECT_WEIGHTS_MAX_O
+        return k * o <= _DIRECT_FORWARD_MAX_KO
+    return k * o <= _DIRECT_WEIGHTS_MAX_KO and o <= _DIRECT_WEIGHTS_MAX_O
 
 
-def _check_activation(activation):
-    if activation not in (None, "relu"):
-        raise ValueError(f'activation must be None or "relu", received activation={activation!r}')
-    return activation == "relu"
-
-
-def conv2d(x, w, b=None, strides=1, padding="valid", dilation=1):
-    """2-D convolution (cross-correlation, like Keras Conv2D).
+def conv2d(x, w, b=None, strides=1, padding="valid", dilation=1, *, activation=None):
+    """2-D convolution (cross-correlation, like Keras Conv2D), with the bias and ReLU fused.
 
     x: (N, H, W, C); w: (KH, KW, C, O); b: (O,) or None. padding: "valid", "same" (TensorFlow rule,
     the odd pixel at the bottom/right), an int, (ph, pw) or ((top, bottom), (left, right)).
-    strides, dilation: int or pair. Returns (N, OH, OW, O)."""
-    return _conv2d_forward(x, w, b, strides, padding, dilation)
-
-
-def _conv2d_forward(x, w, b=None, strides=1, padding="valid", dilation=1, activation=None):
-    """``conv2d`` followed by ``activation`` (None or "relu"), applied before the output is stored:
-    one pass over the output instead of two, and no second output array."""
-    relu = _check_activation(activation)
+    strides, dilation: int or pair. activation: None or "relu", applied before the output is stored
+    (one pass over the output instead of two, and no second output array). Returns (N, OH, OW, O)."""
     x, w, b = as_array(x), as_array(w), as_array(b)
-    geom, (oh, ow) = _checks.check_conv2d(x, w, b, strides, padding, dilation)
+    geom, (oh, ow) = _op_args.check_conv2d(x, w, b, strides, padding, dilation, activation)
+    relu = activation == "relu"
     x, w, b = contiguous(x, w, b)
     be = backend(x, w, b)
-    xp = be.xp
     n, c, o = x.shape[0], x.shape[3], w.shape[3]
-    rows, k = n * oh * ow, w.shape[0] * w.shape[1] * c
-    y = xp.empty((n, oh, ow, o), dtype=x.dtype)
+    rows, k = n * oh * ow, geom.patch_size
+    y = be.xp.empty((n, oh, ow, o), dtype=x.dtype)
     if rows and _use_direct(geom, o, forward=True, itemsize=x.itemsize, gpu=be.name == "gpu"):
         be.lib.conv2d_direct_forward(x, w, b, y, geom, relu)
         return y
@@ -206,45 +193,36 @@ def _conv2d_forward(x, w, b=None, strides=1, padding="valid", dilation=1, activa
     return y
 
 
-def conv2d_backward(dy, x, w, b=None, strides=1, padding="valid", dilation=1):
-    """Gradients of ``conv2d(x, w, b, ...)`` given dy = dL/dy (N, OH, OW, O).
+def conv2d_backward(dy, x, w, b=None, strides=1, padding="valid", dilation=1, *, need_dx=True):
+    """Gradients of ``conv2d(x, w, b, ...)`` given dy = dL/dy (N, OH, OW, O), the gradient of the
+    convolution's own output (for ``activation="relu"``, pass ``relu_backward_from_output(dy, y)``).
 
-    Returns (dx, dw, db); db is None when b is None."""
-    return _backward(dy, x, w, b, strides, padding, dilation, want_dx=True)
-
-
-def _conv2d_backward_weights(dy, x, w, b=None, strides=1, padding="valid", dilation=1):
-    """(dw, db) of ``conv2d_backward`` without dx: for a layer whose input needs no gradient (the
-    first layer of a model), which skips the dy @ w.T GEMM and col2im. db is None when b is None."""
-    _, dw, db = _backward(dy, x, w, b, strides, padding, dilation, want_dx=False)
-    return dw, db
-
-
-def _backward(dy, x, w, b, strides, padding, dilation, want_dx):
+    Returns (dx, dw, db); db is None when b is None. need_dx=False (a layer whose input needs no
+    gradient, such as a model's first) gives dx None and skips the dy @ w.T GEMM and col2im."""
     dy, x, w, b = as_array(dy), as_array(x), as_array(w), as_array(b)
-    geom, out_hw = _checks.check_conv2d_backward(dy, x, w, b, strides, padding, dilation)
+    geom, out_hw = _op_args.check_conv2d_backward(dy, x, w, b, strides, padding, dilation)
     dy, x, w, b = contiguous(dy, x, w, b)
     be = backend(dy, x, w, b)
     xp = be.xp
     n, c, o = x.shape[0], x.shape[3], w.shape[3]
-    rows, k = n * out_hw[0] * out_hw[1], w.shape[0] * w.shape[1] * c
+    rows, k = n * out_hw[0] * out_hw[1], geom.patch_size
     dy2d = dy.reshape(rows, o)
     w2d = w.reshape(k, o)
     if rows and _use_direct(geom, o, forward=False, itemsize=x.itemsize, gpu=be.name == "gpu"):
         dw = xp.empty(w.shape, dtype=x.dtype)
         db = None if b is None else xp.empty((o,), dtype=x.dtype)
         be.lib.conv2d_direct_backward_weights(dy, x, dw, db, geom)
-        dx = _gemm_backward(be, dy2d, x, w2d, geom, want_dw=False)[0] if want_dx else None
+        dx = _gemm_backward(be, dy2d, x, w2d, geom, want_dw=False)[0] if need_dx else None
         return dx, dw, db
     if rows and _is_pointwise(geom):
         dx = None
-        if want_dx:
+        if need_dx:
             dx = xp.empty(x.shape, dtype=x.dtype)
             _backend.matmul(be, dy2d, w2d.T, out=dx.reshape(rows, c))
         dw = xp.empty(w.shape, dtype=x.dtype)
         _backend.matmul(be, x.reshape(rows, c).T, dy2d, out=dw.reshape(k, o))
         return dx, dw, _bias_grad(be, dy2d, b)
-    dx, dw2d = _gemm_backward(be, dy2d, x, w2d, geom, want_dw=True, want_dx=want_dx)
+    dx, dw2d = _gemm_backward(be, dy2d, x, w2d, geom, want_dw=True, want_dx=need_dx)
     # After col2im, so that two native (OpenMP) kernels run back to back rather than around a GEMM.
     return dx, dw2d.reshape(w.shape), _bias_grad(be, dy2d, b)
 

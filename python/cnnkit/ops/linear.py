@@ -1,31 +1,15 @@
 """Fully connected layer: y = x @ w + b over the last axis of x.
 
 The GEMMs go through the array library's matmul (OpenBLAS under NumPy, cuBLAS under CuPy, TF32 only
-with cnnkit.config.allow_tf32); the bias add and the bias gradient are the same native kernels the
-convolution uses (a deterministic column sum, no atomics). x may have any rank >= 2, like Keras' Dense: the leading axes are flattened
-into rows.
+with cnnkit.config.allow_tf32); the bias add (with the ReLU fused when asked) and the bias gradient
+are the same native kernels the convolution uses (a deterministic column sum, no atomics). x may
+have any rank >= 2, like Keras' Dense: the leading axes are flattened into rows.
 """
 
-from . import _backend, _checks
+from . import _backend, _op_args
 from ._backend import as_array, backend, contiguous
 
 __all__ = ["dense", "dense_backward"]
-
-
-def _check(x, w, b):
-    """(backend, x, w, b) validated by the shared check, C-contiguous."""
-    x, w, b = as_array(x), as_array(w), as_array(b)
-    _checks.check_dense(x, w, b)
-    x, w, b = contiguous(x, w, b)
-    return backend(x, w, b), x, w, b
-
-
-def _check_backward(dy, x, w, b):
-    """(backend, dy, x, w, b) validated by the shared check, C-contiguous."""
-    dy, x, w, b = as_array(dy), as_array(x), as_array(w), as_array(b)
-    _checks.check_dense_backward(dy, x, w, b)
-    dy, x, w, b = contiguous(dy, x, w, b)
-    return backend(dy, x, w, b), dy, x, w, b
 
 
 def _rows(x):
@@ -36,45 +20,41 @@ def _rows(x):
     return rows
 
 
-def dense(x, w, b=None):
-    """x (..., in) @ w (in, out) + b (out,) -> (..., out)."""
-    return _dense_forward(x, w, b)
-
-
-def _dense_forward(x, w, b=None, activation=None):
-    """``dense`` followed by ``activation`` (None or "relu"), fused into the bias pass."""
-    if activation not in (None, "relu"):
-        raise ValueError(f'activation must be None or "relu", received activation={activation!r}')
-    be, x, w, b = _check(x, w, b)
+def dense(x, w, b=None, *, activation=None):
+    """x (..., in) @ w (in, out) + b (out,) -> (..., out). activation: None or "relu", fused into
+    the bias pass."""
+    x, w, b = as_array(x), as_array(w), as_array(b)
+    _op_args.check_dense(x, w, b, activation)
+    x, w, b = contiguous(x, w, b)
+    be = backend(x, w, b)
     rows = _rows(x)
     y = be.xp.empty(x.shape[:-1] + (w.shape[1],), dtype=x.dtype)
     y2d = y.reshape(rows, w.shape[1])
     _backend.matmul(be, x.reshape(rows, w.shape[0]), w, out=y2d)
-    if y2d.shape[0] and b is not None:
+    if rows and b is not None:
         be.lib.bias_add(y2d, b, activation == "relu")
-    elif y2d.shape[0] and activation == "relu":
+    elif rows and activation == "relu":
         be.lib.relu_forward(y, y)
     return y
 
 
-def dense_backward(dy, x, w, b=None):
-    """Gradients of ``dense(x, w, b)``: (dx, dw, db), db None when b is None."""
-    be, dy, x, w, b = _check_backward(dy, x, w, b)
-    dx = _backend.matmul(be, dy.reshape(_rows(x), w.shape[1]), w.T).reshape(x.shape)
-    return (dx, *_dense_backward_weights(dy, x, w, b))
-
-
-def _dense_backward_weights(dy, x, w, b=None):
-    """(dw, db) only, for a layer whose input needs no gradient."""
-    be, dy, x, w, b = _check_backward(dy, x, w, b)
+def dense_backward(dy, x, w, b=None, *, need_dx=True):
+    """Gradients of ``dense(x, w, b)`` given dy, the gradient of its own output (for
+    ``activation="relu"``, pass ``relu_backward_from_output(dy, y)``): (dx, dw, db), db None when b
+    is None, dx None with need_dx=False (a layer whose input needs no gradient)."""
+    dy, x, w, b = as_array(dy), as_array(x), as_array(w), as_array(b)
+    _op_args.check_dense_backward(dy, x, w, b)
+    dy, x, w, b = contiguous(dy, x, w, b)
+    be = backend(dy, x, w, b)
     rows = _rows(x)
     dy2d = dy.reshape(rows, w.shape[1])
+    dx = _backend.matmul(be, dy2d, w.T).reshape(x.shape) if need_dx else None
     dw = _backend.matmul(be, x.reshape(rows, w.shape[0]).T, dy2d)
     db = None
     if b is not None:
         db = be.xp.empty((w.shape[1],), dtype=x.dtype)
-        if dy2d.shape[0]:
+        if rows:
             be.lib.bias_grad(dy2d, db)
         else:
             db[...] = 0
-    return dw, db
+    return dx, dw, db

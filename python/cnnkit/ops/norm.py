@@ -11,22 +11,22 @@ Inference normalizes with the moving statistics. An empty batch (N = 0) gives an
 leaves the moving statistics untouched.
 """
 
-from . import _checks
+from . import _op_args
 from ._backend import as_array, backend, contiguous
 
-__all__ = ["batch_norm", "batch_norm_backward"]
+__all__ = ["batch_norm", "batch_norm_backward", "batch_norm_backward_from_stats"]
 
 
 def _prepare(x, gamma, beta, moving_mean, moving_var, momentum, epsilon, updated, dy=None, backward=False):
-    """The shared check (``_checks.check_batch_norm[_backward]``), then every array C-contiguous
+    """The shared check (``_op_args.check_batch_norm[_backward]``), then every array C-contiguous
     (the moving statistics that are updated in place already are: the check requires it)."""
     x, gamma, beta, moving_mean, moving_var, dy = (as_array(a) for a in (x, gamma, beta, moving_mean,
                                                                          moving_var, dy))
     if backward:
-        c, momentum, epsilon = _checks.check_batch_norm_backward(dy, x, gamma, beta, moving_mean, moving_var,
+        c, momentum, epsilon = _op_args.check_batch_norm_backward(dy, x, gamma, beta, moving_mean, moving_var,
                                                                  momentum, epsilon)
     else:
-        c, momentum, epsilon = _checks.check_batch_norm(x, gamma, beta, moving_mean, moving_var, momentum,
+        c, momentum, epsilon = _op_args.check_batch_norm(x, gamma, beta, moving_mean, moving_var, momentum,
                                                         epsilon, updated)
     be = backend(dy, x, gamma, beta, moving_mean, moving_var)
     x, gamma, beta, dy = contiguous(x, gamma, beta, dy)
@@ -35,7 +35,8 @@ def _prepare(x, gamma, beta, moving_mean, moving_var, momentum, epsilon, updated
     return be, x, c, gamma, beta, moving_mean, moving_var, momentum, epsilon, dy
 
 
-def batch_norm(x, gamma, beta, moving_mean, moving_var, training=False, momentum=0.99, epsilon=1e-3):
+def batch_norm(x, gamma, beta, moving_mean, moving_var, training=False, momentum=0.99, epsilon=1e-3, *,
+               return_stats=False):
     """Batch normalization over the last axis of ``x`` (N, ..., C).
 
     gamma, beta: (C,) scale and offset, or None (Keras ``scale=False`` / ``center=False``).
@@ -45,16 +46,24 @@ def batch_norm(x, gamma, beta, moving_mean, moving_var, training=False, momentum
     writable). With ``training=False`` they are read only:
     ``y = (x - moving_mean) / sqrt(moving_var + epsilon) * gamma + beta``.
     momentum in [0, 1]; epsilon > 0. Returns y, the shape and dtype of x.
+    return_stats=True (training only): returns (y, mean, invstd), the batch mean and
+    1 / sqrt(biased variance + epsilon) per channel as float64 (C,) arrays whatever x's dtype (a
+    rounded mean would cost dgamma its accuracy), for :func:`batch_norm_backward_from_stats`.
     """
     training = bool(training)
+    _op_args.check_saved_state(return_stats, "return_stats", training)
     be, x, c, gamma, beta, moving_mean, moving_var, momentum, epsilon, _ = _prepare(
         x, gamma, beta, moving_mean, moving_var, momentum, epsilon, updated=training)
-    if training:
-        return _batch_norm_train_forward(x, gamma, beta, moving_mean, moving_var, momentum, epsilon)[0]
     y = be.xp.empty(x.shape, x.dtype)
-    be.lib.batch_norm_inference_forward(x.reshape(-1, c), gamma, beta, moving_mean, moving_var, epsilon,
-                                        y.reshape(-1, c))
-    return y
+    if not training:
+        be.lib.batch_norm_inference_forward(x.reshape(-1, c), gamma, beta, moving_mean, moving_var, epsilon,
+                                            y.reshape(-1, c))
+        return y
+    mean = be.xp.empty((c,), be.xp.float64)
+    invstd = be.xp.empty((c,), be.xp.float64)
+    be.lib.batch_norm_train_forward(x.reshape(-1, c), gamma, beta, moving_mean, moving_var, momentum,
+                                    epsilon, y.reshape(-1, c), mean, invstd)
+    return (y, mean, invstd) if return_stats else y
 
 
 def batch_norm_backward(dy, x, gamma, beta, moving_mean, moving_var, training=False, momentum=0.99,
@@ -64,9 +73,10 @@ def batch_norm_backward(dy, x, gamma, beta, moving_mean, moving_var, training=Fa
 
     With ``training=True`` the batch statistics are recomputed from x and differentiated through
     (dx = invstd / M * (M * g - sum(g) - xhat * sum(g * xhat)), g = dy * gamma); the moving statistics
-    are neither read nor updated. With ``training=False`` the moving statistics are constants:
-    dx = dy * gamma / sqrt(moving_var + epsilon). The moving statistics (and momentum) are not
-    differentiable; no gradient is returned for them.
+    are neither read nor updated (a layer keeps the statistics of the forward instead:
+    :func:`batch_norm_backward_from_stats`). With ``training=False`` the moving statistics are
+    constants: dx = dy * gamma / sqrt(moving_var + epsilon). The moving statistics (and momentum) are
+    not differentiable; no gradient is returned for them.
     """
     training = bool(training)
     be, x, c, gamma, beta, moving_mean, moving_var, momentum, epsilon, dy = _prepare(
@@ -75,7 +85,7 @@ def batch_norm_backward(dy, x, gamma, beta, moving_mean, moving_var, training=Fa
         mean = be.xp.empty((c,), be.xp.float64)
         invstd = be.xp.empty((c,), be.xp.float64)
         be.lib.batch_norm_batch_stats(x.reshape(-1, c), epsilon, mean, invstd)
-        dx, dgamma, dbeta = _batch_norm_train_backward(dy, x, gamma, mean, invstd)
+        dx, dgamma, dbeta = _backward_from_stats(be, dy, x, c, gamma, mean, invstd)
     else:
         dx = be.xp.empty(x.shape, x.dtype)
         dgamma = be.xp.empty((c,), x.dtype)
@@ -85,35 +95,16 @@ def batch_norm_backward(dy, x, gamma, beta, moving_mean, moving_var, training=Fa
     return dx, (dgamma if gamma is not None else None), (dbeta if beta is not None else None)
 
 
-def _batch_norm_train_forward(x, gamma, beta, moving_mean, moving_var, momentum, epsilon):
-    """Training forward for layers: returns (y, mean, invstd), the batch mean and
-    1 / sqrt(biased variance + epsilon) per channel as float64 (C,) arrays whatever x's dtype (a
-    rounded mean would cost dgamma its accuracy), to pass to :func:`_batch_norm_train_backward`;
-    updates moving_mean / moving_var in place like :func:`batch_norm`."""
-    be, x, c, gamma, beta, moving_mean, moving_var, momentum, epsilon, _ = _prepare(
-        x, gamma, beta, moving_mean, moving_var, momentum, epsilon, updated=True)
-    y = be.xp.empty(x.shape, x.dtype)
-    mean = be.xp.empty((c,), be.xp.float64)
-    invstd = be.xp.empty((c,), be.xp.float64)
-    be.lib.batch_norm_train_forward(x.reshape(-1, c), gamma, beta, moving_mean, moving_var, momentum,
-                                    epsilon, y.reshape(-1, c), mean, invstd)
-    return y, mean, invstd
-
-
-def _batch_norm_train_backward(dy, x, gamma, mean, invstd):
-    """Training backward from the statistics saved by :func:`_batch_norm_train_forward`:
-    returns (dx, dgamma, dbeta); dgamma and dbeta are always arrays (the sums of dy * xhat and dy)."""
+def batch_norm_backward_from_stats(dy, x, gamma, mean, invstd):
+    """Training backward from the statistics ``batch_norm(..., training=True, return_stats=True)``
+    returned: (dx, dgamma, dbeta), dgamma and dbeta always arrays (the sums of dy * xhat and dy)."""
     dy, x, gamma, mean, invstd = (as_array(a) for a in (dy, x, gamma, mean, invstd))
-    _checks.check_arrays(dy=dy, x=x, gamma=gamma, mean=mean, invstd=invstd)
-    be = backend(dy, x, gamma, mean, invstd)
-    c = _checks.norm_channels(x)
-    _checks.norm_dy(dy, x)
-    _checks.per_channel(gamma, "gamma", x, c)
-    if mean is None or invstd is None:
-        raise TypeError("mean and invstd are required: pass those returned by _batch_norm_train_forward")
-    _checks.per_channel(mean, "mean", x, c, dtype=be.xp.float64)  # float64, whatever x's dtype
-    _checks.per_channel(invstd, "invstd", x, c, dtype=be.xp.float64)
+    c = _op_args.check_batch_norm_backward_from_stats(dy, x, gamma, mean, invstd)
     dy, x, gamma, mean, invstd = contiguous(dy, x, gamma, mean, invstd)
+    return _backward_from_stats(backend(dy, x, gamma, mean, invstd), dy, x, c, gamma, mean, invstd)
+
+
+def _backward_from_stats(be, dy, x, c, gamma, mean, invstd):
     dx = be.xp.empty(x.shape, x.dtype)
     dgamma = be.xp.empty((c,), x.dtype)
     dbeta = be.xp.empty((c,), x.dtype)

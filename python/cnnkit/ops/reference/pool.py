@@ -4,17 +4,14 @@ Backward passes scatter-add, the plain reading of the chain rule."""
 
 import numpy as np
 
-from .._checks import (check_global_pool2d, check_global_pool2d_backward, check_pool2d, check_pool2d_backward,
-                       check_stochastic_pool2d, check_stochastic_pool2d_backward)
+from .. import pool as _native
+from .._op_args import (check_global_max_pool2d_backward_from_argmax, check_global_pool2d,
+                        check_global_pool2d_backward, check_pool2d, check_pool2d_backward,
+                        check_pool2d_backward_from_index, check_stochastic_pool2d,
+                        check_stochastic_pool2d_backward, index_dtype)
 from ._common import as_pair, pad_spec, uniform01
 
-__all__ = [
-    "max_pool2d", "max_pool2d_backward",
-    "avg_pool2d", "avg_pool2d_backward",
-    "global_avg_pool2d", "global_avg_pool2d_backward",
-    "global_max_pool2d", "global_max_pool2d_backward",
-    "stochastic_pool2d", "stochastic_pool2d_backward",
-]
+__all__ = _native.__all__  # the ops of cnnkit.ops.pool, each written again below
 
 
 def _windows(x_shape, pool_size, strides, padding):
@@ -47,12 +44,24 @@ def _gather(x, window):
     return np.stack([x[:, i, j, :] for i, j in window], axis=1)
 
 
-def _max_pool2d_forward_saved(x, pool_size=2, strides=None, padding="valid"):
-    """y and the argmax as a flat in-image index h*W + w (int64)."""
+def _scatter(dy, index, x_shape):
+    """dx with each dy added at the cell its output took (a flat in-image index h*W + w; -1: none),
+    for window (N, OH, OW, C) and global (N, C) indices alike."""
+    n, h, w, c = x_shape
+    dx = np.zeros((n, h * w, c), dtype=dy.dtype)
+    for b in range(n):
+        for ch in range(c):
+            cell, grad = np.ravel(index[b, ..., ch]), np.ravel(dy[b, ..., ch])
+            np.add.at(dx[b, :, ch], cell[cell >= 0], grad[cell >= 0])
+    return dx.reshape(x_shape)
+
+
+def _max_pool_with_argmax(x, pool_size, strides, padding):
+    """y and the argmax as a flat in-image index h*W + w."""
     n, h, w, c = x.shape
     out_h, out_w, cells = _windows(x.shape, pool_size, strides, padding)
     y = np.empty((n, out_h, out_w, c), dtype=x.dtype)
-    argmax = np.empty((n, out_h, out_w, c), dtype=np.int64)
+    argmax = np.empty((n, out_h, out_w, c), dtype=index_dtype(h, w))
     for oh in range(out_h):
         for ow in range(out_w):
             window = cells[oh][ow]
@@ -65,26 +74,26 @@ def _max_pool2d_forward_saved(x, pool_size=2, strides=None, padding="valid"):
     return y, argmax
 
 
-def max_pool2d(x, pool_size=2, strides=None, padding="valid"):
+def max_pool2d(x, pool_size=2, strides=None, padding="valid", *, return_argmax=False):
     check_pool2d(x, pool_size, strides, padding)
-    return _max_pool2d_forward_saved(x, pool_size, strides, padding)[0]
+    y, argmax = _max_pool_with_argmax(x, pool_size, strides, padding)
+    return (y, argmax) if return_argmax else y
 
 
 def max_pool2d_backward(dy, x, pool_size=2, strides=None, padding="valid"):
     check_pool2d_backward(dy, x, pool_size, strides, padding, "max_pool2d")
-    n, h, w, c = x.shape
-    _, argmax = _max_pool2d_forward_saved(x, pool_size, strides, padding)
-    dx = np.zeros(x.shape, dtype=dy.dtype)
-    flat_dx = dx.reshape(n, h * w, c)
-    for b in range(n):
-        for ch in range(c):
-            np.add.at(flat_dx[b, :, ch], argmax[b, :, :, ch].ravel(), dy[b, :, :, ch].ravel())
-    return dx
+    return _scatter(dy, _max_pool_with_argmax(x, pool_size, strides, padding)[1], x.shape)
+
+
+def max_pool2d_backward_from_argmax(dy, argmax, x_shape, pool_size=2, strides=None, padding="valid"):
+    x_shape, _, _ = check_pool2d_backward_from_index(dy, argmax, x_shape, pool_size, strides, padding,
+                                                     "argmax", "max_pool2d")
+    return _scatter(dy, argmax, x_shape)
 
 
 def avg_pool2d(x, pool_size=2, strides=None, padding="valid"):
-    check_pool2d(x, pool_size, strides, padding)
     """Mean of each window's input cells (padding not counted)."""
+    check_pool2d(x, pool_size, strides, padding)
     n, _, _, c = x.shape
     out_h, out_w, cells = _windows(x.shape, pool_size, strides, padding)
     y = np.empty((n, out_h, out_w, c), dtype=x.dtype)
@@ -118,26 +127,27 @@ def global_avg_pool2d_backward(dy, x):
     return np.broadcast_to(dy[:, None, None, :] / (h * w), x.shape).astype(dy.dtype)
 
 
-def _global_max_pool2d_forward_saved(x):
+def _global_max_with_argmax(x):
     n, h, w, c = x.shape
     flat = x.reshape(n, h * w, c)
     k = np.argmax(flat, axis=1)  # first maximum; the first NaN when there is one
-    return np.take_along_axis(flat, k[:, None, :], axis=1)[:, 0, :], k.astype(np.int64)
+    return np.take_along_axis(flat, k[:, None, :], axis=1)[:, 0, :], k.astype(index_dtype(h, w))
 
 
-def global_max_pool2d(x):
+def global_max_pool2d(x, *, return_argmax=False):
     check_global_pool2d(x)
-    return _global_max_pool2d_forward_saved(x)[0]
+    y, argmax = _global_max_with_argmax(x)
+    return (y, argmax) if return_argmax else y
 
 
 def global_max_pool2d_backward(dy, x):
     check_global_pool2d_backward(dy, x, "global_max_pool2d")
-    n, h, w, c = x.shape
-    _, k = _global_max_pool2d_forward_saved(x)
-    dx = np.zeros((n, h * w, c), dtype=dy.dtype)
-    for b in range(n):
-        dx[b, k[b], np.arange(c)] = dy[b]
-    return dx.reshape(x.shape)
+    return _scatter(dy, _global_max_with_argmax(x)[1], x.shape)
+
+
+def global_max_pool2d_backward_from_argmax(dy, argmax, x_shape):
+    x_shape = check_global_max_pool2d_backward_from_argmax(dy, argmax, x_shape)
+    return _scatter(dy, argmax, x_shape)
 
 
 def _stochastic_pool2d_choice(x, pool_size, strides, padding, seed):
@@ -145,7 +155,7 @@ def _stochastic_pool2d_choice(x, pool_size, strides, padding, seed):
     n, h, w, c = x.shape
     out_h, out_w, cells = _windows(x.shape, pool_size, strides, padding)
     y = np.empty((n, out_h, out_w, c), dtype=x.dtype)
-    chosen = np.empty((n, out_h, out_w, c), dtype=np.int64)
+    chosen = np.empty((n, out_h, out_w, c), dtype=index_dtype(h, w))
     batch, channel = np.meshgrid(np.arange(n), np.arange(c), indexing="ij")
     for oh in range(out_h):
         for ow in range(out_w):
@@ -184,26 +194,20 @@ def _stochastic_inference_stats(x, pool_size, strides, padding):
     return s, y, cells
 
 
-def stochastic_pool2d(x, pool_size=2, strides=None, padding="valid", training=False, seed=0):
-    check_stochastic_pool2d(x, pool_size, strides, padding, seed)
+def stochastic_pool2d(x, pool_size=2, strides=None, padding="valid", training=False, seed=0, *,
+                      return_index=False):
+    check_stochastic_pool2d(x, pool_size, strides, padding, seed, training, return_index)
     if training:
-        return _stochastic_pool2d_choice(x, pool_size, strides, padding, seed)[0]
+        y, index = _stochastic_pool2d_choice(x, pool_size, strides, padding, seed)
+        return (y, index) if return_index else y
     _, y, _ = _stochastic_inference_stats(x, pool_size, strides, padding)
     return y.astype(x.dtype)
 
 
 def stochastic_pool2d_backward(dy, x, pool_size=2, strides=None, padding="valid", training=False, seed=0):
     check_stochastic_pool2d_backward(dy, x, pool_size, strides, padding, seed)
-    n, h, w, c = x.shape
     if training:
-        _, chosen = _stochastic_pool2d_choice(x, pool_size, strides, padding, seed)
-        dx = np.zeros(x.shape, dtype=dy.dtype)
-        flat_dx = dx.reshape(n, h * w, c)
-        for b in range(n):
-            for ch in range(c):
-                cell, grad = chosen[b, :, :, ch].ravel(), dy[b, :, :, ch].ravel()
-                np.add.at(flat_dx[b, :, ch], cell[cell >= 0], grad[cell >= 0])
-        return dx
+        return _scatter(dy, _stochastic_pool2d_choice(x, pool_size, strides, padding, seed)[1], x.shape)
     s, y, cells = _stochastic_inference_stats(x, pool_size, strides, padding)
     dx = np.zeros(x.shape, dtype=np.float64)
     for oh in range(len(cells)):
@@ -214,3 +218,9 @@ def stochastic_pool2d_backward(dy, x, pool_size=2, strides=None, padding="valid"
                     term = dy[:, oh, ow, :] * (2 * a - y[:, oh, ow, :]) / s[:, oh, ow, :]
                     dx[:, i, j, :] += np.where((a > 0) & (s[:, oh, ow, :] > 0), term, 0.0)
     return dx.astype(dy.dtype)
+
+
+def stochastic_pool2d_backward_from_index(dy, index, x_shape, pool_size=2, strides=None, padding="valid"):
+    x_shape, _, _ = check_pool2d_backward_from_index(dy, index, x_shape, pool_size, strides, padding, "index",
+                                                     "stochastic_pool2d")
+    return _scatter(dy, index, x_shape)

@@ -7,20 +7,12 @@ up to |x| = 1e4 and can check the native kernels there.
 
 import numpy as np
 
-from .._checks import (check_alpha, check_dropout, check_dropout_backward, check_grad_pair, check_softmax,
-                       check_softmax_backward, check_unary)
+from .._op_args import (check_alpha, check_axis, check_backward_from_output, check_dropout, check_dropout_backward,
+                        check_grad_pair, check_softmax, check_softmax_backward, check_unary)
+from .. import nonlinear as _native
 from ._common import uniform01
 
-__all__ = [
-    "relu", "relu_backward",
-    "leaky_relu", "leaky_relu_backward",
-    "elu", "elu_backward",
-    "sigmoid", "sigmoid_backward",
-    "tanh", "tanh_backward",
-    "softmax", "softmax_backward",
-    "log_softmax", "log_softmax_backward",
-    "dropout", "dropout_backward",
-]
+__all__ = _native.__all__  # the ops of cnnkit.ops.nonlinear, each written again below
 
 
 def _zero(x):
@@ -37,6 +29,11 @@ def relu_backward(dy, x):
     check_grad_pair(dy, x)
     # x <= 0 rather than x > 0 picks the gradient at NaN: dy, as PyTorch's threshold_backward.
     return np.where(x <= 0, _zero(dy), dy)
+
+
+def relu_backward_from_output(dy, y, out=None):
+    check_backward_from_output(dy, y, out)
+    return _into(np.where(y <= 0, _zero(dy), dy), out)  # y <= 0 exactly where x <= 0, NaN where x is
 
 
 def leaky_relu(x, alpha=0.2, out=None):
@@ -84,6 +81,11 @@ def sigmoid_backward(dy, x):
     return dy * s * (x.dtype.type(1) - s)
 
 
+def sigmoid_backward_from_output(dy, y, out=None):
+    check_backward_from_output(dy, y, out)
+    return _into(dy * y * (y.dtype.type(1) - y), out)
+
+
 def tanh(x, out=None):
     check_unary(x, out)
     return _into(np.tanh(x), out)
@@ -93,6 +95,11 @@ def tanh_backward(dy, x):
     check_grad_pair(dy, x)
     t = np.tanh(x)
     return dy * (x.dtype.type(1) - t * t)
+
+
+def tanh_backward_from_output(dy, y, out=None):
+    check_backward_from_output(dy, y, out)
+    return _into(dy * (y.dtype.type(1) - y * y), out)
 
 
 def softmax(x, axis=-1, out=None):
@@ -110,6 +117,12 @@ def softmax_backward(dy, x, axis=-1):
     return y * (dy - np.sum(dy * y, axis=axis, keepdims=True))
 
 
+def softmax_backward_from_output(dy, y, axis=-1):
+    check_grad_pair(dy, y, "y")
+    axis = check_axis(axis, y.ndim, "y")
+    return y * (dy - np.sum(dy * y, axis=axis, keepdims=True))
+
+
 def log_softmax(x, axis=-1, out=None):
     check_softmax(x, axis, out)
     if x.shape[axis] == 0:
@@ -121,6 +134,13 @@ def log_softmax(x, axis=-1, out=None):
 def log_softmax_backward(dy, x, axis=-1):
     check_softmax_backward(dy, x, axis)
     return dy - softmax(x, axis) * np.sum(dy, axis=axis, keepdims=True)
+
+
+def log_softmax_backward_from_output(dy, y, axis=-1):
+    check_grad_pair(dy, y, "y")
+    axis = check_axis(axis, y.ndim, "y")
+    # y = log softmax(x), so softmax(x) = exp(y)
+    return dy - np.exp(y) * np.sum(dy, axis=axis, keepdims=True)
 
 
 def dropout_mask(shape, rate, seed):

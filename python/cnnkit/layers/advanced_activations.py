@@ -6,20 +6,10 @@ takes the model's fused softmax + cross-entropy path like ``Dense(10, activation
 from .. import activations
 from ..ops import get_array_module
 from . import _args
-from .base import Layer, format_shape
-from .core import ActivationMixin
+from .base import format_shape
+from .core import ActivationLayer
 
 __all__ = ["ReLU", "LeakyReLU", "Softmax", "ELU"]
-
-
-class _ActivationLayer(ActivationMixin, Layer):
-    """A layer that is only its activation: the linear part is the identity."""
-
-    def _forward_linear(self, x, training):
-        return x, None
-
-    def _backward_linear(self, saved, dz, need_dx):
-        return dz if need_dx else None
 
 
 def _relu_general(x, negative_slope=0.0, max_value=None, threshold=0.0):
@@ -36,7 +26,7 @@ def _relu_general_backward(dy, x, negative_slope=0.0, max_value=None, threshold=
     return xp.where(x > threshold, top, dy.dtype.type(negative_slope) * dy)
 
 
-class ReLU(_ActivationLayer):
+class ReLU(ActivationLayer):
     """``f(x) = min(x, max_value)`` for x > threshold, ``negative_slope * (x - threshold)`` otherwise.
 
     The default form runs the native relu kernel and ``negative_slope`` alone the leaky_relu kernel;
@@ -46,62 +36,44 @@ class ReLU(_ActivationLayer):
         max_value = _args.nonnegative_float(max_value, "max_value", allow_none=True)
         negative_slope = _args.nonnegative_float(negative_slope, "negative_slope")
         threshold = _args.nonnegative_float(threshold, "threshold")
-        super().__init__(**kwargs)
-        self.max_value, self.negative_slope, self.threshold = max_value, negative_slope, threshold
         if max_value is None and threshold == 0:
-            self.activation = (activations.get("relu") if negative_slope == 0
-                               else activations.get("leaky_relu", alpha=negative_slope))
+            activation = (activations.get("relu") if negative_slope == 0
+                          else activations.get("leaky_relu", alpha=negative_slope))
         else:
-            self.activation = activations.Activation("relu", _relu_general, _relu_general_backward, False,
-                                                     negative_slope=negative_slope, max_value=max_value,
-                                                     threshold=threshold)
-
-    def get_config(self):
-        return {**super().get_config(), "max_value": self.max_value, "negative_slope": self.negative_slope,
-                "threshold": self.threshold}
+            activation = activations.Activation("relu", _relu_general, _relu_general_backward, False,
+                                                negative_slope=negative_slope, max_value=max_value,
+                                                threshold=threshold)
+        config = {"max_value": max_value, "negative_slope": negative_slope, "threshold": threshold}
+        super().__init__(activation, config, **kwargs)
 
 
-class LeakyReLU(_ActivationLayer):
+class LeakyReLU(ActivationLayer):
     """x for x >= 0, ``negative_slope * x`` below (default 0.3, as Keras; ``alpha=`` is Keras 2's name)."""
 
     def __init__(self, negative_slope=0.3, alpha=None, **kwargs):
         if alpha is not None:
             negative_slope = alpha
         negative_slope = _args.nonnegative_float(negative_slope, "negative_slope")
-        super().__init__(**kwargs)
-        self.negative_slope = negative_slope
-        self.activation = activations.get("leaky_relu", alpha=negative_slope)
-
-    def get_config(self):
-        return {**super().get_config(), "negative_slope": self.negative_slope}
+        super().__init__(activations.get("leaky_relu", alpha=negative_slope), {"negative_slope": negative_slope},
+                         **kwargs)
 
 
-class Softmax(_ActivationLayer):
+class Softmax(ActivationLayer):
     """Softmax along ``axis`` (default the last)."""
 
     def __init__(self, axis=-1, **kwargs):
         axis = _args.integer(axis, "axis")
-        super().__init__(**kwargs)
-        self.axis = axis
-        self.activation = activations.get("softmax", axis=axis)
+        super().__init__(activations.get("softmax", axis=axis), {"axis": axis}, **kwargs)
 
     def _check_input_shape(self, input_shape):
         if not -len(input_shape) <= self.axis < len(input_shape):
             raise ValueError(f"Softmax {self.name!r}: axis={self.axis} is out of range for input shape "
                              f"{format_shape(input_shape)}")
 
-    def get_config(self):
-        return {**super().get_config(), "axis": self.axis}
 
-
-class ELU(_ActivationLayer):
+class ELU(ActivationLayer):
     """x for x > 0, ``alpha * (exp(x) - 1)`` otherwise."""
 
     def __init__(self, alpha=1.0, **kwargs):
         alpha = _args.finite_float(alpha, "alpha")
-        super().__init__(**kwargs)
-        self.alpha = alpha
-        self.activation = activations.get("elu", alpha=alpha)
-
-    def get_config(self):
-        return {**super().get_config(), "alpha": self.alpha}
+        super().__init__(activations.get("elu", alpha=alpha), {"alpha": alpha}, **kwargs)

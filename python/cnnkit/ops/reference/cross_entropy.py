@@ -3,9 +3,10 @@ then -sum(p * log softmax) per row, averaged over the rows."""
 
 import numpy as np
 
-from .._checks import check_dloss, check_softmax_cross_entropy
+from .. import cross_entropy as _native
+from .._op_args import check_dloss, check_softmax_cross_entropy
 
-__all__ = ["softmax_cross_entropy", "softmax_cross_entropy_backward"]
+__all__ = _native.__all__  # the ops of cnnkit.ops.cross_entropy, each written again below
 
 
 def _targets(logits, labels):
@@ -22,13 +23,15 @@ def _log_softmax(logits):
     return z - np.log(np.sum(np.exp(z), axis=1, keepdims=True))
 
 
-def softmax_cross_entropy(logits, labels):
+def softmax_cross_entropy(logits, labels, *, return_grad=False):
     check_softmax_cross_entropy(logits, labels)
     n = logits.shape[0]
     if n == 0:
-        return np.asarray(np.nan, logits.dtype)
-    losses = -np.sum(_targets(logits, labels) * _log_softmax(logits), axis=1)
-    return np.asarray(np.sum(losses) / n, logits.dtype)
+        loss = np.asarray(np.nan, logits.dtype)
+    else:
+        losses = -np.sum(_targets(logits, labels) * _log_softmax(logits), axis=1)
+        loss = np.asarray(np.sum(losses) / n, logits.dtype)
+    return (loss, softmax_cross_entropy_backward(logits, labels)) if return_grad else loss
 
 
 def softmax_cross_entropy_backward(logits, labels, dloss=1.0):

@@ -11,6 +11,7 @@ arrays C-contiguous for its kernels after.
 
 import math
 import numbers
+from collections import namedtuple
 
 import numpy as np
 
@@ -192,11 +193,38 @@ def resolve_padding(padding, in_hw, window_hw, strides, dilation):
 MAX_EXTENT = 2**62
 
 
+class Geometry(namedtuple("Geometry", "N H W C KH KW SH SW DH DW PT PB PL PR")):
+    """The window geometry the native kernels take (csrc/common.h ``ConvGeom``, read there as a
+    14-tuple): input (N, H, W, C), window (KH, KW), strides (SH, SW), dilation (DH, DW) and padding
+    top, bottom, left, right (PT, PB, PL, PR)."""
+
+    __slots__ = ()
+
+    @property
+    def OH(self):
+        """Output rows."""
+        return (self.H + self.PT + self.PB - (self.KH - 1) * self.DH - 1) // self.SH + 1
+
+    @property
+    def OW(self):
+        """Output columns."""
+        return (self.W + self.PL + self.PR - (self.KW - 1) * self.DW - 1) // self.SW + 1
+
+    @property
+    def patch_size(self):
+        """Values in one window, KH * KW * C: the columns of the im2col matrix."""
+        return self.KH * self.KW * self.C
+
+    @property
+    def padded(self):
+        """Whether any side is padded."""
+        return bool(self.PT or self.PB or self.PL or self.PR)
+
+
 def geometry(x_shape, window, strides=1, padding="valid", dilation=1, window_name="kernel_size"):
     """Validate window arguments against an NHWC shape.
 
-    Returns (geom, (out_h, out_w)) where geom is the 14-tuple
-    (N, H, W, C, KH, KW, SH, SW, DH, DW, PT, PB, PL, PR) the native kernels take."""
+    Returns (geom, (out_h, out_w)) where geom is the ``Geometry`` the native kernels take."""
     n, h, w, c = (int(s) for s in x_shape)
     if h < 1 or w < 1 or c < 1:
         raise ValueError(f"input must have positive height, width and channels, got shape {tuple(x_shape)}")
@@ -210,7 +238,7 @@ def geometry(x_shape, window, strides=1, padding="valid", dilation=1, window_nam
             f"{window_name}=({kh}, {kw}) with dilation ({dh}, {dw}) covers ({eff_h}, {eff_w}) pixels, more "
             f"than the padded input ({h + pt + pb}, {w + pl + pr}) of input shape {tuple(x_shape)} with "
             f"padding={padding!r}: the output would be empty")
-    oh = (h + pt + pb - eff_h) // sh + 1
+    oh = (h + pt + pb - eff_h) // sh + 1  # Geometry.OH, worked out here where eff_h is at hand
     ow = (w + pl + pr - eff_w) // sw + 1
     # The kernels index in 64 bits; a (padded) extent they cannot add up is refused here, not wrapped.
     extents = {"kernel_size/pool_size": (kh, kw), "strides": (sh, sw), "dilation": (dh, dw),
@@ -219,7 +247,7 @@ def geometry(x_shape, window, strides=1, padding="valid", dilation=1, window_nam
         if max(values) > MAX_EXTENT:
             raise ValueError(f"{what} {values} exceeds the largest extent the kernels index in 64 bits "
                              f"(2**62) for input shape {tuple(x_shape)}")
-    return (n, h, w, c, kh, kw, sh, sw, dh, dw, pt, pb, pl, pr), (oh, ow)
+    return Geometry(n, h, w, c, kh, kw, sh, sw, dh, dw, pt, pb, pl, pr), (oh, ow)
 
 
 def _bias(b, x, w):
@@ -230,6 +258,19 @@ def _bias(b, x, w):
     if tuple(b.shape) != (w.shape[-1],):
         raise ValueError(f"b must have shape ({w.shape[-1]},) to match w.shape={tuple(w.shape)}, "
                          f"got b.shape={tuple(b.shape)}")
+
+
+def check_activation(activation):
+    """The activation a convolution or dense op fuses into its output pass: None or "relu"."""
+    if activation not in (None, "relu"):
+        raise ValueError(f'activation must be None or "relu", received activation={activation!r}')
+    return activation
+
+
+def check_saved_state(wanted, name, training):
+    """``return_index``/``return_stats``: only the training forms save anything for backward."""
+    if wanted and not training:
+        raise ValueError(f"{name}=True needs training=True: only training saves state for backward")
 
 
 # ----------------------------------------------------------------------------------------------
@@ -245,8 +286,9 @@ def _conv_operands(x, w, b):
     _bias(b, x, w)
 
 
-def check_conv2d(x, w, b=None, strides=1, padding="valid", dilation=1):
+def check_conv2d(x, w, b=None, strides=1, padding="valid", dilation=1, activation=None):
     """conv2d's arguments; returns (geom, (out_h, out_w))."""
+    check_activation(activation)
     _conv_operands(x, w, b)
     array_kind(x, w, b)
     return geometry(x.shape, w.shape[:2], strides, padding, dilation)
@@ -285,7 +327,7 @@ def check_col2im(col, x_shape, kernel_size, strides=1, padding="valid", dilation
     if x_shape[0] < 0:
         raise ValueError(f"x_shape must have a batch size >= 0, received x_shape={x_shape}")
     geom, (oh, ow) = geometry(x_shape, kernel_size, strides, padding, dilation)
-    rows, k = x_shape[0] * oh * ow, geom[4] * geom[5] * geom[3]
+    rows, k = x_shape[0] * oh * ow, geom.patch_size
     if tuple(col.shape) != (rows, k):
         raise ValueError(f"col must have shape ({rows}, {k}) for x_shape={x_shape} with these window "
                          f"arguments, got col.shape={tuple(col.shape)}")
@@ -306,10 +348,11 @@ def pool_geometry(x_shape, pool_size, strides, padding):
     if strides is None:
         strides = pool_size
     geom, (oh, ow) = geometry(x_shape, pool_size, strides, padding, 1, window_name="pool_size")
-    _, h, w, _, kh, kw, sh, sw, _, _, pt, _, pl, _ = geom
-    if pt >= kh or pl >= kw or (oh - 1) * sh - pt >= h or (ow - 1) * sw - pl >= w:
+    if (geom.PT >= geom.KH or geom.PL >= geom.KW or (oh - 1) * geom.SH - geom.PT >= geom.H
+            or (ow - 1) * geom.SW - geom.PL >= geom.W):
         raise ValueError(
-            f"padding={padding!r} with pool_size=({kh}, {kw}) and strides=({sh}, {sw}) on input shape "
+            f"padding={padding!r} with pool_size=({geom.KH}, {geom.KW}) and strides=({geom.SH}, {geom.SW}) on "
+            f"input shape "
             f"{tuple(x_shape)} gives windows that hold only padding; use a padding smaller than pool_size")
     return geom, (x_shape[0], oh, ow, x_shape[3])
 
@@ -337,6 +380,51 @@ def check_pool2d_backward(dy, x, pool_size, strides, padding, what):
     return geom, out_shape
 
 
+def pool_x_shape(x_shape):
+    """The input shape a saved-index backward is given, as a tuple of 4 ints."""
+    try:
+        shape = tuple(int(s) for s in x_shape)
+    except TypeError:
+        raise ValueError(f"x_shape must be a tuple of 4 ints, received x_shape={x_shape!r}") from None
+    if len(shape) != 4 or min(shape) < 0 or min(shape[1:]) < 1:
+        raise ValueError(f"x_shape must be (N, H, W, C) with positive H, W, C, received x_shape={x_shape!r}")
+    return shape
+
+
+def index_dtype(h, w):
+    """The dtype of a saved flat in-image index h*W + w: int32 when it fits (half the traffic)."""
+    return np.int32 if h * w <= 2**31 - 1 else np.int64
+
+
+def pool_index(index, name, expected_shape):
+    """A saved index (argmax, chosen cell): an int32/int64 array of the pooled output's shape."""
+    if not hasattr(index, "dtype") or index.dtype not in (np.int32, np.int64):
+        raise TypeError(f"{name} must be an int32 or int64 array, got "
+                        f"{getattr(index, 'dtype', type(index).__name__)}")
+    if tuple(index.shape) != tuple(expected_shape):
+        raise ValueError(f"{name} has shape {tuple(index.shape)}, expected {tuple(expected_shape)}")
+
+
+def check_pool2d_backward_from_index(dy, index, x_shape, pool_size, strides, padding, index_name, what):
+    """The arguments of a window pooling's backward from its saved index; returns (x_shape, geom,
+    output shape)."""
+    x_shape = pool_x_shape(x_shape)
+    geom, out_shape = pool_geometry(x_shape, pool_size, strides, padding)
+    pool_dy(dy, out_shape, None, what)
+    pool_index(index, index_name, out_shape)
+    array_kind(dy, index)
+    return x_shape, geom, out_shape
+
+
+def check_global_max_pool2d_backward_from_argmax(dy, argmax, x_shape):
+    """Returns x_shape as a tuple of ints."""
+    x_shape = pool_x_shape(x_shape)
+    pool_dy(dy, (x_shape[0], x_shape[3]), None, "global_max_pool2d")
+    pool_index(argmax, "argmax", (x_shape[0], x_shape[3]))
+    array_kind(dy, argmax)
+    return x_shape
+
+
 def check_global_pool2d(x):
     pool_x(x)
     array_kind(x)
@@ -348,11 +436,13 @@ def check_global_pool2d_backward(dy, x, what):
     pool_dy(dy, (x.shape[0], x.shape[3]), x.dtype, what)
 
 
-def check_stochastic_pool2d(x, pool_size=2, strides=None, padding="valid", seed=0):
+def check_stochastic_pool2d(x, pool_size=2, strides=None, padding="valid", seed=0, training=False,
+                            return_index=False):
     """Returns (geom, output shape, seed as an int in [0, 2**64))."""
     pool_x(x)
     array_kind(x)
     seed = seed_value(seed)
+    check_saved_state(return_index, "return_index", training)
     return (*pool_geometry(x.shape, pool_size, strides, padding), seed)
 
 
@@ -384,6 +474,12 @@ def check_grad_pair(dy, v, v_name="x"):
         raise ValueError(f"dy must have the shape of {v_name}: got dy.shape={tuple(dy.shape)}, "
                          f"{v_name}.shape={tuple(v.shape)}")
     array_kind(dy, v)
+
+
+def check_backward_from_output(dy, y, out=None):
+    """dy of y's shape and dtype (y the forward's output), and ``out``."""
+    check_grad_pair(dy, y, "y")
+    check_out(out, dy, y)
 
 
 def check_alpha(alpha, nonnegative):
@@ -453,7 +549,8 @@ def _dense_operands(x, w, b):
     _bias(b, x, w)
 
 
-def check_dense(x, w, b=None):
+def check_dense(x, w, b=None, activation=None):
+    check_activation(activation)
     _dense_operands(x, w, b)
     array_kind(x, w, b)
 
@@ -563,6 +660,22 @@ def check_batch_norm_backward(dy, x, gamma, beta, moving_mean, moving_var, momen
     checked = check_batch_norm(x, gamma, beta, moving_mean, moving_var, momentum, epsilon, updated=False)
     norm_dy(dy, x)
     return checked
+
+
+def check_batch_norm_backward_from_stats(dy, x, gamma, mean, invstd):
+    """The arguments of the training backward from the statistics the training forward saved
+    (float64 (C,) mean and invstd, whatever x's dtype). Returns C."""
+    check_arrays(dy=dy, x=x, gamma=gamma, mean=mean, invstd=invstd)
+    array_kind(dy, x, gamma, mean, invstd)
+    c = norm_channels(x)
+    norm_dy(dy, x)
+    per_channel(gamma, "gamma", x, c)
+    if mean is None or invstd is None:
+        raise TypeError("mean and invstd are required: pass those that batch_norm(..., training=True, "
+                        "return_stats=True) returned")
+    per_channel(mean, "mean", x, c, dtype=np.float64)
+    per_channel(invstd, "invstd", x, c, dtype=np.float64)
+    return c
 
 
 # ----------------------------------------------------------------------------------------------
