@@ -49,20 +49,14 @@ during the run, that exposes both libraries to the same conditions. Nothing here
 import argparse
 import json
 import os
-import resource
 import statistics
-import subprocess
 import sys
-import time
 
 import numpy as np
+from _timing import cupy_events, peak_rss_mib, run_child, time_calls, torch_events, torchvision_models
 
 MODELS = {"vgg16": ("VGG16", "vgg16"), "resnet50": ("ResNet50", "resnet50"),
           "densenet121": ("DenseNet121", "densenet121")}
-
-
-def peak_rss_mib():
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
 def rss_now_mib():
@@ -71,26 +65,6 @@ def rss_now_mib():
 
 
 # ---------------------------------------------------------------------------------------------- cnnkit
-def time_steps(step, n, events=None):
-    """Seconds taken by each of n calls of step(). events: None (wall clock), or a function returning
-    (start event, end event, elapsed_ms(start, end)) for the GPU, where the step is timed with CUDA
-    events recorded on the current stream around it."""
-    times = []
-    for _ in range(n):
-        if events is None:
-            t0 = time.perf_counter()
-            step()
-            times.append(time.perf_counter() - t0)
-        else:
-            start, end, elapsed_ms = events()
-            start.record()
-            step()
-            end.record()
-            end.synchronize()
-            times.append(elapsed_ms(start, end) / 1e3)
-    return times
-
-
 def child_cnnkit(a):
     import cnnkit
     from cnnkit import applications, optimizers, profiler
@@ -121,15 +95,7 @@ def child_cnnkit(a):
         value, _ = model._train_step(xb, yb)
         return float(value)
 
-    for _ in range(a.warmup):
-        step()
-    events = None
-    if a.device == "gpu":
-        import cupy
-
-        def events():
-            return cupy.cuda.Event(), cupy.cuda.Event(), cupy.cuda.get_elapsed_time
-    times = time_steps(step, a.steps, events)
+    times = time_calls(step, a.steps, a.warmup, cupy_events if a.device == "gpu" else None)
     out.update(step_s=statistics.median(times), all_s=times, peak_rss_mib=peak_rss_mib(),
                rss_after_build_mib=rss_before)
     if a.device == "gpu":
@@ -144,33 +110,6 @@ def child_cnnkit(a):
 
 
 # ---------------------------------------------------------------------------------------------- torch
-def torchvision_models():
-    """torchvision's model builders. The torchvision wheel on PyPI is built against the CUDA torch;
-    beside torch's CPU build its compiled ops do not register and ``import torchvision`` fails, so
-    then the (pure Python) model modules are loaded straight from the package."""
-    import importlib
-    import importlib.util
-    import types
-
-    try:
-        import torchvision.models as tvm
-
-        return tvm
-    except (RuntimeError, ImportError, OSError):
-        root = os.path.dirname(importlib.util.find_spec("torchvision").origin)
-        for name, path in (("torchvision", root), ("torchvision.models", os.path.join(root, "models"))):
-            mod = types.ModuleType(name)
-            mod.__path__ = [path]
-            sys.modules[name] = mod
-        ns = types.SimpleNamespace()
-        for sub in ("resnet", "vgg", "densenet"):
-            m = importlib.import_module(f"torchvision.models.{sub}")
-            for k, v in vars(m).items():
-                if callable(v) and k.islower() and not k.startswith("_"):
-                    setattr(ns, k, v)
-        return ns
-
-
 def child_torch(a):
     import torch
 
@@ -183,7 +122,7 @@ def child_torch(a):
         torch.backends.cuda.matmul.allow_tf32 = a.tf32 == "on"
         torch.backends.cudnn.allow_tf32 = a.tf32 == "on"
     tvm = torchvision_models()
-    model = getattr(tvm, MODELS[a.model][1])(weights=None, num_classes=a.classes)
+    model = tvm[MODELS[a.model][1]](weights=None, num_classes=a.classes)
     if a.model == "vgg16":  # Keras' VGG16: no dropout, fc1 sized to the flattened map
         side = a.size // 32
         model.avgpool = torch.nn.Identity()
@@ -210,13 +149,8 @@ def child_torch(a):
     for _ in range(a.warmup):
         step()
     if dev == "cuda":
-        torch.cuda.reset_peak_memory_stats()
-    events = None
-    if dev == "cuda":
-        def events():
-            return (torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True),
-                    lambda start, end: start.elapsed_time(end))
-    times = time_steps(step, a.steps, events)
+        torch.cuda.reset_peak_memory_stats()  # the steps' peak, not the warm-up's
+    times = time_calls(step, a.steps, events=torch_events if dev == "cuda" else None)
     out.update(step_s=statistics.median(times), all_s=times, peak_rss_mib=peak_rss_mib(),
                rss_after_build_mib=rss_before)
     if dev == "cuda":
@@ -236,29 +170,21 @@ def child_memory(a):
     x = rng.random((a.batch, 224, 224, 3), dtype=np.float32)
     y = rng.integers(0, 1000, a.batch)
     after_build = rss_now_mib()
-    times = []
-    for _ in range(2):  # the second step also holds the first step's cached buffers
-        t0 = time.perf_counter()
-        model.train_on_batch(x, y)
-        times.append(time.perf_counter() - t0)
+    times = time_calls(lambda: model.train_on_batch(x, y), 2)  # the second step also holds the first's cached buffers
     return {"lib": "cnnkit", "batch": a.batch, "rss_after_build_mib": after_build, "peak_rss_mib": peak_rss_mib(),
             "seconds": times}
 
 
 # ---------------------------------------------------------------------------------------------- parent
 def spawn(a, lib, model, tf32="off", mode="train", profile=False):
-    cmd = [sys.executable, os.path.abspath(__file__), "--child", lib, "--mode", mode, "--model", model,
-           "--device", a.device, "--batch", str(a.batch), "--size", str(a.size), "--classes", str(a.classes),
-           "--steps", str(a.steps), "--warmup", str(a.warmup), "--threads", str(a.threads), "--tf32", tf32]
-    if profile:
-        cmd.append("--profile")
-    env = dict(os.environ, OMP_NUM_THREADS=str(a.threads), OPENBLAS_NUM_THREADS=str(a.threads))
+    args = ["--child", lib, "--mode", mode, "--model", model, "--device", a.device, "--batch", a.batch,
+            "--size", a.size, "--classes", a.classes, "--steps", a.steps, "--warmup", a.warmup,
+            "--threads", a.threads, "--tf32", tf32] + (["--profile"] if profile else [])
+    env = {"OMP_NUM_THREADS": str(a.threads), "OPENBLAS_NUM_THREADS": str(a.threads)}
     if lib == "cnnkit" and a.device == "gpu":
         env["CUPY_TF32"] = "1" if tf32 == "on" else "0"
-    proc = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=a.child_timeout)
-    if proc.returncode != 0:
-        return {"lib": lib, "skipped": f"failed (rc {proc.returncode}): {proc.stderr.strip()[-600:]}"}
-    return json.loads(proc.stdout.strip().splitlines()[-1])
+    r = run_child(__file__, args, env, a.child_timeout)
+    return {"lib": lib, "skipped": r["error"]} if "error" in r else r
 
 
 def main(argv=None):

@@ -27,16 +27,16 @@ the memory CuPy's pool held after one untimed call from an emptied pool: the cal
 """
 
 import argparse
+import functools
 import gc
 import math
 import os
 import platform
-import statistics
 import sys
-import time
 import tracemalloc
 
 import numpy as np
+from _timing import cupy_events, median_ms, render_table, run_child, torch_events, torch_missing
 
 import cnnkit
 from cnnkit import ops
@@ -60,21 +60,6 @@ POOLS = [  # name, cnnkit fwd, cnnkit bwd, kwargs, torch fn name, torch kwargs
     ("avg 2x2/2", "avg_pool2d", dict(pool_size=2, strides=2, padding="valid"), ("avg_pool2d", dict(kernel_size=2, stride=2))),
     ("global avg", "global_avg_pool2d", dict(), ("adaptive_avg_pool2d", dict(output_size=1))),
 ]
-
-
-def median_ms(fn, repeat, warmup=2, min_time=0.0):
-    """Median wall time of fn() in ms over `repeat` runs after `warmup` runs."""
-    for _ in range(warmup):
-        fn()
-    times = []
-    t_end = time.perf_counter() + min_time
-    while len(times) < repeat or time.perf_counter() < t_end:
-        t0 = time.perf_counter()
-        fn()
-        times.append((time.perf_counter() - t0) * 1e3)
-        if len(times) >= 10 * repeat:
-            break
-    return statistics.median(times)
 
 
 def peak_extra_mib(fn):
@@ -105,11 +90,7 @@ class Table:
         print("  " + " | ".join(str(c) for c in r), flush=True)
 
     def render(self):
-        widths = [max(len(str(r[i])) for r in [self.COLS, *self.rows]) for i in range(len(self.COLS))]
-        line = lambda r: " | ".join(str(c).ljust(w) for c, w in zip(r, widths))  # noqa: E731
-        out = [line(self.COLS), "-+-".join("-" * w for w in widths)]
-        out += [line(r) for r in self.rows]
-        return "\n".join(out)
+        return render_table(self.COLS, self.rows)
 
 
 def gflops(flops, ms):
@@ -144,18 +125,9 @@ PEER_MODE = False
 def run_peer(argv, threads):
     """Time PyTorch in a child process with this process's environment as the user set it (cnnkit
     restores OMP_WAIT_POLICY after loading its runtime), on the same data; returns (info, times)."""
-    import json
-    import subprocess
-    import tempfile
-
-    with tempfile.NamedTemporaryFile(suffix=".json") as tmp:
-        cmd = [sys.executable, os.path.abspath(__file__), *argv, "--peer-json", tmp.name,
-               "--peer-threads", str(threads)]
-        proc = subprocess.run(cmd, capture_output=True, text=True)
-        if proc.returncode != 0:
-            return f"PyTorch peer failed: {proc.stderr.strip().splitlines()[-1] if proc.stderr else proc.returncode}", {}
-        with open(tmp.name) as f:
-            data = json.load(f)
+    data = run_child(__file__, [*argv, "--peer", "--peer-threads", threads])
+    if "error" in data:
+        return f"PyTorch peer {data['error']}", {}
     return data.pop("_info"), data
 
 
@@ -391,14 +363,14 @@ def main(argv=None):
     p.add_argument("--ops", default="conv,pool,relu,loss", help="comma-separated subset of conv,pool,relu,loss")
     p.add_argument("--no-torch", action="store_true", help="skip the PyTorch peer")
     p.add_argument("--no-ref", action="store_true", help="skip the (slow) NumPy reference")
-    p.add_argument("--peer-json", help=argparse.SUPPRESS)  # internal: run as the PyTorch peer
+    p.add_argument("--peer", action="store_true", help=argparse.SUPPRESS)  # internal: run as the PyTorch peer
     p.add_argument("--peer-threads", type=int, help=argparse.SUPPRESS)
     args = p.parse_args(argv)
     args.repeat = args.repeat or (3 if args.quick else 10)
     sections = (("conv", bench_conv), ("pool", bench_pool), ("relu", bench_relu), ("loss", bench_loss))
     wanted = set(args.ops.split(","))
 
-    if args.peer_json:  # the child: PyTorch only, never loads cnnkit's kernels
+    if args.peer:  # the child: PyTorch only, never loads cnnkit's kernels; its times go out as JSON
         import json
 
         import torch
@@ -415,22 +387,16 @@ def main(argv=None):
                if torch.cuda.is_available() else ", no CUDA")
         PEER["_info"] = (f"torch {torch.__version__}, {torch.get_num_threads()} threads, "
                          f"OMP_WAIT_POLICY={os.environ.get('OMP_WAIT_POLICY', 'default')}{gpu}, timed in a child process")
-        with open(args.peer_json, "w") as f:
-            json.dump(PEER, f)
+        print(json.dumps(PEER))
         return 0
 
     threads = _backend._cpu().lib.get_num_threads()
     peer_info = "skipped (--no-torch)"
     if not args.no_torch:
-        try:
-            import importlib.util
-
-            if importlib.util.find_spec("torch") is None:
-                raise ImportError
+        peer_info = torch_missing()
+        if peer_info is None:
             peer_info, times = run_peer(argv, threads)
             PEER.update(times)
-        except ImportError:
-            peer_info = "PyTorch not installed (pip install torch==2.13.0 for the peer columns)"
     header(peer_info)
     if args.device in ("gpu", "all"):
         return gpu_main(args, wanted)
@@ -453,25 +419,8 @@ GPU_RELU_N = 32
 COPY_GBPS = 2950.0  # H100 device-to-device copy (read + write), shared/BENCHMARKS.md
 
 
-def gpu_events_ms(fn, repeat, warmup=3, events=None, sync=None):
-    """Median ms of fn() between two CUDA events on the current stream, after warm-up calls.
-    events: (make_event, elapsed_ms) of the array library (CuPy by default, PyTorch for the peer)."""
-    if events is None:
-        import cupy
-
-        events = (cupy.cuda.Event, cupy.cuda.get_elapsed_time)
-    make, elapsed = events
-    for _ in range(warmup):
-        fn()
-    start, end = make(), make()
-    times = []
-    for _ in range(repeat):
-        start.record()
-        fn()
-        end.record()
-        end.synchronize()
-        times.append(elapsed(start, end))
-    return statistics.median(times)
+# GPU work: CUDA events on the current stream, three warm-up calls
+gpu_ms = functools.partial(median_ms, warmup=3, events=cupy_events)
 
 
 def gpu_pool_mib(fn):
@@ -522,12 +471,10 @@ def torch_gpu_peer(args, wanted, torch):
         return
     F = torch.nn.functional
     torch.backends.cudnn.benchmark = True
-    events = (lambda: torch.cuda.Event(enable_timing=True), lambda a, b: a.elapsed_time(b))
     dev = torch.device("cuda")
-    rep = args.repeat
 
     def timed(fn):
-        return gpu_events_ms(fn, rep, events=events)
+        return median_ms(fn, args.repeat, warmup=3, events=torch_events)
 
     if "conv" in wanted:
         rng = np.random.default_rng(10)
@@ -647,10 +594,7 @@ class OpTable:
                           self.rate(self.fb_work, n, fb), speedup, vs, f"{mem:.0f}" if mem is not None else ""))
 
     def render(self):
-        widths = [max(len(str(r[i])) for r in [self.COLS, *self.rows]) for i in range(len(self.COLS))]
-        line = lambda r: " | ".join(str(c).ljust(w) for c, w in zip(r, widths))  # noqa: E731
-        return "\n".join([f"### {self.title}", line(self.COLS), "-+-".join("-" * w for w in widths),
-                          *[line(r) for r in self.rows]])
+        return render_table(self.COLS, self.rows, self.title)
 
 
 def gpu_main(args, wanted):
@@ -691,8 +635,8 @@ def _cnnkit_conv_gpu(x, w, b, dy, s, p, args, tf32):
     old = cnnkit.config.allow_tf32
     cnnkit.config.allow_tf32 = tf32
     try:
-        fwd = gpu_events_ms(lambda: ops.conv2d(xd, wd, bd, **kw), args.repeat)
-        fb = gpu_events_ms(lambda: (ops.conv2d(xd, wd, bd, **kw), ops.conv2d_backward(dyd, xd, wd, bd, **kw)),
+        fwd = gpu_ms(lambda: ops.conv2d(xd, wd, bd, **kw), args.repeat)
+        fb = gpu_ms(lambda: (ops.conv2d(xd, wd, bd, **kw), ops.conv2d_backward(dyd, xd, wd, bd, **kw)),
                            args.repeat)
         mem = gpu_pool_mib(lambda: ops.conv2d_backward(dyd, xd, wd, bd, **kw))
     finally:
@@ -736,7 +680,7 @@ def gpu_conv_tables(args, with_cpu, tables, summary):
         if cudnn_tf32:
             t.add(f"torch cuDNN TF32 ({cudnn_tf32['fwd_layout']}/{cudnn_tf32['fb_layout']})", "GPU", GPU_CONV_N,
                   cudnn_tf32["fwd"], cudnn_tf32["fb"])
-        naive = gpu_events_ms(lambda: naive_cupy_conv(xd, wd, s, p), args.repeat)
+        naive = gpu_ms(lambda: naive_cupy_conv(xd, wd, s, p), args.repeat)
         t.add("naive CuPy im2col+matmul", "GPU", GPU_CONV_N, naive, None, None,
               gpu_pool_mib(lambda: naive_cupy_conv(xd, wd, s, p)))
         tables.append(t)
@@ -778,8 +722,8 @@ def gpu_memory_bound_tables(args, wanted, with_cpu, tables, summary):
             if tc:
                 t.add("torch NHWC", "CPU", n_cpu, tc["fwd"], tc["fb"])
         peer = PEER.get(f"gpu pool {name}")
-        fwd = gpu_events_ms(lambda: f(xd, **kw), args.repeat)
-        fb = gpu_events_ms(lambda: (f(xd, **kw), fb_(dyd, xd, **kw)), args.repeat)
+        fwd = gpu_ms(lambda: f(xd, **kw), args.repeat)
+        fb = gpu_ms(lambda: (f(xd, **kw), fb_(dyd, xd, **kw)), args.repeat)
         t.add("cnnkit", "GPU", GPU_POOL_N, fwd, fb, peer, gpu_pool_mib(lambda: fb_(dyd, xd, **kw)))
         if peer:
             t.add("torch (channels_last)", "GPU", GPU_POOL_N, peer["fwd"], peer["fb"])
@@ -797,8 +741,8 @@ def gpu_memory_bound_tables(args, wanted, with_cpu, tables, summary):
             t.add("cnnkit", "CPU", 8, median_ms(lambda: ops.relu(cxr), args.repeat),
                   median_ms(lambda: (ops.relu(cxr), ops.relu_backward(cdyr, cxr)), args.repeat))
         peer = PEER.get("gpu relu")
-        fwd = gpu_events_ms(lambda: ops.relu(xr), args.repeat)
-        fb = gpu_events_ms(lambda: (ops.relu(xr), ops.relu_backward(dyr, xr)), args.repeat)
+        fwd = gpu_ms(lambda: ops.relu(xr), args.repeat)
+        fb = gpu_ms(lambda: (ops.relu(xr), ops.relu_backward(dyr, xr)), args.repeat)
         t.add("cnnkit", "GPU", GPU_RELU_N, fwd, fb, peer)
         if peer:
             t.add("torch", "GPU", GPU_RELU_N, peer["fwd"], peer["fb"])
@@ -812,8 +756,8 @@ def gpu_memory_bound_tables(args, wanted, with_cpu, tables, summary):
         labels = cupy.asarray(rl.integers(0, 1000, 4096))
         t = OpTable("softmax cross-entropy on (4096, 1000)", "byte", logits[0].nbytes, 3 * logits[0].nbytes, 4096)
         peer = PEER.get("gpu loss")
-        fwd = gpu_events_ms(lambda: ops.softmax_cross_entropy(logits, labels), args.repeat)
-        fused = gpu_events_ms(lambda: loss_ops._softmax_cross_entropy_fused(logits, labels), args.repeat)
+        fwd = gpu_ms(lambda: ops.softmax_cross_entropy(logits, labels), args.repeat)
+        fused = gpu_ms(lambda: loss_ops._softmax_cross_entropy_fused(logits, labels), args.repeat)
         t.add("cnnkit (fwd+bwd fused)", "GPU", 4096, fwd, fused, peer)
         if peer:
             t.add("torch", "GPU", 4096, peer["fwd"], peer["fb"])

@@ -26,13 +26,9 @@ Nothing here asserts a speed.
 import argparse
 import json
 import os
-import resource
-import statistics
-import subprocess
-import sys
-import time
 
 import numpy as np
+from _timing import cupy_events, median_ms, peak_rss_mib, run_child, torch_events, torch_missing
 
 
 def load_images(samples, seed=0):
@@ -49,19 +45,10 @@ def load_images(samples, seed=0):
         return x, rng.integers(0, 10, samples), "random data"
 
 
-def rss_mib():
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-
-
-def median_epoch(run_epoch, repeat):
-    times = [run_epoch() for _ in range(repeat)]
-    return statistics.median(times)
-
-
 # ---------------------------------------------------------------------- children
 def child_cnnkit(args, device):
     import cnnkit
-    from cnnkit import layers, models
+    from cnnkit.demo import build
 
     if device == "gpu":
         cnnkit.set_device("gpu")
@@ -69,37 +56,15 @@ def child_cnnkit(args, device):
     out = {"source": source}
     for bs in args.batch_sizes:
         cnnkit.utils.set_random_seed(0)
-        model = models.Sequential([layers.Input((28, 28, 1)), layers.Conv2D(32, (3, 3), activation="relu"),
-                                   layers.MaxPooling2D((2, 2)), layers.Flatten(),
-                                   layers.Dense(10, activation="softmax")])
+        model = build("tutorial")
         model.compile(optimizer="adam", loss="sparse_categorical_crossentropy", metrics=["accuracy"])
         model.fit(x[: bs * 5], y[: bs * 5], batch_size=bs, epochs=1, verbose=0)  # warm-up
-
-        def epoch():
-            if device == "gpu":
-                import cupy
-
-                start, stop = cupy.cuda.Event(), cupy.cuda.Event()
-                start.record()
-                model.fit(x, y, batch_size=bs, epochs=1, verbose=0)
-                stop.record()
-                stop.synchronize()
-                return cupy.cuda.get_elapsed_time(start, stop) / 1e3
-            t0 = time.perf_counter()
-            model.fit(x, y, batch_size=bs, epochs=1, verbose=0)
-            return time.perf_counter() - t0
-
-        out[str(bs)] = len(x) / median_epoch(epoch, args.repeat)
+        ms = median_ms(lambda: model.fit(x, y, batch_size=bs, epochs=1, verbose=0), args.repeat, warmup=0,
+                       events=cupy_events if device == "gpu" else None)
+        out[str(bs)] = len(x) / (ms / 1e3)
     x1, y1 = x[:1], y[:1]
-    for _ in range(5):
-        model.train_on_batch(x1, y1)
-    steps = []
-    for _ in range(50):
-        t0 = time.perf_counter()
-        model.train_on_batch(x1, y1)
-        steps.append(time.perf_counter() - t0)
-    out["step1_ms"] = statistics.median(steps) * 1e3
-    out["rss_mib"] = rss_mib()
+    out["step1_ms"] = median_ms(lambda: model.train_on_batch(x1, y1), 50, warmup=5)
+    out["rss_mib"] = peak_rss_mib()
     return out
 
 
@@ -136,43 +101,20 @@ def child_torch(args, device):
         model, opt, crit = make()
         run(model, opt, crit, bs, bs * 5)
 
-        def epoch():
-            if device == "gpu":
-                start, stop = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-                start.record()
-                run(model, opt, crit, bs, len(x))
-                stop.record()
-                stop.synchronize()
-                return start.elapsed_time(stop) / 1e3
-            t0 = time.perf_counter()
-            run(model, opt, crit, bs, len(x))
-            return time.perf_counter() - t0
-
-        out[str(bs)] = len(x) / median_epoch(epoch, args.repeat)
-    steps = []
-    for i in range(55):
-        t0 = time.perf_counter()
-        run(model, opt, crit, 1, 1)
-        if device == "gpu":
-            torch.cuda.synchronize()
-        if i >= 5:
-            steps.append(time.perf_counter() - t0)
-    out["step1_ms"] = statistics.median(steps) * 1e3
-    out["rss_mib"] = rss_mib()
+        ms = median_ms(lambda: run(model, opt, crit, bs, len(x)), args.repeat, warmup=0,
+                       events=torch_events if device == "gpu" else None)
+        out[str(bs)] = len(x) / (ms / 1e3)
+    # run() reads the loss back (loss.item()) each step, so the wall clock includes the GPU's work
+    out["step1_ms"] = median_ms(lambda: run(model, opt, crit, 1, 1), 50, warmup=5)
+    out["rss_mib"] = peak_rss_mib()
     return out
 
 
 # ---------------------------------------------------------------------- parent
 def spawn(args, lib, device, extra_env=None):
-    cmd = [sys.executable, os.path.abspath(__file__), "--child", f"{lib}:{device}", "--samples", str(args.samples),
-           "--repeat", str(args.repeat), "--threads", str(args.threads),
-           "--batch-sizes", ",".join(map(str, args.batch_sizes))]
-    env = dict(os.environ, OMP_NUM_THREADS=str(args.threads), **(extra_env or {}))
-    proc = subprocess.run(cmd, capture_output=True, text=True, env=env)
-    if proc.returncode != 0:
-        last = proc.stderr.strip().splitlines()[-1] if proc.stderr.strip() else f"exit {proc.returncode}"
-        return {"error": last}
-    return json.loads(proc.stdout.strip().splitlines()[-1])
+    return run_child(__file__, ["--child", f"{lib}:{device}", "--samples", args.samples, "--repeat", args.repeat,
+                                "--threads", args.threads, "--batch-sizes", ",".join(map(str, args.batch_sizes))],
+                     {"OMP_NUM_THREADS": str(args.threads), **(extra_env or {})})
 
 
 def gpu_usable(lib):
@@ -225,15 +167,9 @@ def main(argv=None):
             if device == "gpu" and not gpu_usable(lib):
                 results[lib] = {"error": "no usable GPU"}
                 continue
-            if lib == "torch":
-                try:
-                    import importlib.util
-
-                    if importlib.util.find_spec("torch") is None:
-                        results[lib] = {"error": "PyTorch not installed"}
-                        continue
-                except Exception:
-                    pass
+            if lib == "torch" and torch_missing():
+                results[lib] = {"error": torch_missing()}
+                continue
             results[lib] = spawn(args, lib, device)
         if args.malloc_variants and device == "cpu":
             from cnnkit.ops import _backend as be

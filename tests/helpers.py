@@ -11,15 +11,14 @@
 
 import numpy as np
 
+from cnnkit import demo
+from cnnkit.ops import _backend, to_host
+
 TOL = {np.dtype(np.float32): 1e-5, np.dtype(np.float64): 1e-12}
 
 
 def to_numpy(a):
-    if a is None:
-        return None
-    if hasattr(a, "get"):  # CuPy
-        return a.get()
-    return np.asarray(a)
+    return None if a is None else to_host(a)
 
 
 def rel_error(actual, expected):
@@ -86,31 +85,22 @@ def assert_raises_naming(exc_type, argname, fn, *args, **kwargs):
     return info.value
 
 
-def torchvision_models():
-    """torchvision's model constructors {name: fn} (resnet18, resnet50, vgg16, densenet121, ...).
+def tutorial_model():
+    """The CNN of the Keras/TensorFlow tutorial: Conv2D 32 - MaxPooling2D - Flatten - Dense 10, on
+    28x28x1 images (54,410 parameters), as ``python -m cnnkit demo`` builds it."""
+    return demo.build("tutorial")
 
-    The torchvision wheel on PyPI is built against the CUDA torch; beside torch's CPU build its compiled
-    ops fail to register and ``import torchvision`` raises. The model definitions are plain Python, so
-    when the import fails they are loaded straight from the package's files."""
-    import importlib
-    import importlib.util
-    import os
-    import sys
-    import types
 
+def on_thread_counts(compute, counts=(1, 2)):
+    """[compute() with the CPU kernels on n OpenMP threads, for each n in counts]; the thread count is
+    restored afterwards. Results that must not depend on it are compared bit for bit."""
+    lib = _backend._cpu().lib
+    old = lib.get_num_threads()
     try:
-        import torchvision.models as tvm
-    except (RuntimeError, ImportError, OSError):
-        root = os.path.dirname(importlib.util.find_spec("torchvision").origin)
-        for name, path in (("torchvision", root), ("torchvision.models", os.path.join(root, "models"))):
-            if name not in sys.modules or not hasattr(sys.modules[name], "resnet50"):
-                mod = types.ModuleType(name)
-                mod.__path__ = [path]
-                sys.modules[name] = mod
-        tvm = types.SimpleNamespace()
-        for sub in ("resnet", "vgg", "densenet", "googlenet", "alexnet"):
-            m = importlib.import_module(f"torchvision.models.{sub}")
-            for k, v in vars(m).items():
-                if callable(v) and not k.startswith("_") and k.islower():
-                    setattr(tvm, k, v)
-    return {k: getattr(tvm, k) for k in dir(tvm) if not k.startswith("_")}
+        results = []
+        for n in counts:
+            lib.set_num_threads(n)
+            results.append(compute())
+        return results
+    finally:
+        lib.set_num_threads(old)

@@ -9,7 +9,7 @@ from cnnkit import ops
 from cnnkit.ops import _backend
 from cnnkit.ops import reference as ref
 from cnnkit.ops.reference import nonlinear as ref_act
-from helpers import assert_close, assert_grad, assert_raises_naming, to_numpy
+from helpers import assert_close, assert_grad, assert_raises_naming, on_thread_counts, to_numpy
 
 # (name, keyword arguments): every elementwise activation, with non-default parameters too.
 ELEMENTWISE = [
@@ -328,16 +328,8 @@ def test_dropout_identity_when_not_training_or_rate_zero(xp):
 
 
 def test_dropout_mask_does_not_depend_on_thread_count():
-    lib = _backend._cpu().lib
     x = np.ones((3, 50_000), np.float32)
-    before = lib.get_num_threads()
-    try:
-        lib.set_num_threads(1)
-        one = ops.dropout(x, 0.4, seed=99)
-        lib.set_num_threads(2)
-        two = ops.dropout(x, 0.4, seed=99)
-    finally:
-        lib.set_num_threads(before)
+    one, two = on_thread_counts(lambda: ops.dropout(x, 0.4, seed=99))
     np.testing.assert_array_equal(one, two)
 
 

@@ -100,7 +100,8 @@ def _torchvision_count(name):
 
     if importlib.util.find_spec("torch") is None or importlib.util.find_spec("torchvision") is None:
         pytest.skip("needs torch and torchvision")
-    code = (f"import sys; sys.path.insert(0, {os.path.dirname(__file__)!r}); from helpers import torchvision_models; "
+    benchmarks = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "benchmarks")
+    code = (f"import sys; sys.path.insert(0, {benchmarks!r}); from _timing import torchvision_models; "
             f"print(sum(p.numel() for p in torchvision_models()[{name!r}](weights=None).parameters()))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
     assert out.returncode == 0, out.stderr[-2000:]

@@ -21,6 +21,7 @@ from cnnkit import layers, models, ops, optimizers
 from cnnkit.callbacks import Callback
 from cnnkit.utils import set_random_seed
 from cnnkit.variables import Variable
+from helpers import tutorial_model
 
 SPECIALS = np.array([np.nan, np.inf, -np.inf, 0.0, -0.0, 1.5, -2.5, 30.0, -30.0, 1e4, -1e4])
 
@@ -164,15 +165,9 @@ def test_adam_with_zero_gradients_leaves_weights_unchanged(amsgrad):
 
 
 # ---------------------------------------------------------------------------------------------- determinism
-def _tutorial_model():
-    return models.Sequential([
-        layers.Input((28, 28, 1)), layers.Conv2D(32, (3, 3), activation="relu"), layers.MaxPooling2D((2, 2)),
-        layers.Flatten(), layers.Dense(10, activation="softmax")])
-
-
 def _train_tutorial(x, y, seed):
     set_random_seed(seed)
-    model = _tutorial_model()
+    model = tutorial_model()
     model.compile(optimizer="adam", loss="sparse_categorical_crossentropy", metrics=["accuracy"])
     history = model.fit(x, y, batch_size=32, epochs=1, verbose=0, validation_split=0.1)
     return model.get_weights(), history.history
@@ -204,7 +199,7 @@ def test_two_seeded_training_runs_give_bit_identical_weights():
 
 def _train_tutorial_on(device, x, y, seed):
     set_random_seed(seed)
-    model = _tutorial_model().to(device)
+    model = tutorial_model().to(device)
     model.compile(optimizer="adam", loss="sparse_categorical_crossentropy", metrics=["accuracy"])
     history = model.fit(x, y, batch_size=32, epochs=1, verbose=0, validation_split=0.1)
     return model.get_weights(), history.history
@@ -358,7 +353,7 @@ def saved_model(tmp_path):
 
     clear_session()
     set_random_seed(6)
-    model = _tutorial_model()
+    model = tutorial_model()
     model.compile(optimizer="adam", loss="sparse_categorical_crossentropy", metrics=["accuracy"])
     x, y = _images(64)
     model.fit(x, y, batch_size=32, epochs=1, verbose=0)
@@ -490,7 +485,7 @@ class _InterruptAt(Callback):
 
 def test_fit_interrupted_by_keyboard_interrupt_leaves_the_model_usable():
     set_random_seed(8)
-    model = _tutorial_model()
+    model = tutorial_model()
     model.compile(optimizer="adam", loss="sparse_categorical_crossentropy", metrics=["accuracy"])
     x, y = _images(256)
     with pytest.raises(KeyboardInterrupt):
@@ -531,7 +526,7 @@ def test_keyboard_interrupt_during_a_checkpoint_leaves_the_last_checkpoint_compl
 
     monkeypatch.setattr(saving, "_npy_bytes", interrupted)
     set_random_seed(9)
-    model = _tutorial_model()
+    model = tutorial_model()
     model.compile(optimizer="adam", loss="sparse_categorical_crossentropy", metrics=["accuracy"])
     x, y = _images(256)
     with pytest.raises(KeyboardInterrupt):

@@ -11,7 +11,7 @@ import pytest
 from cnnkit import ops
 from cnnkit.ops import _backend
 from cnnkit.ops import reference as ref
-from helpers import assert_close, assert_grad, assert_raises_naming, to_numpy
+from helpers import assert_close, assert_grad, assert_raises_naming, on_thread_counts, to_numpy
 
 SHAPES = [(1, 1), (1, 7), (5, 3), (17, 10), (33, 1000)]
 
@@ -149,18 +149,10 @@ def test_non_contiguous_logits(xp, rng):
 
 
 def test_bit_identical_for_one_and_two_threads(rng):
-    lib = _backend._cpu().lib
     logits, labels = make(rng, (301, 1000), True)
     logits = logits.astype(np.float32)
-    old = lib.get_num_threads()
-    results = []
-    try:
-        for n in (1, 2):
-            lib.set_num_threads(n)
-            results.append([ops.softmax_cross_entropy(logits, labels),
-                            *ops.softmax_cross_entropy(logits, labels, return_grad=True)])
-    finally:
-        lib.set_num_threads(old)
+    results = on_thread_counts(lambda: [ops.softmax_cross_entropy(logits, labels),
+                                        *ops.softmax_cross_entropy(logits, labels, return_grad=True)])
     for a, b in zip(*results):
         assert np.array_equal(a, b)
 

@@ -7,16 +7,7 @@ import pytest
 import cnnkit
 from cnnkit import layers, models, optimizers
 from cnnkit.utils import set_random_seed
-
-
-def tutorial_model():
-    return models.Sequential([
-        layers.Input((28, 28, 1)),
-        layers.Conv2D(32, (3, 3), activation="relu"),
-        layers.MaxPooling2D((2, 2)),
-        layers.Flatten(),
-        layers.Dense(10, activation="softmax"),
-    ])
+from helpers import tutorial_model
 
 
 def branchy_model(channels=3):

@@ -9,7 +9,7 @@ import pytest
 from cnnkit import ops
 from cnnkit.ops import _backend
 from cnnkit.ops import reference as ref
-from helpers import assert_close, assert_grad, assert_raises_naming, to_numpy
+from helpers import assert_close, assert_grad, assert_raises_naming, on_thread_counts, to_numpy
 
 # (N, ..., C): odd spatial sizes, C = 1, 3, 17, batch 1 (with H = W = 1: one value per channel),
 # and the 2-D (N, C) input that follows a Dense layer.
@@ -30,10 +30,15 @@ def cast(xp, a, dtype):
     return None if a is None else xp.asarray(np.array(a, dtype))  # always a copy
 
 
-@pytest.mark.parametrize("dtype", [np.float32, np.float64])
-@pytest.mark.parametrize("affine", AFFINE)
-@pytest.mark.parametrize("training", [True, False])
-@pytest.mark.parametrize("shape", SHAPES)
+def every_case(test):
+    """Parametrize test over both dtypes, every affine mode, training and inference, and SHAPES."""
+    for name, values in (("shape", SHAPES), ("training", [True, False]), ("affine", AFFINE),
+                         ("dtype", [np.float32, np.float64])):
+        test = pytest.mark.parametrize(name, values)(test)
+    return test
+
+
+@every_case
 def test_forward_matches_reference(xp, rng, shape, training, affine, dtype):
     x, g, b, mm, mv = make(rng, shape, affine)
     mm_n, mv_n = cast(xp, mm, dtype), cast(xp, mv, dtype)
@@ -51,10 +56,7 @@ def test_forward_matches_reference(xp, rng, shape, training, affine, dtype):
         assert np.array_equal(to_numpy(mv_n), mv.astype(dtype))
 
 
-@pytest.mark.parametrize("dtype", [np.float32, np.float64])
-@pytest.mark.parametrize("affine", AFFINE)
-@pytest.mark.parametrize("training", [True, False])
-@pytest.mark.parametrize("shape", SHAPES)
+@every_case
 def test_backward_matches_reference_and_leaves_moving_stats(xp, rng, shape, training, affine, dtype):
     x, g, b, mm, mv = make(rng, shape, affine)
     dy = rng.standard_normal(shape)
@@ -170,24 +172,19 @@ def test_reference_on_a_hand_computed_case():
 
 
 def test_bit_identical_for_one_and_two_threads(rng):
-    lib = _backend._cpu().lib
     x, g, b, mm, mv = make(rng, (8, 33, 31, 17))
     x = x.astype(np.float32)
     g, b, mm, mv = (a.astype(np.float32) for a in (g, b, mm, mv))
     dy = rng.standard_normal(x.shape).astype(np.float32)
-    old = lib.get_num_threads()
-    results = []
-    try:
-        for n in (1, 2):
-            lib.set_num_threads(n)
-            mm_n, mv_n = mm.copy(), mv.copy()
-            y, mean, invstd = ops.batch_norm(x, g, b, mm_n, mv_n, True, 0.99, 1e-3, return_stats=True)
-            grads = ops.batch_norm_backward(dy, x, g, b, mm, mv, training=True)
-            grads_inf = ops.batch_norm_backward(dy, x, g, b, mm, mv, training=False)
-            results.append([y, mean, invstd, mm_n, mv_n, *grads, *grads_inf])
-    finally:
-        lib.set_num_threads(old)
-    for a, c in zip(*results):
+
+    def compute():
+        mm_n, mv_n = mm.copy(), mv.copy()
+        y, mean, invstd = ops.batch_norm(x, g, b, mm_n, mv_n, True, 0.99, 1e-3, return_stats=True)
+        grads = ops.batch_norm_backward(dy, x, g, b, mm, mv, training=True)
+        grads_inf = ops.batch_norm_backward(dy, x, g, b, mm, mv, training=False)
+        return [y, mean, invstd, mm_n, mv_n, *grads, *grads_inf]
+
+    for a, c in zip(*on_thread_counts(compute)):
         assert np.array_equal(a, c)
 
 

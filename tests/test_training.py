@@ -9,7 +9,7 @@ import cnnkit
 from cnnkit import _random, layers, models, optimizers
 from cnnkit.ops import reference as ref
 from cnnkit.utils import set_random_seed
-from helpers import assert_close, numerical_grad, rel_error
+from helpers import assert_close, numerical_grad, rel_error, tutorial_model
 
 
 @pytest.fixture
@@ -18,16 +18,6 @@ def float64():
     cnnkit.config.floatx = "float64"
     yield
     cnnkit.config.floatx = old
-
-
-def tutorial_model():
-    return models.Sequential([
-        layers.Input((28, 28, 1)),
-        layers.Conv2D(32, (3, 3), activation="relu"),
-        layers.MaxPooling2D((2, 2)),
-        layers.Flatten(),
-        layers.Dense(10, activation="softmax"),
-    ])
 
 
 def _softmax(z):

@@ -5,17 +5,12 @@ The Keras-style API: ``from cnnkit import layers, models, optimizers``; ``models
 ``cnnkit.ops`` holds the kernels underneath, ``cnnkit.ops.reference`` their NumPy reference.
 """
 
-from . import ops
+from . import activations, applications, callbacks, datasets, initializers, layers, losses, metrics, models
+from . import ops, optimizers, profiler, regularizers, utils
+from ._version import __version__
 from .config import config
 from .device import get_device, set_device
-
-__version__ = "0.1.0"
-
-from . import activations, callbacks, datasets, initializers, layers, losses, metrics  # noqa: E402
-from . import optimizers, regularizers, utils  # noqa: E402
-from . import models  # noqa: E402
-from . import applications, profiler  # noqa: E402
-from .models import Model, Sequential, load_model  # noqa: E402
+from .models import Model, Sequential, load_model
 
 __all__ = ["ops", "config", "__version__", "set_device", "get_device", "layers", "models", "optimizers",
            "losses", "metrics", "callbacks", "datasets", "activations", "initializers", "regularizers", "utils",

@@ -17,11 +17,37 @@ import sys
 import time
 import warnings
 
+from ._checks import int_at_least, number
+
 __all__ = ["Callback", "CallbackList", "History", "ProgbarLogger", "EarlyStopping", "ModelCheckpoint",
            "ReduceLROnPlateau", "LearningRateScheduler", "CSVLogger", "TerminateOnNaN", "LambdaCallback"]
 
+HOOKS = ("on_train_begin", "on_train_end", "on_epoch_begin", "on_epoch_end", "on_batch_begin", "on_batch_end",
+         "on_train_batch_begin", "on_train_batch_end", "on_test_begin", "on_test_end", "on_test_batch_begin",
+         "on_test_batch_end", "on_predict_begin", "on_predict_end", "on_predict_batch_begin",
+         "on_predict_batch_end")
+
+
+def _hook(name, body):
+    """A hook method called name, with the signature Keras gives it: ``(epoch, logs=None)``,
+    ``(batch, logs=None)`` or ``(logs=None)``; it runs ``body(self, name, *arguments)``."""
+    if "epoch" in name:
+        def hook(self, epoch, logs=None):
+            body(self, name, epoch, logs)
+    elif "batch" in name:
+        def hook(self, batch, logs=None):
+            body(self, name, batch, logs)
+    else:
+        def hook(self, logs=None):
+            body(self, name, logs)
+    hook.__name__ = name
+    return hook
+
 
 class Callback:
+    """Base class: every hook of HOOKS does nothing here; override the ones you need. The train-batch
+    hooks call on_batch_begin/end, their older names."""
+
     def __init__(self):
         self.model = None
         self.params = {}
@@ -32,53 +58,20 @@ class Callback:
     def set_params(self, params):
         self.params = params
 
-    def on_train_begin(self, logs=None):
-        pass
-
-    def on_train_end(self, logs=None):
-        pass
-
-    def on_epoch_begin(self, epoch, logs=None):
-        pass
-
-    def on_epoch_end(self, epoch, logs=None):
-        pass
-
-    def on_batch_begin(self, batch, logs=None):
-        pass
-
-    def on_batch_end(self, batch, logs=None):
-        pass
-
     def on_train_batch_begin(self, batch, logs=None):
         self.on_batch_begin(batch, logs)
 
     def on_train_batch_end(self, batch, logs=None):
         self.on_batch_end(batch, logs)
 
-    def on_test_begin(self, logs=None):
-        pass
 
-    def on_test_end(self, logs=None):
-        pass
+def _nothing(self, name, *arguments):
+    pass
 
-    def on_test_batch_begin(self, batch, logs=None):
-        pass
 
-    def on_test_batch_end(self, batch, logs=None):
-        pass
-
-    def on_predict_begin(self, logs=None):
-        pass
-
-    def on_predict_end(self, logs=None):
-        pass
-
-    def on_predict_batch_begin(self, batch, logs=None):
-        pass
-
-    def on_predict_batch_end(self, batch, logs=None):
-        pass
+for _name in HOOKS:
+    if _name not in vars(Callback):
+        setattr(Callback, _name, _hook(_name, _nothing))
 
 
 class CallbackList(Callback):
@@ -116,47 +109,9 @@ class CallbackList(Callback):
         for cb in self._active.get(hook, self.callbacks):
             getattr(cb, hook)(*args)
 
-    def on_train_begin(self, logs=None):
-        self._call("on_train_begin", logs)
 
-    def on_train_end(self, logs=None):
-        self._call("on_train_end", logs)
-
-    def on_epoch_begin(self, epoch, logs=None):
-        self._call("on_epoch_begin", epoch, logs)
-
-    def on_epoch_end(self, epoch, logs=None):
-        self._call("on_epoch_end", epoch, logs)
-
-    def on_train_batch_begin(self, batch, logs=None):
-        self._call("on_train_batch_begin", batch, logs)
-
-    def on_train_batch_end(self, batch, logs=None):
-        self._call("on_train_batch_end", batch, logs)
-
-    def on_test_begin(self, logs=None):
-        self._call("on_test_begin", logs)
-
-    def on_test_end(self, logs=None):
-        self._call("on_test_end", logs)
-
-    def on_test_batch_begin(self, batch, logs=None):
-        self._call("on_test_batch_begin", batch, logs)
-
-    def on_test_batch_end(self, batch, logs=None):
-        self._call("on_test_batch_end", batch, logs)
-
-    def on_predict_begin(self, logs=None):
-        self._call("on_predict_begin", logs)
-
-    def on_predict_end(self, logs=None):
-        self._call("on_predict_end", logs)
-
-    def on_predict_batch_begin(self, batch, logs=None):
-        self._call("on_predict_batch_begin", batch, logs)
-
-    def on_predict_batch_end(self, batch, logs=None):
-        self._call("on_predict_batch_end", batch, logs)
+for _name in HOOKS:
+    setattr(CallbackList, _name, _hook(_name, CallbackList._call))
 
 
 def _overrides(cb, hook):
@@ -327,10 +282,13 @@ def _monitored(logs, monitor, owner):
     return float(value)
 
 
-def _check_number(owner, name, value, ok, expected):
-    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not ok(value):
-        raise ValueError(f"{owner} {name} must be {expected}, received {name}={value!r}")
-    return value
+def monitor_op(mode, min_delta=0.0):
+    """The "did it improve" test of EarlyStopping, ModelCheckpoint and ReduceLROnPlateau:
+    ``improves(value, reference)`` is True when value beats reference by more than min_delta,
+    downwards for mode "min" and upwards for "max"; anything beats no reference (None)."""
+    if mode == "min":
+        return lambda value, reference: reference is None or value < reference - min_delta
+    return lambda value, reference: reference is None or value > reference + min_delta
 
 
 class EarlyStopping(Callback):
@@ -345,11 +303,12 @@ class EarlyStopping(Callback):
                  restore_best_weights=False, start_from_epoch=0):
         super().__init__()
         self.monitor = monitor
-        self.min_delta = abs(_check_number("EarlyStopping", "min_delta", min_delta, math.isfinite, "a finite number"))
-        self.patience = _int_arg("EarlyStopping", "patience", patience)
-        self.start_from_epoch = _int_arg("EarlyStopping", "start_from_epoch", start_from_epoch)
+        self.min_delta = abs(number(min_delta, "min_delta", owner="EarlyStopping"))
+        self.patience = int_at_least(patience, "patience", 0, owner="EarlyStopping")
+        self.start_from_epoch = int_at_least(start_from_epoch, "start_from_epoch", 0, owner="EarlyStopping")
         self.verbose = verbose
         self.mode = _mode_op(monitor, mode, "EarlyStopping")
+        self._improves = monitor_op(self.mode, self.min_delta)
         self.baseline = baseline
         self.restore_best_weights = bool(restore_best_weights)
         self._reset()
@@ -360,13 +319,6 @@ class EarlyStopping(Callback):
         self.best = None
         self.best_epoch = 0
         self.best_weights = None
-
-    def _improves(self, value, reference):
-        if reference is None:
-            return True
-        if self.mode == "min":
-            return value + self.min_delta < reference
-        return value - self.min_delta > reference
 
     def on_train_begin(self, logs=None):
         self._reset()
@@ -396,12 +348,6 @@ class EarlyStopping(Callback):
             if self.verbose > 0:
                 print(f"Restoring model weights from the end of the best epoch: {self.best_epoch + 1}.", flush=True)
             self.model.set_weights(self.best_weights)
-
-
-def _int_arg(owner, name, value, lo=0):
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < lo:
-        raise ValueError(f"{owner} {name} must be an int >= {lo}, received {name}={value!r}")
-    return int(value)
 
 
 class ModelCheckpoint(Callback):
@@ -463,8 +409,7 @@ class ModelCheckpoint(Callback):
             current = _monitored(logs, self.monitor, "ModelCheckpoint")
             if current is None:
                 return
-            better = self.best is None or (current < self.best if self.mode == "min" else current > self.best)
-            if not better:
+            if not monitor_op(self.mode)(current, self.best):
                 if self.verbose > 0:
                     print(f"Epoch {epoch + 1}: {self.monitor} did not improve from {self.best:.5f}", flush=True)
                 return
@@ -497,24 +442,20 @@ class ReduceLROnPlateau(Callback):
         if kwargs:
             raise TypeError(f"ReduceLROnPlateau got unexpected keyword argument(s): {', '.join(sorted(kwargs))}")
         self.monitor = monitor
-        self.factor = _check_number("ReduceLROnPlateau", "factor", factor, lambda v: 0 < v < 1,
-                                    "a number in (0, 1) (the learning rate is multiplied by it)")
-        self.patience = _int_arg("ReduceLROnPlateau", "patience", patience)
-        self.cooldown = _int_arg("ReduceLROnPlateau", "cooldown", cooldown)
-        self.min_delta = abs(_check_number("ReduceLROnPlateau", "min_delta", min_delta, math.isfinite,
-                                           "a finite number"))
-        self.min_lr = _check_number("ReduceLROnPlateau", "min_lr", min_lr, lambda v: v >= 0, "a number >= 0")
+        self.factor = number(factor, "factor", 0, 1, low_open=True, high_open=True, owner="ReduceLROnPlateau")
+        self.patience = int_at_least(patience, "patience", 0, owner="ReduceLROnPlateau")
+        self.cooldown = int_at_least(cooldown, "cooldown", 0, owner="ReduceLROnPlateau")
+        self.min_delta = abs(number(min_delta, "min_delta", owner="ReduceLROnPlateau"))
+        self.min_lr = number(min_lr, "min_lr", low=0, owner="ReduceLROnPlateau")
         self.verbose = verbose
         self.mode = _mode_op(monitor, mode, "ReduceLROnPlateau")
+        self._improves = monitor_op(self.mode, self.min_delta)
         self._reset()
 
     def _reset(self):
         self.best = math.inf if self.mode == "min" else -math.inf
         self.wait = 0
         self.cooldown_counter = 0
-
-    def _improves(self, value):
-        return value < self.best - self.min_delta if self.mode == "min" else value > self.best + self.min_delta
 
     def on_train_begin(self, logs=None):
         self._reset()
@@ -529,7 +470,7 @@ class ReduceLROnPlateau(Callback):
         if self.cooldown_counter > 0:
             self.cooldown_counter -= 1
             self.wait = 0
-        if self._improves(current):
+        if self._improves(current, self.best):
             self.best, self.wait = current, 0
         elif self.cooldown_counter == 0:
             self.wait += 1
@@ -656,16 +597,11 @@ class LambdaCallback(Callback):
     Accepts every hook name (on_train_begin/end, on_epoch_begin/end, on_train_batch_begin/end and
     their older names on_batch_begin/end, on_test_*, on_predict_*)."""
 
-    _HOOKS = ("on_train_begin", "on_train_end", "on_epoch_begin", "on_epoch_end", "on_batch_begin",
-              "on_batch_end", "on_train_batch_begin", "on_train_batch_end", "on_test_begin", "on_test_end",
-              "on_test_batch_begin", "on_test_batch_end", "on_predict_begin", "on_predict_end",
-              "on_predict_batch_begin", "on_predict_batch_end")
-
     def __init__(self, **hooks):
         super().__init__()
         for name, fn in hooks.items():
-            if name not in self._HOOKS:
-                raise TypeError(f"LambdaCallback got an unknown hook {name!r}; hooks: {', '.join(self._HOOKS)}")
+            if name not in HOOKS:
+                raise TypeError(f"LambdaCallback got an unknown hook {name!r}; hooks: {', '.join(HOOKS)}")
             if fn is None:
                 continue
             if not callable(fn):

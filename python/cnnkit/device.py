@@ -73,4 +73,4 @@ def to_device(array, device):
         import cupy
 
         return cupy.asarray(array)
-    return array.get() if _backend._is_cupy(array) else np.asarray(array)
+    return _backend.to_host(array)

@@ -9,6 +9,7 @@ import math
 import numpy as np
 
 from . import _random
+from ._registry import Configurable, Registry, Uninterpretable
 
 __all__ = ["Initializer", "Zeros", "Ones", "Constant", "RandomNormal", "RandomUniform", "GlorotUniform",
            "GlorotNormal", "HeNormal", "HeUniform", "get", "serialize"]
@@ -49,7 +50,7 @@ def _uniform_fill(low, high, shape, dtype):
     return out
 
 
-class Initializer:
+class Initializer(Configurable):
     """``init(shape, dtype)`` -> a NumPy array."""
 
     def __call__(self, shape, dtype="float32"):
@@ -65,13 +66,6 @@ class Initializer:
     def _fill(self, shape, dtype):
         """The result written directly in dtype, or None to go through _draw (float64)."""
         return None
-
-    def get_config(self):
-        return {}
-
-    @classmethod
-    def from_config(cls, config):
-        return cls(**config)
 
 
 class Zeros(Initializer):
@@ -174,31 +168,20 @@ class HeUniform(_VarianceScaling):
     scale, mode = 2.0, "fan_in"
 
 
-_BY_NAME = {"zeros": Zeros, "ones": Ones, "constant": Constant, "random_normal": RandomNormal,
-            "random_uniform": RandomUniform, "glorot_uniform": GlorotUniform,
-            "glorot_normal": GlorotNormal, "he_normal": HeNormal, "he_uniform": HeUniform}
-_BY_CLASS = {cls.__name__: cls for cls in _BY_NAME.values()}
+# Names: Keras' snake-case class names ("glorot_uniform"), in any case, and the class names.
+_REGISTRY = Registry("initializer", Initializer, (Zeros, Ones, Constant, RandomNormal, RandomUniform,
+                                                  GlorotUniform, GlorotNormal, HeNormal, HeUniform), fold_case=True)
+serialize = _REGISTRY.serialize
 
 
 def get(identifier):
     """An Initializer from a name ("glorot_uniform", "he_normal", ...), a serialized dict, an instance
     or a callable(shape, dtype) -> array."""
-    if isinstance(identifier, Initializer):
-        return identifier
-    if isinstance(identifier, str):
-        cls = _BY_NAME.get(identifier.lower()) or _BY_CLASS.get(identifier)
-        if cls is None:
-            raise ValueError(f"unknown initializer {identifier!r}; known: {', '.join(sorted(_BY_NAME))}")
-        return cls()
-    if isinstance(identifier, dict) and identifier.get("class_name") in _BY_CLASS:
-        return _BY_CLASS[identifier["class_name"]].from_config(identifier.get("config", {}))
-    if callable(identifier):
-        return identifier
-    raise ValueError(f"could not interpret initializer {identifier!r}; pass a name such as "
-                     f"'glorot_uniform' or an Initializer")
+    return _REGISTRY.get(identifier, _callable)
 
 
-def serialize(init):
-    if isinstance(init, Initializer):
-        return {"class_name": type(init).__name__, "config": init.get_config()}
-    raise TypeError(f"cannot serialize initializer {init!r}: only cnnkit.initializers classes can be saved")
+def _callable(fn):
+    if callable(fn):
+        return fn
+    raise Uninterpretable(f"could not interpret initializer {fn!r:.200}; pass a name such as 'glorot_uniform' "
+                          "or an Initializer")

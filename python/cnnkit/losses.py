@@ -15,11 +15,14 @@ A loss of your own subclasses :class:`Loss` and implements ``forward`` and ``bac
 automatic differentiation, so a plain function ``f(y_true, y_pred)`` cannot train a model.
 """
 
-import numbers
+import math
 
 import numpy as np
 
 from . import ops
+from ._checks import boolean, fraction, integer, string
+from ._registry import Configurable, Registry, snake_case
+from .ops import to_host
 
 __all__ = [
     "Loss", "SparseCategoricalCrossentropy", "CategoricalCrossentropy", "BinaryCrossentropy",
@@ -32,7 +35,7 @@ EPSILON = 1e-7  # keras.backend.epsilon(): how far probabilities are kept from 0
 REDUCTIONS = ("sum_over_batch_size",)
 
 
-class Loss:
+class Loss(Configurable):
     """Base class. Subclasses implement ``forward(y_true, y_pred) -> (value, saved)`` (value: a 0-d
     array, the mean loss over the batch) and ``backward(saved) -> d value / d y_pred``; built-in
     losses also give the unreduced losses with ``per_sample``."""
@@ -43,15 +46,13 @@ class Loss:
         if reduction not in REDUCTIONS:
             raise ValueError(f"cnnkit losses support only reduction='sum_over_batch_size' (the mean over "
                              f"the batch, Keras' default); received reduction={reduction!r}")
-        if name is not None and not isinstance(name, str):
-            raise TypeError(f"name must be a string, received name={name!r}")
-        self.name = name if name is not None else _snake_case(type(self).__name__)
+        self.name = string(name, "name", allow_none=True) or snake_case(type(self).__name__)
         self.reduction = reduction
 
     def __call__(self, y_true, y_pred):
         """The mean loss as a Python float."""
         value, _ = self.forward(y_true, y_pred)
-        return float(_host(value))
+        return float(to_host(value))
 
     def forward(self, y_true, y_pred):
         raise NotImplementedError(f"{type(self).__name__} must implement forward(y_true, y_pred) -> "
@@ -67,10 +68,6 @@ class Loss:
     def get_config(self):
         return {"name": self.name, "reduction": self.reduction}
 
-    @classmethod
-    def from_config(cls, config):
-        return cls(**config)
-
     def __repr__(self):
         args = ", ".join(f"{k}={v!r}" for k, v in self.get_config().items())
         return f"{type(self).__name__}({args})"
@@ -80,7 +77,64 @@ class Loss:
 # Cross-entropies
 
 
-class SparseCategoricalCrossentropy(Loss):
+class _SoftmaxCrossentropy(Loss):
+    """What the two categorical cross-entropies share: the probability path, the fused logits path
+    and a model's softmax fused into the loss. Subclasses turn y_true into label rows
+    (``_label_rows(y_true, y_pred) -> (rows like y_pred, samples the mean runs over)``)."""
+
+    @property
+    def fuses_softmax(self):
+        return not self.from_logits
+
+    def per_sample(self, y_true, y_pred):
+        t, _ = self._label_rows(y_true, y_pred)
+        if self.from_logits:
+            return _logits_ce_per_sample(t, y_pred)
+        return _probs_ce_forward(t, y_pred)[0]
+
+    def forward(self, y_true, y_pred):
+        if self.from_logits:
+            value, dlogits = self.forward_from_logits(y_true, y_pred)
+            return value, ("grad", dlogits)
+        t, count = self._label_rows(y_true, y_pred)
+        per, saved = _probs_ce_forward(t, y_pred)
+        return _mean(per, count), ("probs", saved, count)
+
+    def backward(self, saved):
+        return _ce_backward(saved)
+
+
+class _ElementwiseLoss(Loss):
+    """A loss of each element of y_pred, averaged over the last axis and then the batch. Every sample
+    has as many elements, so that is the mean over all elements. Subclasses implement
+    ``_elementwise(y_true, y_pred) -> (losses, d loss / d y_pred)``, both shaped like y_pred."""
+
+    def per_sample(self, y_true, y_pred):
+        return _last_axis_mean(self._elementwise(y_true, y_pred)[0])
+
+    def forward(self, y_true, y_pred):
+        loss, grad = self._elementwise(y_true, y_pred)
+        return _mean(loss, loss.size), ("grad", _scaled(grad, loss.size))
+
+    def backward(self, saved):
+        return saved[1]
+
+
+class _SmoothedCrossentropy(Loss):
+    """A cross-entropy with Keras' ``from_logits`` and ``label_smoothing`` arguments (categorical,
+    binary)."""
+
+    def __init__(self, from_logits, label_smoothing, reduction, name):
+        super().__init__(name=name, reduction=reduction)
+        self.from_logits = boolean(from_logits, "from_logits")
+        self.label_smoothing = fraction(label_smoothing, "label_smoothing", upper_open=False)
+
+    def get_config(self):
+        return {**super().get_config(), "from_logits": self.from_logits,
+                "label_smoothing": self.label_smoothing}
+
+
+class SparseCategoricalCrossentropy(_SoftmaxCrossentropy):
     """Cross-entropy between integer class ids ``y_true`` (shape ``y_pred.shape[:-1]``, or with a
     trailing 1) and predicted class probabilities (or logits) ``y_pred`` (..., K).
 
@@ -90,14 +144,8 @@ class SparseCategoricalCrossentropy(Loss):
     def __init__(self, from_logits=False, ignore_class=None, reduction="sum_over_batch_size",
                  name="sparse_categorical_crossentropy"):
         super().__init__(name=name, reduction=reduction)
-        self.from_logits = _check_bool(from_logits, "from_logits")
-        if ignore_class is not None and not _is_int(ignore_class):
-            raise TypeError(f"ignore_class must be an int or None, received ignore_class={ignore_class!r}")
-        self.ignore_class = None if ignore_class is None else int(ignore_class)
-
-    @property
-    def fuses_softmax(self):
-        return not self.from_logits
+        self.from_logits = boolean(from_logits, "from_logits")
+        self.ignore_class = integer(ignore_class, "ignore_class", allow_none=True)
 
     def _targets(self, y_true, y_pred):
         """(labels, valid, count): int64 class ids, the mask of samples kept (None without
@@ -115,23 +163,9 @@ class SparseCategoricalCrossentropy(Loss):
             t *= valid[..., None]
         return t
 
-    def per_sample(self, y_true, y_pred):
-        labels, valid, _ = self._targets(y_true, y_pred)
-        t = self._onehot(labels, valid, y_pred)
-        if self.from_logits:
-            return _logits_ce_per_sample(t, y_pred)
-        return _probs_ce_forward(t, y_pred)[0]
-
-    def forward(self, y_true, y_pred):
-        if self.from_logits:
-            value, dlogits = self.forward_from_logits(y_true, y_pred)
-            return value, ("grad", dlogits)
+    def _label_rows(self, y_true, y_pred):
         labels, valid, count = self._targets(y_true, y_pred)
-        per, saved = _probs_ce_forward(self._onehot(labels, valid, y_pred), y_pred)
-        return _mean(per, count), ("probs", saved, count)
-
-    def backward(self, saved):
-        return _ce_backward(saved)
+        return self._onehot(labels, valid, y_pred), count
 
     def forward_from_logits(self, y_true, logits):
         """(value, dlogits) of this loss on softmax(logits) by the fused native kernel, which does not
@@ -145,56 +179,30 @@ class SparseCategoricalCrossentropy(Loss):
         return {**super().get_config(), "from_logits": self.from_logits, "ignore_class": self.ignore_class}
 
 
-class CategoricalCrossentropy(Loss):
+class CategoricalCrossentropy(_SoftmaxCrossentropy, _SmoothedCrossentropy):
     """Cross-entropy between one-hot (or probability) labels ``y_true`` and predicted probabilities
     (or logits) ``y_pred``, both (..., K). ``label_smoothing`` s turns the labels into
     ``y_true * (1 - s) + s / K`` first."""
 
     def __init__(self, from_logits=False, label_smoothing=0.0, reduction="sum_over_batch_size",
                  name="categorical_crossentropy"):
-        super().__init__(name=name, reduction=reduction)
-        self.from_logits = _check_bool(from_logits, "from_logits")
-        self.label_smoothing = _check_smoothing(label_smoothing)
+        super().__init__(from_logits, label_smoothing, reduction, name)
 
-    @property
-    def fuses_softmax(self):
-        return not self.from_logits
-
-    def _targets(self, y_true, y_pred):
+    def _label_rows(self, y_true, y_pred):
         t = _dense_labels(y_true, y_pred, type(self).__name__, categorical=True)
         if self.label_smoothing:
             s = self.label_smoothing
             t = t * (1 - s) + s / y_pred.shape[-1]
-        return t
-
-    def per_sample(self, y_true, y_pred):
-        t = self._targets(y_true, y_pred)
-        if self.from_logits:
-            return _logits_ce_per_sample(t, y_pred)
-        return _probs_ce_forward(t, y_pred)[0]
-
-    def forward(self, y_true, y_pred):
-        if self.from_logits:
-            value, dlogits = self.forward_from_logits(y_true, y_pred)
-            return value, ("grad", dlogits)
-        per, saved = _probs_ce_forward(self._targets(y_true, y_pred), y_pred)
-        return _mean(per, per.size), ("probs", saved, per.size)
-
-    def backward(self, saved):
-        return _ce_backward(saved)
+        return t, math.prod(t.shape[:-1])
 
     def forward_from_logits(self, y_true, logits):
         """(value, dlogits) of this loss on softmax(logits) by the fused native kernel, which does not
         clip the probabilities (Keras' fused from_logits path does not either)."""
-        t = self._targets(y_true, logits)
-        return _fused(t, logits, t.size // max(t.shape[-1], 1))
-
-    def get_config(self):
-        return {**super().get_config(), "from_logits": self.from_logits,
-                "label_smoothing": self.label_smoothing}
+        t, count = self._label_rows(y_true, logits)
+        return _fused(t, logits, count)
 
 
-class BinaryCrossentropy(Loss):
+class BinaryCrossentropy(_ElementwiseLoss, _SmoothedCrossentropy):
     """Binary cross-entropy per element, averaged over the last axis (one or more independent labels
     per sample). Probabilities are clipped to [1e-7, 1 - 1e-7] like Keras; ``from_logits=True`` uses
     the overflow-free form max(x, 0) - x * y + log(1 + exp(-|x|)) without a clip (as Keras' TensorFlow,
@@ -202,9 +210,7 @@ class BinaryCrossentropy(Loss):
 
     def __init__(self, from_logits=False, label_smoothing=0.0, reduction="sum_over_batch_size",
                  name="binary_crossentropy"):
-        super().__init__(name=name, reduction=reduction)
-        self.from_logits = _check_bool(from_logits, "from_logits")
-        self.label_smoothing = _check_smoothing(label_smoothing)
+        super().__init__(from_logits, label_smoothing, reduction, name)
 
     def _elementwise(self, y_true, y_pred):
         """(losses per element, d loss / d y_pred per element)."""
@@ -223,61 +229,32 @@ class BinaryCrossentropy(Loss):
         grad = ((1 - t) / (1 - q) - t / q) * ((y_pred >= lo) & (y_pred <= hi))
         return loss, grad
 
-    def per_sample(self, y_true, y_pred):
-        return _last_axis_mean(self._elementwise(y_true, y_pred)[0])
-
-    def forward(self, y_true, y_pred):
-        loss, grad = self._elementwise(y_true, y_pred)
-        return _mean(loss, loss.size), ("grad", _scaled(grad, loss.size))
-
-    def backward(self, saved):
-        return saved[1]
-
-    def get_config(self):
-        return {**super().get_config(), "from_logits": self.from_logits,
-                "label_smoothing": self.label_smoothing}
-
 
 # ----------------------------------------------------------------------------------------------------
 # Regression
 
 
-class MeanSquaredError(Loss):
+class MeanSquaredError(_ElementwiseLoss):
     """mean((y_true - y_pred) ** 2) over the last axis, then over the batch."""
 
     def __init__(self, reduction="sum_over_batch_size", name="mean_squared_error"):
         super().__init__(name=name, reduction=reduction)
 
-    def per_sample(self, y_true, y_pred):
+    def _elementwise(self, y_true, y_pred):
         d = y_pred - _dense_labels(y_true, y_pred, type(self).__name__)
-        return _last_axis_mean(d * d)
-
-    def forward(self, y_true, y_pred):
-        d = y_pred - _dense_labels(y_true, y_pred, type(self).__name__)
-        # every sample has the same number of elements, so the mean of the row means is the mean of all
-        return _mean(d * d, d.size), ("grad", _scaled(2 * d, d.size))
-
-    def backward(self, saved):
-        return saved[1]
+        return d * d, 2 * d
 
 
-class MeanAbsoluteError(Loss):
+class MeanAbsoluteError(_ElementwiseLoss):
     """mean(|y_true - y_pred|) over the last axis, then over the batch (gradient sign(0) = 0)."""
 
     def __init__(self, reduction="sum_over_batch_size", name="mean_absolute_error"):
         super().__init__(name=name, reduction=reduction)
 
-    def per_sample(self, y_true, y_pred):
-        d = y_pred - _dense_labels(y_true, y_pred, type(self).__name__)
-        return _last_axis_mean(ops.get_array_module(d).abs(d))
-
-    def forward(self, y_true, y_pred):
+    def _elementwise(self, y_true, y_pred):
         d = y_pred - _dense_labels(y_true, y_pred, type(self).__name__)
         xp = ops.get_array_module(d)
-        return _mean(xp.abs(d), d.size), ("grad", _scaled(xp.sign(d), d.size))
-
-    def backward(self, saved):
-        return saved[1]
+        return xp.abs(d), xp.sign(d)
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -307,8 +284,6 @@ def mean_absolute_error(y_true, y_pred):
 mse = mean_squared_error
 mae = mean_absolute_error
 
-_CLASSES = {c.__name__: c for c in (SparseCategoricalCrossentropy, CategoricalCrossentropy,
-                                    BinaryCrossentropy, MeanSquaredError, MeanAbsoluteError)}
 _FUNCTIONS = {
     sparse_categorical_crossentropy: SparseCategoricalCrossentropy,
     categorical_crossentropy: CategoricalCrossentropy,
@@ -316,82 +291,34 @@ _FUNCTIONS = {
     mean_squared_error: MeanSquaredError,
     mean_absolute_error: MeanAbsoluteError,
 }
-_NAMES = {
-    **{f.__name__: c for f, c in _FUNCTIONS.items()}, **_CLASSES,
+# Names: each class's snake-case name, which is its function's ("categorical_crossentropy"), and Keras' aliases.
+_REGISTRY = Registry("loss", Loss, _FUNCTIONS.values(), aliases={
     "mse": MeanSquaredError, "MSE": MeanSquaredError, "mae": MeanAbsoluteError, "MAE": MeanAbsoluteError,
-    "bce": BinaryCrossentropy, "BCE": BinaryCrossentropy,
-}
+    "bce": BinaryCrossentropy, "BCE": BinaryCrossentropy})
+serialize = _REGISTRY.serialize
+deserialize = _REGISTRY.deserialize
 
 
 def get(identifier):
     """A Loss for a name ("sparse_categorical_crossentropy", "mse", ...), a Loss instance or subclass,
     one of this module's functions, or a serialized config; None stays None."""
-    if identifier is None or isinstance(identifier, Loss):
-        return identifier
-    if isinstance(identifier, str):
-        if identifier in _NAMES:
-            return _NAMES[identifier]()
-        raise ValueError(f"unknown loss {identifier!r}; known: {', '.join(sorted(_NAMES))}")
-    if isinstance(identifier, dict):
-        return deserialize(identifier)
-    if isinstance(identifier, type) and issubclass(identifier, Loss):
-        return identifier()
-    if callable(identifier) and identifier in _FUNCTIONS:
-        return _FUNCTIONS[identifier]()
-    if callable(identifier):
+    return None if identifier is None else _REGISTRY.get(identifier, _from_function)
+
+
+def _from_function(fn):
+    if fn in _FUNCTIONS:
+        return _FUNCTIONS[fn]()
+    if callable(fn):
         raise TypeError(
-            f"cnnkit cannot differentiate the loss function {getattr(identifier, '__name__', identifier)!r}: "
-            "it has no automatic differentiation. Subclass cnnkit.losses.Loss and implement "
-            "forward(y_true, y_pred) -> (mean loss, saved) and backward(saved) -> d loss / d y_pred, or "
-            f"use a built-in loss ({', '.join(sorted(_FUNCTIONS[f].__name__ for f in _FUNCTIONS))})")
-    raise TypeError(f"could not interpret loss {identifier!r}: pass a name, a cnnkit.losses.Loss or a config")
-
-
-def serialize(loss):
-    """{"class_name": ..., "config": ...} for a Loss."""
-    if not isinstance(loss, Loss):
-        raise TypeError(f"serialize expects a cnnkit.losses.Loss, received {loss!r}")
-    return {"class_name": type(loss).__name__, "config": loss.get_config()}
-
-
-def deserialize(config, custom_objects=None):
-    """The Loss that ``serialize`` described; ``custom_objects`` maps class names of your own losses."""
-    classes = {**_CLASSES, **(custom_objects or {})}
-    if not isinstance(config, dict) or "class_name" not in config:
-        raise ValueError(f"a loss config is a dict with 'class_name' and 'config', received {config!r}")
-    name = config["class_name"]
-    if name not in classes:
-        raise ValueError(f"unknown loss class {name!r}; known: {', '.join(sorted(classes))} "
-                         "(pass custom_objects={name: cls} for your own)")
-    return classes[name].from_config(config.get("config", {}))
+            f"cnnkit cannot differentiate the loss function {getattr(fn, '__name__', fn)!r}: it has no automatic "
+            "differentiation. Subclass cnnkit.losses.Loss and implement forward(y_true, y_pred) -> (mean loss, "
+            "saved) and backward(saved) -> d loss / d y_pred, or use a built-in loss "
+            f"({', '.join(sorted(cls.__name__ for cls in _FUNCTIONS.values()))})")
+    raise TypeError(f"could not interpret loss {fn!r:.200}: pass a name, a cnnkit.losses.Loss or a config")
 
 
 # ----------------------------------------------------------------------------------------------------
 # Helpers
-
-
-def _snake_case(name):
-    return "".join("_" + c.lower() if c.isupper() and i else c.lower() for i, c in enumerate(name))
-
-
-def _is_int(v):
-    return isinstance(v, numbers.Integral) and not isinstance(v, bool)
-
-
-def _check_bool(value, name):
-    if not isinstance(value, (bool, np.bool_)):
-        raise TypeError(f"{name} must be True or False, received {name}={value!r}")
-    return bool(value)
-
-
-def _check_smoothing(value):
-    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not 0 <= value <= 1:
-        raise ValueError(f"label_smoothing must be a number in [0, 1], received label_smoothing={value!r}")
-    return float(value)
-
-
-def _host(a):
-    return a.get() if hasattr(a, "get") else a
 
 
 def _check_pred(y_pred, who, min_ndim):
@@ -407,10 +334,8 @@ def _check_pred(y_pred, who, min_ndim):
 def _as_labels(y_true, y_pred, who):
     """y_true as an array, numeric only. It stays where it is (checks on NumPy labels run on the host,
     with no device round trip) unless y_pred is on the host; _on_device moves it after the checks."""
-    if hasattr(y_true, "get") and ops.get_array_module(y_pred) is np:
-        y_true = y_true.get()
-    elif not hasattr(y_true, "dtype"):
-        y_true = np.asarray(y_true)
+    if ops.get_array_module(y_pred) is np or not hasattr(y_true, "dtype"):
+        y_true = to_host(y_true)
     if y_true.dtype.kind not in "biuf":
         raise TypeError(f"{who} expects numeric labels y_true, received dtype {y_true.dtype}")
     return y_true

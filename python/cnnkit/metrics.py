@@ -8,6 +8,7 @@ the value on the whole dataset at once: exactly for the counting metrics, up to 
 A metric with nothing counted yet reports 0.0 (Keras' divide-no-NaN).
 """
 
+import functools
 import math
 import numbers
 
@@ -15,6 +16,9 @@ import numpy as np
 
 from . import losses as _losses
 from . import ops
+from ._checks import fraction, int_at_least, number, positive_int, string
+from ._registry import Configurable, Registry, snake_case
+from .ops import to_host
 
 __all__ = [
     "Metric", "Mean", "MeanMetricWrapper", "Accuracy", "SparseCategoricalAccuracy", "CategoricalAccuracy",
@@ -23,14 +27,12 @@ __all__ = [
 ]
 
 
-class Metric:
+class Metric(Configurable):
     """Base class: ``update_state(y_true, y_pred, sample_weight=None)``, ``result()`` (a Python float),
     ``reset_state()``, ``get_config()``. Calling a metric updates it and returns the result."""
 
     def __init__(self, name=None):
-        if name is not None and not isinstance(name, str):
-            raise TypeError(f"name must be a string, received name={name!r}")
-        self.name = name if name is not None else _losses._snake_case(type(self).__name__)
+        self.name = string(name, "name", allow_none=True) or snake_case(type(self).__name__)
 
     def update_state(self, *args, **kwargs):
         raise NotImplementedError(f"{type(self).__name__} must implement update_state")
@@ -47,10 +49,6 @@ class Metric:
 
     def get_config(self):
         return {"name": self.name}
-
-    @classmethod
-    def from_config(cls, config):
-        return cls(**config)
 
     def __repr__(self):
         args = ", ".join(f"{k}={v!r}" for k, v in self.get_config().items())
@@ -192,7 +190,7 @@ class BinaryAccuracy(_Counting):
 
     def __init__(self, name="binary_accuracy", threshold=0.5):
         super().__init__(name)
-        self.threshold = _check_threshold(threshold, "threshold")
+        self.threshold = fraction(threshold, "threshold", upper_open=False)
 
     def _matches(self, y_true, y_pred):
         y_true = _same_shape(y_true, y_pred, self.name)
@@ -208,9 +206,7 @@ class SparseTopKCategoricalAccuracy(_Counting):
 
     def __init__(self, k=5, name="sparse_top_k_categorical_accuracy"):
         super().__init__(name)
-        if not _losses._is_int(k) or k < 1:
-            raise ValueError(f"k must be a positive int, received k={k!r}")
-        self.k = int(k)
+        self.k = positive_int(k, "k")
 
     def _targets(self, y_true, y_pred):
         return _class_ids(y_true, y_pred, self.name)
@@ -264,8 +260,7 @@ class Precision(Metric):
         if average not in (None, "macro"):
             raise ValueError(f"average must be None (binary / multi-label) or 'macro' (multi-class), "
                              f"received average={average!r}")
-        if class_id is not None and (not _losses._is_int(class_id) or class_id < 0):
-            raise ValueError(f"class_id must be a non-negative int or None, received class_id={class_id!r}")
+        int_at_least(class_id, "class_id", 0, allow_none=True)
         if average == "macro" and (thresholds is not None or class_id is not None):
             raise ValueError(f"average='macro' predicts the argmax class and counts every class; it takes "
                              f"no thresholds or class_id, received thresholds={thresholds!r}, "
@@ -278,7 +273,7 @@ class Precision(Metric):
         if not thr:
             raise ValueError(f"thresholds must not be empty, received thresholds={thresholds!r}")
         for t in thr:
-            _check_threshold(t, "thresholds")
+            fraction(t, "thresholds", upper_open=False)
         self.init_thresholds = thresholds
         self.thresholds = [float(t) for t in thr]
         self.class_id = class_id
@@ -371,13 +366,8 @@ class F1Score(Metric):
         if average not in (None, "micro", "macro", "weighted"):
             raise ValueError(f"average must be one of None, 'micro', 'macro', 'weighted', "
                              f"received average={average!r}")
-        if threshold is not None:
-            _check_threshold(threshold, "threshold")
-            if threshold <= 0:
-                raise ValueError(f"threshold must be in (0, 1], received threshold={threshold!r}")
-            threshold = float(threshold)
         self.average = average
-        self.threshold = threshold
+        self.threshold = number(threshold, "threshold", 0, 1, low_open=True, allow_none=True)
         self.reset_state()
 
     def reset_state(self):
@@ -408,7 +398,7 @@ class F1Score(Metric):
         truth = y_true.astype(xp.float64)
         w = 1.0 if sample_weight is None else _sample_weight(xp, sample_weight, n, self.name)[:, None]
         counts = (predicted * truth * w, predicted * (1 - truth) * w, (1 - predicted) * truth * w, truth * w)
-        sums = [_host(c.sum(axis=0)).astype(np.float64) for c in counts]
+        sums = [to_host(c.sum(axis=0)).astype(np.float64) for c in counts]
         if self.true_positives is None:
             self.true_positives, self.false_positives, self.false_negatives, self.support = sums
         else:
@@ -440,8 +430,7 @@ def confusion_matrix(y_true, y_pred, num_classes=None):
     ``y_true``: class ids (N,) / (N, 1) or one-hot rows (N, K). ``y_pred``: class ids, or scores
     (N, K) with K > 1 whose argmax is the prediction. ``num_classes`` defaults to K of the scores or
     one-hot labels, else to the largest id + 1; ids outside [0, num_classes) raise ValueError."""
-    if num_classes is not None and (not _losses._is_int(num_classes) or num_classes < 1):
-        raise ValueError(f"num_classes must be a positive int, received num_classes={num_classes!r}")
+    int_at_least(num_classes, "num_classes", 1, allow_none=True)
     y_true, y_pred = _align(y_true, y_pred, "confusion_matrix")
     return _confusion(y_true, y_pred, num_classes, "confusion_matrix").astype(np.int64)
 
@@ -481,19 +470,6 @@ def _accuracy_for_shapes(true_shape, pred_shape, name):
     return CategoricalAccuracy(name=name)
 
 
-_CLASSES = {c.__name__: c for c in (
-    Mean, MeanMetricWrapper, Accuracy, SparseCategoricalAccuracy, CategoricalAccuracy, BinaryAccuracy,
-    TopKCategoricalAccuracy, SparseTopKCategoricalAccuracy, Precision, Recall, F1Score, _AutoAccuracy)}
-_BY_NAME = {
-    "sparse_categorical_accuracy": SparseCategoricalAccuracy,
-    "categorical_accuracy": CategoricalAccuracy,
-    "binary_accuracy": BinaryAccuracy,
-    "top_k_categorical_accuracy": TopKCategoricalAccuracy,
-    "sparse_top_k_categorical_accuracy": SparseTopKCategoricalAccuracy,
-    "precision": Precision,
-    "recall": Recall,
-    "f1_score": F1Score,
-}
 _FUNCTIONS = {
     "mean_squared_error": _losses.mean_squared_error, "mse": _losses.mean_squared_error,
     "mean_absolute_error": _losses.mean_absolute_error, "mae": _losses.mean_absolute_error,
@@ -503,6 +479,16 @@ _LOSS_ACCURACY = {
     _losses.CategoricalCrossentropy: CategoricalAccuracy,
     _losses.BinaryCrossentropy: BinaryAccuracy,
 }
+_NAMED = (SparseCategoricalAccuracy, CategoricalAccuracy, BinaryAccuracy, TopKCategoricalAccuracy,
+          SparseTopKCategoricalAccuracy, Precision, Recall, F1Score)
+_REGISTRY = Registry(
+    "metric", Metric,
+    (Mean, MeanMetricWrapper, Accuracy, *_NAMED, _AutoAccuracy),
+    names={snake_case(cls.__name__): cls for cls in _NAMED},
+    aliases={**{name: functools.partial(MeanMetricWrapper, fn, name=name) for name, fn in _FUNCTIONS.items()},
+             "accuracy": _AutoAccuracy, "acc": _AutoAccuracy})
+serialize = _REGISTRY.serialize
+deserialize = _REGISTRY.deserialize
 
 
 def get(identifier, loss=None, output_shape=None):
@@ -513,25 +499,16 @@ def get(identifier, loss=None, output_shape=None):
     from ``loss`` (sparse / categorical / binary cross-entropy); for another loss, from
     ``output_shape`` (a last axis of 1 means binary) and, failing that, from the labels' shape at the
     first update."""
-    if isinstance(identifier, Metric):
-        return identifier
-    if isinstance(identifier, type) and issubclass(identifier, Metric):
-        return identifier()
-    if isinstance(identifier, dict):
-        return deserialize(identifier)
-    if isinstance(identifier, str):
-        if identifier in ("accuracy", "acc"):
-            return _accuracy(identifier, loss, output_shape)
-        if identifier in _BY_NAME:
-            return _BY_NAME[identifier]()
-        if identifier in _FUNCTIONS:
-            return MeanMetricWrapper(_FUNCTIONS[identifier], name=identifier)
-        known = sorted(["accuracy", "acc", *_BY_NAME, *_FUNCTIONS])
-        raise ValueError(f"unknown metric {identifier!r}; known: {', '.join(known)}")
-    if callable(identifier):
-        return MeanMetricWrapper(identifier)
-    raise TypeError(f"could not interpret metric {identifier!r}: pass a name, a cnnkit.metrics.Metric or "
-                    "a function f(y_true, y_pred) -> per-sample values")
+    if isinstance(identifier, str) and identifier in ("accuracy", "acc"):
+        return _accuracy(identifier, loss, output_shape)
+    return _REGISTRY.get(identifier, _wrap_function)
+
+
+def _wrap_function(fn):
+    if callable(fn):
+        return MeanMetricWrapper(fn)
+    raise TypeError(f"could not interpret metric {fn!r:.200}: pass a name, a cnnkit.metrics.Metric or a function "
+                    "f(y_true, y_pred) -> per-sample values")
 
 
 def _accuracy(name, loss, output_shape):
@@ -547,33 +524,14 @@ def _accuracy(name, loss, output_shape):
     return _AutoAccuracy(name=name)
 
 
-def serialize(metric):
-    if not isinstance(metric, Metric):
-        raise TypeError(f"serialize expects a cnnkit.metrics.Metric, received {metric!r}")
-    return {"class_name": type(metric).__name__, "config": metric.get_config()}
-
-
-def deserialize(config, custom_objects=None):
-    classes = {**_CLASSES, **(custom_objects or {})}
-    if not isinstance(config, dict) or "class_name" not in config:
-        raise ValueError(f"a metric config is a dict with 'class_name' and 'config', received {config!r}")
-    name = config["class_name"]
-    if name not in classes:
-        raise ValueError(f"unknown metric class {name!r}; known: {', '.join(sorted(classes))} "
-                         "(pass custom_objects={name: cls} for your own)")
-    return classes[name].from_config(config.get("config", {}))
-
-
 # ----------------------------------------------------------------------------------------------------
 # Helpers
 
 
-def _host(a):
-    return a.get() if hasattr(a, "get") else np.asarray(a)
 
 
 def _float(a):
-    return float(_host(a))
+    return float(to_host(a))
 
 
 def _module(*arrays):
@@ -582,9 +540,7 @@ def _module(*arrays):
 
 def _to(xp, a):
     """a (array, list or number) as an array of module xp."""
-    if hasattr(a, "get") and xp is np:
-        a = a.get()
-    return xp.asarray(a)
+    return to_host(a) if xp is np else xp.asarray(a)
 
 
 def _align(y_true, y_pred, who):
@@ -635,10 +591,6 @@ def _class_ids(y_true, y_pred, who):
     return _losses._check_class_ids(y_true, y_pred.shape[-1], who, f"y_pred of shape {tuple(y_pred.shape)}")
 
 
-def _check_threshold(value, name):
-    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not 0 <= value <= 1:
-        raise ValueError(f"{name} must be a number in [0, 1], received {name}={value!r}")
-    return float(value)
 
 
 def _sample_weight(xp, sample_weight, n, who):
@@ -646,7 +598,7 @@ def _sample_weight(xp, sample_weight, n, who):
     if w.shape == (n, 1):
         w = w.reshape(n)
     if w.shape == ():
-        w = xp.full(n, float(_host(w)))
+        w = xp.full(n, _float(w))
     if w.shape != (n,):
         raise ValueError(f"{who} expects one sample_weight per sample, shape ({n},); received shape "
                          f"{tuple(w.shape)}")
@@ -697,7 +649,7 @@ def _confusion(y_true, y_pred, num_classes, who, sample_weight=None, scores_only
     w = None if sample_weight is None else _sample_weight(xp, sample_weight, true_ids.shape[0], who)
     flat = true_ids * k + pred_ids
     counts = xp.bincount(flat, weights=w, minlength=k * k) if flat.size else xp.zeros(k * k)
-    return _host(counts).astype(np.float64).reshape(k, k)
+    return to_host(counts).astype(np.float64).reshape(k, k)
 
 
 def _ids_1d(a, who, arg):

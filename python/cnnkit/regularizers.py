@@ -3,39 +3,26 @@
 A regularizer is called on a weight array and returns the penalty (a Python float); ``gradient(w)``
 gives d penalty / dw, which the model adds to the weight's gradient."""
 
-import numbers
-
+from ._checks import number
+from ._registry import Configurable, Registry
 from .ops import get_array_module
 
 __all__ = ["Regularizer", "L1", "L2", "L1L2", "get", "serialize"]
 
 
-def _factor(value, name):
-    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not value >= 0:
-        raise ValueError(f"{name} must be a non-negative number, received {name}={value!r}")
-    return float(value)
-
-
-class Regularizer:
+class Regularizer(Configurable):
     def __call__(self, w):
         raise NotImplementedError
 
     def gradient(self, w):
         raise NotImplementedError
 
-    def get_config(self):
-        return {}
-
-    @classmethod
-    def from_config(cls, config):
-        return cls(**config)
-
 
 class L1L2(Regularizer):
     """l1 * sum(|w|) + l2 * sum(w**2)."""
 
     def __init__(self, l1=0.0, l2=0.0):
-        self.l1, self.l2 = _factor(l1, "l1"), _factor(l2, "l2")
+        self.l1, self.l2 = number(l1, "l1", low=0), number(l2, "l2", low=0)
 
     def __call__(self, w):
         xp = get_array_module(w)
@@ -73,25 +60,14 @@ class L2(L1L2):
         return {"l2": self.l2}
 
 
-_BY_NAME = {"l1": L1, "l2": L2, "l1_l2": L1L2, "l1l2": L1L2}
-_BY_CLASS = {"L1": L1, "L2": L2, "L1L2": L1L2}
+# Names: "l1", "l2", Keras' "l1_l2" and "l1l2", in any case, and the class names.
+_REGISTRY = Registry("regularizer", Regularizer, (L1, L2, L1L2), aliases={"l1l2": L1L2}, fold_case=True)
 
 
 def get(identifier):
-    if identifier is None or isinstance(identifier, Regularizer):
-        return identifier
-    if isinstance(identifier, str):
-        cls = _BY_NAME.get(identifier.lower()) or _BY_CLASS.get(identifier)
-        if cls is None:
-            raise ValueError(f"unknown regularizer {identifier!r}; known: l1, l2, l1_l2")
-        return cls()
-    if isinstance(identifier, dict) and identifier.get("class_name") in _BY_CLASS:
-        return _BY_CLASS[identifier["class_name"]].from_config(identifier.get("config", {}))
-    raise ValueError(f"could not interpret regularizer {identifier!r}; pass 'l2', "
-                     "cnnkit.regularizers.L2(0.01) or another Regularizer")
+    """A Regularizer from a name ("l2"), a serialized dict or an instance; None stays None."""
+    return None if identifier is None else _REGISTRY.get(identifier)
 
 
 def serialize(reg):
-    if reg is None:
-        return None
-    return {"class_name": type(reg).__name__, "config": reg.get_config()}
+    return None if reg is None else _REGISTRY.serialize(reg)

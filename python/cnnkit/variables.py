@@ -6,6 +6,8 @@ Layers create variables with ``Layer.add_weight``; optimizers update ``variable.
 
 import numpy as np
 
+from .ops import to_host
+
 __all__ = ["Variable"]
 
 
@@ -51,9 +53,7 @@ class Variable:
 
             self.value[...] = cupy.asarray(new_value, dtype=self.value.dtype)
         else:
-            if hasattr(new_value, "get"):
-                new_value = new_value.get()
-            self.value[...] = np.asarray(new_value, dtype=self.value.dtype)
+            self.value[...] = np.asarray(to_host(new_value), dtype=self.value.dtype)
 
     def accumulate_grad(self, g):
         """Add g to the gradient (set it when there is none yet): shared layers sum their grads."""

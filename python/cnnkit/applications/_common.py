@@ -1,13 +1,18 @@
-"""What every application shares: Keras' input-shape rules, the classifier head or the pooling
-that replaces it, and the ``weights=`` argument (None, "imagenet", or a file path)."""
+"""What every application shares: Keras' input-shape rules, the ResNet/DenseNet stem, the classifier
+head or the pooling that replaces it, and the ``weights=`` argument (None, "imagenet", or a file path)."""
 
 import numbers
 import os
 
-from ..layers import Dense, GlobalAveragePooling2D, GlobalMaxPooling2D, Input
+from .. import models
+from ..layers import (Activation, BatchNormalization, Conv2D, Dense, GlobalAveragePooling2D, GlobalMaxPooling2D,
+                      Input, MaxPooling2D, ZeroPadding2D)
 from ..layers.base import KerasTensor
+from .weights import imagenet_weights_path, load_keras_weights
 
-__all__ = ["model_input", "check_top_args", "pooled_or_top", "resolve_weights"]
+__all__ = ["BN_EPSILON", "model_input", "check_top_args", "conv1_stem", "head", "application_model"]
+
+BN_EPSILON = 1.001e-5  # the BatchNormalization epsilon of Keras' ResNets and DenseNets
 
 
 def check_top_args(weights, include_top, classes, pooling, has_imagenet=True):
@@ -74,29 +79,42 @@ def model_input(input_shape, input_tensor, default_size, min_size, include_top, 
     return Input(shape)
 
 
-def pooled_or_top(x, include_top, pooling, classes, classifier_activation, pool_name="avg_pool"):
-    """The global-average-pooling classifier head (ResNet, DenseNet, GoogLeNet) or, without the
-    top, the optional global pooling."""
+def conv1_stem(x, use_bias, pad_names, pool_name):
+    """The stem of ResNet and DenseNet: zero padding 3, Conv2D 64 7x7 stride 2, BatchNormalization,
+    ReLU, zero padding 1, max pooling 3x3 stride 2; the names of the paddings and the pooling are
+    Keras', which differ between the two."""
+    x = ZeroPadding2D(padding=((3, 3), (3, 3)), name=pad_names[0])(x)
+    x = Conv2D(64, 7, strides=2, use_bias=use_bias, name="conv1_conv")(x)
+    x = BatchNormalization(epsilon=BN_EPSILON, name="conv1_bn")(x)
+    x = Activation("relu", name="conv1_relu")(x)
+    x = ZeroPadding2D(padding=((1, 1), (1, 1)), name=pad_names[1])(x)
+    return MaxPooling2D(3, strides=2, name=pool_name)(x)
+
+
+def head(x, include_top, pooling, classes, classifier_activation, top=(), pool_names=("avg_pool", "max_pool")):
+    """With include_top: the layers ``top`` (the classifier's pooling or flatten and hidden layers,
+    which are only called then) and the ``predictions`` Dense of ``classes`` units. Without: the
+    global pooling that ``pooling`` asks for ("avg", "max" or None), under Keras' layer names."""
     if include_top:
-        x = GlobalAveragePooling2D(name=pool_name)(x)
+        for layer in top:
+            x = layer(x)
         return Dense(classes, activation=classifier_activation, name="predictions")(x)
-    return global_pool(x, pooling)
-
-
-def global_pool(x, pooling, avg_name="avg_pool", max_name="max_pool"):
     if pooling == "avg":
-        return GlobalAveragePooling2D(name=avg_name)(x)
+        return GlobalAveragePooling2D(name=pool_names[0])(x)
     if pooling == "max":
-        return GlobalMaxPooling2D(name=max_name)(x)
+        return GlobalMaxPooling2D(name=pool_names[1])(x)
     return x
+
+
+def application_model(inputs, outputs, name, weights, include_top):
+    """``Model(inputs, outputs, name=name)`` with the weights loaded that ``weights`` names."""
+    return resolve_weights(models.Model(inputs, outputs, name=name), weights, name, include_top)
 
 
 def resolve_weights(model, weights, keras_name, include_top):
     """Load weights into model: a path, or "imagenet" (Keras' file, looked for locally)."""
     if weights is None:
         return model
-    from .weights import imagenet_weights_path, load_keras_weights
-
     if weights == "imagenet":
         load_keras_weights(model, imagenet_weights_path(keras_name, include_top))
         return model

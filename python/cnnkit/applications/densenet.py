@@ -2,15 +2,13 @@
 BN-ReLU-1x1(128)-BN-ReLU-3x3(32) units whose outputs are concatenated to their inputs, and
 transition blocks (BN-ReLU-1x1 halving the channels, 2x2 average pooling) between them."""
 
-from .. import models
-from ..layers import (Activation, AveragePooling2D, BatchNormalization, Concatenate, Conv2D, MaxPooling2D,
-                      ZeroPadding2D)
+from ..layers import Activation, AveragePooling2D, BatchNormalization, Concatenate, Conv2D, GlobalAveragePooling2D
 from . import imagenet_utils
-from ._common import check_top_args, model_input, pooled_or_top, resolve_weights
+from ._common import BN_EPSILON as _EPS
+from ._common import application_model, check_top_args, conv1_stem, head, model_input
 
 __all__ = ["preprocess_input", "DenseNet121", "DenseNet169", "DenseNet201", "dense_block", "transition_block", "dense_conv_block"]
 
-_EPS = 1.001e-5
 
 
 def dense_conv_block(x, growth_rate, name):
@@ -41,21 +39,15 @@ def _densenet(blocks, name, include_top, weights, input_tensor, input_shape, poo
               classifier_activation):
     check_top_args(weights, include_top, classes, pooling)
     inputs = model_input(input_shape, input_tensor, 224, 32, include_top, weights)
-    x = ZeroPadding2D(padding=((3, 3), (3, 3)), name="zero_padding2d")(inputs)
-    x = Conv2D(64, 7, strides=2, use_bias=False, name="conv1_conv")(x)
-    x = BatchNormalization(epsilon=_EPS, name="conv1_bn")(x)
-    x = Activation("relu", name="conv1_relu")(x)
-    x = ZeroPadding2D(padding=((1, 1), (1, 1)), name="zero_padding2d_1")(x)
-    x = MaxPooling2D(3, strides=2, name="pool1")(x)
+    x = conv1_stem(inputs, False, ("zero_padding2d", "zero_padding2d_1"), "pool1")
     for i, n in enumerate(blocks):
         x = dense_block(x, n, name=f"conv{i + 2}")
         if i < len(blocks) - 1:
             x = transition_block(x, 0.5, name=f"pool{i + 2}")
     x = BatchNormalization(epsilon=_EPS, name="bn")(x)
     x = Activation("relu", name="relu")(x)
-    x = pooled_or_top(x, include_top, pooling, classes, classifier_activation)
-    model = models.Model(inputs, x, name=name)
-    return resolve_weights(model, weights, name, include_top)
+    x = head(x, include_top, pooling, classes, classifier_activation, [GlobalAveragePooling2D(name="avg_pool")])
+    return application_model(inputs, x, name, weights, include_top)
 
 
 def DenseNet121(include_top=True, weights=None, input_tensor=None, input_shape=None, pooling=None, classes=1000,

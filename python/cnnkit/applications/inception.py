@@ -1,9 +1,8 @@
 """GoogLeNet / Inception v1 (Szegedy et al. 2014, "Going deeper with convolutions", Table 1) and
 its building block, the inception module, usable on its own in any functional model."""
 
-from .. import models
-from ..layers import Concatenate, Conv2D, Dense, Dropout, GlobalAveragePooling2D, MaxPooling2D
-from ._common import check_top_args, global_pool, model_input, resolve_weights
+from ..layers import Concatenate, Conv2D, Dropout, GlobalAveragePooling2D, MaxPooling2D
+from ._common import application_model, check_top_args, head, model_input
 
 __all__ = ["GoogLeNet", "InceptionV1", "inception_module"]
 
@@ -53,14 +52,9 @@ def GoogLeNet(include_top=True, weights=None, input_tensor=None, input_shape=Non
         if key in ("4a", "5a"):
             x = MaxPooling2D(3, strides=2, padding="same", name=f"pool{int(key[0]) - 1}_3x3_s2")(x)
         x = inception_module(x, *filters, name=f"inception_{key}")
-    if include_top:
-        x = GlobalAveragePooling2D(name="pool5_7x7_s1")(x)
-        x = Dropout(dropout, name="pool5_drop")(x)
-        x = Dense(classes, activation=classifier_activation, name="predictions")(x)
-    else:
-        x = global_pool(x, pooling)
-    model = models.Model(inputs, x, name="googlenet")
-    return resolve_weights(model, weights, "googlenet", include_top)
+    x = head(x, include_top, pooling, classes, classifier_activation,
+             [GlobalAveragePooling2D(name="pool5_7x7_s1"), Dropout(dropout, name="pool5_drop")])
+    return application_model(inputs, x, "googlenet", weights, include_top)
 
 
 InceptionV1 = GoogLeNet

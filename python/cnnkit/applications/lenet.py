@@ -1,9 +1,8 @@
 """LeNet-5 (LeCun et al. 1998) and AlexNet (Krizhevsky et al. 2012), the two networks a CNN course
 starts from, in the forms that are usually taught."""
 
-from .. import models
 from ..layers import AveragePooling2D, Conv2D, Dense, Dropout, Flatten, MaxPooling2D
-from ._common import check_top_args, global_pool, model_input, resolve_weights
+from ._common import application_model, check_top_args, head, model_input
 
 __all__ = ["LeNet5", "AlexNet"]
 
@@ -36,14 +35,9 @@ def LeNet5(include_top=True, weights=None, input_tensor=None, input_shape=None, 
     x = Conv2D(16, (5, 5), activation=activation, name="c3")(x)
     x = AveragePooling2D((2, 2), name="s4")(x)
     x = Conv2D(120, (5, 5), activation=activation, name="c5")(x)
-    if include_top:
-        x = Flatten(name="flatten")(x)
-        x = Dense(84, activation=activation, name="f6")(x)
-        x = Dense(classes, activation=classifier_activation, name="predictions")(x)
-    else:
-        x = global_pool(x, pooling)
-    model = models.Model(inputs, x, name="lenet5")
-    return resolve_weights(model, weights, "lenet5", include_top)
+    x = head(x, include_top, pooling, classes, classifier_activation,
+             [Flatten(name="flatten"), Dense(84, activation=activation, name="f6")])
+    return application_model(inputs, x, "lenet5", weights, include_top)
 
 
 def AlexNet(include_top=True, weights=None, input_tensor=None, input_shape=None, pooling=None, classes=1000,
@@ -65,14 +59,7 @@ def AlexNet(include_top=True, weights=None, input_tensor=None, input_shape=None,
     x = Conv2D(384, (3, 3), padding="same", activation="relu", name="conv4")(x)
     x = Conv2D(256, (3, 3), padding="same", activation="relu", name="conv5")(x)
     x = MaxPooling2D((3, 3), strides=(2, 2), name="pool5")(x)
-    if include_top:
-        x = Flatten(name="flatten")(x)
-        x = Dense(4096, activation="relu", name="fc6")(x)
-        x = Dropout(dropout, name="drop6")(x)
-        x = Dense(4096, activation="relu", name="fc7")(x)
-        x = Dropout(dropout, name="drop7")(x)
-        x = Dense(classes, activation=classifier_activation, name="predictions")(x)
-    else:
-        x = global_pool(x, pooling)
-    model = models.Model(inputs, x, name="alexnet")
-    return resolve_weights(model, weights, "alexnet", include_top)
+    x = head(x, include_top, pooling, classes, classifier_activation,
+             [Flatten(name="flatten"), Dense(4096, activation="relu", name="fc6"), Dropout(dropout, name="drop6"),
+              Dense(4096, activation="relu", name="fc7"), Dropout(dropout, name="drop7")])
+    return application_model(inputs, x, "alexnet", weights, include_top)

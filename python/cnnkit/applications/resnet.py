@@ -3,14 +3,13 @@ blocks exactly as keras.applications builds them (stride in the first 1x1 convol
 convolutions, BatchNormalization epsilon 1.001e-5), and ResNet18/34 from basic blocks (two 3x3
 convolutions) with the same naming scheme and torchvision's parameter count (no convolution bias)."""
 
-from .. import models
-from ..layers import Activation, Add, BatchNormalization, Conv2D, MaxPooling2D, ZeroPadding2D
+from ..layers import Activation, Add, BatchNormalization, Conv2D, GlobalAveragePooling2D
 from . import imagenet_utils
-from ._common import check_top_args, model_input, pooled_or_top, resolve_weights
+from ._common import BN_EPSILON as _EPS
+from ._common import application_model, check_top_args, conv1_stem, head, model_input
 
 __all__ = ["preprocess_input", "ResNet18", "ResNet34", "ResNet50", "ResNet101", "ResNet152", "bottleneck_block", "basic_block"]
 
-_EPS = 1.001e-5
 
 
 def bottleneck_block(x, filters, kernel_size=3, stride=1, conv_shortcut=True, name=None):
@@ -69,17 +68,11 @@ def _resnet(blocks, block, name, include_top, weights, input_tensor, input_shape
     check_top_args(weights, include_top, classes, pooling, has_imagenet=has_imagenet)
     inputs = model_input(input_shape, input_tensor, 224, 32, include_top, weights)
     bias = block == "bottleneck"
-    x = ZeroPadding2D(padding=((3, 3), (3, 3)), name="conv1_pad")(inputs)
-    x = Conv2D(64, 7, strides=2, use_bias=bias, name="conv1_conv")(x)
-    x = BatchNormalization(epsilon=_EPS, name="conv1_bn")(x)
-    x = Activation("relu", name="conv1_relu")(x)
-    x = ZeroPadding2D(padding=((1, 1), (1, 1)), name="pool1_pad")(x)
-    x = MaxPooling2D(3, strides=2, name="pool1_pool")(x)
+    x = conv1_stem(inputs, bias, ("conv1_pad", "pool1_pad"), "pool1_pool")
     for stage, (n, filters) in enumerate(zip(blocks, (64, 128, 256, 512)), start=2):
         x = _stack(x, block, filters, n, 1 if stage == 2 else 2, f"conv{stage}")
-    x = pooled_or_top(x, include_top, pooling, classes, classifier_activation)
-    model = models.Model(inputs, x, name=name)
-    return resolve_weights(model, weights, name, include_top)
+    x = head(x, include_top, pooling, classes, classifier_activation, [GlobalAveragePooling2D(name="avg_pool")])
+    return application_model(inputs, x, name, weights, include_top)
 
 
 _DOC = """{name}: {detail}. Arguments as keras.applications.{keras}, except that weights defaults to None

@@ -1,10 +1,9 @@
 """VGG16 and VGG19 (Simonyan & Zisserman 2014) with Keras' layer names: blocks of 3x3 "same" ReLU
 convolutions, each ending in a 2x2 max pooling, then flatten, fc1, fc2 (4096, ReLU) and predictions."""
 
-from .. import models
 from ..layers import Conv2D, Dense, Flatten, MaxPooling2D
 from . import imagenet_utils
-from ._common import check_top_args, global_pool, model_input, resolve_weights
+from ._common import application_model, check_top_args, head, model_input
 
 __all__ = ["preprocess_input", "VGG16", "VGG19"]
 
@@ -18,15 +17,10 @@ def _vgg(convs_per_block, name, include_top, weights, input_tensor, input_shape,
         for i in range(1, n + 1):
             x = Conv2D(filters, (3, 3), activation="relu", padding="same", name=f"block{b}_conv{i}")(x)
         x = MaxPooling2D((2, 2), strides=(2, 2), name=f"block{b}_pool")(x)
-    if include_top:
-        x = Flatten(name="flatten")(x)
-        x = Dense(4096, activation="relu", name="fc1")(x)
-        x = Dense(4096, activation="relu", name="fc2")(x)
-        x = Dense(classes, activation=classifier_activation, name="predictions")(x)
-    else:
-        x = global_pool(x, pooling, "global_average_pooling2d", "global_max_pooling2d")
-    model = models.Model(inputs, x, name=name)
-    return resolve_weights(model, weights, name, include_top)
+    x = head(x, include_top, pooling, classes, classifier_activation,
+             [Flatten(name="flatten"), Dense(4096, activation="relu", name="fc1"),
+              Dense(4096, activation="relu", name="fc2")], ("global_average_pooling2d", "global_max_pooling2d"))
+    return application_model(inputs, x, name, weights, include_top)
 
 
 def VGG16(include_top=True, weights=None, input_tensor=None, input_shape=None, pooling=None, classes=1000,

@@ -34,6 +34,8 @@ from collections import deque
 
 import numpy as np
 
+from ..models import Model
+
 __all__ = ["load_keras_weights", "imagenet_weights_path", "weights_dirs", "read_keras_h5"]
 
 _KERAS_IMAGENET = {
@@ -422,8 +424,6 @@ _ALIASES = {"predictions": ("probs", "fc1000")}
 
 def _leaf_layers(model):
     """The layers with weights of model, nested models opened in place (a loop, not recursion)."""
-    from ..models import Model
-
     stack = [iter(model._layers)]
     while stack:
         layer = next(stack[-1], None)

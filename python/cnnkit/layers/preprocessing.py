@@ -21,7 +21,7 @@ import numbers
 
 import numpy as np
 
-from ..ops import get_array_module
+from ..ops import get_array_module, to_host
 from . import _args
 from ._seeds import layer_generator
 from .base import Layer, format_shape
@@ -145,10 +145,6 @@ def _number_or_array(value, name):
     if not ok:
         raise ValueError(f"{name} must be a finite number or an array of them, received {name}={value!r}")
     return float(arr) if arr.ndim == 0 else arr.tolist()
-
-
-def _to_host(a):
-    return a.get() if hasattr(a, "get") else np.asarray(a)
 
 
 # ---------------------------------------------------------------------- layers
@@ -328,7 +324,7 @@ class Normalization(Layer):
         for batch in batches:
             if isinstance(batch, (tuple, list)):
                 batch = batch[0]
-            batch = _to_host(batch)
+            batch = to_host(batch)
             if batch.ndim == 0 or batch.dtype.kind not in "fiub":
                 raise TypeError(f"adapt() needs batches of numbers with a batch axis, received an array of shape "
                                 f"{batch.shape} and dtype {batch.dtype}")

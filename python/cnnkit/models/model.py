@@ -9,6 +9,8 @@ first convolution never computes its input gradient.
 
 from .. import device as _device
 from ..layers.base import InputLayer, KerasTensor, Layer, format_shape, unique_name
+from . import saving, serialization
+from .summary import summary_text
 from .training import Trainer
 
 __all__ = ["Model"]
@@ -33,6 +35,8 @@ def _as_list(x, what):
 class Model(Trainer, Layer):
     """A functional model: ``Model(inputs, outputs, name=None)``; it is also a Layer, so a model can
     be called inside another model."""
+
+    saved_class_name = "Functional"  # Keras' name for a graph of layer calls; model files say it
 
     def __init__(self, inputs=None, outputs=None, name=None, trainable=True, **kwargs):
         Layer.__init__(self, name=name or unique_name(self._default_name()), trainable=trainable, **kwargs)
@@ -218,15 +222,20 @@ class Model(Trainer, Layer):
         return Layer.__call__(self, inputs, training)
 
     # ------------------------------------------------------------------ weights
-    @property
-    def weights(self):
+    def _gather(self, kind):
+        """Every layer's ``kind`` weights (weights, trainable_weights) in layer order, each once
+        (layers can share variables)."""
         out, seen = [], set()
         for layer in self._layers:
-            for v in layer.weights:
+            for v in getattr(layer, kind):
                 if id(v) not in seen:
                     seen.add(id(v))
                     out.append(v)
         return out
+
+    @property
+    def weights(self):
+        return self._gather("weights")
 
     @property
     def _weights(self):  # Layer's storage, seen through the layers
@@ -238,15 +247,7 @@ class Model(Trainer, Layer):
 
     @property
     def trainable_weights(self):
-        if not self.trainable:
-            return []
-        out, seen = [], set()
-        for layer in self._layers:
-            for v in layer.trainable_weights:
-                if id(v) not in seen:
-                    seen.add(id(v))
-                    out.append(v)
-        return out
+        return self._gather("trainable_weights") if self.trainable else []
 
     @property
     def non_trainable_weights(self):
@@ -291,37 +292,84 @@ class Model(Trainer, Layer):
         with branches, what each layer is connected to), then the parameter totals. With
         receptive_field=True a column gives each layer's receptive field and jump in input pixels
         (cnnkit.utils.receptive_field)."""
-        from .summary import summary_text
-
         text = summary_text(self, line_length=line_length, show_trainable=show_trainable,
                             receptive_field=receptive_field)
         (print_fn or print)(text)
 
     def get_config(self):
-        from .saving import functional_config
+        """The graph as Keras writes it: every layer's config with the calls feeding it
+        (``inbound_nodes``: [layer name, call index, tensor index] per input), and the model's inputs
+        and outputs in the same form."""
+        self._require_graph()
+        node_index = {}  # node -> index among the calls of its layer within this model
+        per_layer = {}
+        for t in self.inputs:
+            node_index[id(t.node)] = 0
+        for node in self._graph_nodes:
+            i = per_layer.get(id(node.layer), 0)
+            per_layer[id(node.layer)] = i + 1
+            node_index[id(node)] = i
 
-        return functional_config(self)
+        def ref(t):
+            return [t.node.layer.name, node_index[id(t.node)], t.index]
+
+        entries = []
+        for layer in self._layers:
+            entry = serialization.serialize(layer)
+            entry["name"] = layer.name
+            entry["inbound_nodes"] = [[ref(t) for t in node.inputs] for node in self._graph_nodes
+                                      if node.layer is layer]
+            entries.append(entry)
+        return {"name": self.name, "trainable": self.trainable, "layers": entries,
+                "input_layers": [ref(t) for t in self.inputs], "output_layers": [ref(t) for t in self.outputs],
+                "single_input": self._single_input, "single_output": self._single_output}
 
     @classmethod
     def from_config(cls, config, custom_objects=None):
-        from .saving import functional_from_config
-
-        return functional_from_config(config, custom_objects)
+        """The model ``get_config`` described, its layers rebuilt and called again in graph order."""
+        try:
+            created = {}
+            for e in config["layers"]:
+                created[e["name"]] = (serialization.deserialize(e, custom_objects), e)
+            tensors = {}  # (layer name, node index, tensor index) -> tensor
+            for name, (layer, _) in created.items():
+                if isinstance(layer, InputLayer):
+                    tensors[(name, 0, 0)] = layer.output
+            pending = [(name, i, refs) for name, (layer, e) in created.items()
+                       for i, refs in enumerate(e.get("inbound_nodes", []))]
+            while pending:
+                rest = []
+                for name, i, refs in pending:
+                    keys = [tuple(r) for r in refs]
+                    if all(k in tensors for k in keys):
+                        layer = created[name][0]
+                        ins = [tensors[k] for k in keys]
+                        tensors[(name, i, 0)] = layer(ins if layer.multi_input else ins[0])
+                    else:
+                        rest.append((name, i, refs))
+                if len(rest) == len(pending):
+                    raise ValueError("the saved graph references layers that are not in the file")
+                pending = rest
+            inputs = [tensors[tuple(r)] for r in config["input_layers"]]
+            outputs = [tensors[tuple(r)] for r in config["output_layers"]]
+        except (KeyError, TypeError, IndexError) as exc:
+            raise ValueError(f"malformed functional model config ({exc.__class__.__name__}: {exc})") from exc
+        model = cls(inputs[0] if config.get("single_input", True) else inputs,
+                    outputs[0] if config.get("single_output", True) else outputs, name=config.get("name"))
+        model.trainable = config.get("trainable", True)
+        return model
 
     def save(self, filepath, overwrite=True):
         """Write architecture, weights, compile arguments and optimizer state to one ``.cnnkit`` file
         (a zip of JSON and .npy members; no pickle)."""
-        from .saving import save_model
-
-        save_model(self, filepath, overwrite=overwrite)
+        saving.save_model(self, filepath, overwrite=overwrite)
 
     def save_weights(self, filepath, overwrite=True):
         """Write the weights alone (a zip of .npy members and a JSON manifest)."""
-        from .saving import save_weights
-
-        save_weights(self, filepath, overwrite=overwrite)
+        saving.save_weights(self, filepath, overwrite=overwrite)
 
     def load_weights(self, filepath):
-        from .saving import load_weights
+        saving.load_weights(self, filepath)
 
-        load_weights(self, filepath)
+
+serialization.register(Model, "Model")

@@ -14,127 +14,18 @@ import zipfile
 
 import numpy as np
 
-from .. import __version__, _zipnpy
+from .. import _zipnpy
+from .. import device as _device
 from .. import losses as _losses
 from .. import metrics as _metrics
 from .. import optimizers as _optimizers
-from ..layers import get_layer_class
-from .. import device as _device
-from ..layers.base import InputLayer, _Unset, deferred_weights
+from .._version import __version__
+from ..layers.base import _Unset, deferred_weights
+from ..ops import to_host
+from . import serialization
 
 FORMAT = "cnnkit-model"
 WEIGHTS_FORMAT = "cnnkit-weights"
-
-
-# ---------------------------------------------------------------------- architecture
-def _layer_entry(layer):
-    from .model import Model
-
-    if isinstance(layer, Model):
-        return {"class_name": _model_class_name(layer), "config": layer.get_config()}
-    return {"class_name": type(layer).__name__, "config": layer.get_config()}
-
-
-def _model_class_name(model):
-    from .sequential import Sequential
-
-    return "Sequential" if isinstance(model, Sequential) else "Functional"
-
-
-def functional_config(model):
-    from .sequential import Sequential
-
-    model._require_graph()
-    if isinstance(model, Sequential):
-        entries = []
-        if model._input_tensor is not None:
-            entries.append(_layer_entry(model._input_tensor.node.layer))
-        entries += [_layer_entry(layer) for layer in model._stack]
-        return {"name": model.name, "trainable": model.trainable, "layers": entries}
-    node_index = {}  # node -> index among the calls of its layer within this model
-    per_layer = {}
-    for t in model.inputs:
-        node_index[id(t.node)] = 0
-    for node in model._graph_nodes:
-        i = per_layer.get(id(node.layer), 0)
-        per_layer[id(node.layer)] = i + 1
-        node_index[id(node)] = i
-
-    def ref(t):
-        return [t.node.layer.name, node_index[id(t.node)], t.index]
-
-    layers = []
-    for layer in model._layers:
-        entry = _layer_entry(layer)
-        entry["name"] = layer.name
-        entry["inbound_nodes"] = [[ref(t) for t in node.inputs] for node in model._graph_nodes
-                                  if node.layer is layer]
-        layers.append(entry)
-    return {"name": model.name, "trainable": model.trainable, "layers": layers,
-            "input_layers": [ref(t) for t in model.inputs], "output_layers": [ref(t) for t in model.outputs],
-            "single_input": model._single_input, "single_output": model._single_output}
-
-
-def _build_layer(entry, custom_objects):
-    if not isinstance(entry, dict) or not isinstance(entry.get("class_name"), str) \
-            or not isinstance(entry.get("config"), dict):
-        raise ValueError(f"malformed layer entry in model config: {entry!r:.200}")
-    name = entry["class_name"]
-    if name in ("Functional", "Model"):
-        return functional_from_config(entry["config"], custom_objects)
-    if name == "Sequential":
-        return sequential_from_config(entry["config"], custom_objects)
-    cls = get_layer_class(name, custom_objects)
-    try:
-        return cls.from_config(entry["config"])
-    except (TypeError, ValueError) as exc:
-        raise ValueError(f"cannot rebuild layer {name} from its saved config: {exc}") from exc
-
-
-def sequential_from_config(config, custom_objects=None):
-    from .sequential import Sequential
-
-    layers = [_build_layer(e, custom_objects) for e in config.get("layers", [])]
-    layers = [layer.output if isinstance(layer, InputLayer) else layer for layer in layers]
-    return Sequential(layers, name=config.get("name"), trainable=config.get("trainable", True))
-
-
-def functional_from_config(config, custom_objects=None):
-    from .model import Model
-
-    try:
-        entries = config["layers"]
-        created = {}
-        for e in entries:
-            layer = _build_layer(e, custom_objects)
-            created[e["name"]] = (layer, e)
-        tensors = {}  # (layer name, node index, tensor index) -> tensor
-        for name, (layer, _) in created.items():
-            if isinstance(layer, InputLayer):
-                tensors[(name, 0, 0)] = layer.output
-        pending = [(name, i, refs) for name, (layer, e) in created.items()
-                   for i, refs in enumerate(e.get("inbound_nodes", []))]
-        while pending:
-            rest = []
-            for name, i, refs in pending:
-                keys = [tuple(r) for r in refs]
-                if all(k in tensors for k in keys):
-                    layer = created[name][0]
-                    ins = [tensors[k] for k in keys]
-                    tensors[(name, i, 0)] = layer(ins if layer.multi_input else ins[0])
-                else:
-                    rest.append((name, i, refs))
-            if len(rest) == len(pending):
-                raise ValueError("the saved graph references layers that are not in the file")
-            pending = rest
-        inputs = [tensors[tuple(r)] for r in config["input_layers"]]
-        outputs = [tensors[tuple(r)] for r in config["output_layers"]]
-    except (KeyError, TypeError, IndexError) as exc:
-        raise ValueError(f"malformed functional model config ({exc.__class__.__name__}: {exc})") from exc
-    model = Model(inputs[0] if config.get("single_input", True) else inputs,
-                  outputs[0] if config.get("single_output", True) else outputs, name=config.get("name"))
-    model.trainable = config.get("trainable", True)
-    return model
 
 
 # ---------------------------------------------------------------------- zip helpers
@@ -415,17 +306,12 @@ def _with_hint(exc, filepath):
 
 
 # ---------------------------------------------------------------------- whole model
-def _serialize_metric(m):
-    spec = getattr(m, "_compile_spec", None)
-    return spec if spec is not None else m.name
-
-
 def save_model(model, filepath, overwrite=True):
     _refuse_keras_extension(filepath)
     model._require_graph()
     entries, members = _weight_manifest(model)
     meta = {"format": FORMAT, "cnnkit_version": __version__,
-            "model": {"class_name": _model_class_name(model), "config": model.get_config()},
+            "model": serialization.serialize(model),
             "weights": entries, "compile": None}
     if model.compiled:
         cc = model._compile_config
@@ -436,7 +322,7 @@ def save_model(model, filepath, overwrite=True):
         state, slots = opt.get_state() if opt.built else (None, [])
         slot_entries = []
         for i, arr in enumerate(slots):
-            host = arr.get() if hasattr(arr, "get") else np.asarray(arr)
+            host = to_host(arr)
             member = f"optimizer/{i:05d}.npy"
             slot_entries.append({"member": member, "shape": list(host.shape), "dtype": str(host.dtype)})
             members.append((member, _npy_bytes(host)))
@@ -473,7 +359,7 @@ def _load_model(zf, filepath, custom_objects, compile):
         raise _FileError(f"{filepath}: model.json has no model architecture")
     _check_npy_members(zf, filepath, meta, with_slots=True)
     with deferred_weights():
-        model = _build_layer(arch, custom_objects)
+        model = serialization.deserialize(arch, custom_objects)
     _load_weight_entries(model, zf, meta.get("weights"), filepath)
     cc = meta.get("compile")
     if compile and cc:

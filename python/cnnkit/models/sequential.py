@@ -3,12 +3,14 @@ is known (``layers.Input(...)`` first, ``input_shape=`` on the first layer, ``mo
 or the first batch given to fit/predict)."""
 
 from ..layers.base import Input, InputLayer, KerasTensor, Layer, unique_name
+from . import serialization
 from .model import Model
 
 __all__ = ["Sequential"]
 
 
 class Sequential(Model):
+    saved_class_name = "Sequential"
     _hide_input_layers = True
 
     def __init__(self, layers=None, name=None, trainable=True):
@@ -82,3 +84,19 @@ class Sequential(Model):
     @property
     def layers(self):
         return list(self._stack)
+
+    def get_config(self):
+        """The layers in order (the InputLayer first, when the model has one)."""
+        self._require_graph()
+        stack = ([self._input_tensor.node.layer] if self._input_tensor is not None else []) + self._stack
+        return {"name": self.name, "trainable": self.trainable,
+                "layers": [serialization.serialize(layer) for layer in stack]}
+
+    @classmethod
+    def from_config(cls, config, custom_objects=None):
+        layers = [serialization.deserialize(e, custom_objects) for e in config.get("layers", [])]
+        layers = [layer.output if isinstance(layer, InputLayer) else layer for layer in layers]
+        return cls(layers, name=config.get("name"), trainable=config.get("trainable", True))
+
+
+serialization.register(Sequential)

@@ -2,6 +2,7 @@
 and for graphs that are not a plain chain, the layers it is connected to), then the totals."""
 
 from ..layers.base import format_shape
+from ..utils.receptive_field import receptive_field
 
 
 def _size(n_bytes):
@@ -40,8 +41,6 @@ def _rows(model):
 
 def _rf_cells(model):
     """'receptive field (jump)' per summary row, e.g. '212 (32)', or '7x5 (2x1)' when not square."""
-    from ..utils.receptive_field import receptive_field
-
     def pair(p):
         return str(p[0]) if p[0] == p[1] else f"{p[0]}x{p[1]}"
 
@@ -97,5 +96,3 @@ def summary_text(model, line_length=None, show_trainable=False, receptive_field=
     out += [f"Total params: {count(weights)}", f"Trainable params: {count(trainable)}",
             f"Non-trainable params: {count(non_trainable)}", "_" * total]
     return "\n".join(out)
-
-

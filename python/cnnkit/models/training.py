@@ -11,12 +11,12 @@ weight changes; streamed batches get the same checks one batch at a time.
 """
 
 import math
-import numbers
 import sys
 
 import numpy as np
 
 from .. import _random
+from .._checks import fraction, int_at_least, positive_int
 from .. import callbacks as _callbacks
 from .. import device as _device
 from .. import losses as _losses
@@ -24,20 +24,16 @@ from .. import metrics as _metrics
 from .. import optimizers as _optimizers
 from ..config import config
 from ..layers.base import format_shape
-from ..ops import softmax
+from ..ops import softmax, to_host
 
 __all__ = ["Trainer"]
-
-
-def _host(a):
-    return a.get() if hasattr(a, "get") else np.asarray(a)
 
 
 def _to_numpy_input(a, name):
     if a is None:
         raise ValueError(f"{name} is required")
     if hasattr(a, "__array__") or isinstance(a, (list, tuple)):
-        arr = _host(a) if hasattr(a, "get") else np.asarray(a)
+        arr = to_host(a)
         if arr.dtype == object:
             raise TypeError(f"{name} must be a numeric array, received an object array")
         return arr
@@ -45,19 +41,11 @@ def _to_numpy_input(a, name):
 
 
 def _batch_size(value, name="batch_size"):
-    if value is None:
-        return 32
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:
-        raise ValueError(f"{name} must be a positive int, received {name}={value!r}")
-    return int(value)
+    return 32 if value is None else positive_int(value, name)
 
 
 def _steps(value, name):
-    if value is None:
-        return None
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:
-        raise ValueError(f"{name} must be a positive int or None, received {name}={value!r}")
-    return int(value)
+    return int_at_least(value, name, 1, allow_none=True)
 
 
 def _is_stream(x):
@@ -381,11 +369,10 @@ class Trainer:
         ``__getitem__`` returning (x, y) batches) or a generator of (x, y) batches, which needs
         ``steps_per_epoch``; validation_data likewise (a generator needs ``validation_steps``)."""
         self._require_compiled("fit")
-        for name, v, lo in (("epochs", epochs, 0), ("initial_epoch", initial_epoch, 0), ("validation_freq", validation_freq, 1)):
-            if isinstance(v, bool) or not isinstance(v, numbers.Integral) or v < lo:
-                raise ValueError(f"{name} must be an int >= {lo}, received {name}={v!r}")
-        if not isinstance(validation_split, numbers.Real) or not 0 <= validation_split < 1:
-            raise ValueError(f"validation_split must be a number in [0, 1), received validation_split={validation_split!r}")
+        int_at_least(epochs, "epochs", 0)
+        int_at_least(initial_epoch, "initial_epoch", 0)
+        int_at_least(validation_freq, "validation_freq", 1)
+        fraction(validation_split, "validation_split")
         if shuffle not in (True, False):
             raise ValueError(f"shuffle must be True or False, received shuffle={shuffle!r}")
         verbose = _verbose(verbose)
@@ -521,7 +508,7 @@ class Trainer:
                 cb.on_predict_batch_begin(step)
             outs, _ = self._run([self._inputs_on_device(xb, xp)], training=False)
             for c, o in zip(chunks, outs):
-                c.append(_host(o))
+                c.append(to_host(o))
             if cb.wants("on_predict_batch_end"):
                 cb.on_predict_batch_end(step, {"outputs": outs})
         batches.on_epoch_end()

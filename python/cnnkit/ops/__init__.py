@@ -14,7 +14,7 @@ tests and benchmarks compare against.
 """
 
 from . import reference
-from ._backend import get_array_module
+from ._backend import get_array_module, to_host
 from .conv import *  # noqa: F401,F403
 from .conv import __all__ as _conv_all
 from .cross_entropy import *  # noqa: F401,F403
@@ -28,5 +28,5 @@ from .norm import __all__ as _norm_all
 from .pool import *  # noqa: F401,F403
 from .pool import __all__ as _pool_all
 
-__all__ = ["reference", "get_array_module", *_conv_all, *_cross_entropy_all, *_linear_all, *_nonlinear_all,
-           *_norm_all, *_pool_all]
+__all__ = ["reference", "get_array_module", "to_host", *_conv_all, *_cross_entropy_all, *_linear_all,
+           *_nonlinear_all, *_norm_all, *_pool_all]

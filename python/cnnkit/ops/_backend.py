@@ -275,3 +275,9 @@ def workspace_limit(gpu=False):
 def workspace_rows(row_bytes, total_rows, gpu=False):
     """How many im2col rows fit in the workspace limit (at least one, at most total_rows)."""
     return int(max(1, min(total_rows, workspace_limit(gpu) // max(1, row_bytes))))
+
+
+def to_host(a):
+    """a as a NumPy array: a CuPy array copied to the host (``.get()``), anything else through
+    ``np.asarray`` (no copy for a NumPy array)."""
+    return np.asarray(a) if get_array_module(a) is np else a.get()

@@ -10,47 +10,24 @@ Saving goes through ``get_state()`` / ``set_state()``: JSON plus plain arrays, n
 
 import inspect
 import math
-import numbers
 import re
 
 import numpy as np
 
-from ..ops import get_array_module
+from .._checks import boolean, int_at_least, number, string
+from .._registry import Configurable, Registry, config_kwargs
+from ..ops import get_array_module, to_host
 from . import schedules
-from .schedules import LearningRateSchedule, _float, _kwargs
+from .schedules import LearningRateSchedule
 
 __all__ = ["Optimizer", "SGD", "Adam", "RMSprop", "AdamW", "schedules", "get", "serialize",
            "deserialize"]
 
-_LR_EXPECTED = "a float >= 0, a LearningRateSchedule or a callable(step) -> float"
-
-
-def _unit(v):
-    return 0 <= v <= 1
-
-
-def _nonneg(v):
-    return 0 <= v < math.inf
-
-
-def _positive(v):
-    return 0 < v < math.inf
-
-
-def _optional(name, value, expected, ok):
-    return None if value is None else _float(name, value, f"None or {expected}", ok)
-
-
-def _bool(name, value):
-    if not isinstance(value, (bool, np.bool_)):
-        raise TypeError(f"Argument `{name}` must be a bool. Received: {name}={value!r:.200}")
-    return bool(value)
-
-
 def _check_learning_rate(value):
     if isinstance(value, LearningRateSchedule) or callable(value):
         return value
-    return _float("learning_rate", value, _LR_EXPECTED, _nonneg)
+    return number(value, "learning_rate", low=0, expected="a float >= 0, a LearningRateSchedule or a "
+                                                          "callable(step) -> float")
 
 
 def _call_schedule(fn, step):
@@ -72,7 +49,7 @@ def _call_schedule(fn, step):
         rate = float(value)
     except (TypeError, ValueError):
         rate = None
-    if isinstance(value, bool) or rate is None or not _nonneg(rate):
+    if isinstance(value, bool) or rate is None or not 0 <= rate < math.inf:
         raise ValueError(f"The learning rate schedule {fn!r:.200} returned {value!r:.200} at step {step}; "
                          "a learning rate must be a finite float >= 0. No update was applied.")
     return rate
@@ -88,28 +65,22 @@ def _scaled(g, scale):
     return g if scale == 1.0 else g * scale
 
 
-def _to_host(a):
-    return a.get() if hasattr(a, "get") else np.array(a, copy=True)
-
-
-class Optimizer:
+class Optimizer(Configurable):
     """Base class: subclasses list their slots in ``_slot_names()`` and implement
     ``update_step(grad, variable, learning_rate)`` in place."""
 
     def __init__(self, learning_rate, weight_decay=None, clipnorm=None, clipvalue=None,
                  global_clipnorm=None, name=None):
         self._learning_rate = _check_learning_rate(learning_rate)
-        self.weight_decay = _optional("weight_decay", weight_decay, "a float >= 0", _nonneg)
-        self.clipnorm = _optional("clipnorm", clipnorm, "a float > 0", _positive)
-        self.clipvalue = _optional("clipvalue", clipvalue, "a float > 0", _positive)
-        self.global_clipnorm = _optional("global_clipnorm", global_clipnorm, "a float > 0", _positive)
+        self.weight_decay = number(weight_decay, "weight_decay", low=0, allow_none=True)
+        self.clipnorm = number(clipnorm, "clipnorm", low=0, low_open=True, allow_none=True)
+        self.clipvalue = number(clipvalue, "clipvalue", low=0, low_open=True, allow_none=True)
+        self.global_clipnorm = number(global_clipnorm, "global_clipnorm", low=0, low_open=True, allow_none=True)
         if sum(c is not None for c in (clipnorm, clipvalue, global_clipnorm)) > 1:
             raise ValueError("Only one of `clipnorm`, `clipvalue` and `global_clipnorm` can be set. "
                              f"Received: clipnorm={clipnorm}, clipvalue={clipvalue}, "
                              f"global_clipnorm={global_clipnorm}")
-        if name is not None and not isinstance(name, str):
-            raise TypeError(f"Argument `name` must be a string. Received: name={name!r:.200}")
-        self.name = name if name is not None else type(self).__name__.lower()
+        self.name = string(name, "name", allow_none=True) or type(self).__name__.lower()
         self.iterations = 0
         self.built = False
         # Slots are found by id(variable); holding the variables keeps those ids from being reused.
@@ -252,7 +223,7 @@ class Optimizer:
 
     @classmethod
     def from_config(cls, config, custom_objects=None):
-        config = _kwargs(cls, config)
+        config = config_kwargs(cls, config)
         if isinstance(config.get("learning_rate"), dict):
             config["learning_rate"] = schedules.deserialize(config["learning_rate"], custom_objects)
         return cls(**config)
@@ -262,14 +233,15 @@ class Optimizer:
         """``(state, arrays)``: a JSON-compatible dict with ``iterations`` and the slot names, and host
         (NumPy) copies of every slot array, variable by variable in build order."""
         names = [[v.name, s] for v, slots in zip(self._variables, self._slots) for s in slots]
-        arrays = [_to_host(a) for slots in self._slots for a in slots.values()]
+        # copies: the slots go on changing in place as training goes on
+        arrays = [a.copy() if isinstance(a, np.ndarray) else to_host(a)
+                  for slots in self._slots for a in slots.values()]
         return {"iterations": self.iterations, "slots": names}, arrays
 
     def set_state(self, state, arrays):
         """Restore ``get_state()``'s output into this optimizer, built on the same variables."""
         iterations = state.get("iterations") if isinstance(state, dict) else None
-        if isinstance(iterations, bool) or not isinstance(iterations, numbers.Integral) or iterations < 0:
-            raise ValueError(f"state['iterations'] must be an int >= 0. Received: state={state!r:.200}")
+        int_at_least(iterations, "state['iterations']", 0)
         targets = [(v, name, a) for v, slots in zip(self._variables, self._slots)
                    for name, a in slots.items()]
         arrays = list(arrays)
@@ -283,9 +255,7 @@ class Optimizer:
                                  f"array has shape {tuple(new.shape)}")
         for (_, _, a), new in zip(targets, arrays):
             xp = get_array_module(a)
-            if xp is np and hasattr(new, "get"):
-                new = new.get()
-            a[...] = xp.asarray(new)
+            a[...] = to_host(new) if xp is np else xp.asarray(new)
         self.iterations = int(iterations)
 
     def _move_slots(self, convert):
@@ -304,8 +274,8 @@ class SGD(Optimizer):
     def __init__(self, learning_rate=0.01, momentum=0.0, nesterov=False, weight_decay=None,
                  clipnorm=None, clipvalue=None, global_clipnorm=None, name="SGD"):
         super().__init__(learning_rate, weight_decay, clipnorm, clipvalue, global_clipnorm, name)
-        self.momentum = _float("momentum", momentum, "a float in [0, 1]", _unit)
-        self.nesterov = _bool("nesterov", nesterov)
+        self.momentum = number(momentum, "momentum", 0, 1)
+        self.nesterov = boolean(nesterov, "nesterov")
 
     def _slot_names(self):
         return ("momentum",) if self.momentum != 0 else ()
@@ -338,10 +308,10 @@ class Adam(Optimizer):
     def __init__(self, learning_rate=0.001, beta_1=0.9, beta_2=0.999, epsilon=1e-7, amsgrad=False,
                  weight_decay=None, clipnorm=None, clipvalue=None, global_clipnorm=None, name="adam"):
         super().__init__(learning_rate, weight_decay, clipnorm, clipvalue, global_clipnorm, name)
-        self.beta_1 = _float("beta_1", beta_1, "a float in [0, 1)", lambda v: 0 <= v < 1)
-        self.beta_2 = _float("beta_2", beta_2, "a float in [0, 1)", lambda v: 0 <= v < 1)
-        self.epsilon = _float("epsilon", epsilon, "a float >= 0", _nonneg)
-        self.amsgrad = _bool("amsgrad", amsgrad)
+        self.beta_1 = number(beta_1, "beta_1", 0, 1, high_open=True)
+        self.beta_2 = number(beta_2, "beta_2", 0, 1, high_open=True)
+        self.epsilon = number(epsilon, "epsilon", low=0)
+        self.amsgrad = boolean(amsgrad, "amsgrad")
 
     def _slot_names(self):
         return ("momentum", "velocity") + (("velocity_hat",) if self.amsgrad else ())
@@ -377,8 +347,7 @@ class AdamW(Adam):
 
     def __init__(self, learning_rate=0.001, weight_decay=0.004, beta_1=0.9, beta_2=0.999, epsilon=1e-7,
                  amsgrad=False, clipnorm=None, clipvalue=None, global_clipnorm=None, name="adamw"):
-        if weight_decay is None:
-            raise ValueError("Argument `weight_decay` must be a float. Received: weight_decay=None")
+        number(weight_decay, "weight_decay", low=0)  # AdamW without decay is Adam: None is refused
         super().__init__(learning_rate, beta_1, beta_2, epsilon, amsgrad, weight_decay, clipnorm,
                          clipvalue, global_clipnorm, name)
 
@@ -390,10 +359,10 @@ class RMSprop(Optimizer):
     def __init__(self, learning_rate=0.001, rho=0.9, momentum=0.0, epsilon=1e-7, centered=False,
                  weight_decay=None, clipnorm=None, clipvalue=None, global_clipnorm=None, name="rmsprop"):
         super().__init__(learning_rate, weight_decay, clipnorm, clipvalue, global_clipnorm, name)
-        self.rho = _float("rho", rho, "a float in [0, 1]", _unit)
-        self.momentum = _float("momentum", momentum, "a float in [0, 1]", _unit)
-        self.epsilon = _float("epsilon", epsilon, "a float >= 0", _nonneg)
-        self.centered = _bool("centered", centered)
+        self.rho = number(rho, "rho", 0, 1)
+        self.momentum = number(momentum, "momentum", 0, 1)
+        self.epsilon = number(epsilon, "epsilon", low=0)
+        self.centered = boolean(centered, "centered")
 
     def _slot_names(self):
         return (("velocity",) + (("momentum",) if self.momentum > 0 else ())
@@ -432,34 +401,9 @@ class RMSprop(Optimizer):
                 "epsilon": self.epsilon, "centered": self.centered}
 
 
-_BUILTINS = {"sgd": SGD, "adam": Adam, "rmsprop": RMSprop, "adamw": AdamW}
-
-
-def serialize(optimizer):
-    """``{"class_name": ..., "config": ...}``, JSON-compatible."""
-    return {"class_name": type(optimizer).__name__, "config": optimizer.get_config()}
-
-
-def deserialize(config, custom_objects=None):
-    """The optimizer that ``serialize`` described (built-in class names match case-insensitively;
-    ``custom_objects`` maps the names of user classes)."""
-    custom_objects = custom_objects or {}
-    name = config.get("class_name") if isinstance(config, dict) else None
-    cls = (custom_objects.get(name) or _BUILTINS.get(name.lower())) if isinstance(name, str) else None
-    if cls is None:
-        raise ValueError(f"Could not interpret optimizer config: {config!r:.200}. Expected "
-                         f"{{'class_name': one of {[c.__name__ for c in _BUILTINS.values()]}, "
-                         "'config': {...}}")
-    return cls.from_config(config.get("config", {}), custom_objects)
-
-
-def get(identifier):
-    """An optimizer from a name ("adam"), a serialized dict, or an Optimizer (returned as is)."""
-    if isinstance(identifier, Optimizer):
-        return identifier
-    if isinstance(identifier, dict):
-        return deserialize(identifier)
-    if isinstance(identifier, str) and identifier.lower() in _BUILTINS:
-        return _BUILTINS[identifier.lower()]()
-    raise ValueError(f"Could not interpret optimizer identifier: {identifier!r:.200}. Expected one of "
-                     f"{sorted(_BUILTINS)}, an Optimizer instance or a {{'class_name', 'config'}} dict")
+# Keras names optimizers by their class names in lower case ("rmsprop", "adamw"), in any case ("Adam").
+_REGISTRY = Registry("optimizer", Optimizer, (SGD, Adam, RMSprop, AdamW),
+                     names={cls.__name__: cls for cls in (SGD, Adam, RMSprop, AdamW)}, fold_case=True, nested=True)
+serialize = _REGISTRY.serialize
+deserialize = _REGISTRY.deserialize
+get = _REGISTRY.get

@@ -13,6 +13,9 @@ import os
 
 import numpy as np
 
+from ..models import Model
+from ..ops import to_host
+
 __all__ = ["plot_history", "plot_confusion_matrix", "plot_images", "plot_filters", "plot_feature_maps"]
 
 
@@ -32,11 +35,6 @@ def _save(fig, path):
     fig.tight_layout()
     fig.savefig(path, format="png")
     return path
-
-
-def _host(a):
-    """NumPy view of an array on either device."""
-    return a.get() if hasattr(a, "get") and not isinstance(a, np.ndarray) else np.asarray(a)
 
 
 def _history_dict(history):
@@ -81,7 +79,7 @@ def plot_confusion_matrix(cm, path="confusion_matrix.png", class_names=None, nor
     """A confusion matrix (rows: true class, columns: predicted; e.g. from
     ``cnnkit.metrics.confusion_matrix``) as a heat map with the count (or, with ``normalize=True``, the
     fraction of the true class) in each cell."""
-    cm = _host(cm)
+    cm = to_host(cm)
     if cm.ndim != 2 or cm.shape[0] != cm.shape[1] or cm.shape[0] == 0:
         raise ValueError(f"plot_confusion_matrix needs a square (K, K) matrix, received shape {cm.shape}")
     k = cm.shape[0]
@@ -115,7 +113,7 @@ def plot_confusion_matrix(cm, path="confusion_matrix.png", class_names=None, nor
 def _as_images(x):
     """(N, H, W) or (N, H, W, 1|3) -> list of images imshow can draw, scaled to [0, 1] per image when
     they are not already in [0, 1] (uint8 data is divided by 255)."""
-    x = _host(x)
+    x = to_host(x)
     if x.ndim == 4 and x.shape[-1] == 1:
         x = x[..., 0]
     if x.ndim not in (3, 4) or x.ndim == 4 and x.shape[-1] != 3:
@@ -133,7 +131,7 @@ def _as_images(x):
 def _labels(y, n, what):
     if y is None:
         return None
-    y = _host(y)
+    y = to_host(y)
     if y.ndim == 2 and y.shape[1] > 1:  # one-hot rows or scores
         y = y.argmax(axis=1)
     y = y.reshape(-1)
@@ -187,7 +185,7 @@ def plot_filters(layer, path="filters.png", channel=None, ncols=None, max_filter
     if value is None or getattr(value, "ndim", 0) != 4:
         raise ValueError(f"plot_filters needs a built Conv2D layer (a (kh, kw, in, out) kernel), received "
                          f"{layer!r}")
-    w = _host(value).astype(np.float64)
+    w = to_host(value).astype(np.float64)
     kh, kw, cin, cout = w.shape
     if channel is not None:
         if not isinstance(channel, int) or not 0 <= channel < cin:
@@ -218,15 +216,13 @@ def plot_filters(layer, path="filters.png", channel=None, ncols=None, max_filter
 def plot_feature_maps(model, x, layer_name, path="feature_maps.png", ncols=None, max_maps=32):
     """The activations of layer ``layer_name`` for one image x ((H, W, C) or a batch of one), one tile
     per channel (up to ``max_maps``), read through ``Model(model.inputs, layer.output)``."""
-    from ..models import Model
-
     layer = model.get_layer(layer_name)
-    x = _host(x)
+    x = to_host(x)
     if x.ndim == len(model.inputs[0].shape) - 1:
         x = x[None]
     if x.shape[0] != 1:
         raise ValueError(f"plot_feature_maps takes one image (or a batch of one), received shape {x.shape}")
-    maps = _host(Model(model.inputs, layer.output).predict(x, verbose=0))[0]
+    maps = to_host(Model(model.inputs, layer.output).predict(x, verbose=0))[0]
     if maps.ndim != 3:
         raise ValueError(f"layer {layer_name!r} outputs shape {maps.shape} per image; feature maps need (H, W, C)")
     n = min(maps.shape[-1], max_maps)

@@ -54,10 +54,8 @@ def _union(axes):
 
 def _step(layer, ins):
     """The geometry (per axis) of layer's output from its inputs' geometry."""
-    from ..models import Model
-
     kind = type(layer).__name__
-    if isinstance(layer, Model):
+    if hasattr(layer, "_graph_nodes"):  # a nested model: follow its own graph
         return _walk(layer, ins)[1][-1]
     if kind in _MERGE:
         return tuple(_union([g[a] for g in ins]) for a in range(2))
@@ -100,9 +98,7 @@ def receptive_field(model):
     >>> rf[-5]   # block5_pool
     ReceptiveField(layer='block5_pool', output_size=(7, 7), jump=(32, 32), receptive_field=(212, 212), ...)
     """
-    from ..models import Model
-
-    if not isinstance(model, Model):
+    if not hasattr(model, "_require_graph"):  # a model, built or not (cnnkit.models imports this module)
         raise TypeError(f"receptive_field needs a cnnkit Model, received {type(model).__name__}")
     model._require_graph()
     starts = []

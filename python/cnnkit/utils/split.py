@@ -6,14 +6,13 @@ import numbers
 import numpy as np
 
 from .. import _random
+from ..ops import to_host
 
 __all__ = ["train_test_split"]
 
 
 def _as_array(a, name):
-    if hasattr(a, "get"):  # CuPy: split on the host, the caller moves batches to the device
-        a = a.get()
-    a = np.asarray(a)
+    a = to_host(a)  # CuPy: split on the host, the caller moves batches to the device
     if a.ndim == 0:
         raise ValueError(f"{name} must have a first (sample) axis, received a scalar")
     return a
