@@ -42,7 +42,6 @@ import cnnkit
 from cnnkit import ops
 from cnnkit.ops import _backend
 from cnnkit.ops import conv as conv_ops
-from cnnkit.ops import cross_entropy as loss_ops
 from cnnkit.ops import reference as ref
 
 # (id, N cpu, C_in, H=W, C_out, k, stride, pad) from shared/BENCHMARKS.md
@@ -263,10 +262,10 @@ def bench_pool(table, args, torch, dtype=np.float32):
                       r[key] / ms if r else None, peak_extra_mib(fn))
             if t:
                 table.add(f"{name} {label}", shape, "torch NHWC", t[key], gbps(nb, t[key]))
-        if fname == "max_pool2d" and hasattr(ops, "_max_pool2d_forward_saved"):
+        if fname == "max_pool2d":  # as MaxPooling2D runs it: the forward keeps the argmax for the backward
             def layer_fb():
-                yy, am = ops._max_pool2d_forward_saved(x, **kw)
-                return ops._max_pool2d_backward_saved(dy, am, x.shape, **kw)
+                yy, am = ops.max_pool2d(x, **kw, return_argmax=True)
+                return ops.max_pool2d_backward_from_argmax(dy, am, x.shape, **kw)
 
             ms = median_ms(layer_fb, args.repeat)
             table.add(f"{name} fwd+bwd (saved argmax)", shape, "cnnkit", ms, gbps(nb_fb, ms),
@@ -321,9 +320,8 @@ def bench_loss(table, args, torch, dtype=np.float32):
     fwd = lambda: ops.softmax_cross_entropy(logits, labels)  # noqa: E731
     fb = lambda: (ops.softmax_cross_entropy(logits, labels), ops.softmax_cross_entropy_backward(logits, labels))  # noqa: E731
     cases = [("fwd", "fwd", fwd, logits.nbytes), ("fwd+bwd", "fb", fb, 3 * logits.nbytes)]
-    if hasattr(ops, "_softmax_cross_entropy_fused"):
-        cases.append(("fwd+bwd (fused)", "fb", lambda: ops._softmax_cross_entropy_fused(logits, labels),
-                      2 * logits.nbytes))
+    cases.append(("fwd+bwd (fused)", "fb", lambda: ops.softmax_cross_entropy(logits, labels, return_grad=True),
+                  2 * logits.nbytes))
     if PEER_MODE:
         F = torch.nn.functional
         tl, tlab = torch.from_numpy(logits), torch.from_numpy(labels)
@@ -757,7 +755,7 @@ def gpu_memory_bound_tables(args, wanted, with_cpu, tables, summary):
         t = OpTable("softmax cross-entropy on (4096, 1000)", "byte", logits[0].nbytes, 3 * logits[0].nbytes, 4096)
         peer = PEER.get("gpu loss")
         fwd = gpu_ms(lambda: ops.softmax_cross_entropy(logits, labels), args.repeat)
-        fused = gpu_ms(lambda: loss_ops._softmax_cross_entropy_fused(logits, labels), args.repeat)
+        fused = gpu_ms(lambda: ops.softmax_cross_entropy(logits, labels, return_grad=True), args.repeat)
         t.add("cnnkit (fwd+bwd fused)", "GPU", 4096, fwd, fused, peer)
         if peer:
             t.add("torch", "GPU", 4096, peer["fwd"], peer["fb"])

@@ -15,7 +15,8 @@ import sys
 
 import pytest
 
-ROOT = pathlib.Path(importlib.util.find_spec("cnnkit").submodule_search_locations[0])
+# the folder of the package's .py files (an editable install lists the compiled modules' folder first)
+ROOT = pathlib.Path(importlib.util.find_spec("cnnkit").origin).parent
 
 # Modules that may import cnnkit modules inside functions, and why.
 ALLOWED_IN_FUNCTIONS = {

@@ -23,6 +23,12 @@ __all__ = ["Layer", "Input", "InputLayer", "KerasTensor", "Dense", "Activation",
 _REGISTRY = {name: globals()[name] for name in __all__ if isinstance(globals()[name], type)}
 
 
+def register_class(cls, *names):
+    """Let model files name cls by each of names (the model classes register themselves this way)."""
+    for name in names:
+        _REGISTRY[name] = cls
+
+
 def get_layer_class(class_name, custom_objects=None):
     """The layer class saved under class_name (custom_objects first); ValueError when unknown."""
     if custom_objects and class_name in custom_objects:

@@ -9,10 +9,10 @@ upstream (``need_dx`` False: the first layer never computes its input gradient).
 """
 
 import numbers
-import re
 
 from .. import device as _device
 from .. import initializers, regularizers
+from .._registry import snake_case
 from ..config import config
 from ..ops import get_array_module
 from ..variables import Variable
@@ -64,10 +64,6 @@ def clear_session():
     _name_counts.clear()
 
 
-def snake_case(name):
-    """Keras' rule: Conv2D -> conv2d, MaxPooling2D -> max_pooling2d, BatchNormalization -> batch_normalization."""
-    s = re.sub(r"(.)([A-Z][a-z0-9]+)", r"\1_\2", name)
-    return re.sub(r"([a-z])([A-Z])", r"\1_\2", s).lower()
 
 
 def format_shape(shape):

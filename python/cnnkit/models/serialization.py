@@ -13,8 +13,7 @@ __all__ = ["register", "get_class", "serialize", "deserialize"]
 
 def register(cls, *aliases):
     """Let model files name cls by its ``saved_class_name`` and by each alias."""
-    for name in (cls.saved_class_name, *aliases):
-        _layers._REGISTRY[name] = cls
+    _layers.register_class(cls, cls.saved_class_name, *aliases)
 
 
 def get_class(name, custom_objects=None):
