@@ -38,3 +38,42 @@ def test_glorot_and_he_limits():
     w = initializers.HeNormal()((400, 300), "float64")  # truncated at 2 sigma, sigma sqrt(2/400)
     assert np.abs(w).max() <= 2 * math.sqrt(2 / 400) / 0.87962566103423978 + 1e-12
     assert abs(w.std() - math.sqrt(2 / 400)) < 0.02 * math.sqrt(2 / 400)
+
+
+@pytest.mark.parametrize("mode, fan", [("fan_in", 3 * 3 * 16), ("fan_out", 3 * 3 * 32), ("fan_avg", 3 * 3 * 24)])
+def test_variance_scaling_uniform_limit_and_spread(mode, fan):
+    shape = (3, 3, 16, 32)
+    w = initializers.VarianceScaling(1.0 / 3.0, mode, "uniform")(shape, "float64")
+    limit = math.sqrt(1.0 / fan)  # sqrt(3 * scale / n) with scale 1/3: PyTorch's Conv2d default in fan_in mode
+    assert w.shape == shape and np.abs(w).max() <= limit
+    assert np.abs(w).max() > 0.95 * limit and abs(w.var() - limit ** 2 / 3) < 0.1 * limit ** 2 / 3
+
+
+@pytest.mark.parametrize("distribution", ["truncated_normal", "normal", "untruncated_normal"])
+def test_variance_scaling_normal_variance(distribution):
+    w = initializers.VarianceScaling(2.0, "fan_in", distribution)((400, 300), "float64")
+    assert abs(w.std() - math.sqrt(2.0 / 400)) < 0.03 * math.sqrt(2.0 / 400)
+    if distribution != "untruncated_normal":  # redrawn beyond two standard deviations of the untruncated normal
+        assert np.abs(w).max() <= 2 * math.sqrt(2.0 / 400) / 0.87962566103423978
+
+
+def test_fixed_variance_scalings_are_variance_scaling_with_keras_arguments():
+    cases = {"glorot_uniform": (1.0, "fan_avg", "uniform"), "he_normal": (2.0, "fan_in", "truncated_normal"),
+             "lecun_uniform": (1.0, "fan_in", "uniform"), "lecun_normal": (1.0, "fan_in", "truncated_normal")}
+    for name, args in cases.items():
+        set_random_seed(3)
+        a = initializers.get(name)((5, 5, 7, 11))
+        set_random_seed(3)
+        b = initializers.VarianceScaling(*args)((5, 5, 7, 11))
+        np.testing.assert_array_equal(a, b)
+
+
+def test_variance_scaling_round_trips_and_refuses_bad_arguments():
+    init = initializers.VarianceScaling(0.5, "fan_out", "uniform")
+    again = initializers.get(initializers.serialize(init))
+    assert type(again) is initializers.VarianceScaling and again.get_config() == init.get_config()
+    assert initializers.serialize(initializers.get("lecun_uniform")) == {"class_name": "LecunUniform", "config": {}}
+    for kwargs, word in [({"scale": 0}, "scale"), ({"scale": float("nan")}, "scale"), ({"mode": "fan"}, "mode"),
+                         ({"distribution": "gamma"}, "distribution")]:
+        with pytest.raises(ValueError, match=word):
+            initializers.VarianceScaling(**kwargs)

@@ -8,11 +8,12 @@ import math
 
 import numpy as np
 
-from . import _random
+from . import _checks, _random
 from ._registry import Configurable, Registry, Uninterpretable
 
 __all__ = ["Initializer", "Zeros", "Ones", "Constant", "RandomNormal", "RandomUniform", "GlorotUniform",
-           "GlorotNormal", "HeNormal", "HeUniform", "get", "serialize"]
+           "GlorotNormal", "HeNormal", "HeUniform", "LecunNormal", "LecunUniform", "VarianceScaling", "get",
+           "serialize"]
 
 
 def compute_fans(shape):
@@ -125,10 +126,27 @@ def _truncated_normal(shape, stddev):
     return out * stddev
 
 
-class _VarianceScaling(Initializer):
-    """Keras' VarianceScaling with the scale/mode/distribution fixed by the subclass."""
+class VarianceScaling(Initializer):
+    """Keras' VarianceScaling: values of variance ``scale / n``, where n is the kernel's fan_in,
+    fan_out or their mean (``mode``), drawn from a normal truncated at two standard deviations
+    ("truncated_normal", Keras' default; "normal" is the same), a plain normal ("untruncated_normal")
+    or a uniform in +-sqrt(3 * scale / n) ("uniform"). ``VarianceScaling(1 / 3, "fan_in", "uniform")``
+    is PyTorch's default for Conv2d and Linear weights, uniform in +-1 / sqrt(fan_in)."""
 
-    scale, mode, distribution = 1.0, "fan_avg", "uniform"
+    _MODES = ("fan_in", "fan_out", "fan_avg")
+    _DISTRIBUTIONS = ("truncated_normal", "untruncated_normal", "uniform")
+
+    def __init__(self, scale=1.0, mode="fan_in", distribution="truncated_normal"):
+        self.scale = _checks.number(scale, "scale", low=0, low_open=True)
+        if mode not in self._MODES:
+            _checks.refuse("mode", mode, " or ".join(map(repr, self._MODES)))
+        distribution = "truncated_normal" if distribution == "normal" else distribution
+        if distribution not in self._DISTRIBUTIONS:
+            _checks.refuse("distribution", distribution, " or ".join(map(repr, self._DISTRIBUTIONS)))
+        self.mode, self.distribution = mode, distribution
+
+    def get_config(self):
+        return {"scale": self.scale, "mode": self.mode, "distribution": self.distribution}
 
     def _variance(self, shape):
         fan_in, fan_out = compute_fans(shape)
@@ -146,31 +164,56 @@ class _VarianceScaling(Initializer):
         if self.distribution == "uniform":
             limit = math.sqrt(3.0 * var)
             return _random.generator().uniform(-limit, limit, shape)
+        if self.distribution == "untruncated_normal":
+            return _random.generator().normal(0.0, math.sqrt(var), shape)
         # 0.8796... is the standard deviation of a unit normal truncated at two standard deviations.
         return _truncated_normal(shape, math.sqrt(var) / 0.87962566103423978)
 
 
-class GlorotUniform(_VarianceScaling):
+class _FixedVarianceScaling(VarianceScaling):
+    """A VarianceScaling whose scale, mode and distribution the subclass fixes (no arguments)."""
+
+    SCALE, MODE, DISTRIBUTION = 1.0, "fan_avg", "uniform"
+
+    def __init__(self):
+        super().__init__(self.SCALE, self.MODE, self.DISTRIBUTION)
+
+    def get_config(self):
+        return {}
+
+
+class GlorotUniform(_FixedVarianceScaling):
     """Uniform in +-sqrt(6 / (fan_in + fan_out)); Keras' default kernel initializer."""
 
 
-class GlorotNormal(_VarianceScaling):
-    distribution = "truncated_normal"
+class GlorotNormal(_FixedVarianceScaling):
+    DISTRIBUTION = "truncated_normal"
 
 
-class HeNormal(_VarianceScaling):
+class HeNormal(_FixedVarianceScaling):
     """Truncated normal with stddev sqrt(2 / fan_in)."""
-    scale, mode, distribution = 2.0, "fan_in", "truncated_normal"
+    SCALE, MODE, DISTRIBUTION = 2.0, "fan_in", "truncated_normal"
 
 
-class HeUniform(_VarianceScaling):
+class HeUniform(_FixedVarianceScaling):
     """Uniform in +-sqrt(6 / fan_in)."""
-    scale, mode = 2.0, "fan_in"
+    SCALE, MODE = 2.0, "fan_in"
+
+
+class LecunNormal(_FixedVarianceScaling):
+    """Truncated normal with stddev sqrt(1 / fan_in)."""
+    MODE, DISTRIBUTION = "fan_in", "truncated_normal"
+
+
+class LecunUniform(_FixedVarianceScaling):
+    """Uniform in +-sqrt(3 / fan_in)."""
+    MODE = "fan_in"
 
 
 # Names: Keras' snake-case class names ("glorot_uniform"), in any case, and the class names.
 _REGISTRY = Registry("initializer", Initializer, (Zeros, Ones, Constant, RandomNormal, RandomUniform,
-                                                  GlorotUniform, GlorotNormal, HeNormal, HeUniform), fold_case=True)
+                                                  GlorotUniform, GlorotNormal, HeNormal, HeUniform, LecunNormal,
+                                                  LecunUniform, VarianceScaling), fold_case=True)
 serialize = _REGISTRY.serialize
 
 
