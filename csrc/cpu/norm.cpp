@@ -9,13 +9,13 @@
 #include <cmath>
 #include <vector>
 
-#include "bind_util.h"
+#include "cpu/kernels.h"
 #include "cpu/simd.h"
 
 namespace cnnkit {
+namespace cpu {
 
 namespace {
-
 
 // Rows per block: about 16K elements (fits in L2), at least 8 rows. Depends on C only.
 inline index_t bn_block_rows(index_t C) { return std::max<index_t>(8, 16384 / std::max<index_t>(C, 1)); }
@@ -171,7 +171,8 @@ inline double inv_sqrt(double v, double epsilon) { return 1.0 / std::sqrt(v + ep
 // Batch statistics of x (M, C) in double: mean and invstd = 1 / sqrt(biased var + epsilon).
 // M = 0 gives mean 0, variance 0.
 template <class T>
-void batch_norm_batch_stats(const T* x, index_t M, index_t C, double epsilon, double* mean, double* invstd) {
+void batch_norm_batch_stats(const T* x, index_t M, index_t C, double epsilon, double* mean, double* invstd,
+                            Stream) {
     std::vector<double> v(C, 0.0);
     std::fill(mean, mean + C, 0.0);
     if (M > 0) batch_moments(x, M, C, mean, v.data());
@@ -184,7 +185,7 @@ void batch_norm_batch_stats(const T* x, index_t M, index_t C, double epsilon, do
 template <class T>
 void batch_norm_train_forward(const T* x, const T* gamma, const T* beta, index_t M, index_t C,
                               double momentum, double epsilon, T* y, double* mean, double* invstd,
-                              T* moving_mean, T* moving_var) {
+                              T* moving_mean, T* moving_var, Stream) {
     std::vector<double> v(C, 0.0);
     std::fill(mean, mean + C, 0.0);
     if (M > 0) batch_moments(x, M, C, mean, v.data());
@@ -201,7 +202,7 @@ void batch_norm_train_forward(const T* x, const T* gamma, const T* beta, index_t
 // Inference forward: normalize with the moving statistics.
 template <class T>
 void batch_norm_inference_forward(const T* x, const T* gamma, const T* beta, const T* moving_mean,
-                                  const T* moving_var, index_t M, index_t C, double epsilon, T* y) {
+                                  const T* moving_var, index_t M, index_t C, double epsilon, T* y, Stream) {
     std::vector<double> m(C), is(C);
     for (index_t c = 0; c < C; ++c) {
         m[c] = static_cast<double>(moving_mean[c]);
@@ -219,7 +220,7 @@ void batch_norm_inference_forward(const T* x, const T* gamma, const T* beta, con
 // channel gives exactly 0). Reads dy and x twice, writes dx once.
 template <class T>
 void batch_norm_train_backward(const T* dy, const T* x, const T* gamma, const double* mean,
-                               const double* invstd, index_t M, index_t C, T* dx, T* dgamma, T* dbeta) {
+                               const double* invstd, index_t M, index_t C, T* dx, T* dgamma, T* dbeta, Stream) {
     std::vector<double> sum_dy(C), sum_dyxc(C);
     grad_sums(dy, x, mean, static_cast<const T*>(nullptr), static_cast<T*>(nullptr), M, C, sum_dy.data(),
               sum_dyxc.data());
@@ -247,7 +248,7 @@ void batch_norm_train_backward(const T* dy, const T* x, const T* gamma, const do
 template <class T>
 void batch_norm_inference_backward(const T* dy, const T* x, const T* gamma, const T* moving_mean,
                                    const T* moving_var, index_t M, index_t C, double epsilon, T* dx,
-                                   T* dgamma, T* dbeta) {
+                                   T* dgamma, T* dbeta, Stream) {
     std::vector<double> m(C), is(C), sum_dy(C), sum_dyxc(C);
     std::vector<T> a(C);
     for (index_t c = 0; c < C; ++c) {
@@ -262,130 +263,8 @@ void batch_norm_inference_backward(const T* dy, const T* x, const T* gamma, cons
     }
 }
 
-// ---- bindings ----
+CNNKIT_INSTANTIATE_NORM(float)
+CNNKIT_INSTANTIATE_NORM(double)
 
-namespace {
-
-// x as (M, C): returns M and sets C.
-template <class T>
-const T* rows_in(const py::array& a, const char* name, index_t& M, index_t& C) {
-    const T* p = in_ptr<T>(a, name, {-1, -1});
-    M = a.shape(0);
-    C = a.shape(1);
-    require(C > 0, std::string(name) + " must have at least one channel");
-    return p;
-}
-
-template <class T>
-const T* opt_in(const py::object& o, const char* name, index_t C) {
-    if (o.is_none()) return nullptr;
-    return in_ptr<T>(py::cast<py::array>(o), name, {C});
-}
-
-void check_epsilon(double epsilon) {
-    require(epsilon > 0 && std::isfinite(epsilon), "epsilon must be positive and finite, received epsilon=" +
-                                                       std::to_string(epsilon));
-}
-
-}  // namespace
-
-void bind_norm(py::module_& m) {
-    m.def("batch_norm_batch_stats", [](const py::array& x, double epsilon, py::array mean, py::array invstd) {
-        check_epsilon(epsilon);
-        dispatch_float(float_dtype(x, "x"), [&](auto t) {
-            using T = decltype(t);
-            index_t M, C;
-            const T* px = rows_in<T>(x, "x", M, C);
-            double* pm = out_ptr<double>(mean, "mean", {C});
-            double* pi = out_ptr<double>(invstd, "invstd", {C});
-            py::gil_scoped_release nogil;
-            batch_norm_batch_stats(px, M, C, epsilon, pm, pi);
-        });
-    }, py::arg("x"), py::arg("epsilon"), py::arg("mean"), py::arg("invstd"));
-
-    m.def("batch_norm_train_forward",
-          [](const py::array& x, const py::object& gamma, const py::object& beta, py::array moving_mean,
-             py::array moving_var, double momentum, double epsilon, py::array y, py::array mean,
-             py::array invstd) {
-        check_epsilon(epsilon);
-        require(momentum >= 0 && momentum <= 1,
-                "momentum must be in [0, 1], received momentum=" + std::to_string(momentum));
-        dispatch_float(float_dtype(x, "x"), [&](auto t) {
-            using T = decltype(t);
-            index_t M, C;
-            const T* px = rows_in<T>(x, "x", M, C);
-            const T* pg = opt_in<T>(gamma, "gamma", C);
-            const T* pb = opt_in<T>(beta, "beta", C);
-            T* pmm = out_ptr<T>(moving_mean, "moving_mean", {C});
-            T* pmv = out_ptr<T>(moving_var, "moving_var", {C});
-            T* py_ = out_ptr<T>(y, "y", {M, C});
-            double* pm = out_ptr<double>(mean, "mean", {C});
-            double* pi = out_ptr<double>(invstd, "invstd", {C});
-            py::gil_scoped_release nogil;
-            batch_norm_train_forward(px, pg, pb, M, C, momentum, epsilon, py_, pm, pi, pmm, pmv);
-        });
-    }, py::arg("x"), py::arg("gamma"), py::arg("beta"), py::arg("moving_mean"), py::arg("moving_var"),
-       py::arg("momentum"), py::arg("epsilon"), py::arg("y"), py::arg("mean"), py::arg("invstd"));
-
-    m.def("batch_norm_inference_forward",
-          [](const py::array& x, const py::object& gamma, const py::object& beta,
-             const py::array& moving_mean, const py::array& moving_var, double epsilon, py::array y) {
-        check_epsilon(epsilon);
-        dispatch_float(float_dtype(x, "x"), [&](auto t) {
-            using T = decltype(t);
-            index_t M, C;
-            const T* px = rows_in<T>(x, "x", M, C);
-            const T* pg = opt_in<T>(gamma, "gamma", C);
-            const T* pb = opt_in<T>(beta, "beta", C);
-            const T* pmm = in_ptr<T>(moving_mean, "moving_mean", {C});
-            const T* pmv = in_ptr<T>(moving_var, "moving_var", {C});
-            T* py_ = out_ptr<T>(y, "y", {M, C});
-            py::gil_scoped_release nogil;
-            batch_norm_inference_forward(px, pg, pb, pmm, pmv, M, C, epsilon, py_);
-        });
-    }, py::arg("x"), py::arg("gamma"), py::arg("beta"), py::arg("moving_mean"), py::arg("moving_var"),
-       py::arg("epsilon"), py::arg("y"));
-
-    m.def("batch_norm_train_backward",
-          [](const py::array& dy, const py::array& x, const py::object& gamma, const py::array& mean,
-             const py::array& invstd, py::array dx, py::array dgamma, py::array dbeta) {
-        dispatch_float(float_dtype(x, "x"), [&](auto t) {
-            using T = decltype(t);
-            index_t M, C;
-            const T* px = rows_in<T>(x, "x", M, C);
-            const T* pdy = in_ptr<T>(dy, "dy", {M, C});
-            const T* pg = opt_in<T>(gamma, "gamma", C);
-            const double* pm = in_ptr<double>(mean, "mean", {C});
-            const double* pi = in_ptr<double>(invstd, "invstd", {C});
-            T* pdx = out_ptr<T>(dx, "dx", {M, C});
-            T* pdg = out_ptr<T>(dgamma, "dgamma", {C});
-            T* pdb = out_ptr<T>(dbeta, "dbeta", {C});
-            py::gil_scoped_release nogil;
-            batch_norm_train_backward(pdy, px, pg, pm, pi, M, C, pdx, pdg, pdb);
-        });
-    }, py::arg("dy"), py::arg("x"), py::arg("gamma"), py::arg("mean"), py::arg("invstd"), py::arg("dx"),
-       py::arg("dgamma"), py::arg("dbeta"));
-
-    m.def("batch_norm_inference_backward",
-          [](const py::array& dy, const py::array& x, const py::object& gamma, const py::array& moving_mean,
-             const py::array& moving_var, double epsilon, py::array dx, py::array dgamma, py::array dbeta) {
-        check_epsilon(epsilon);
-        dispatch_float(float_dtype(x, "x"), [&](auto t) {
-            using T = decltype(t);
-            index_t M, C;
-            const T* px = rows_in<T>(x, "x", M, C);
-            const T* pdy = in_ptr<T>(dy, "dy", {M, C});
-            const T* pg = opt_in<T>(gamma, "gamma", C);
-            const T* pmm = in_ptr<T>(moving_mean, "moving_mean", {C});
-            const T* pmv = in_ptr<T>(moving_var, "moving_var", {C});
-            T* pdx = out_ptr<T>(dx, "dx", {M, C});
-            T* pdg = out_ptr<T>(dgamma, "dgamma", {C});
-            T* pdb = out_ptr<T>(dbeta, "dbeta", {C});
-            py::gil_scoped_release nogil;
-            batch_norm_inference_backward(pdy, px, pg, pmm, pmv, M, C, epsilon, pdx, pdg, pdb);
-        });
-    }, py::arg("dy"), py::arg("x"), py::arg("gamma"), py::arg("moving_mean"), py::arg("moving_var"),
-       py::arg("epsilon"), py::arg("dx"), py::arg("dgamma"), py::arg("dbeta"));
-}
-
+}  // namespace cpu
 }  // namespace cnnkit

@@ -1,5 +1,6 @@
 // check.cuh: what every cnnkit CUDA kernel file shares: the launch check, launch shapes for
-// grid-stride loops, a deterministic block reduction and stream-ordered scratch memory.
+// grid-stride loops and chunked column reductions, a deterministic block reduction and
+// stream-ordered scratch memory.
 //
 // Every launch goes through CNNKIT_LAUNCH(name, kernel, grid, block, stream, args...), which checks
 // cudaGetLastError() right after the launch and throws std::runtime_error naming the kernel (the
@@ -21,6 +22,7 @@
 #include <string>
 
 #include "common.h"
+#include "cuda/kernels.h"
 
 namespace cnnkit {
 namespace cuda {
@@ -79,6 +81,23 @@ void with_index_type(bool small, F&& f) {
     else
         f(index_t{});
 }
+
+// Column reductions over a (rows, C) matrix (bias_grad, batch norm) cut the rows into chunks of
+// kChunkRows (more where there would be over 65535 chunks, the limit of gridDim.y), set by the shape
+// only, so the result never depends on the launch; a block of (32 columns, kChunkLanes row lanes)
+// reduces 32 columns of one chunk: grid (ceil(C / 32), chunks).
+constexpr index_t kChunkRows = 1024;
+constexpr int kChunkLanes = 8;
+struct Chunks {
+    index_t rows, count;
+    dim3 grid;
+    Chunks(index_t M, index_t C) {
+        rows = kChunkRows;
+        if ((M + rows - 1) / rows > 65535) rows = (M + 65534) / 65535;
+        count = (M + rows - 1) / rows;
+        grid = dim3(static_cast<unsigned>((C + 31) / 32), static_cast<unsigned>(count));
+    }
+};
 
 // ConvGeom in the index type I (its sizes validated on the host by make_geom).
 template <class I>
@@ -158,7 +177,7 @@ class Scratch {
     cudaStream_t stream_;
 };
 
-inline cudaStream_t as_stream(void* s) { return static_cast<cudaStream_t>(s); }
+inline cudaStream_t as_stream(Stream s) { return static_cast<cudaStream_t>(s.handle); }
 
 }  // namespace cuda
 }  // namespace cnnkit

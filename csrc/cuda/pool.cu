@@ -301,7 +301,7 @@ inline bool pool_fits32(const ConvGeom& g) { return fits32({g.in_size(), g.out_p
 }  // namespace
 
 template <class T, class A>
-void max_pool2d_forward(const T* x, T* y, A* argmax, const ConvGeom& g, void* stream) {
+void max_pool2d_forward(const T* x, T* y, A* argmax, const ConvGeom& g, Stream stream) {
     const index_t count = checked_mul(g.out_pixels(), g.C, "pool output size");
     if (count == 0) return;
     with_index_type(pool_fits32(g), [&](auto tag) {
@@ -312,7 +312,7 @@ void max_pool2d_forward(const T* x, T* y, A* argmax, const ConvGeom& g, void* st
 }
 
 template <class T, class A>
-void max_pool2d_backward(const T* dy, const A* argmax, T* dx, const ConvGeom& g, void* stream) {
+void max_pool2d_backward(const T* dy, const A* argmax, T* dx, const ConvGeom& g, Stream stream) {
     const index_t count = g.in_size();
     if (count == 0) return;
     with_index_type(pool_fits32(g), [&](auto tag) {
@@ -323,7 +323,7 @@ void max_pool2d_backward(const T* dy, const A* argmax, T* dx, const ConvGeom& g,
 }
 
 template <class T>
-void avg_pool2d_forward(const T* x, T* y, const ConvGeom& g, void* stream) {
+void avg_pool2d_forward(const T* x, T* y, const ConvGeom& g, Stream stream) {
     const index_t count = checked_mul(g.out_pixels(), g.C, "pool output size");
     if (count == 0) return;
     with_index_type(pool_fits32(g), [&](auto tag) {
@@ -334,7 +334,7 @@ void avg_pool2d_forward(const T* x, T* y, const ConvGeom& g, void* stream) {
 }
 
 template <class T>
-void avg_pool2d_backward(const T* dy, T* dx, const ConvGeom& g, void* stream) {
+void avg_pool2d_backward(const T* dy, T* dx, const ConvGeom& g, Stream stream) {
     const index_t count = g.in_size();
     if (count == 0) return;
     with_index_type(pool_fits32(g), [&](auto tag) {
@@ -345,7 +345,7 @@ void avg_pool2d_backward(const T* dy, T* dx, const ConvGeom& g, void* stream) {
 }
 
 template <class T>
-void global_avg_pool2d_forward(const T* x, T* y, index_t N, index_t HW, index_t C, void* stream) {
+void global_avg_pool2d_forward(const T* x, T* y, index_t N, index_t HW, index_t C, Stream stream) {
     if (N == 0) return;
     require(N <= 65535, "global_avg_pool2d_forward: batches above 65535 images are not supported on the GPU; "
                         "split the batch");
@@ -355,7 +355,7 @@ void global_avg_pool2d_forward(const T* x, T* y, index_t N, index_t HW, index_t 
 }
 
 template <class T>
-void global_avg_pool2d_backward(const T* dy, T* dx, index_t N, index_t HW, index_t C, void* stream) {
+void global_avg_pool2d_backward(const T* dy, T* dx, index_t N, index_t HW, index_t C, Stream stream) {
     const index_t count = checked_mul(checked_mul(N, HW, "size"), C, "size");
     if (count == 0) return;
     with_index_type(fits32({count}), [&](auto tag) {
@@ -366,7 +366,7 @@ void global_avg_pool2d_backward(const T* dy, T* dx, index_t N, index_t HW, index
 }
 
 template <class T, class A>
-void global_max_pool2d_forward(const T* x, T* y, A* argmax, index_t N, index_t HW, index_t C, void* stream) {
+void global_max_pool2d_forward(const T* x, T* y, A* argmax, index_t N, index_t HW, index_t C, Stream stream) {
     if (N == 0) return;
     require(N <= 65535, "global_max_pool2d_forward: batches above 65535 images are not supported on the GPU; "
                         "split the batch");
@@ -377,7 +377,7 @@ void global_max_pool2d_forward(const T* x, T* y, A* argmax, index_t N, index_t H
 
 template <class T, class A>
 void global_max_pool2d_backward(const T* dy, const A* argmax, T* dx, index_t N, index_t HW, index_t C,
-                                void* stream) {
+                                Stream stream) {
     const index_t count = checked_mul(checked_mul(N, HW, "size"), C, "size");
     if (count == 0) return;
     with_index_type(fits32({count}), [&](auto tag) {
@@ -389,7 +389,7 @@ void global_max_pool2d_backward(const T* dy, const A* argmax, T* dx, index_t N, 
 
 template <class T, class A>
 void stochastic_pool2d_forward(const T* x, T* y, A* index, const ConvGeom& g, bool training, std::uint64_t seed,
-                               void* stream) {
+                               Stream stream) {
     const index_t count = checked_mul(g.out_pixels(), g.C, "pool output size");
     if (count == 0) return;
     with_index_type(pool_fits32(g), [&](auto tag) {
@@ -400,7 +400,7 @@ void stochastic_pool2d_forward(const T* x, T* y, A* index, const ConvGeom& g, bo
 }
 
 template <class T>
-void stochastic_pool2d_backward_inference(const T* dy, const T* x, T* dx, const ConvGeom& g, void* stream) {
+void stochastic_pool2d_backward_inference(const T* dy, const T* x, T* dx, const ConvGeom& g, Stream stream) {
     const index_t count = g.in_size();
     if (count == 0) return;
     with_index_type(pool_fits32(g), [&](auto tag) {
@@ -410,22 +410,8 @@ void stochastic_pool2d_backward_inference(const T* dy, const T* x, T* dx, const 
     });
 }
 
-#define CNNKIT_INSTANTIATE_TA(T, A)                                                                          \
-    template void max_pool2d_forward<T, A>(const T*, T*, A*, const ConvGeom&, void*);                        \
-    template void max_pool2d_backward<T, A>(const T*, const A*, T*, const ConvGeom&, void*);                 \
-    template void global_max_pool2d_forward<T, A>(const T*, T*, A*, index_t, index_t, index_t, void*);       \
-    template void global_max_pool2d_backward<T, A>(const T*, const A*, T*, index_t, index_t, index_t, void*); \
-    template void stochastic_pool2d_forward<T, A>(const T*, T*, A*, const ConvGeom&, bool, std::uint64_t, void*);
-#define CNNKIT_INSTANTIATE_T(T)                                                                              \
-    template void avg_pool2d_forward<T>(const T*, T*, const ConvGeom&, void*);                               \
-    template void avg_pool2d_backward<T>(const T*, T*, const ConvGeom&, void*);                              \
-    template void global_avg_pool2d_forward<T>(const T*, T*, index_t, index_t, index_t, void*);              \
-    template void global_avg_pool2d_backward<T>(const T*, T*, index_t, index_t, index_t, void*);             \
-    template void stochastic_pool2d_backward_inference<T>(const T*, const T*, T*, const ConvGeom&, void*);   \
-    CNNKIT_INSTANTIATE_TA(T, std::int32_t)                                                                   \
-    CNNKIT_INSTANTIATE_TA(T, std::int64_t)
-CNNKIT_INSTANTIATE_T(float)
-CNNKIT_INSTANTIATE_T(double)
+CNNKIT_INSTANTIATE_POOL(float)
+CNNKIT_INSTANTIATE_POOL(double)
 
 }  // namespace cuda
 }  // namespace cnnkit
