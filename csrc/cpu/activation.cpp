@@ -7,6 +7,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
+#include <cstring>
 
 #if defined(__SSE2__)
 #include <emmintrin.h>
@@ -69,29 +70,23 @@ CNNKIT_SIMD_CLONES void relu_backward_span(const T* dy, const T* v, T* dx, index
 // relu is memory-bound. A large output (>= kStreamBytes: far beyond the caches, so its consumer
 // reads it from memory anyway) is written with SSE2 non-temporal stores, which skip reading each
 // output line before overwriting it: a third less traffic for y = relu(x). Not in place (those
-// lines were just read). The SSE2 compare-and-mask gives the same NaN and -0 results as relu_of.
-#if defined(__SSE2__)
+// lines were just read). The lanewise selects give the same NaN and -0 results as relu_of.
+#if defined(__SSE2__) && defined(__GNUC__)
 constexpr index_t kStreamBytes = index_t(1) << 25;  // 32 MiB
 
+// 16 bytes of T (GNU vectors: one SSE2 register) and the streaming store of one.
 template <class T>
-struct Sse2;
-template <>
-struct Sse2<float> {
-    using V = __m128;
-    static constexpr index_t lanes = 4;
-    static V load(const float* p) { return _mm_loadu_ps(p); }
-    static void stream(float* p, V v) { _mm_stream_ps(p, v); }
-    static V relu(V v) { return _mm_andnot_ps(_mm_cmplt_ps(v, _mm_setzero_ps()), v); }
-    static V relu_grad(V g, V v) { return _mm_andnot_ps(_mm_cmple_ps(v, _mm_setzero_ps()), g); }
-};
-template <>
-struct Sse2<double> {
-    using V = __m128d;
-    static constexpr index_t lanes = 2;
-    static V load(const double* p) { return _mm_loadu_pd(p); }
-    static void stream(double* p, V v) { _mm_stream_pd(p, v); }
-    static V relu(V v) { return _mm_andnot_pd(_mm_cmplt_pd(v, _mm_setzero_pd()), v); }
-    static V relu_grad(V g, V v) { return _mm_andnot_pd(_mm_cmple_pd(v, _mm_setzero_pd()), g); }
+struct Sse2 {
+    typedef T V __attribute__((vector_size(16)));
+    static constexpr index_t lanes = 16 / sizeof(T);
+    static V load(const T* p) {
+        V v;
+        std::memcpy(&v, p, sizeof v);
+        return v;
+    }
+    static void stream(T* p, V v) { _mm_stream_si128(reinterpret_cast<__m128i*>(p), (__m128i)v); }
+    static V relu(V v) { return v < V{} ? V{} : v; }
+    static V relu_grad(V g, V v) { return v <= V{} ? V{} : g; }
 };
 
 template <class T>
@@ -121,7 +116,7 @@ void stream_map(const T* out, index_t n, V vector, S scalar) {
 
 template <class T>
 void relu_forward(const T* x, T* y, index_t n) {
-#if defined(__SSE2__)
+#if defined(__SSE2__) && defined(__GNUC__)
     if (x != y && worth_streaming(y, n)) {
         using S = Sse2<T>;
         stream_map(y, n, [=](index_t i) { S::stream(y + i, S::relu(S::load(x + i))); },
@@ -136,7 +131,7 @@ void relu_forward(const T* x, T* y, index_t n) {
 
 template <class T>
 void relu_backward(const T* dy, const T* v, T* dx, index_t n) {
-#if defined(__SSE2__)
+#if defined(__SSE2__) && defined(__GNUC__)
     if (dx != dy && dx != v && worth_streaming(dx, n)) {
         using S = Sse2<T>;
         stream_map(dx, n,

@@ -17,8 +17,25 @@ namespace cpu {
 
 namespace {
 
-// Rows per block: about 16K elements (fits in L2), at least 8 rows. Depends on C only.
-inline index_t bn_block_rows(index_t C) { return std::max<index_t>(8, 16384 / std::max<index_t>(C, 1)); }
+// The row blocks of every pass over (M, C): about 16K elements each (a block fits in L2), at least
+// 8 rows; their number depends on M and C only, never on the thread count.
+struct Blocks {
+    index_t M, rows, count;
+    Blocks(index_t M_, index_t C)
+        : M(M_), rows(std::max<index_t>(8, 16384 / std::max<index_t>(C, 1))), count((M_ + rows - 1) / rows) {}
+};
+
+// f(b, r0, r1) for each block b, rows [r0, r1), the blocks in parallel.
+template <class F>
+void for_blocks(const Blocks& blocks, F f) {
+#pragma omp parallel for schedule(static)
+    for (index_t b = 0; b < blocks.count; ++b) f(b, b * blocks.rows, std::min(blocks.M, (b + 1) * blocks.rows));
+}
+
+// Scratch for the reductions: two per-channel partials (C doubles each) per block.
+inline std::vector<double> block_partials(const Blocks& blocks, index_t C) {
+    return std::vector<double>(static_cast<size_t>(checked_mul(blocks.count, 2 * C, "batch norm partial sums")));
+}
 
 // ---- per-block row loops (channels innermost, so they vectorize over C) ----
 
@@ -94,23 +111,19 @@ CNNKIT_SIMD_CLONES void rows_train_dx(const T* dy, const T* x, const T* mean, co
 // as two passes over the whole batch, but x is read from memory once.
 template <class T>
 void batch_moments(const T* x, index_t M, index_t C, double* mean, double* var) {
-    const index_t rows = bn_block_rows(C);
-    const index_t nblocks = (M + rows - 1) / rows;
-    const index_t stride = 2 * C;
-    // scratch: a block mean and sum of squared deviations per block
-    std::vector<double> partial(static_cast<size_t>(checked_mul(nblocks, stride, "batch norm partial sums")));
-#pragma omp parallel for schedule(static)
-    for (index_t b = 0; b < nblocks; ++b) {
-        double* bm = partial.data() + b * stride;
-        block_moments(x, b * rows, std::min(M, (b + 1) * rows), C, bm, bm + C);
-    }
+    const Blocks blocks(M, C);
+    std::vector<double> partial = block_partials(blocks, C);  // each block's mean and squared deviations
+    for_blocks(blocks, [&](index_t b, index_t r0, index_t r1) {
+        double* bm = partial.data() + b * 2 * C;
+        block_moments(x, r0, r1, C, bm, bm + C);
+    });
     std::fill(mean, mean + C, 0.0);
     std::fill(var, var + C, 0.0);
     double n = 0.0;
-    for (index_t b = 0; b < nblocks; ++b) {
-        const double* bm = partial.data() + b * stride;
+    for (index_t b = 0; b < blocks.count; ++b) {
+        const double* bm = partial.data() + b * 2 * C;
         const double* bq = bm + C;
-        const double nb = static_cast<double>(std::min(M, (b + 1) * rows) - b * rows);
+        const double nb = static_cast<double>(std::min(M, (b + 1) * blocks.rows) - b * blocks.rows);
         const double w = nb / (n + nb), cross = n * nb / (n + nb);
         for (index_t c = 0; c < C; ++c) {
             const double delta = bm[c] - mean[c];
@@ -126,20 +139,16 @@ void batch_moments(const T* x, index_t M, index_t C, double* mean, double* var) 
 template <class T>
 void grad_sums(const T* dy, const T* x, const double* mean, const T* a, T* dx, index_t M, index_t C, double* sum_dy,
                double* sum_dyxc) {
-    const index_t rows = bn_block_rows(C);
-    const index_t nblocks = (M + rows - 1) / rows;
-    const index_t stride = 2 * C;
-    // scratch: the two partial sums per block
-    std::vector<double> partial(static_cast<size_t>(checked_mul(nblocks, stride, "batch norm partial sums")));
-#pragma omp parallel for schedule(static)
-    for (index_t b = 0; b < nblocks; ++b) {
-        double* p = partial.data() + b * stride;
-        block_grad_sums(dy, x, mean, a, dx, b * rows, std::min(M, (b + 1) * rows), C, p, p + C);
-    }
+    const Blocks blocks(M, C);
+    std::vector<double> partial = block_partials(blocks, C);  // each block's two sums
+    for_blocks(blocks, [&](index_t b, index_t r0, index_t r1) {
+        double* p = partial.data() + b * 2 * C;
+        block_grad_sums(dy, x, mean, a, dx, r0, r1, C, p, p + C);
+    });
     std::fill(sum_dy, sum_dy + C, 0.0);
     std::fill(sum_dyxc, sum_dyxc + C, 0.0);
-    for (index_t b = 0; b < nblocks; ++b) {
-        const double* p = partial.data() + b * stride;
+    for (index_t b = 0; b < blocks.count; ++b) {
+        const double* p = partial.data() + b * 2 * C;
         for (index_t c = 0; c < C; ++c) {
             sum_dy[c] += p[c];
             sum_dyxc[c] += p[C + c];
@@ -157,11 +166,9 @@ void normalize(const T* x, const double* mean, const double* invstd, const T* ga
         scale[c] = static_cast<T>(invstd[c] * (gamma ? static_cast<double>(gamma[c]) : 1.0));
         shift[c] = beta ? beta[c] : T(0);
     }
-    const index_t rows = bn_block_rows(C);
-    const index_t nblocks = (M + rows - 1) / rows;
-#pragma omp parallel for schedule(static)
-    for (index_t b = 0; b < nblocks; ++b)
-        rows_normalize(x, mean_t.data(), scale.data(), shift.data(), b * rows, std::min(M, (b + 1) * rows), C, y);
+    for_blocks(Blocks(M, C), [&](index_t, index_t r0, index_t r1) {
+        rows_normalize(x, mean_t.data(), scale.data(), shift.data(), r0, r1, C, y);
+    });
 }
 
 inline double inv_sqrt(double v, double epsilon) { return 1.0 / std::sqrt(v + epsilon); }
@@ -235,12 +242,9 @@ void batch_norm_train_backward(const T* dy, const T* x, const T* gamma, const do
         mdy[c] = static_cast<T>(sum_dy[c] / Md);
         k[c] = static_cast<T>(is * is * sum_dyxc[c] / Md);
     }
-    const index_t rows = bn_block_rows(C);
-    const index_t nblocks = (M + rows - 1) / rows;
-#pragma omp parallel for schedule(static)
-    for (index_t b = 0; b < nblocks; ++b)
-        rows_train_dx(dy, x, mean_t.data(), a.data(), mdy.data(), k.data(), b * rows, std::min(M, (b + 1) * rows),
-                      C, dx);
+    for_blocks(Blocks(M, C), [&](index_t, index_t r0, index_t r1) {
+        rows_train_dx(dy, x, mean_t.data(), a.data(), mdy.data(), k.data(), r0, r1, C, dx);
+    });
 }
 
 // Inference backward: the moving statistics are constants, so dx = dy * gamma * invstd(moving);

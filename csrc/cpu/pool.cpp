@@ -51,6 +51,13 @@ inline void positive_part(const T* xc, T* r, index_t C) {
     }
 }
 
+// The windows covering each input column: W ranges of ow, computed once per call.
+inline std::vector<Range> covering_columns(const ConvGeom& g) {
+    std::vector<Range> cols(static_cast<size_t>(g.W));
+    for (index_t w = 0; w < g.W; ++w) cols[w] = covering_range(w, g.SW, g.PL, g.KW, g.OW);
+    return cols;
+}
+
 }  // namespace
 
 // ---------------------------------------------------------------------------------------------
@@ -105,8 +112,7 @@ CNNKIT_SIMD_CLONES void max_pool2d_forward(const T* x, T* y, I* argmax, const Co
 template <class T, class I>
 CNNKIT_SIMD_CLONES void max_pool2d_backward(const T* dy, const I* argmax, T* dx, const ConvGeom& g, Stream) {
     const index_t C = g.C;
-    std::vector<Range> cols(static_cast<size_t>(g.W));
-    for (index_t w = 0; w < g.W; ++w) cols[w] = covering_range(w, g.SW, g.PL, g.KW, g.OW);
+    const std::vector<Range> cols = covering_columns(g);
 #pragma omp parallel for schedule(static)
     for (index_t row = 0; row < g.N * g.H; ++row) {
         const index_t n = row / g.H, h = row % g.H;
@@ -181,8 +187,7 @@ CNNKIT_SIMD_CLONES void avg_pool2d_forward(const T* x, T* y, const ConvGeom& g, 
 template <class T>
 CNNKIT_SIMD_CLONES void avg_pool2d_backward(const T* dy, T* dx, const ConvGeom& g, Stream) {
     const index_t C = g.C;
-    std::vector<Range> cols(static_cast<size_t>(g.W));
-    for (index_t w = 0; w < g.W; ++w) cols[w] = covering_range(w, g.SW, g.PL, g.KW, g.OW);
+    const std::vector<Range> cols = covering_columns(g);
 #pragma omp parallel for schedule(static)
     for (index_t row = 0; row < g.N * g.H; ++row) {
         const index_t n = row / g.H, h = row % g.H;
@@ -380,8 +385,7 @@ template <class T>
 CNNKIT_SIMD_CLONES void stochastic_pool2d_backward_inference(const T* dy, const T* x, T* dx, const ConvGeom& g,
                                                              Stream) {
     const index_t C = g.C;
-    std::vector<Range> cols(static_cast<size_t>(g.W));
-    for (index_t w = 0; w < g.W; ++w) cols[w] = covering_range(w, g.SW, g.PL, g.KW, g.OW);
+    const std::vector<Range> cols = covering_columns(g);
 #pragma omp parallel
     {
         std::vector<T> weights(C);

@@ -1,13 +1,14 @@
 // vecmath.h: vectorizable math for the CPU kernels (activation.cpp, loss.cpp): exp, expm1, tanh and
-// the blocked sum of exps of softmax and cross-entropy. std::exp, expm1 and
-// tanh are libm calls, which GCC vectorizes only under -ffast-math; the float versions here use
-// only arithmetic, integer bit operations and selects, so loops calling them vectorize (also in the
-// AVX2/AVX-512 copies of CNNKIT_SIMD_CLONES loops: they are always inlined). They follow Cephes
-// (expf, tanhf), accurate to a few ulp; double keeps libm.
-// exp_nonpos clamps and selects on the bit pattern, never by a float comparison, so it vectorizes
-// whether or not the file is compiled with -ftrapping-math (GCC's default, under which it will not
-// if-convert a select whose arm does floating-point arithmetic). expm1_nonpos and tanh_any select
-// between two computed float values and vectorize only without it (activation.cpp's region).
+// the blocked sum of exps of softmax and cross-entropy. std::exp, expm1 and tanh are libm calls,
+// which GCC vectorizes only under -ffast-math; the float versions here use only arithmetic, integer
+// bit operations and selects, so loops calling them vectorize (also in the AVX2/AVX-512 copies of
+// CNNKIT_SIMD_CLONES loops: they are always inlined). They follow Cephes (expf, tanhf), accurate to
+// a few ulp; double keeps libm.
+// exp_nonpos turns its one comparison into an integer mask and selects on bit patterns, never between
+// two float values, so it vectorizes whether or not the file is compiled with -ftrapping-math (GCC's
+// default, under which it will not if-convert a select whose arm does floating-point arithmetic).
+// expm1_nonpos and tanh_any select between two computed float values and vectorize only without it
+// (activation.cpp's region).
 #pragma once
 
 #include <algorithm>
@@ -29,17 +30,16 @@ CNNKIT_INLINE T magnitude(T x) {
 
 // exp(x) for x <= 0 (or NaN: the only arguments the kernels form). x = n ln2 + r with |r| <= ln2 / 2
 // (Cody-Waite split of ln2), e^r from a degree-6 polynomial, 2^n assembled in the exponent bits.
-// 0 below ln(FLT_MIN) (no subnormal results), NaN stays NaN. As unsigned integers, negative floats
-// grow with their magnitude, so "x < ln(FLT_MIN)" is one integer comparison (-inf included, NaN
-// excluded); a NaN flows through the arithmetic and comes out NaN.
+// 0 below ln(FLT_MIN) (no subnormal results); a NaN flows through the arithmetic and stays NaN. As
+// fast as the clamp-only version loss.cpp had (which turned a negative NaN into 0).
 CNNKIT_INLINE float exp_nonpos(float x) {
-    constexpr std::uint32_t kLowBits = 0xC2AEAC50u;  // -87.3365447f = ln(FLT_MIN)
+    constexpr float lo = -87.3365447f;  // ln(FLT_MIN)
     std::uint32_t ux;
     std::memcpy(&ux, &x, sizeof ux);
-    // below: all ones where x < ln(FLT_MIN) and x is not NaN. Masks, not ?: or &&, which GCC may
-    // turn into branches in a loop's remainder, where it then does not vectorize.
-    const std::uint32_t below = 0u - ((ux > kLowBits) & ((ux & 0x7FFFFFFFu) <= 0x7F800000u));
-    const std::uint32_t uc = (ux & ~below) | (kLowBits & below);  // keeps the arithmetic in range
+    // below: all ones where x < ln(FLT_MIN) (-inf included, NaN not). A mask, not a select of floats:
+    // GCC will not if-convert such a select under -ftrapping-math, and branches in a loop's remainder.
+    const std::uint32_t below = 0u - static_cast<std::uint32_t>(x < lo);
+    const std::uint32_t uc = (ux & ~below) | (0xC2AEAC50u & below);  // x clamped to lo, to keep n in range
     float xc;
     std::memcpy(&xc, &uc, sizeof xc);
     const float shifter = 12582912.0f;  // 1.5 * 2^23: adding it rounds to an integer in the low bits

@@ -99,6 +99,24 @@ struct Chunks {
     }
 };
 
+// The part of a chunked column reduction that thread (threadIdx.x, threadIdx.y) of block (blockIdx.x,
+// blockIdx.y) covers: column c (ok: c < C; every thread still takes part in the lane sums) and the
+// rows r0 + threadIdx.y, r0 + threadIdx.y + kChunkLanes, ... below r1 of chunk blockIdx.y.
+struct ChunkThread {
+    index_t c, chunk, r0, r1;
+    bool ok;
+    __device__ ChunkThread(index_t M, index_t C, index_t chunk_rows)
+        : c(static_cast<index_t>(blockIdx.x) * 32 + threadIdx.x), chunk(blockIdx.y), r0(chunk * chunk_rows),
+          r1(r0 + chunk_rows < M ? r0 + chunk_rows : M), ok(c < C) {}
+    // The chunk's two per-column results: part[(chunk * 2) * C + c] = a, part[(chunk * 2 + 1) * C + c] = b.
+    __device__ void store_pair(double* part, index_t C, double a, double b) const {
+        if (ok && threadIdx.y == 0) {
+            part[(chunk * 2) * C + c] = a;
+            part[(chunk * 2 + 1) * C + c] = b;
+        }
+    }
+};
+
 // ConvGeom in the index type I (its sizes validated on the host by make_geom).
 template <class I>
 struct Geom {

@@ -33,24 +33,18 @@ template <class T>
 __global__ void moments_partials_kernel(const T* __restrict__ x, double* __restrict__ part, index_t M, index_t C,
                                         index_t chunk_rows) {
     __shared__ double sh[kChunkLanes][32];
-    const index_t c = static_cast<index_t>(blockIdx.x) * 32 + threadIdx.x, chunk = blockIdx.y;
-    const index_t r0 = chunk * chunk_rows, r1 = r0 + chunk_rows < M ? r0 + chunk_rows : M;
-    const bool ok = c < C;
+    const ChunkThread t(M, C, chunk_rows);
     double s = 0.0;
-    if (ok)
-        for (index_t r = r0 + threadIdx.y; r < r1; r += kChunkLanes) s += static_cast<double>(x[r * C + c]);
-    const double mean = lane_sum(s, sh) / static_cast<double>(r1 - r0);
+    if (t.ok)
+        for (index_t r = t.r0 + threadIdx.y; r < t.r1; r += kChunkLanes) s += static_cast<double>(x[r * C + t.c]);
+    const double mean = lane_sum(s, sh) / static_cast<double>(t.r1 - t.r0);
     double q = 0.0;
-    if (ok)
-        for (index_t r = r0 + threadIdx.y; r < r1; r += kChunkLanes) {
-            const double d = static_cast<double>(x[r * C + c]) - mean;
+    if (t.ok)
+        for (index_t r = t.r0 + threadIdx.y; r < t.r1; r += kChunkLanes) {
+            const double d = static_cast<double>(x[r * C + t.c]) - mean;
             q += d * d;
         }
-    q = lane_sum(q, sh);
-    if (ok && threadIdx.y == 0) {
-        part[(chunk * 2) * C + c] = mean;
-        part[(chunk * 2 + 1) * C + c] = q;
-    }
+    t.store_pair(part, C, mean, lane_sum(q, sh));
 }
 
 // Merges the chunks in order: mean, biased variance -> invstd; training also updates the moving
@@ -122,24 +116,19 @@ __global__ void grad_partials_kernel(const T* __restrict__ dy, const T* __restri
                                      const double* __restrict__ mean, double* __restrict__ part, index_t M,
                                      index_t C, index_t chunk_rows) {
     __shared__ double sh[kChunkLanes][32];
-    const index_t c = static_cast<index_t>(blockIdx.x) * 32 + threadIdx.x, chunk = blockIdx.y;
-    const index_t r0 = chunk * chunk_rows, r1 = r0 + chunk_rows < M ? r0 + chunk_rows : M;
-    const bool ok = c < C;
+    const ChunkThread t(M, C, chunk_rows);
     double p = 0.0, q = 0.0;
-    if (ok) {
-        const double m = mean[c];
-        for (index_t r = r0 + threadIdx.y; r < r1; r += kChunkLanes) {
-            const double d = static_cast<double>(dy[r * C + c]);
+    if (t.ok) {
+        const double m = mean[t.c];
+        for (index_t r = t.r0 + threadIdx.y; r < t.r1; r += kChunkLanes) {
+            const double d = static_cast<double>(dy[r * C + t.c]);
             p += d;
-            q += d * (static_cast<double>(x[r * C + c]) - m);
+            q += d * (static_cast<double>(x[r * C + t.c]) - m);
         }
     }
     p = lane_sum(p, sh);
     q = lane_sum(q, sh);
-    if (ok && threadIdx.y == 0) {
-        part[(chunk * 2) * C + c] = p;
-        part[(chunk * 2 + 1) * C + c] = q;
-    }
+    t.store_pair(part, C, p, q);
 }
 
 // dbeta = sum dy, dgamma = sum dy * (x - mean) * invstd; training also the dx coefficients
@@ -183,6 +172,19 @@ template <class T, class I>
 __global__ void scale_dx_kernel(const T* __restrict__ dy, const T* __restrict__ coef, T* __restrict__ dx, I C,
                                 I count) {
     CNNKIT_GRID_LOOP_AS(I, e, count) dx[e] = coef[3 * C + e % C] * dy[e];
+}
+
+// Launches kernel(args..., I(C), I(M * C)), one thread per element of the (M, C) tensor, with
+// I = int32_t when the element count fits, else int64; pick(I{}) names the kernel for that I.
+template <class Pick, class... Args>
+void launch_elementwise(const char* name, index_t M, index_t C, cudaStream_t s, Pick pick, Args... args) {
+    const index_t count = checked_mul(M, C, "batch_norm size");
+    if (count == 0) return;
+    with_index_type(fits32({count}), [&](auto tag) {
+        using I = decltype(tag);
+        const auto kernel = pick(tag);
+        CNNKIT_LAUNCH(name, kernel, grid_for(count), kThreads, 0, s, args..., I(C), I(count));
+    });
 }
 
 // Batch moments -> mean/invstd (and, for training, the moving statistics and coef).
@@ -229,13 +231,8 @@ void batch_norm_train_forward(const T* x, const T* gamma, const T* beta, index_t
     Scratch coef(sizeof(T) * 3 * C, s, "batch_norm_train_forward");
     moments<T>(x, M, C, epsilon, momentum, gamma, beta, mean, invstd, moving_mean, moving_var, coef.as<T>(), s,
                "batch_norm_train_forward");
-    const index_t count = checked_mul(M, C, "batch_norm size");
-    if (count == 0) return;
-    with_index_type(fits32({count}), [&](auto tag) {
-        using I = decltype(tag);
-        CNNKIT_LAUNCH("batch_norm_normalize_kernel", (normalize_kernel<T, I>), grid_for(count), kThreads, 0, s, x,
-                      coef.as<T>(), y, I(C), I(count));
-    });
+    launch_elementwise("batch_norm_normalize_kernel", M, C, s,
+                       [](auto i) { return normalize_kernel<T, decltype(i)>; }, x, coef.as<T>(), y);
 }
 
 template <class T>
@@ -245,13 +242,8 @@ void batch_norm_inference_forward(const T* x, const T* gamma, const T* beta, con
     Scratch coef(sizeof(T) * 4 * C, s, "batch_norm_inference_forward");
     CNNKIT_LAUNCH("batch_norm_moving_coef_kernel", moving_coef_kernel<T>, grid_for(C), kThreads, 0, s, gamma, beta,
                   moving_mean, moving_var, C, epsilon, coef.as<T>(), static_cast<double*>(nullptr));
-    const index_t count = checked_mul(M, C, "batch_norm size");
-    if (count == 0) return;
-    with_index_type(fits32({count}), [&](auto tag) {
-        using I = decltype(tag);
-        CNNKIT_LAUNCH("batch_norm_normalize_kernel", (normalize_kernel<T, I>), grid_for(count), kThreads, 0, s, x,
-                      coef.as<T>(), y, I(C), I(count));
-    });
+    launch_elementwise("batch_norm_normalize_kernel", M, C, s,
+                       [](auto i) { return normalize_kernel<T, decltype(i)>; }, x, coef.as<T>(), y);
 }
 
 template <class T>
@@ -260,13 +252,8 @@ void batch_norm_train_backward(const T* dy, const T* x, const T* gamma, const do
     const cudaStream_t s = as_stream(stream);
     Scratch coef(sizeof(T) * 4 * C, s, "batch_norm_train_backward");
     grad_sums<T>(dy, x, gamma, mean, invstd, M, C, dgamma, dbeta, coef.as<T>(), s, "batch_norm_train_backward");
-    const index_t count = checked_mul(M, C, "batch_norm size");
-    if (count == 0) return;
-    with_index_type(fits32({count}), [&](auto tag) {
-        using I = decltype(tag);
-        CNNKIT_LAUNCH("batch_norm_train_dx_kernel", (train_dx_kernel<T, I>), grid_for(count), kThreads, 0, s, dy, x,
-                      coef.as<T>(), dx, I(C), I(count));
-    });
+    launch_elementwise("batch_norm_train_dx_kernel", M, C, s,
+                       [](auto i) { return train_dx_kernel<T, decltype(i)>; }, dy, x, coef.as<T>(), dx);
 }
 
 template <class T>
@@ -281,13 +268,8 @@ void batch_norm_inference_backward(const T* dy, const T* x, const T* gamma, cons
                   dstat.as<double>());
     grad_sums<T>(dy, x, gamma, dstat.as<double>(), dstat.as<double>() + C, M, C, dgamma, dbeta,
                  static_cast<T*>(nullptr), s, "batch_norm_inference_backward");
-    const index_t count = checked_mul(M, C, "batch_norm size");
-    if (count == 0) return;
-    with_index_type(fits32({count}), [&](auto tag) {
-        using I = decltype(tag);
-        CNNKIT_LAUNCH("batch_norm_scale_dx_kernel", (scale_dx_kernel<T, I>), grid_for(count), kThreads, 0, s, dy,
-                      coef.as<T>(), dx, I(C), I(count));
-    });
+    launch_elementwise("batch_norm_scale_dx_kernel", M, C, s,
+                       [](auto i) { return scale_dx_kernel<T, decltype(i)>; }, dy, coef.as<T>(), dx);
 }
 
 CNNKIT_INSTANTIATE_NORM(float)
