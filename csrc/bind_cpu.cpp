@@ -1,10 +1,8 @@
-// bind_cpu.cpp: the private module cnnkit._core. Each kernel family registers its own functions
-// (bind_<family>, defined at the bottom of csrc/cpu/<family>.cpp); this file adds build information and
-// which copy of the SIMD loops the CPU runs.
+// bind_cpu.cpp: the private module cnnkit._core, the CPU kernels (csrc/cpu) bound to NumPy arrays.
+// Each kernel family's bindings are the ones cnnkit._cuda has (bind_<family>.h, written once for
+// both devices), instantiated here for the device Cpu; this file adds build information, the
+// OpenMP thread count, and which copy of the SIMD loops the CPU runs.
 #include <pybind11/pybind11.h>
-
-#include "common.h"
-#include "cpu/simd.h"
 
 #include <string>
 
@@ -12,15 +10,23 @@
 #include <omp.h>
 #endif
 
+#include "bind_array.h"
+#include "bind_kernels.h"
+#include "cpu/kernels.h"
+#include "cpu/simd.h"
+
 namespace py = pybind11;
 
 namespace cnnkit {
-void bind_im2col(py::module_& m);
-void bind_conv_direct(py::module_& m);
-void bind_pool(py::module_& m);
-void bind_activation(py::module_& m);
-void bind_norm(py::module_& m);
-void bind_loss(py::module_& m);
+// The device of cnnkit._core for the bindings (bind_array.h): NumPy arrays, kernels that run on the
+// calling thread's OpenMP team; `stream` is accepted (= 0) and ignored, so that a call written for
+// cnnkit._cuda runs here unchanged.
+struct Cpu {
+    using Array = py::array;
+    static ArrayView view(py::handle obj, const char* name) { return host_view(obj, name); }
+    static cpu::Stream stream(std::uintptr_t) { return {}; }
+    static py::arg_v stream_arg() { return py::arg("stream") = 0; }
+};
 }  // namespace cnnkit
 
 #ifndef CNNKIT_VERSION
@@ -168,10 +174,5 @@ PYBIND11_MODULE(_core, m) {
         omp_set_num_threads(n);
 #endif
     });
-    cnnkit::bind_im2col(m);
-    cnnkit::bind_conv_direct(m);
-    cnnkit::bind_pool(m);
-    cnnkit::bind_activation(m);
-    cnnkit::bind_norm(m);
-    cnnkit::bind_loss(m);
+    cnnkit::bind_kernels<cnnkit::Cpu>(m);
 }

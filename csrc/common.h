@@ -152,6 +152,14 @@ CNNKIT_HD std::uint64_t rng_bits(std::uint64_t key, std::uint64_t index) {
     return mix64(key + 0x9E3779B97F4A7C15ULL * (index + 1)) >> 11;
 }
 
+// The activation kernels of both devices (unary_forward ... rows_backward in kernels.inc), one entry
+// point per shape of arguments and an op among these.
+enum class Unary { relu, sigmoid, tanh };                                       // y = f(x)
+enum class Binary { relu, sigmoid, sigmoid_from_output, tanh, tanh_from_output };  // dx = f'(v) dy
+enum class Alpha { leaky_relu, elu };                                           // with a scalar alpha
+enum class Rows { softmax, log_softmax };                                       // over each row
+enum class RowsBack { softmax, softmax_from_output, log_softmax, log_softmax_from_output };
+
 // Inverted dropout keeps element i iff uniform01(seed, i) >= rate. uniform01 is an exact multiple of
 // 2^-53, so that is the integer test rng_bits(key, i) >= dropout_threshold(rate), bit-identical to
 // comparing the doubles; the CPU and the GPU kernels both use it, so their masks agree bit for bit.

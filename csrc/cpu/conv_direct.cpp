@@ -11,14 +11,14 @@
 // OpenMP over output rows (forward) / row blocks (gradient); int64 indexing.
 // Scratch: the forward copies w and b zero-padded to whole tiles ((K, O rounded up) values) and
 // holds one band per thread; the gradient holds one (K + 1, O) partial per row block and, with
-// padding, the bands of one block per thread. The CUDA twin is pending.
+// padding, the bands of one block per thread. The CUDA twin is cuda/conv_direct.cu.
 #include <algorithm>
 #include <cstdlib>
 #include <cstring>
 #include <string>
 #include <vector>
 
-#include "bind_util.h"
+#include "cpu/kernels.h"
 #include "cpu/simd.h"
 
 #ifdef CNNKIT_OPENMP
@@ -26,6 +26,7 @@
 #endif
 
 namespace cnnkit {
+namespace cpu {
 namespace {
 
 // Scratch is allocated before a parallel region, one slice per thread: an allocation that fails
@@ -72,8 +73,6 @@ int thread_index() {
 // suit AVX-512 but GCC keeps such vectors in memory on AVX2.) Other compilers get scalar lanes.
 #if defined(__GNUC__)
 #pragma GCC diagnostic ignored "-Wpsabi"  // the vector helpers are inlined: no ABI to keep
-// A helper that target_clones code calls must be inlined into it to be compiled for its target.
-#define CNNKIT_INLINE inline __attribute__((always_inline))
 template <class T>
 struct VecOf;
 template <>
@@ -89,7 +88,6 @@ using Vec = typename VecOf<T>::type;
 template <class T>
 constexpr index_t kLanes = 32 / static_cast<index_t>(sizeof(T));
 #else
-#define CNNKIT_INLINE inline
 template <class T>
 using Vec = T;
 template <class T>
@@ -221,29 +219,6 @@ CNNKIT_SIMD_CLONES void forward_row(const T* xrow, const index_t* off, const T* 
     }
 }
 
-// y (N, OH, OW, O) = act(conv(x, w) + b); b may be null.
-template <class T>
-void conv2d_direct_forward(const T* x, const T* w, const T* b, T* y, const ConvGeom& g, index_t O,
-                           bool relu) {
-    constexpr index_t L = kTileWidth<T>;
-    const index_t K = g.patch_size(), ldw = (O + L - 1) / L * L;
-    const RowSource<T> src(x, g);
-    std::vector<T> wpad(static_cast<size_t>(K * ldw), T(0)), bpad(static_cast<size_t>(ldw), T(0));
-    for (index_t k = 0; k < K; ++k) std::copy(w + k * O, w + (k + 1) * O, wpad.begin() + k * ldw);
-    if (b) std::copy(b, b + O, bpad.begin());
-    const int threads = region_threads();
-    Scratch<T> bands(checked_mul(threads, src.band_size(), "direct conv bands"), "the padded input rows");
-#pragma omp parallel num_threads(threads)
-    {
-        T* band = bands.data() + thread_index() * src.band_size();
-#pragma omp for schedule(static)
-        for (index_t r = 0; r < g.N * g.OH; ++r) {
-            forward_row<T>(src.row(r, band), src.offset.data(), wpad.data(), bpad.data(),
-                           y + r * g.OW * O, g, O, ldw, relu);
-        }
-    }
-}
-
 // part[kk, 0:valid] = sum over the output rows [r0, r1) and their pixels of x(p)[off[kk]] * dy[p, :],
 // for KT taps and the tile of dy's channels starting where dy points; with SUM, also
 // sum[0:valid] = the sums of those dy channels. FULL: the tile has all kTileWidth channels (else
@@ -317,11 +292,37 @@ CNNKIT_SIMD_CLONES void weight_block(const T* const* x, const T* dy, const ConvG
     }
 }
 
+}  // namespace
+
+// y (N, OH, OW, O) = act(conv(x, w) + b); b may be null.
+template <class T>
+void conv2d_direct_forward(const T* x, const T* w, const T* b, T* y, const ConvGeom& g, index_t O, bool relu,
+                           Stream) {
+    constexpr index_t L = kTileWidth<T>;
+    const index_t K = g.patch_size(), ldw = (O + L - 1) / L * L;
+    const RowSource<T> src(x, g);
+    std::vector<T> wpad(static_cast<size_t>(K * ldw), T(0)), bpad(static_cast<size_t>(ldw), T(0));
+    for (index_t k = 0; k < K; ++k) std::copy(w + k * O, w + (k + 1) * O, wpad.begin() + k * ldw);
+    if (b) std::copy(b, b + O, bpad.begin());
+    const int threads = region_threads();
+    Scratch<T> bands(checked_mul(threads, src.band_size(), "direct conv bands"), "the padded input rows");
+#pragma omp parallel num_threads(threads)
+    {
+        T* band = bands.data() + thread_index() * src.band_size();
+#pragma omp for schedule(static)
+        for (index_t r = 0; r < g.N * g.OH; ++r) {
+            forward_row<T>(src.row(r, band), src.offset.data(), wpad.data(), bpad.data(),
+                           y + r * g.OW * O, g, O, ldw, relu);
+        }
+    }
+}
+
 // dw (K, O) = sum over pixels of x_tap * dy, db (O) = column sums of dy (db may be null). Blocks
 // of whole output rows (about kBlockPixels pixels, independent of the thread count) are summed
 // separately, then added in block order in double.
 template <class T>
-void conv2d_direct_backward_weights(const T* x, const T* dy, T* dw, T* db, const ConvGeom& g, index_t O) {
+void conv2d_direct_backward_weights(const T* x, const T* dy, T* dw, T* db, const ConvGeom& g, index_t O,
+                                    Stream) {
     const index_t K = g.patch_size(), rows = g.N * g.OH;
     const index_t block_rows = std::max<index_t>(1, kBlockPixels / g.OW);
     const index_t nblocks = (rows + block_rows - 1) / block_rows;
@@ -356,58 +357,8 @@ void conv2d_direct_backward_weights(const T* x, const T* dy, T* dw, T* db, const
     }
 }
 
-}  // namespace
+CNNKIT_INSTANTIATE_CONV_DIRECT(float)
+CNNKIT_INSTANTIATE_CONV_DIRECT(double)
 
-// ---- bindings --------------------------------------------------------------------------------
-
-void bind_conv_direct(py::module_& m) {
-    m.def(
-        "conv2d_direct_forward",
-        [](const py::array& x, const py::array& w, const py::object& b, py::array& y, const py::tuple& geom,
-           bool relu) {
-            const ConvGeom g = geom_from(geom);
-            dispatch_float(float_dtype(x, "x"), [&](auto t) {
-                using T = decltype(t);
-                const T* xp = in_ptr<T>(x, "x", {g.N, g.H, g.W, g.C});
-                const T* wp = in_ptr<T>(w, "w", {g.KH, g.KW, g.C, -1});
-                const index_t O = w.shape(3);
-                py::array ba;
-                const T* bp = nullptr;
-                if (!b.is_none()) {
-                    ba = b.cast<py::array>();
-                    bp = in_ptr<T>(ba, "b", {O});
-                }
-                T* yp = out_ptr<T>(y, "y", {g.N, g.OH, g.OW, O});
-                py::gil_scoped_release release;
-                if (O > 0) conv2d_direct_forward<T>(xp, wp, bp, yp, g, O, relu);
-            });
-        },
-        py::arg("x"), py::arg("w"), py::arg("b"), py::arg("y"), py::arg("geom"), py::arg("relu"),
-        "y (N, OH, OW, O) = conv(x, w) + b (b may be None), then max(., 0) if relu: the direct\n"
-        "kernel for small filters (x NHWC, w HWIO).");
-    m.def(
-        "conv2d_direct_backward_weights",
-        [](const py::array& dy, const py::array& x, py::array& dw, const py::object& db, const py::tuple& geom) {
-            const ConvGeom g = geom_from(geom);
-            dispatch_float(float_dtype(x, "x"), [&](auto t) {
-                using T = decltype(t);
-                const T* xp = in_ptr<T>(x, "x", {g.N, g.H, g.W, g.C});
-                T* dwp = out_ptr<T>(dw, "dw", {g.KH, g.KW, g.C, -1});
-                const index_t O = dw.shape(3);
-                const T* dyp = in_ptr<T>(dy, "dy", {g.N, g.OH, g.OW, O});
-                py::array dba;
-                T* dbp = nullptr;
-                if (!db.is_none()) {
-                    dba = db.cast<py::array>();
-                    dbp = out_ptr<T>(dba, "db", {O});
-                }
-                py::gil_scoped_release release;
-                if (O > 0) conv2d_direct_backward_weights<T>(xp, dyp, dwp, dbp, g, O);
-            });
-        },
-        py::arg("dy"), py::arg("x"), py::arg("dw"), py::arg("db"), py::arg("geom"),
-        "dw (KH, KW, C, O) and db (O,) or None: the weight and bias gradients of conv2d by the\n"
-        "direct kernel for small filters; deterministic.");
-}
-
+}  // namespace cpu
 }  // namespace cnnkit

@@ -8,16 +8,17 @@
 #include <cstring>
 #include <vector>
 
-#include "bind_util.h"
+#include "cpu/kernels.h"
 
 namespace cnnkit {
+namespace cpu {
 
 // Fill col (row1 - row0, KH*KW*C) with the im2col rows [row0, row1) of x (N, H, W, C); padding -> 0.
 // parallel=false runs on the calling thread: conv2d does so between OpenBLAS GEMMs, where this
 // memory-bound copy gains less from a second OpenMP thread than that thread costs the GEMM that
 // follows (it spin-waits on a core OpenBLAS needs; measured ~15-30% on 2 cores).
 template <class T>
-void im2col(const T* x, T* col, const ConvGeom& g, index_t row0, index_t row1, bool parallel = true) {
+void im2col(const T* x, T* col, const ConvGeom& g, index_t row0, index_t row1, bool parallel, Stream) {
     const index_t K = g.patch_size(), C = g.C, ohw = g.OH * g.OW;
     const index_t run = g.KW * g.C;  // one kernel row of a window
 #pragma omp parallel for schedule(static) if (parallel)
@@ -53,6 +54,7 @@ void im2col(const T* x, T* col, const ConvGeom& g, index_t row0, index_t row1, b
 // The taps of one spatial axis: for each input coordinate h, the (kernel offset i, output
 // coordinate oh) pairs with oh*S - P + i*D == h and 0 <= oh < O, in increasing i. Precomputing them
 // keeps divisions out of col2im's inner loops and visits only the taps that exist (about K/S).
+namespace {
 struct AxisTaps {
     std::vector<index_t> count, k, out;  // count[h]; k/out[h * K + t] for t < count[h]
     AxisTaps(index_t size, index_t K, index_t S, index_t D, index_t P, index_t O)
@@ -68,13 +70,14 @@ struct AxisTaps {
         }
     }
 };
+}  // namespace
 
 // dx (N, H, W, C) += the adjoint of im2col applied to dcol, the rows [row0, row1) of the full
 // (N*OH*OW, KH*KW*C) column-gradient matrix, stored as a (row1 - row0, K) block. Gather: each input
 // pixel of the images those rows touch adds, in (kh, kw) order, the entries of the rows in range
 // whose window read it. Scratch: the two AxisTaps tables, (H + W) * (KH + KW) integers.
 template <class T>
-void col2im_accumulate(const T* dcol, T* dx, const ConvGeom& g, index_t row0, index_t row1) {
+void col2im_accumulate(const T* dcol, T* dx, const ConvGeom& g, index_t row0, index_t row1, Stream) {
     if (row1 <= row0) return;
     const AxisTaps th(g.H, g.KH, g.SH, g.DH, g.PT, g.OH), tw(g.W, g.KW, g.SW, g.DW, g.PL, g.OW);
     const index_t K = g.patch_size(), C = g.C, ohw = g.OH * g.OW;
@@ -109,119 +112,8 @@ void col2im_accumulate(const T* dcol, T* dx, const ConvGeom& g, index_t row0, in
     }
 }
 
-// y (rows, O) += b (O) on every row, then y = max(y, 0) if relu (NaN passes, as the relu kernel).
-template <class T>
-void bias_add(T* y, const T* b, index_t rows, index_t O, bool relu) {
-#pragma omp parallel for schedule(static)
-    for (index_t r = 0; r < rows; ++r) {
-        T* yr = y + r * O;
-        if (relu) {
-            for (index_t o = 0; o < O; ++o) {
-                const T v = yr[o] + b[o];
-                yr[o] = v < T(0) ? T(0) : v;
-            }
-        } else {
-            for (index_t o = 0; o < O; ++o) yr[o] += b[o];
-        }
-    }
-}
+CNNKIT_INSTANTIATE_IM2COL(float)
+CNNKIT_INSTANTIATE_IM2COL(double)
 
-// db (O) = column sums of dy (rows, O), accumulated in double. Deterministic whatever the thread
-// count: fixed blocks of rows are summed into per-block partials (scratch: rows/block * O doubles),
-// which are then added in block order.
-template <class T>
-void bias_grad(const T* dy, T* db, index_t rows, index_t O) {
-    constexpr index_t block = 512;
-    const index_t nblocks = (rows + block - 1) / block;
-    std::vector<double> partial(static_cast<size_t>(nblocks * O), 0.0);
-#pragma omp parallel for schedule(static)
-    for (index_t bi = 0; bi < nblocks; ++bi) {
-        double* acc = partial.data() + bi * O;
-        const index_t r1 = std::min(rows, (bi + 1) * block);
-        for (index_t r = bi * block; r < r1; ++r) {
-            const T* dyr = dy + r * O;
-            for (index_t o = 0; o < O; ++o) acc[o] += dyr[o];
-        }
-    }
-#pragma omp parallel for schedule(static)
-    for (index_t o = 0; o < O; ++o) {
-        double s = 0.0;
-        for (index_t bi = 0; bi < nblocks; ++bi) s += partial[bi * O + o];
-        db[o] = static_cast<T>(s);
-    }
-}
-
-// ---- bindings --------------------------------------------------------------------------------
-
-static void check_rows(const ConvGeom& g, index_t row0, index_t row1) {
-    require(0 <= row0 && row0 <= row1 && row1 <= g.out_pixels(),
-            "row range [" + std::to_string(row0) + ", " + std::to_string(row1) +
-                ") must lie inside [0, N*OH*OW = " + std::to_string(g.out_pixels()) + "]");
-}
-
-void bind_im2col(py::module_& m) {
-    m.def(
-        "im2col",
-        [](const py::array& x, py::array& col, const py::tuple& geom, index_t row0, index_t row1,
-           bool parallel) {
-            const ConvGeom g = geom_from(geom);
-            check_rows(g, row0, row1);
-            dispatch_float(float_dtype(x, "x"), [&](auto t) {
-                using T = decltype(t);
-                const T* xp = in_ptr<T>(x, "x", {g.N, g.H, g.W, g.C});
-                T* cp = out_ptr<T>(col, "col", {row1 - row0, g.patch_size()});
-                py::gil_scoped_release release;
-                im2col<T>(xp, cp, g, row0, row1, parallel);
-            });
-        },
-        py::arg("x"), py::arg("col"), py::arg("geom"), py::arg("row0"), py::arg("row1"),
-        py::arg("parallel") = true,
-        "Fill col (row1-row0, KH*KW*C) with rows [row0, row1) of the im2col matrix of x (NHWC);\n"
-        "parallel=False copies on the calling thread only.");
-    m.def(
-        "col2im_accumulate",
-        [](const py::array& dcol, py::array& dx, const py::tuple& geom, index_t row0, index_t row1) {
-            const ConvGeom g = geom_from(geom);
-            check_rows(g, row0, row1);
-            dispatch_float(float_dtype(dcol, "dcol"), [&](auto t) {
-                using T = decltype(t);
-                const T* cp = in_ptr<T>(dcol, "dcol", {row1 - row0, g.patch_size()});
-                T* dp = out_ptr<T>(dx, "dx", {g.N, g.H, g.W, g.C});
-                py::gil_scoped_release release;
-                col2im_accumulate<T>(cp, dp, g, row0, row1);
-            });
-        },
-        py::arg("dcol"), py::arg("dx"), py::arg("geom"), py::arg("row0"), py::arg("row1"),
-        "dx (NHWC) += col2im of dcol, the rows [row0, row1) of the column-gradient matrix (a gather).");
-    m.def(
-        "bias_add",
-        [](py::array& y, const py::array& b, bool relu) {
-            dispatch_float(float_dtype(y, "y"), [&](auto t) {
-                using T = decltype(t);
-                const index_t O = check_array<T>(b, "b", {-1});
-                T* yp = out_ptr<T>(y, "y", {-1, O});
-                const T* bp = in_ptr<T>(b, "b", {O});
-                const index_t rows = y.shape(0);
-                py::gil_scoped_release release;
-                bias_add<T>(yp, bp, rows, O, relu);
-            });
-        },
-        py::arg("y"), py::arg("b"), py::arg("relu") = false,
-        "y (rows, O) += b (O,) in place, then max(y, 0) if relu.");
-    m.def(
-        "bias_grad",
-        [](const py::array& dy, py::array& db) {
-            dispatch_float(float_dtype(dy, "dy"), [&](auto t) {
-                using T = decltype(t);
-                const index_t O = check_array<T>(db, "db", {-1}, true);
-                const T* dyp = in_ptr<T>(dy, "dy", {-1, O});
-                T* dbp = out_ptr<T>(db, "db", {O});
-                const index_t rows = dy.shape(0);
-                py::gil_scoped_release release;
-                bias_grad<T>(dyp, dbp, rows, O);
-            });
-        },
-        py::arg("dy"), py::arg("db"), "db (O,) = column sums of dy (rows, O), deterministic.");
-}
-
+}  // namespace cpu
 }  // namespace cnnkit

@@ -3,58 +3,22 @@
 // exp(logit - m) (float blocks added in double) and uses log-sum-exp = m + log(sum), stable for logits
 // of any magnitude. Per-row losses go to a float64 scratch (N,) that the caller allocates and are
 // averaged serially in row order, so the mean does not depend on the thread count. The float32 exp is
-// a branch-free polynomial the compiler vectorizes (std::exp does not without -ffast-math).
+// exp_nonpos (vecmath.h), a branch-free polynomial the compiler vectorizes (std::exp does not
+// without -ffast-math).
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
-#include <cstring>
 #include <limits>
 #include <string>
 
-#include "bind_util.h"
+#include "cpu/kernels.h"
 #include "cpu/simd.h"
+#include "cpu/vecmath.h"
 
 namespace cnnkit {
+namespace cpu {
 
 namespace {
-
-// exp(x) for x <= 0 in float: Cody-Waite reduction x = n ln2 + r, |r| <= ln2/2, and the Cephes expf
-// polynomial (within 1.5 ulp); 2^n is assembled in the exponent bits and is exactly 0 for x <= -88
-// (results below 1e-38 flush to 0). Clamps are integer min/max on the bit pattern (as unsigned ints,
-// negative floats grow with their magnitude): a float compare would let GCC branch around the
-// arithmetic, which blocks vectorization under -ftrapping-math. Callers handle NaN inputs (a negative
-// NaN would come out as 0).
-inline float exp_nonpositive(float x) {
-    constexpr std::uint32_t kLow = 0xC2B00000u;  // -88.0f
-    std::uint32_t ux;
-    std::memcpy(&ux, &x, sizeof ux);
-    const std::uint32_t uc = ux < kLow ? ux : kLow;
-    float xc;
-    std::memcpy(&xc, &uc, sizeof xc);
-    const float shifter = 12582912.0f;  // 1.5 * 2^23: adding it rounds to an integer in the low bits
-    const float t = xc * 1.44269504f + shifter;
-    const float n = t - shifter;
-    float r = xc - n * 0.693359375f;
-    r = r - n * -2.12194440e-4f;
-    float p = 1.9875691500e-4f;
-    p = p * r + 1.3981999507e-3f;
-    p = p * r + 8.3334519073e-3f;
-    p = p * r + 4.1665795894e-2f;
-    p = p * r + 1.6666665459e-1f;
-    p = p * r + 5.0000001201e-1f;
-    p = p * r * r + r + 1.0f;
-    std::int32_t ti;
-    std::memcpy(&ti, &t, sizeof ti);
-    std::int32_t biased = ti - 0x4B400000 + 127;  // n + exponent bias; 0 (2^n -> 0) for n = -127
-    biased = biased > 0 ? biased : 0;
-    const std::int32_t bits = biased << 23;
-    float scale;
-    std::memcpy(&scale, &bits, sizeof scale);
-    return p * scale;
-}
-
-inline double exp_nonpositive(double x) { return std::exp(x); }
-
 
 // Max of the row; *finite tells whether every value is finite (x * 0 is 0 for finite x, else NaN).
 CNNKIT_SIMD_CLONES float row_max(const float* x, index_t K, bool* finite) {
@@ -79,28 +43,10 @@ inline double row_max(const double* x, index_t K, bool* finite) {
 }
 
 // sum_k exp(x[k] - m), also stored into g[k] when g is non-null. Float rows are summed in float over
-// blocks of 128 (vectorized; at most 32 additions per lane, error <= 2e-6 relative) and the block
-// sums in double; double rows are summed in double.
+// blocks of 128 and the block sums in double (vecmath.h; at most 32 additions per lane, error <= 2e-6
+// relative); double rows are summed in double.
 CNNKIT_SIMD_CLONES double sum_exp(const float* x, index_t K, float m, float* g) {
-    constexpr index_t kBlock = 128;
-    double s = 0.0;
-    for (index_t k0 = 0; k0 < K; k0 += kBlock) {
-        const index_t k1 = std::min(K, k0 + kBlock);
-        float part = 0.0f;
-        if (g) {
-#pragma omp simd reduction(+ : part)
-            for (index_t k = k0; k < k1; ++k) {
-                const float e = exp_nonpositive(x[k] - m);
-                g[k] = e;
-                part += e;
-            }
-        } else {
-#pragma omp simd reduction(+ : part)
-            for (index_t k = k0; k < k1; ++k) part += exp_nonpositive(x[k] - m);
-        }
-        s += static_cast<double>(part);
-    }
-    return s;
+    return sum_exp_blocks<128>(x, K, m, g);
 }
 
 inline double sum_exp(const double* x, index_t K, double m, double* g) {
@@ -224,14 +170,14 @@ void xent_rows(const T* logits, const std::int64_t* labels, const T* probs, inde
 // Mean loss over the rows into *loss; row_loss (N,) is scratch. labels (N,) or probs (N, K): one is null.
 template <class T>
 void softmax_cross_entropy_forward(const T* logits, const std::int64_t* labels, const T* probs, index_t N,
-                                   index_t K, double* row_loss, T* loss) {
+                                   index_t K, double* row_loss, T* loss, Stream) {
     xent_rows(logits, labels, probs, N, K, 0.0, row_loss, loss, static_cast<T*>(nullptr));
 }
 
 // dlogits = dloss / N * (sum(p) * softmax(logits) - p), p the one-hot row or the target probabilities.
 template <class T>
 void softmax_cross_entropy_backward(const T* logits, const std::int64_t* labels, const T* probs, index_t N,
-                                    index_t K, double dloss, T* dlogits) {
+                                    index_t K, double dloss, T* dlogits, Stream) {
     const double scale = N > 0 ? dloss / static_cast<double>(N) : 0.0;
     xent_rows(logits, labels, probs, N, K, scale, nullptr, static_cast<T*>(nullptr), dlogits);
 }
@@ -239,92 +185,13 @@ void softmax_cross_entropy_backward(const T* logits, const std::int64_t* labels,
 // Both in one pass over the logits (gradient for dloss = 1).
 template <class T>
 void softmax_cross_entropy_fused(const T* logits, const std::int64_t* labels, const T* probs, index_t N,
-                                 index_t K, double* row_loss, T* loss, T* dlogits) {
+                                 index_t K, double* row_loss, T* loss, T* dlogits, Stream) {
     const double scale = N > 0 ? 1.0 / static_cast<double>(N) : 0.0;
     xent_rows(logits, labels, probs, N, K, scale, row_loss, loss, dlogits);
 }
 
-// ---- bindings ----
+CNNKIT_INSTANTIATE_LOSS(float)
+CNNKIT_INSTANTIATE_LOSS(double)
 
-namespace {
-
-// The logits (N, K) and the target: int64 labels (N,) or probabilities (N, K) of the logits' dtype.
-template <class T>
-struct Target {
-    const std::int64_t* labels = nullptr;
-    const T* probs = nullptr;
-};
-
-template <class T>
-Target<T> target_in(const py::array& labels, index_t N, index_t K) {
-    Target<T> t;
-    if (labels.dtype().is(py::dtype::of<std::int64_t>()))
-        t.labels = in_ptr<std::int64_t>(labels, "labels", {N});
-    else
-        t.probs = in_ptr<T>(labels, "labels", {N, K});
-    return t;
-}
-
-template <class T>
-const T* logits_in(const py::array& logits, index_t& N, index_t& K) {
-    const T* p = in_ptr<T>(logits, "logits", {-1, -1});
-    N = logits.shape(0);
-    K = logits.shape(1);
-    require(K > 0, "logits must have at least one class (K > 0)");
-    return p;
-}
-
-template <class T>
-T* loss_out(py::array& loss) {
-    require(loss.ndim() == 0, "loss must be a 0-d array");
-    return out_ptr<T>(loss, "loss", {});
-}
-
-}  // namespace
-
-void bind_loss(py::module_& m) {
-    m.def("softmax_cross_entropy_forward",
-          [](const py::array& logits, const py::array& labels, py::array row_loss, py::array loss) {
-        dispatch_float(float_dtype(logits, "logits"), [&](auto tag) {
-            using T = decltype(tag);
-            index_t N, K;
-            const T* px = logits_in<T>(logits, N, K);
-            const Target<T> t = target_in<T>(labels, N, K);
-            double* pr = out_ptr<double>(row_loss, "row_loss", {N});
-            T* pl = loss_out<T>(loss);
-            py::gil_scoped_release nogil;
-            softmax_cross_entropy_forward(px, t.labels, t.probs, N, K, pr, pl);
-        });
-    }, py::arg("logits"), py::arg("labels"), py::arg("row_loss"), py::arg("loss"));
-
-    m.def("softmax_cross_entropy_backward",
-          [](const py::array& logits, const py::array& labels, double dloss, py::array dlogits) {
-        dispatch_float(float_dtype(logits, "logits"), [&](auto tag) {
-            using T = decltype(tag);
-            index_t N, K;
-            const T* px = logits_in<T>(logits, N, K);
-            const Target<T> t = target_in<T>(labels, N, K);
-            T* pd = out_ptr<T>(dlogits, "dlogits", {N, K});
-            py::gil_scoped_release nogil;
-            softmax_cross_entropy_backward(px, t.labels, t.probs, N, K, dloss, pd);
-        });
-    }, py::arg("logits"), py::arg("labels"), py::arg("dloss"), py::arg("dlogits"));
-
-    m.def("softmax_cross_entropy_fused",
-          [](const py::array& logits, const py::array& labels, py::array row_loss, py::array loss,
-             py::array dlogits) {
-        dispatch_float(float_dtype(logits, "logits"), [&](auto tag) {
-            using T = decltype(tag);
-            index_t N, K;
-            const T* px = logits_in<T>(logits, N, K);
-            const Target<T> t = target_in<T>(labels, N, K);
-            double* pr = out_ptr<double>(row_loss, "row_loss", {N});
-            T* pl = loss_out<T>(loss);
-            T* pd = out_ptr<T>(dlogits, "dlogits", {N, K});
-            py::gil_scoped_release nogil;
-            softmax_cross_entropy_fused(px, t.labels, t.probs, N, K, pr, pl, pd);
-        });
-    }, py::arg("logits"), py::arg("labels"), py::arg("row_loss"), py::arg("loss"), py::arg("dlogits"));
-}
-
+}  // namespace cpu
 }  // namespace cnnkit

@@ -9,16 +9,33 @@
 #include <cmath>
 #include <vector>
 
-#include "bind_util.h"
+#include "cpu/kernels.h"
 #include "cpu/simd.h"
 
 namespace cnnkit {
+namespace cpu {
 
 namespace {
 
+// The row blocks of every pass over (M, C): about 16K elements each (a block fits in L2), at least
+// 8 rows; their number depends on M and C only, never on the thread count.
+struct Blocks {
+    index_t M, rows, count;
+    Blocks(index_t M_, index_t C)
+        : M(M_), rows(std::max<index_t>(8, 16384 / std::max<index_t>(C, 1))), count((M_ + rows - 1) / rows) {}
+};
 
-// Rows per block: about 16K elements (fits in L2), at least 8 rows. Depends on C only.
-inline index_t bn_block_rows(index_t C) { return std::max<index_t>(8, 16384 / std::max<index_t>(C, 1)); }
+// f(b, r0, r1) for each block b, rows [r0, r1), the blocks in parallel.
+template <class F>
+void for_blocks(const Blocks& blocks, F f) {
+#pragma omp parallel for schedule(static)
+    for (index_t b = 0; b < blocks.count; ++b) f(b, b * blocks.rows, std::min(blocks.M, (b + 1) * blocks.rows));
+}
+
+// Scratch for the reductions: two per-channel partials (C doubles each) per block.
+inline std::vector<double> block_partials(const Blocks& blocks, index_t C) {
+    return std::vector<double>(static_cast<size_t>(checked_mul(blocks.count, 2 * C, "batch norm partial sums")));
+}
 
 // ---- per-block row loops (channels innermost, so they vectorize over C) ----
 
@@ -94,23 +111,19 @@ CNNKIT_SIMD_CLONES void rows_train_dx(const T* dy, const T* x, const T* mean, co
 // as two passes over the whole batch, but x is read from memory once.
 template <class T>
 void batch_moments(const T* x, index_t M, index_t C, double* mean, double* var) {
-    const index_t rows = bn_block_rows(C);
-    const index_t nblocks = (M + rows - 1) / rows;
-    const index_t stride = 2 * C;
-    // scratch: a block mean and sum of squared deviations per block
-    std::vector<double> partial(static_cast<size_t>(checked_mul(nblocks, stride, "batch norm partial sums")));
-#pragma omp parallel for schedule(static)
-    for (index_t b = 0; b < nblocks; ++b) {
-        double* bm = partial.data() + b * stride;
-        block_moments(x, b * rows, std::min(M, (b + 1) * rows), C, bm, bm + C);
-    }
+    const Blocks blocks(M, C);
+    std::vector<double> partial = block_partials(blocks, C);  // each block's mean and squared deviations
+    for_blocks(blocks, [&](index_t b, index_t r0, index_t r1) {
+        double* bm = partial.data() + b * 2 * C;
+        block_moments(x, r0, r1, C, bm, bm + C);
+    });
     std::fill(mean, mean + C, 0.0);
     std::fill(var, var + C, 0.0);
     double n = 0.0;
-    for (index_t b = 0; b < nblocks; ++b) {
-        const double* bm = partial.data() + b * stride;
+    for (index_t b = 0; b < blocks.count; ++b) {
+        const double* bm = partial.data() + b * 2 * C;
         const double* bq = bm + C;
-        const double nb = static_cast<double>(std::min(M, (b + 1) * rows) - b * rows);
+        const double nb = static_cast<double>(std::min(M, (b + 1) * blocks.rows) - b * blocks.rows);
         const double w = nb / (n + nb), cross = n * nb / (n + nb);
         for (index_t c = 0; c < C; ++c) {
             const double delta = bm[c] - mean[c];
@@ -126,20 +139,16 @@ void batch_moments(const T* x, index_t M, index_t C, double* mean, double* var) 
 template <class T>
 void grad_sums(const T* dy, const T* x, const double* mean, const T* a, T* dx, index_t M, index_t C, double* sum_dy,
                double* sum_dyxc) {
-    const index_t rows = bn_block_rows(C);
-    const index_t nblocks = (M + rows - 1) / rows;
-    const index_t stride = 2 * C;
-    // scratch: the two partial sums per block
-    std::vector<double> partial(static_cast<size_t>(checked_mul(nblocks, stride, "batch norm partial sums")));
-#pragma omp parallel for schedule(static)
-    for (index_t b = 0; b < nblocks; ++b) {
-        double* p = partial.data() + b * stride;
-        block_grad_sums(dy, x, mean, a, dx, b * rows, std::min(M, (b + 1) * rows), C, p, p + C);
-    }
+    const Blocks blocks(M, C);
+    std::vector<double> partial = block_partials(blocks, C);  // each block's two sums
+    for_blocks(blocks, [&](index_t b, index_t r0, index_t r1) {
+        double* p = partial.data() + b * 2 * C;
+        block_grad_sums(dy, x, mean, a, dx, r0, r1, C, p, p + C);
+    });
     std::fill(sum_dy, sum_dy + C, 0.0);
     std::fill(sum_dyxc, sum_dyxc + C, 0.0);
-    for (index_t b = 0; b < nblocks; ++b) {
-        const double* p = partial.data() + b * stride;
+    for (index_t b = 0; b < blocks.count; ++b) {
+        const double* p = partial.data() + b * 2 * C;
         for (index_t c = 0; c < C; ++c) {
             sum_dy[c] += p[c];
             sum_dyxc[c] += p[C + c];
@@ -157,11 +166,9 @@ void normalize(const T* x, const double* mean, const double* invstd, const T* ga
         scale[c] = static_cast<T>(invstd[c] * (gamma ? static_cast<double>(gamma[c]) : 1.0));
         shift[c] = beta ? beta[c] : T(0);
     }
-    const index_t rows = bn_block_rows(C);
-    const index_t nblocks = (M + rows - 1) / rows;
-#pragma omp parallel for schedule(static)
-    for (index_t b = 0; b < nblocks; ++b)
-        rows_normalize(x, mean_t.data(), scale.data(), shift.data(), b * rows, std::min(M, (b + 1) * rows), C, y);
+    for_blocks(Blocks(M, C), [&](index_t, index_t r0, index_t r1) {
+        rows_normalize(x, mean_t.data(), scale.data(), shift.data(), r0, r1, C, y);
+    });
 }
 
 inline double inv_sqrt(double v, double epsilon) { return 1.0 / std::sqrt(v + epsilon); }
@@ -171,7 +178,8 @@ inline double inv_sqrt(double v, double epsilon) { return 1.0 / std::sqrt(v + ep
 // Batch statistics of x (M, C) in double: mean and invstd = 1 / sqrt(biased var + epsilon).
 // M = 0 gives mean 0, variance 0.
 template <class T>
-void batch_norm_batch_stats(const T* x, index_t M, index_t C, double epsilon, double* mean, double* invstd) {
+void batch_norm_batch_stats(const T* x, index_t M, index_t C, double epsilon, double* mean, double* invstd,
+                            Stream) {
     std::vector<double> v(C, 0.0);
     std::fill(mean, mean + C, 0.0);
     if (M > 0) batch_moments(x, M, C, mean, v.data());
@@ -184,7 +192,7 @@ void batch_norm_batch_stats(const T* x, index_t M, index_t C, double epsilon, do
 template <class T>
 void batch_norm_train_forward(const T* x, const T* gamma, const T* beta, index_t M, index_t C,
                               double momentum, double epsilon, T* y, double* mean, double* invstd,
-                              T* moving_mean, T* moving_var) {
+                              T* moving_mean, T* moving_var, Stream) {
     std::vector<double> v(C, 0.0);
     std::fill(mean, mean + C, 0.0);
     if (M > 0) batch_moments(x, M, C, mean, v.data());
@@ -201,7 +209,7 @@ void batch_norm_train_forward(const T* x, const T* gamma, const T* beta, index_t
 // Inference forward: normalize with the moving statistics.
 template <class T>
 void batch_norm_inference_forward(const T* x, const T* gamma, const T* beta, const T* moving_mean,
-                                  const T* moving_var, index_t M, index_t C, double epsilon, T* y) {
+                                  const T* moving_var, index_t M, index_t C, double epsilon, T* y, Stream) {
     std::vector<double> m(C), is(C);
     for (index_t c = 0; c < C; ++c) {
         m[c] = static_cast<double>(moving_mean[c]);
@@ -219,7 +227,7 @@ void batch_norm_inference_forward(const T* x, const T* gamma, const T* beta, con
 // channel gives exactly 0). Reads dy and x twice, writes dx once.
 template <class T>
 void batch_norm_train_backward(const T* dy, const T* x, const T* gamma, const double* mean,
-                               const double* invstd, index_t M, index_t C, T* dx, T* dgamma, T* dbeta) {
+                               const double* invstd, index_t M, index_t C, T* dx, T* dgamma, T* dbeta, Stream) {
     std::vector<double> sum_dy(C), sum_dyxc(C);
     grad_sums(dy, x, mean, static_cast<const T*>(nullptr), static_cast<T*>(nullptr), M, C, sum_dy.data(),
               sum_dyxc.data());
@@ -234,12 +242,9 @@ void batch_norm_train_backward(const T* dy, const T* x, const T* gamma, const do
         mdy[c] = static_cast<T>(sum_dy[c] / Md);
         k[c] = static_cast<T>(is * is * sum_dyxc[c] / Md);
     }
-    const index_t rows = bn_block_rows(C);
-    const index_t nblocks = (M + rows - 1) / rows;
-#pragma omp parallel for schedule(static)
-    for (index_t b = 0; b < nblocks; ++b)
-        rows_train_dx(dy, x, mean_t.data(), a.data(), mdy.data(), k.data(), b * rows, std::min(M, (b + 1) * rows),
-                      C, dx);
+    for_blocks(Blocks(M, C), [&](index_t, index_t r0, index_t r1) {
+        rows_train_dx(dy, x, mean_t.data(), a.data(), mdy.data(), k.data(), r0, r1, C, dx);
+    });
 }
 
 // Inference backward: the moving statistics are constants, so dx = dy * gamma * invstd(moving);
@@ -247,7 +252,7 @@ void batch_norm_train_backward(const T* dy, const T* x, const T* gamma, const do
 template <class T>
 void batch_norm_inference_backward(const T* dy, const T* x, const T* gamma, const T* moving_mean,
                                    const T* moving_var, index_t M, index_t C, double epsilon, T* dx,
-                                   T* dgamma, T* dbeta) {
+                                   T* dgamma, T* dbeta, Stream) {
     std::vector<double> m(C), is(C), sum_dy(C), sum_dyxc(C);
     std::vector<T> a(C);
     for (index_t c = 0; c < C; ++c) {
@@ -262,130 +267,8 @@ void batch_norm_inference_backward(const T* dy, const T* x, const T* gamma, cons
     }
 }
 
-// ---- bindings ----
+CNNKIT_INSTANTIATE_NORM(float)
+CNNKIT_INSTANTIATE_NORM(double)
 
-namespace {
-
-// x as (M, C): returns M and sets C.
-template <class T>
-const T* rows_in(const py::array& a, const char* name, index_t& M, index_t& C) {
-    const T* p = in_ptr<T>(a, name, {-1, -1});
-    M = a.shape(0);
-    C = a.shape(1);
-    require(C > 0, std::string(name) + " must have at least one channel");
-    return p;
-}
-
-template <class T>
-const T* opt_in(const py::object& o, const char* name, index_t C) {
-    if (o.is_none()) return nullptr;
-    return in_ptr<T>(py::cast<py::array>(o), name, {C});
-}
-
-void check_epsilon(double epsilon) {
-    require(epsilon > 0 && std::isfinite(epsilon), "epsilon must be positive and finite, received epsilon=" +
-                                                       std::to_string(epsilon));
-}
-
-}  // namespace
-
-void bind_norm(py::module_& m) {
-    m.def("batch_norm_batch_stats", [](const py::array& x, double epsilon, py::array mean, py::array invstd) {
-        check_epsilon(epsilon);
-        dispatch_float(float_dtype(x, "x"), [&](auto t) {
-            using T = decltype(t);
-            index_t M, C;
-            const T* px = rows_in<T>(x, "x", M, C);
-            double* pm = out_ptr<double>(mean, "mean", {C});
-            double* pi = out_ptr<double>(invstd, "invstd", {C});
-            py::gil_scoped_release nogil;
-            batch_norm_batch_stats(px, M, C, epsilon, pm, pi);
-        });
-    }, py::arg("x"), py::arg("epsilon"), py::arg("mean"), py::arg("invstd"));
-
-    m.def("batch_norm_train_forward",
-          [](const py::array& x, const py::object& gamma, const py::object& beta, py::array moving_mean,
-             py::array moving_var, double momentum, double epsilon, py::array y, py::array mean,
-             py::array invstd) {
-        check_epsilon(epsilon);
-        require(momentum >= 0 && momentum <= 1,
-                "momentum must be in [0, 1], received momentum=" + std::to_string(momentum));
-        dispatch_float(float_dtype(x, "x"), [&](auto t) {
-            using T = decltype(t);
-            index_t M, C;
-            const T* px = rows_in<T>(x, "x", M, C);
-            const T* pg = opt_in<T>(gamma, "gamma", C);
-            const T* pb = opt_in<T>(beta, "beta", C);
-            T* pmm = out_ptr<T>(moving_mean, "moving_mean", {C});
-            T* pmv = out_ptr<T>(moving_var, "moving_var", {C});
-            T* py_ = out_ptr<T>(y, "y", {M, C});
-            double* pm = out_ptr<double>(mean, "mean", {C});
-            double* pi = out_ptr<double>(invstd, "invstd", {C});
-            py::gil_scoped_release nogil;
-            batch_norm_train_forward(px, pg, pb, M, C, momentum, epsilon, py_, pm, pi, pmm, pmv);
-        });
-    }, py::arg("x"), py::arg("gamma"), py::arg("beta"), py::arg("moving_mean"), py::arg("moving_var"),
-       py::arg("momentum"), py::arg("epsilon"), py::arg("y"), py::arg("mean"), py::arg("invstd"));
-
-    m.def("batch_norm_inference_forward",
-          [](const py::array& x, const py::object& gamma, const py::object& beta,
-             const py::array& moving_mean, const py::array& moving_var, double epsilon, py::array y) {
-        check_epsilon(epsilon);
-        dispatch_float(float_dtype(x, "x"), [&](auto t) {
-            using T = decltype(t);
-            index_t M, C;
-            const T* px = rows_in<T>(x, "x", M, C);
-            const T* pg = opt_in<T>(gamma, "gamma", C);
-            const T* pb = opt_in<T>(beta, "beta", C);
-            const T* pmm = in_ptr<T>(moving_mean, "moving_mean", {C});
-            const T* pmv = in_ptr<T>(moving_var, "moving_var", {C});
-            T* py_ = out_ptr<T>(y, "y", {M, C});
-            py::gil_scoped_release nogil;
-            batch_norm_inference_forward(px, pg, pb, pmm, pmv, M, C, epsilon, py_);
-        });
-    }, py::arg("x"), py::arg("gamma"), py::arg("beta"), py::arg("moving_mean"), py::arg("moving_var"),
-       py::arg("epsilon"), py::arg("y"));
-
-    m.def("batch_norm_train_backward",
-          [](const py::array& dy, const py::array& x, const py::object& gamma, const py::array& mean,
-             const py::array& invstd, py::array dx, py::array dgamma, py::array dbeta) {
-        dispatch_float(float_dtype(x, "x"), [&](auto t) {
-            using T = decltype(t);
-            index_t M, C;
-            const T* px = rows_in<T>(x, "x", M, C);
-            const T* pdy = in_ptr<T>(dy, "dy", {M, C});
-            const T* pg = opt_in<T>(gamma, "gamma", C);
-            const double* pm = in_ptr<double>(mean, "mean", {C});
-            const double* pi = in_ptr<double>(invstd, "invstd", {C});
-            T* pdx = out_ptr<T>(dx, "dx", {M, C});
-            T* pdg = out_ptr<T>(dgamma, "dgamma", {C});
-            T* pdb = out_ptr<T>(dbeta, "dbeta", {C});
-            py::gil_scoped_release nogil;
-            batch_norm_train_backward(pdy, px, pg, pm, pi, M, C, pdx, pdg, pdb);
-        });
-    }, py::arg("dy"), py::arg("x"), py::arg("gamma"), py::arg("mean"), py::arg("invstd"), py::arg("dx"),
-       py::arg("dgamma"), py::arg("dbeta"));
-
-    m.def("batch_norm_inference_backward",
-          [](const py::array& dy, const py::array& x, const py::object& gamma, const py::array& moving_mean,
-             const py::array& moving_var, double epsilon, py::array dx, py::array dgamma, py::array dbeta) {
-        check_epsilon(epsilon);
-        dispatch_float(float_dtype(x, "x"), [&](auto t) {
-            using T = decltype(t);
-            index_t M, C;
-            const T* px = rows_in<T>(x, "x", M, C);
-            const T* pdy = in_ptr<T>(dy, "dy", {M, C});
-            const T* pg = opt_in<T>(gamma, "gamma", C);
-            const T* pmm = in_ptr<T>(moving_mean, "moving_mean", {C});
-            const T* pmv = in_ptr<T>(moving_var, "moving_var", {C});
-            T* pdx = out_ptr<T>(dx, "dx", {M, C});
-            T* pdg = out_ptr<T>(dgamma, "dgamma", {C});
-            T* pdb = out_ptr<T>(dbeta, "dbeta", {C});
-            py::gil_scoped_release nogil;
-            batch_norm_inference_backward(pdy, px, pg, pmm, pmv, M, C, epsilon, pdx, pdg, pdb);
-        });
-    }, py::arg("dy"), py::arg("x"), py::arg("gamma"), py::arg("moving_mean"), py::arg("moving_var"),
-       py::arg("epsilon"), py::arg("dx"), py::arg("dgamma"), py::arg("dbeta"));
-}
-
+}  // namespace cpu
 }  // namespace cnnkit

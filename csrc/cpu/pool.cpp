@@ -10,11 +10,11 @@
 #include <limits>
 #include <vector>
 
-#include "bind_util.h"
+#include "cpu/kernels.h"
 #include "cpu/simd.h"
 
-
 namespace cnnkit {
+namespace cpu {
 
 namespace {
 
@@ -51,6 +51,13 @@ inline void positive_part(const T* xc, T* r, index_t C) {
     }
 }
 
+// The windows covering each input column: W ranges of ow, computed once per call.
+inline std::vector<Range> covering_columns(const ConvGeom& g) {
+    std::vector<Range> cols(static_cast<size_t>(g.W));
+    for (index_t w = 0; w < g.W; ++w) cols[w] = covering_range(w, g.SW, g.PL, g.KW, g.OW);
+    return cols;
+}
+
 }  // namespace
 
 // ---------------------------------------------------------------------------------------------
@@ -59,7 +66,7 @@ inline void positive_part(const T* xc, T* r, index_t C) {
 // (refused by cnnkit.ops) gives -inf and index -1. argmax may be null (forward without indices).
 
 template <class T, class I>
-CNNKIT_SIMD_CLONES void max_pool2d_forward(const T* x, T* y, I* argmax, const ConvGeom& g) {
+CNNKIT_SIMD_CLONES void max_pool2d_forward(const T* x, T* y, I* argmax, const ConvGeom& g, Stream) {
     const index_t C = g.C;
 #pragma omp parallel
     {
@@ -103,10 +110,9 @@ CNNKIT_SIMD_CLONES void max_pool2d_forward(const T* x, T* y, I* argmax, const Co
 // The first covering window assigns and the others add, so dx is written once per pass and pixels
 // no window covers are zeroed. Scratch: the W column ranges, computed once per call.
 template <class T, class I>
-CNNKIT_SIMD_CLONES void max_pool2d_backward(const T* dy, const I* argmax, T* dx, const ConvGeom& g) {
+CNNKIT_SIMD_CLONES void max_pool2d_backward(const T* dy, const I* argmax, T* dx, const ConvGeom& g, Stream) {
     const index_t C = g.C;
-    std::vector<Range> cols(static_cast<size_t>(g.W));
-    for (index_t w = 0; w < g.W; ++w) cols[w] = covering_range(w, g.SW, g.PL, g.KW, g.OW);
+    const std::vector<Range> cols = covering_columns(g);
 #pragma omp parallel for schedule(static)
     for (index_t row = 0; row < g.N * g.H; ++row) {
         const index_t n = row / g.H, h = row % g.H;
@@ -148,7 +154,7 @@ CNNKIT_SIMD_CLONES void max_pool2d_backward(const T* dy, const I* argmax, T* dx,
 // Average pooling; padded cells are not counted (Keras/TensorFlow). An empty window gives 0.
 
 template <class T>
-CNNKIT_SIMD_CLONES void avg_pool2d_forward(const T* x, T* y, const ConvGeom& g) {
+CNNKIT_SIMD_CLONES void avg_pool2d_forward(const T* x, T* y, const ConvGeom& g, Stream) {
     const index_t C = g.C;
 #pragma omp parallel for schedule(static)
     for (index_t row = 0; row < g.N * g.OH; ++row) {
@@ -179,10 +185,9 @@ CNNKIT_SIMD_CLONES void avg_pool2d_forward(const T* x, T* y, const ConvGeom& g) 
 // Gather: dx at (n, h, w, c) sums dy[o, c] / count[o] over the windows o covering (h, w), the first
 // assigning. Scratch: the W column ranges, computed once per call.
 template <class T>
-CNNKIT_SIMD_CLONES void avg_pool2d_backward(const T* dy, T* dx, const ConvGeom& g) {
+CNNKIT_SIMD_CLONES void avg_pool2d_backward(const T* dy, T* dx, const ConvGeom& g, Stream) {
     const index_t C = g.C;
-    std::vector<Range> cols(static_cast<size_t>(g.W));
-    for (index_t w = 0; w < g.W; ++w) cols[w] = covering_range(w, g.SW, g.PL, g.KW, g.OW);
+    const std::vector<Range> cols = covering_columns(g);
 #pragma omp parallel for schedule(static)
     for (index_t row = 0; row < g.N * g.H; ++row) {
         const index_t n = row / g.H, h = row % g.H;
@@ -217,7 +222,7 @@ CNNKIT_SIMD_CLONES void avg_pool2d_backward(const T* dy, T* dx, const ConvGeom& 
 // Global pooling over H x W: y is (N, C), argmax (N, C) holds h*W + w. Parallel over the batch.
 
 template <class T>
-CNNKIT_SIMD_CLONES void global_avg_pool2d_forward(const T* x, T* y, index_t N, index_t HW, index_t C) {
+CNNKIT_SIMD_CLONES void global_avg_pool2d_forward(const T* x, T* y, index_t N, index_t HW, index_t C, Stream) {
 #pragma omp parallel
     {
         // Scratch per thread: float partial sums over a block of pixels feed a double total, so a
@@ -245,7 +250,7 @@ CNNKIT_SIMD_CLONES void global_avg_pool2d_forward(const T* x, T* y, index_t N, i
 }
 
 template <class T>
-CNNKIT_SIMD_CLONES void global_avg_pool2d_backward(const T* dy, T* dx, index_t N, index_t HW, index_t C) {
+CNNKIT_SIMD_CLONES void global_avg_pool2d_backward(const T* dy, T* dx, index_t N, index_t HW, index_t C, Stream) {
     const T inv = T(1) / static_cast<T>(HW);
 #pragma omp parallel for schedule(static)
     for (index_t np = 0; np < N * HW; ++np) {
@@ -256,7 +261,8 @@ CNNKIT_SIMD_CLONES void global_avg_pool2d_backward(const T* dy, T* dx, index_t N
 }
 
 template <class T, class I>
-CNNKIT_SIMD_CLONES void global_max_pool2d_forward(const T* x, T* y, I* argmax, index_t N, index_t HW, index_t C) {
+CNNKIT_SIMD_CLONES void global_max_pool2d_forward(const T* x, T* y, I* argmax, index_t N, index_t HW, index_t C,
+                                                  Stream) {
 #pragma omp parallel for schedule(static)
     for (index_t n = 0; n < N; ++n) {
         const T* xn = x + n * HW * C;
@@ -272,7 +278,8 @@ CNNKIT_SIMD_CLONES void global_max_pool2d_forward(const T* x, T* y, I* argmax, i
 }
 
 template <class T, class I>
-CNNKIT_SIMD_CLONES void global_max_pool2d_backward(const T* dy, const I* argmax, T* dx, index_t N, index_t HW, index_t C) {
+CNNKIT_SIMD_CLONES void global_max_pool2d_backward(const T* dy, const I* argmax, T* dx, index_t N, index_t HW,
+                                                   index_t C, Stream) {
 #pragma omp parallel for schedule(static)
     for (index_t np = 0; np < N * HW; ++np) {
         const index_t n = np / HW;
@@ -298,7 +305,7 @@ CNNKIT_SIMD_CLONES void global_max_pool2d_backward(const T* dy, const I* argmax,
 
 template <class T, class I>
 CNNKIT_SIMD_CLONES void stochastic_pool2d_forward(const T* x, T* y, I* index, const ConvGeom& g,
-                                                  bool training, std::uint64_t seed) {
+                                                  bool training, std::uint64_t seed, Stream) {
     const index_t C = g.C;
 #pragma omp parallel
     {
@@ -375,10 +382,10 @@ CNNKIT_SIMD_CLONES void stochastic_pool2d_forward(const T* x, T* y, I* index, co
 // x_j <= 0 at the end (so every window with S_o == 0, whose cells all have a == 0, drops out).
 // Scratch: per thread, the (OH, OW, 2, C) window statistics of one image and two arrays of C values.
 template <class T>
-CNNKIT_SIMD_CLONES void stochastic_pool2d_backward_inference(const T* dy, const T* x, T* dx, const ConvGeom& g) {
+CNNKIT_SIMD_CLONES void stochastic_pool2d_backward_inference(const T* dy, const T* x, T* dx, const ConvGeom& g,
+                                                             Stream) {
     const index_t C = g.C;
-    std::vector<Range> cols(static_cast<size_t>(g.W));
-    for (index_t w = 0; w < g.W; ++w) cols[w] = covering_range(w, g.SW, g.PL, g.KW, g.OW);
+    const std::vector<Range> cols = covering_columns(g);
 #pragma omp parallel
     {
         std::vector<T> weights(C);
@@ -438,205 +445,8 @@ CNNKIT_SIMD_CLONES void stochastic_pool2d_backward_inference(const T* dy, const 
     }
 }
 
-// ---------------------------------------------------------------------------------------------
-// Bindings: check dtypes, shapes and parameters, release the GIL, run the kernel.
+CNNKIT_INSTANTIATE_POOL(float)
+CNNKIT_INSTANTIATE_POOL(double)
 
-namespace {
-
-enum class IType { i32, i64 };
-
-IType index_dtype(const py::array& a, const char* name) {
-    if (a.dtype().is(py::dtype::of<std::int32_t>())) return IType::i32;
-    if (a.dtype().is(py::dtype::of<std::int64_t>())) return IType::i64;
-    throw py::type_error(std::string(name) + " must be int32 or int64, got " + std::string(py::str(a.dtype())));
-}
-
-template <class F>
-auto dispatch_index(IType it, F&& f) {
-    if (it == IType::i32) return f(std::int32_t{});
-    return f(std::int64_t{});
-}
-
-// x (N, H, W, C) of dtype T matching geometry g.
-template <class T>
-const T* input_of(const py::array& a, const char* name, const ConvGeom& g) {
-    return in_ptr<T>(a, name, {g.N, g.H, g.W, g.C});
-}
-
-// The optional index output: None, or a writable int32/int64 array of the given shape.
-template <class I>
-I* optional_index(py::object obj, const char* name, std::initializer_list<index_t> shape) {
-    if (obj.is_none()) return nullptr;
-    py::array a = obj.cast<py::array>();
-    return out_ptr<I>(a, name, shape);
-}
-
-template <class T>
-T* optional_output(py::object obj, const char* name, std::initializer_list<index_t> shape) {
-    py::array a = obj.cast<py::array>();
-    return out_ptr<T>(a, name, shape);
-}
-
-IType index_type_of(const py::object& obj, const char* name) {
-    return obj.is_none() ? IType::i64 : index_dtype(obj.cast<py::array>(), name);
-}
-
-// A flat in-image index h*W + w must fit the index type.
-template <class I>
-void require_index_fits(index_t pixels, const char* name) {
-    require(pixels - 1 <= static_cast<index_t>(std::numeric_limits<I>::max()),
-            std::string(name) + " must be int64 for images of more than 2**31 - 1 pixels");
-}
-
-}  // namespace
-
-void bind_pool(py::module_& m) {
-    m.def("max_pool2d_forward", [](py::array x, py::object y, py::object argmax, py::tuple geom) {
-        const ConvGeom g = geom_from(geom);
-        dispatch_float(float_dtype(x, "x"), [&](auto tag) {
-            using T = decltype(tag);
-            dispatch_index(index_type_of(argmax, "argmax"), [&](auto itag) {
-                using I = decltype(itag);
-                const T* xp = input_of<T>(x, "x", g);
-                T* yp = y.is_none() ? nullptr : optional_output<T>(y, "y", {g.N, g.OH, g.OW, g.C});
-                I* ap = optional_index<I>(argmax, "argmax", {g.N, g.OH, g.OW, g.C});
-                require_index_fits<I>(g.H * g.W, "argmax");
-                require(yp || ap, "max_pool2d_forward needs y, argmax or both");
-                py::gil_scoped_release nogil;
-                max_pool2d_forward<T, I>(xp, yp, ap, g);
-            });
-        });
-    }, py::arg("x"), py::arg("y"), py::arg("argmax"), py::arg("geom"),
-       "Max pooling; writes y and the flat in-image argmax (h*W + w), unless either is None.");
-
-    m.def("max_pool2d_backward", [](py::array dy, py::array argmax, py::array dx, py::tuple geom) {
-        const ConvGeom g = geom_from(geom);
-        dispatch_float(float_dtype(dy, "dy"), [&](auto tag) {
-            using T = decltype(tag);
-            dispatch_index(index_dtype(argmax, "argmax"), [&](auto itag) {
-                using I = decltype(itag);
-                const T* dyp = in_ptr<T>(dy, "dy", {g.N, g.OH, g.OW, g.C});
-                const I* ap = in_ptr<I>(argmax, "argmax", {g.N, g.OH, g.OW, g.C});
-                require_index_fits<I>(g.H * g.W, "argmax");
-                T* dxp = out_ptr<T>(dx, "dx", {g.N, g.H, g.W, g.C});
-                py::gil_scoped_release nogil;
-                max_pool2d_backward<T, I>(dyp, ap, dxp, g);
-            });
-        });
-    }, py::arg("dy"), py::arg("argmax"), py::arg("dx"), py::arg("geom"),
-       "Gather backward of max (or training-mode stochastic) pooling from the saved index.");
-
-    m.def("avg_pool2d_forward", [](py::array x, py::array y, py::tuple geom) {
-        const ConvGeom g = geom_from(geom);
-        dispatch_float(float_dtype(x, "x"), [&](auto tag) {
-            using T = decltype(tag);
-            const T* xp = input_of<T>(x, "x", g);
-            T* yp = out_ptr<T>(y, "y", {g.N, g.OH, g.OW, g.C});
-            py::gil_scoped_release nogil;
-            avg_pool2d_forward<T>(xp, yp, g);
-        });
-    }, py::arg("x"), py::arg("y"), py::arg("geom"), "Average pooling, padded cells not counted.");
-
-    m.def("avg_pool2d_backward", [](py::array dy, py::array dx, py::tuple geom) {
-        const ConvGeom g = geom_from(geom);
-        dispatch_float(float_dtype(dy, "dy"), [&](auto tag) {
-            using T = decltype(tag);
-            const T* dyp = in_ptr<T>(dy, "dy", {g.N, g.OH, g.OW, g.C});
-            T* dxp = out_ptr<T>(dx, "dx", {g.N, g.H, g.W, g.C});
-            py::gil_scoped_release nogil;
-            avg_pool2d_backward<T>(dyp, dxp, g);
-        });
-    }, py::arg("dy"), py::arg("dx"), py::arg("geom"), "Gather backward of average pooling.");
-
-    m.def("global_avg_pool2d_forward", [](py::array x, py::array y) {
-        dispatch_float(float_dtype(x, "x"), [&](auto tag) {
-            using T = decltype(tag);
-            const T* xp = in_ptr<T>(x, "x", {-1, -1, -1, -1});
-            const index_t N = x.shape(0), HW = x.shape(1) * x.shape(2), C = x.shape(3);
-            require(HW > 0 && C > 0, "x must have positive H, W and C, got shape " + shape_str(x));
-            T* yp = out_ptr<T>(y, "y", {N, C});
-            py::gil_scoped_release nogil;
-            global_avg_pool2d_forward<T>(xp, yp, N, HW, C);
-        });
-    }, py::arg("x"), py::arg("y"), "Mean over H and W: (N, H, W, C) -> (N, C).");
-
-    m.def("global_avg_pool2d_backward", [](py::array dy, py::array dx) {
-        dispatch_float(float_dtype(dy, "dy"), [&](auto tag) {
-            using T = decltype(tag);
-            T* dxp = out_ptr<T>(dx, "dx", {-1, -1, -1, -1});
-            const index_t N = dx.shape(0), HW = dx.shape(1) * dx.shape(2), C = dx.shape(3);
-            require(HW > 0 && C > 0, "dx must have positive H, W and C, got shape " + shape_str(dx));
-            const T* dyp = in_ptr<T>(dy, "dy", {N, C});
-            py::gil_scoped_release nogil;
-            global_avg_pool2d_backward<T>(dyp, dxp, N, HW, C);
-        });
-    }, py::arg("dy"), py::arg("dx"), "Backward of global average pooling.");
-
-    m.def("global_max_pool2d_forward", [](py::array x, py::array y, py::object argmax) {
-        dispatch_float(float_dtype(x, "x"), [&](auto tag) {
-            using T = decltype(tag);
-            dispatch_index(index_type_of(argmax, "argmax"), [&](auto itag) {
-                using I = decltype(itag);
-                const T* xp = in_ptr<T>(x, "x", {-1, -1, -1, -1});
-                const index_t N = x.shape(0), HW = x.shape(1) * x.shape(2), C = x.shape(3);
-                require(HW > 0 && C > 0, "x must have positive H, W and C, got shape " + shape_str(x));
-                require_index_fits<I>(HW, "argmax");
-                T* yp = out_ptr<T>(y, "y", {N, C});
-                I* ap = optional_index<I>(argmax, "argmax", {N, C});
-                py::gil_scoped_release nogil;
-                global_max_pool2d_forward<T, I>(xp, yp, ap, N, HW, C);
-            });
-        });
-    }, py::arg("x"), py::arg("y"), py::arg("argmax"), "Max over H and W, with the flat argmax.");
-
-    m.def("global_max_pool2d_backward", [](py::array dy, py::array argmax, py::array dx) {
-        dispatch_float(float_dtype(dy, "dy"), [&](auto tag) {
-            using T = decltype(tag);
-            dispatch_index(index_dtype(argmax, "argmax"), [&](auto itag) {
-                using I = decltype(itag);
-                T* dxp = out_ptr<T>(dx, "dx", {-1, -1, -1, -1});
-                const index_t N = dx.shape(0), HW = dx.shape(1) * dx.shape(2), C = dx.shape(3);
-                require(HW > 0 && C > 0, "dx must have positive H, W and C, got shape " + shape_str(dx));
-                const T* dyp = in_ptr<T>(dy, "dy", {N, C});
-                const I* ap = in_ptr<I>(argmax, "argmax", {N, C});
-                require_index_fits<I>(HW, "argmax");
-                py::gil_scoped_release nogil;
-                global_max_pool2d_backward<T, I>(dyp, ap, dxp, N, HW, C);
-            });
-        });
-    }, py::arg("dy"), py::arg("argmax"), py::arg("dx"), "Backward of global max pooling.");
-
-    m.def("stochastic_pool2d_forward", [](py::array x, py::array y, py::object index, py::tuple geom,
-                                          bool training, std::uint64_t seed) {
-        const ConvGeom g = geom_from(geom);
-        require(index.is_none() || training, "index is only written in training mode");
-        dispatch_float(float_dtype(x, "x"), [&](auto tag) {
-            using T = decltype(tag);
-            dispatch_index(index_type_of(index, "index"), [&](auto itag) {
-                using I = decltype(itag);
-                const T* xp = input_of<T>(x, "x", g);
-                T* yp = out_ptr<T>(y, "y", {g.N, g.OH, g.OW, g.C});
-                I* ip = optional_index<I>(index, "index", {g.N, g.OH, g.OW, g.C});
-                require_index_fits<I>(g.H * g.W, "index");
-                py::gil_scoped_release nogil;
-                stochastic_pool2d_forward<T, I>(xp, yp, ip, g, training, seed);
-            });
-        });
-    }, py::arg("x"), py::arg("y"), py::arg("index"), py::arg("geom"), py::arg("training"), py::arg("seed"),
-       "Stochastic pooling; in training, index (or None) receives the chosen cell h*W + w.");
-
-    m.def("stochastic_pool2d_backward_inference", [](py::array dy, py::array x, py::array dx, py::tuple geom) {
-        const ConvGeom g = geom_from(geom);
-        dispatch_float(float_dtype(x, "x"), [&](auto tag) {
-            using T = decltype(tag);
-            const T* dyp = in_ptr<T>(dy, "dy", {g.N, g.OH, g.OW, g.C});
-            const T* xp = input_of<T>(x, "x", g);
-            T* dxp = out_ptr<T>(dx, "dx", {g.N, g.H, g.W, g.C});
-            py::gil_scoped_release nogil;
-            stochastic_pool2d_backward_inference<T>(dyp, xp, dxp, g);
-        });
-    }, py::arg("dy"), py::arg("x"), py::arg("dx"), py::arg("geom"),
-       "Backward of inference-mode stochastic pooling.");
-}
-
+}  // namespace cpu
 }  // namespace cnnkit

@@ -14,3 +14,11 @@
 #else
 #define CNNKIT_SIMD_CLONES
 #endif
+
+// A helper that CNNKIT_SIMD_CLONES code calls must be inlined into it to be compiled for its target
+// (and, called from activation.cpp's no-trapping-math region, to be compiled with that option).
+#if defined(__GNUC__)
+#define CNNKIT_INLINE inline __attribute__((always_inline))
+#else
+#define CNNKIT_INLINE inline
+#endif

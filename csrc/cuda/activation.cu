@@ -207,7 +207,7 @@ inline unsigned row_blocks(index_t rows) {
 }  // namespace
 
 template <class T>
-void unary_forward(Unary op, const T* x, T* y, index_t n, void* stream) {
+void unary_forward(Unary op, const T* x, T* y, index_t n, Stream stream) {
     if (n == 0) return;
     CNNKIT_LAUNCH(op == Unary::relu ? "relu_forward_kernel" : op == Unary::sigmoid ? "sigmoid_forward_kernel"
                                                                                      : "tanh_forward_kernel",
@@ -215,7 +215,7 @@ void unary_forward(Unary op, const T* x, T* y, index_t n, void* stream) {
 }
 
 template <class T>
-void binary_backward(Binary op, const T* dy, const T* v, T* dx, index_t n, void* stream) {
+void binary_backward(Binary op, const T* dy, const T* v, T* dx, index_t n, Stream stream) {
     if (n == 0) return;
     static const char* names[] = {"relu_backward_kernel", "sigmoid_backward_kernel",
                                   "sigmoid_backward_from_output_kernel", "tanh_backward_kernel",
@@ -225,21 +225,21 @@ void binary_backward(Binary op, const T* dy, const T* v, T* dx, index_t n, void*
 }
 
 template <class T>
-void alpha_forward(Alpha op, const T* x, T* y, index_t n, T alpha, void* stream) {
+void alpha_forward(Alpha op, const T* x, T* y, index_t n, T alpha, Stream stream) {
     if (n == 0) return;
     CNNKIT_LAUNCH(op == Alpha::leaky_relu ? "leaky_relu_forward_kernel" : "elu_forward_kernel",
                   alpha_forward_kernel<T>, grid_for(n), kThreads, 0, as_stream(stream), op, x, y, n, alpha);
 }
 
 template <class T>
-void alpha_backward(Alpha op, const T* dy, const T* x, T* dx, index_t n, T alpha, void* stream) {
+void alpha_backward(Alpha op, const T* dy, const T* x, T* dx, index_t n, T alpha, Stream stream) {
     if (n == 0) return;
     CNNKIT_LAUNCH(op == Alpha::leaky_relu ? "leaky_relu_backward_kernel" : "elu_backward_kernel",
                   alpha_backward_kernel<T>, grid_for(n), kThreads, 0, as_stream(stream), op, dy, x, dx, n, alpha);
 }
 
 template <class T>
-void rows_forward(Rows op, const T* x, T* y, index_t rows, index_t cols, void* stream) {
+void rows_forward(Rows op, const T* x, T* y, index_t rows, index_t cols, Stream stream) {
     if (rows == 0 || cols == 0) return;
     CNNKIT_LAUNCH(op == Rows::softmax ? "softmax_forward_kernel" : "log_softmax_forward_kernel",
                   rows_forward_kernel<T>, row_blocks(rows), row_threads(cols), 0, as_stream(stream), op, x, y, rows,
@@ -247,7 +247,7 @@ void rows_forward(Rows op, const T* x, T* y, index_t rows, index_t cols, void* s
 }
 
 template <class T>
-void rows_backward(RowsBack op, const T* dy, const T* v, T* dx, index_t rows, index_t cols, void* stream) {
+void rows_backward(RowsBack op, const T* dy, const T* v, T* dx, index_t rows, index_t cols, Stream stream) {
     if (rows == 0 || cols == 0) return;
     static const char* names[] = {"softmax_backward_kernel", "softmax_backward_from_output_kernel",
                                   "log_softmax_backward_kernel", "log_softmax_backward_from_output_kernel"};
@@ -256,7 +256,7 @@ void rows_backward(RowsBack op, const T* dy, const T* v, T* dx, index_t rows, in
 }
 
 template <class T>
-void dropout_forward(const T* x, T* y, index_t n, double rate, std::uint64_t seed, void* stream) {
+void dropout_forward(const T* x, T* y, index_t n, double rate, std::uint64_t seed, Stream stream) {
     require(rate >= 0 && rate < 1, "rate must be in [0, 1), got " + std::to_string(rate));
     if (n == 0) return;
     const T scale = static_cast<T>(1.0 / (1.0 - rate));
@@ -264,16 +264,8 @@ void dropout_forward(const T* x, T* y, index_t n, double rate, std::uint64_t see
                   rng_key(seed), dropout_threshold(rate), scale);
 }
 
-#define CNNKIT_INSTANTIATE(T)                                                                          \
-    template void unary_forward<T>(Unary, const T*, T*, index_t, void*);                               \
-    template void binary_backward<T>(Binary, const T*, const T*, T*, index_t, void*);                  \
-    template void alpha_forward<T>(Alpha, const T*, T*, index_t, T, void*);                            \
-    template void alpha_backward<T>(Alpha, const T*, const T*, T*, index_t, T, void*);                 \
-    template void rows_forward<T>(Rows, const T*, T*, index_t, index_t, void*);                        \
-    template void rows_backward<T>(RowsBack, const T*, const T*, T*, index_t, index_t, void*);         \
-    template void dropout_forward<T>(const T*, T*, index_t, double, std::uint64_t, void*);
-CNNKIT_INSTANTIATE(float)
-CNNKIT_INSTANTIATE(double)
+CNNKIT_INSTANTIATE_ACTIVATION(float)
+CNNKIT_INSTANTIATE_ACTIVATION(double)
 
 }  // namespace cuda
 }  // namespace cnnkit

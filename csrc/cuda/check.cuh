@@ -1,5 +1,6 @@
 // check.cuh: what every cnnkit CUDA kernel file shares: the launch check, launch shapes for
-// grid-stride loops, a deterministic block reduction and stream-ordered scratch memory.
+// grid-stride loops and chunked column reductions, a deterministic block reduction and
+// stream-ordered scratch memory.
 //
 // Every launch goes through CNNKIT_LAUNCH(name, kernel, grid, block, stream, args...), which checks
 // cudaGetLastError() right after the launch and throws std::runtime_error naming the kernel (the
@@ -21,6 +22,7 @@
 #include <string>
 
 #include "common.h"
+#include "cuda/kernels.h"
 
 namespace cnnkit {
 namespace cuda {
@@ -79,6 +81,41 @@ void with_index_type(bool small, F&& f) {
     else
         f(index_t{});
 }
+
+// Column reductions over a (rows, C) matrix (bias_grad, batch norm) cut the rows into chunks of
+// kChunkRows (more where there would be over 65535 chunks, the limit of gridDim.y), set by the shape
+// only, so the result never depends on the launch; a block of (32 columns, kChunkLanes row lanes)
+// reduces 32 columns of one chunk: grid (ceil(C / 32), chunks).
+constexpr index_t kChunkRows = 1024;
+constexpr int kChunkLanes = 8;
+struct Chunks {
+    index_t rows, count;
+    dim3 grid;
+    Chunks(index_t M, index_t C) {
+        rows = kChunkRows;
+        if ((M + rows - 1) / rows > 65535) rows = (M + 65534) / 65535;
+        count = (M + rows - 1) / rows;
+        grid = dim3(static_cast<unsigned>((C + 31) / 32), static_cast<unsigned>(count));
+    }
+};
+
+// The part of a chunked column reduction that thread (threadIdx.x, threadIdx.y) of block (blockIdx.x,
+// blockIdx.y) covers: column c (ok: c < C; every thread still takes part in the lane sums) and the
+// rows r0 + threadIdx.y, r0 + threadIdx.y + kChunkLanes, ... below r1 of chunk blockIdx.y.
+struct ChunkThread {
+    index_t c, chunk, r0, r1;
+    bool ok;
+    __device__ ChunkThread(index_t M, index_t C, index_t chunk_rows)
+        : c(static_cast<index_t>(blockIdx.x) * 32 + threadIdx.x), chunk(blockIdx.y), r0(chunk * chunk_rows),
+          r1(r0 + chunk_rows < M ? r0 + chunk_rows : M), ok(c < C) {}
+    // The chunk's two per-column results: part[(chunk * 2) * C + c] = a, part[(chunk * 2 + 1) * C + c] = b.
+    __device__ void store_pair(double* part, index_t C, double a, double b) const {
+        if (ok && threadIdx.y == 0) {
+            part[(chunk * 2) * C + c] = a;
+            part[(chunk * 2 + 1) * C + c] = b;
+        }
+    }
+};
 
 // ConvGeom in the index type I (its sizes validated on the host by make_geom).
 template <class I>
@@ -158,7 +195,7 @@ class Scratch {
     cudaStream_t stream_;
 };
 
-inline cudaStream_t as_stream(void* s) { return static_cast<cudaStream_t>(s); }
+inline cudaStream_t as_stream(Stream s) { return static_cast<cudaStream_t>(s.handle); }
 
 }  // namespace cuda
 }  // namespace cnnkit

@@ -94,7 +94,7 @@ __global__ void direct_weights_finish_kernel(const double* __restrict__ part, T*
 
 template <class T>
 void conv2d_direct_forward(const T* x, const T* w, const T* b, T* y, const ConvGeom& g, index_t O, bool relu,
-                           void* stream) {
+                           Stream stream) {
     const index_t count = checked_mul(g.out_pixels(), O, "conv2d output size");
     if (count == 0) return;
     with_index_type(fits32({count, g.in_size(), checked_mul(g.patch_size(), O, "filter size")}), [&](auto tag) {
@@ -106,7 +106,7 @@ void conv2d_direct_forward(const T* x, const T* w, const T* b, T* y, const ConvG
 
 template <class T>
 void conv2d_direct_backward_weights(const T* x, const T* dy, T* dw, T* db, const ConvGeom& g, index_t O,
-                                    void* stream) {
+                                    Stream stream) {
     const cudaStream_t s = as_stream(stream);
     const index_t K = g.patch_size(), P = g.out_pixels();
     if (O == 0) return;
@@ -133,13 +133,8 @@ void conv2d_direct_backward_weights(const T* x, const T* dy, T* dw, T* db, const
                   grid_for((K + 1) * O), kThreads, 0, s, part.as<double>(), dw, db, K, O, nchunks);
 }
 
-#define CNNKIT_INSTANTIATE(T)                                                                                 \
-    template void conv2d_direct_forward<T>(const T*, const T*, const T*, T*, const ConvGeom&, index_t, bool,  \
-                                           void*);                                                            \
-    template void conv2d_direct_backward_weights<T>(const T*, const T*, T*, T*, const ConvGeom&, index_t, void*);
-CNNKIT_INSTANTIATE(float)
-CNNKIT_INSTANTIATE(double)
-#undef CNNKIT_INSTANTIATE
+CNNKIT_INSTANTIATE_CONV_DIRECT(float)
+CNNKIT_INSTANTIATE_CONV_DIRECT(double)
 
 }  // namespace cuda
 }  // namespace cnnkit

@@ -1,5 +1,6 @@
-# cuda.cmake: cnnkit._cuda, the CUDA twin of cnnkit._core. Included by CMakeLists.txt once it has
-# found nvcc and enabled the CUDA language (CNNKIT_CUDA=AUTO|ON).
+# cuda.cmake: cnnkit._cuda, the CUDA twin of cnnkit._core: the kernels (csrc/cuda/*.cu) and their
+# bindings (csrc/bind_cuda.cpp, plain C++: the same bind_<family>.h as the CPU's). Included by
+# CMakeLists.txt once it has found nvcc and enabled the CUDA language (CNNKIT_CUDA=AUTO|ON).
 #
 # - Architectures: sm_80 (A100) and sm_90 (H100/H200) machine code plus compute_90 PTX, which the
 #   driver JIT-compiles for newer GPUs. Override with -DCMAKE_CUDA_ARCHITECTURES=... (for example

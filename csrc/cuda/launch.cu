@@ -50,12 +50,12 @@ __global__ void selftest_kernel(const float* p, float* out) {
 }
 }  // namespace
 
-void launch_fault_selftest(void* stream) {
+void launch_fault_selftest(Stream stream) {
     // 4096 threads per block exceeds every GPU's limit (1024): cudaErrorInvalidConfiguration.
     CNNKIT_LAUNCH("selftest_invalid_launch", selftest_kernel, 1, 4096, 0, as_stream(stream), nullptr, nullptr);
 }
 
-void memory_fault_selftest(void* stream) {
+void memory_fault_selftest(Stream stream) {
     const float* bad = reinterpret_cast<const float*>(std::uintptr_t(8));
     float* out = reinterpret_cast<float*>(std::uintptr_t(16));
     CNNKIT_LAUNCH("selftest_memory_fault", selftest_kernel, 1, 32, 0, as_stream(stream), bad, out);

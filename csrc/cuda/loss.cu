@@ -140,7 +140,7 @@ inline int row_threads(index_t K) {
 
 template <class T>
 void xent(const T* logits, const std::int64_t* labels, const T* probs, index_t N, index_t K, double grad_scale,
-          double* row_loss, T* loss, T* dlogits, void* stream) {
+          double* row_loss, T* loss, T* dlogits, Stream stream) {
     const cudaStream_t s = as_stream(stream);
     require((labels != nullptr) != (probs != nullptr), "softmax_cross_entropy: exactly one of labels and probs");
     if (labels && N > 0) check_labels(labels, N, K, s);
@@ -155,33 +155,26 @@ void xent(const T* logits, const std::int64_t* labels, const T* probs, index_t N
 
 template <class T>
 void softmax_cross_entropy_forward(const T* logits, const std::int64_t* labels, const T* probs, index_t N,
-                                   index_t K, double* row_loss, T* loss, void* stream) {
+                                   index_t K, double* row_loss, T* loss, Stream stream) {
     xent<T>(logits, labels, probs, N, K, 0.0, row_loss, loss, nullptr, stream);
 }
 
 template <class T>
 void softmax_cross_entropy_backward(const T* logits, const std::int64_t* labels, const T* probs, index_t N,
-                                    index_t K, double dloss, T* dlogits, void* stream) {
+                                    index_t K, double dloss, T* dlogits, Stream stream) {
     const double scale = N > 0 ? dloss / static_cast<double>(N) : 0.0;
     xent<T>(logits, labels, probs, N, K, scale, nullptr, nullptr, dlogits, stream);
 }
 
 template <class T>
 void softmax_cross_entropy_fused(const T* logits, const std::int64_t* labels, const T* probs, index_t N,
-                                 index_t K, double* row_loss, T* loss, T* dlogits, void* stream) {
+                                 index_t K, double* row_loss, T* loss, T* dlogits, Stream stream) {
     const double scale = N > 0 ? 1.0 / static_cast<double>(N) : 0.0;
     xent<T>(logits, labels, probs, N, K, scale, row_loss, loss, dlogits, stream);
 }
 
-#define CNNKIT_INSTANTIATE(T)                                                                                   \
-    template void softmax_cross_entropy_forward<T>(const T*, const std::int64_t*, const T*, index_t, index_t,   \
-                                                   double*, T*, void*);                                        \
-    template void softmax_cross_entropy_backward<T>(const T*, const std::int64_t*, const T*, index_t, index_t,  \
-                                                    double, T*, void*);                                        \
-    template void softmax_cross_entropy_fused<T>(const T*, const std::int64_t*, const T*, index_t, index_t,     \
-                                                 double*, T*, T*, void*);
-CNNKIT_INSTANTIATE(float)
-CNNKIT_INSTANTIATE(double)
+CNNKIT_INSTANTIATE_LOSS(float)
+CNNKIT_INSTANTIATE_LOSS(double)
 
 }  // namespace cuda
 }  // namespace cnnkit

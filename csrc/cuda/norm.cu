@@ -17,32 +17,13 @@ namespace cuda {
 
 namespace {
 
-constexpr int kLanesY = 8;
-constexpr index_t kChunkRows = 1024;
-
-inline index_t chunk_rows_for(index_t M) {
-    index_t cr = kChunkRows;
-    if ((M + cr - 1) / cr > 65535) cr = (M + 65534) / 65535;
-    return cr;
-}
-
-struct Chunks {
-    index_t rows, count;
-    dim3 grid;
-    Chunks(index_t M, index_t C) {
-        rows = chunk_rows_for(M);
-        count = (M + rows - 1) / rows;
-        grid = dim3(static_cast<unsigned>((C + 31) / 32), static_cast<unsigned>(count));
-    }
-};
-
-// Adds the 8 lanes of sh[.][tx] in lane order (every thread gets the sum).
+// Adds the kChunkLanes lanes of sh[.][tx] in lane order (every thread gets the sum).
 __device__ __forceinline__ double lane_sum(double v, double (*sh)[32]) {
     __syncthreads();
     sh[threadIdx.y][threadIdx.x] = v;
     __syncthreads();
     double t = 0.0;
-    for (int l = 0; l < kLanesY; ++l) t += sh[l][threadIdx.x];
+    for (int l = 0; l < kChunkLanes; ++l) t += sh[l][threadIdx.x];
     return t;
 }
 
@@ -51,25 +32,19 @@ __device__ __forceinline__ double lane_sum(double v, double (*sh)[32]) {
 template <class T>
 __global__ void moments_partials_kernel(const T* __restrict__ x, double* __restrict__ part, index_t M, index_t C,
                                         index_t chunk_rows) {
-    __shared__ double sh[kLanesY][32];
-    const index_t c = static_cast<index_t>(blockIdx.x) * 32 + threadIdx.x, chunk = blockIdx.y;
-    const index_t r0 = chunk * chunk_rows, r1 = r0 + chunk_rows < M ? r0 + chunk_rows : M;
-    const bool ok = c < C;
+    __shared__ double sh[kChunkLanes][32];
+    const ChunkThread t(M, C, chunk_rows);
     double s = 0.0;
-    if (ok)
-        for (index_t r = r0 + threadIdx.y; r < r1; r += kLanesY) s += static_cast<double>(x[r * C + c]);
-    const double mean = lane_sum(s, sh) / static_cast<double>(r1 - r0);
+    if (t.ok)
+        for (index_t r = t.r0 + threadIdx.y; r < t.r1; r += kChunkLanes) s += static_cast<double>(x[r * C + t.c]);
+    const double mean = lane_sum(s, sh) / static_cast<double>(t.r1 - t.r0);
     double q = 0.0;
-    if (ok)
-        for (index_t r = r0 + threadIdx.y; r < r1; r += kLanesY) {
-            const double d = static_cast<double>(x[r * C + c]) - mean;
+    if (t.ok)
+        for (index_t r = t.r0 + threadIdx.y; r < t.r1; r += kChunkLanes) {
+            const double d = static_cast<double>(x[r * C + t.c]) - mean;
             q += d * d;
         }
-    q = lane_sum(q, sh);
-    if (ok && threadIdx.y == 0) {
-        part[(chunk * 2) * C + c] = mean;
-        part[(chunk * 2 + 1) * C + c] = q;
-    }
+    t.store_pair(part, C, mean, lane_sum(q, sh));
 }
 
 // Merges the chunks in order: mean, biased variance -> invstd; training also updates the moving
@@ -140,25 +115,20 @@ template <class T>
 __global__ void grad_partials_kernel(const T* __restrict__ dy, const T* __restrict__ x,
                                      const double* __restrict__ mean, double* __restrict__ part, index_t M,
                                      index_t C, index_t chunk_rows) {
-    __shared__ double sh[kLanesY][32];
-    const index_t c = static_cast<index_t>(blockIdx.x) * 32 + threadIdx.x, chunk = blockIdx.y;
-    const index_t r0 = chunk * chunk_rows, r1 = r0 + chunk_rows < M ? r0 + chunk_rows : M;
-    const bool ok = c < C;
+    __shared__ double sh[kChunkLanes][32];
+    const ChunkThread t(M, C, chunk_rows);
     double p = 0.0, q = 0.0;
-    if (ok) {
-        const double m = mean[c];
-        for (index_t r = r0 + threadIdx.y; r < r1; r += kLanesY) {
-            const double d = static_cast<double>(dy[r * C + c]);
+    if (t.ok) {
+        const double m = mean[t.c];
+        for (index_t r = t.r0 + threadIdx.y; r < t.r1; r += kChunkLanes) {
+            const double d = static_cast<double>(dy[r * C + t.c]);
             p += d;
-            q += d * (static_cast<double>(x[r * C + c]) - m);
+            q += d * (static_cast<double>(x[r * C + t.c]) - m);
         }
     }
     p = lane_sum(p, sh);
     q = lane_sum(q, sh);
-    if (ok && threadIdx.y == 0) {
-        part[(chunk * 2) * C + c] = p;
-        part[(chunk * 2 + 1) * C + c] = q;
-    }
+    t.store_pair(part, C, p, q);
 }
 
 // dbeta = sum dy, dgamma = sum dy * (x - mean) * invstd; training also the dx coefficients
@@ -204,6 +174,19 @@ __global__ void scale_dx_kernel(const T* __restrict__ dy, const T* __restrict__ 
     CNNKIT_GRID_LOOP_AS(I, e, count) dx[e] = coef[3 * C + e % C] * dy[e];
 }
 
+// Launches kernel(args..., I(C), I(M * C)), one thread per element of the (M, C) tensor, with
+// I = int32_t when the element count fits, else int64; pick(I{}) names the kernel for that I.
+template <class Pick, class... Args>
+void launch_elementwise(const char* name, index_t M, index_t C, cudaStream_t s, Pick pick, Args... args) {
+    const index_t count = checked_mul(M, C, "batch_norm size");
+    if (count == 0) return;
+    with_index_type(fits32({count}), [&](auto tag) {
+        using I = decltype(tag);
+        const auto kernel = pick(tag);
+        CNNKIT_LAUNCH(name, kernel, grid_for(count), kThreads, 0, s, args..., I(C), I(count));
+    });
+}
+
 // Batch moments -> mean/invstd (and, for training, the moving statistics and coef).
 template <class T>
 void moments(const T* x, index_t M, index_t C, double epsilon, double momentum, const T* gamma, const T* beta,
@@ -212,7 +195,7 @@ void moments(const T* x, index_t M, index_t C, double epsilon, double momentum, 
     const Chunks ch(M, C);
     Scratch part(sizeof(double) * checked_mul(2 * ch.count, C, name), s, name);
     if (M > 0)
-        CNNKIT_LAUNCH("batch_norm_moments_partials_kernel", moments_partials_kernel<T>, ch.grid, dim3(32, kLanesY), 0,
+        CNNKIT_LAUNCH("batch_norm_moments_partials_kernel", moments_partials_kernel<T>, ch.grid, dim3(32, kChunkLanes), 0,
                       s, x, part.as<double>(), M, C, ch.rows);
     CNNKIT_LAUNCH("batch_norm_moments_finish_kernel", moments_finish_kernel<T>, grid_for(C), kThreads, 0, s,
                   part.as<double>(), M, C, ch.rows, M > 0 ? ch.count : 0, epsilon, momentum, gamma, beta, mean,
@@ -225,7 +208,7 @@ void grad_sums(const T* dy, const T* x, const T* gamma, const double* mean, cons
     const Chunks ch(M, C);
     Scratch part(sizeof(double) * checked_mul(2 * ch.count, C, name), s, name);
     if (M > 0)
-        CNNKIT_LAUNCH("batch_norm_grad_partials_kernel", grad_partials_kernel<T>, ch.grid, dim3(32, kLanesY), 0, s,
+        CNNKIT_LAUNCH("batch_norm_grad_partials_kernel", grad_partials_kernel<T>, ch.grid, dim3(32, kChunkLanes), 0, s,
                       dy, x, mean, part.as<double>(), M, C, ch.rows);
     CNNKIT_LAUNCH("batch_norm_grad_finish_kernel", grad_finish_kernel<T>, grid_for(C), kThreads, 0, s,
                   part.as<double>(), M, C, M > 0 ? ch.count : 0, gamma, mean, invstd, dgamma, dbeta, coef);
@@ -235,7 +218,7 @@ void grad_sums(const T* dy, const T* x, const T* gamma, const double* mean, cons
 
 template <class T>
 void batch_norm_batch_stats(const T* x, index_t M, index_t C, double epsilon, double* mean, double* invstd,
-                            void* stream) {
+                            Stream stream) {
     moments<T>(x, M, C, epsilon, 1.0, nullptr, nullptr, mean, invstd, nullptr, nullptr, nullptr, as_stream(stream),
                "batch_norm_batch_stats");
 }
@@ -243,55 +226,40 @@ void batch_norm_batch_stats(const T* x, index_t M, index_t C, double epsilon, do
 template <class T>
 void batch_norm_train_forward(const T* x, const T* gamma, const T* beta, index_t M, index_t C, double momentum,
                               double epsilon, T* y, double* mean, double* invstd, T* moving_mean, T* moving_var,
-                              void* stream) {
+                              Stream stream) {
     const cudaStream_t s = as_stream(stream);
     Scratch coef(sizeof(T) * 3 * C, s, "batch_norm_train_forward");
     moments<T>(x, M, C, epsilon, momentum, gamma, beta, mean, invstd, moving_mean, moving_var, coef.as<T>(), s,
                "batch_norm_train_forward");
-    const index_t count = checked_mul(M, C, "batch_norm size");
-    if (count == 0) return;
-    with_index_type(fits32({count}), [&](auto tag) {
-        using I = decltype(tag);
-        CNNKIT_LAUNCH("batch_norm_normalize_kernel", (normalize_kernel<T, I>), grid_for(count), kThreads, 0, s, x,
-                      coef.as<T>(), y, I(C), I(count));
-    });
+    launch_elementwise("batch_norm_normalize_kernel", M, C, s,
+                       [](auto i) { return normalize_kernel<T, decltype(i)>; }, x, coef.as<T>(), y);
 }
 
 template <class T>
 void batch_norm_inference_forward(const T* x, const T* gamma, const T* beta, const T* moving_mean,
-                                  const T* moving_var, index_t M, index_t C, double epsilon, T* y, void* stream) {
+                                  const T* moving_var, index_t M, index_t C, double epsilon, T* y, Stream stream) {
     const cudaStream_t s = as_stream(stream);
     Scratch coef(sizeof(T) * 4 * C, s, "batch_norm_inference_forward");
     CNNKIT_LAUNCH("batch_norm_moving_coef_kernel", moving_coef_kernel<T>, grid_for(C), kThreads, 0, s, gamma, beta,
                   moving_mean, moving_var, C, epsilon, coef.as<T>(), static_cast<double*>(nullptr));
-    const index_t count = checked_mul(M, C, "batch_norm size");
-    if (count == 0) return;
-    with_index_type(fits32({count}), [&](auto tag) {
-        using I = decltype(tag);
-        CNNKIT_LAUNCH("batch_norm_normalize_kernel", (normalize_kernel<T, I>), grid_for(count), kThreads, 0, s, x,
-                      coef.as<T>(), y, I(C), I(count));
-    });
+    launch_elementwise("batch_norm_normalize_kernel", M, C, s,
+                       [](auto i) { return normalize_kernel<T, decltype(i)>; }, x, coef.as<T>(), y);
 }
 
 template <class T>
 void batch_norm_train_backward(const T* dy, const T* x, const T* gamma, const double* mean, const double* invstd,
-                               index_t M, index_t C, T* dx, T* dgamma, T* dbeta, void* stream) {
+                               index_t M, index_t C, T* dx, T* dgamma, T* dbeta, Stream stream) {
     const cudaStream_t s = as_stream(stream);
     Scratch coef(sizeof(T) * 4 * C, s, "batch_norm_train_backward");
     grad_sums<T>(dy, x, gamma, mean, invstd, M, C, dgamma, dbeta, coef.as<T>(), s, "batch_norm_train_backward");
-    const index_t count = checked_mul(M, C, "batch_norm size");
-    if (count == 0) return;
-    with_index_type(fits32({count}), [&](auto tag) {
-        using I = decltype(tag);
-        CNNKIT_LAUNCH("batch_norm_train_dx_kernel", (train_dx_kernel<T, I>), grid_for(count), kThreads, 0, s, dy, x,
-                      coef.as<T>(), dx, I(C), I(count));
-    });
+    launch_elementwise("batch_norm_train_dx_kernel", M, C, s,
+                       [](auto i) { return train_dx_kernel<T, decltype(i)>; }, dy, x, coef.as<T>(), dx);
 }
 
 template <class T>
 void batch_norm_inference_backward(const T* dy, const T* x, const T* gamma, const T* moving_mean,
                                    const T* moving_var, index_t M, index_t C, double epsilon, T* dx, T* dgamma,
-                                   T* dbeta, void* stream) {
+                                   T* dbeta, Stream stream) {
     const cudaStream_t s = as_stream(stream);
     Scratch coef(sizeof(T) * 4 * C, s, "batch_norm_inference_backward");
     Scratch dstat(sizeof(double) * 2 * C, s, "batch_norm_inference_backward");
@@ -300,27 +268,12 @@ void batch_norm_inference_backward(const T* dy, const T* x, const T* gamma, cons
                   dstat.as<double>());
     grad_sums<T>(dy, x, gamma, dstat.as<double>(), dstat.as<double>() + C, M, C, dgamma, dbeta,
                  static_cast<T*>(nullptr), s, "batch_norm_inference_backward");
-    const index_t count = checked_mul(M, C, "batch_norm size");
-    if (count == 0) return;
-    with_index_type(fits32({count}), [&](auto tag) {
-        using I = decltype(tag);
-        CNNKIT_LAUNCH("batch_norm_scale_dx_kernel", (scale_dx_kernel<T, I>), grid_for(count), kThreads, 0, s, dy,
-                      coef.as<T>(), dx, I(C), I(count));
-    });
+    launch_elementwise("batch_norm_scale_dx_kernel", M, C, s,
+                       [](auto i) { return scale_dx_kernel<T, decltype(i)>; }, dy, coef.as<T>(), dx);
 }
 
-#define CNNKIT_INSTANTIATE(T)                                                                                   \
-    template void batch_norm_batch_stats<T>(const T*, index_t, index_t, double, double*, double*, void*);       \
-    template void batch_norm_train_forward<T>(const T*, const T*, const T*, index_t, index_t, double, double, T*, \
-                                              double*, double*, T*, T*, void*);                                \
-    template void batch_norm_inference_forward<T>(const T*, const T*, const T*, const T*, const T*, index_t,    \
-                                                  index_t, double, T*, void*);                                 \
-    template void batch_norm_train_backward<T>(const T*, const T*, const T*, const double*, const double*,      \
-                                               index_t, index_t, T*, T*, T*, void*);                           \
-    template void batch_norm_inference_backward<T>(const T*, const T*, const T*, const T*, const T*, index_t,   \
-                                                   index_t, double, T*, T*, T*, void*);
-CNNKIT_INSTANTIATE(float)
-CNNKIT_INSTANTIATE(double)
+CNNKIT_INSTANTIATE_NORM(float)
+CNNKIT_INSTANTIATE_NORM(double)
 
 }  // namespace cuda
 }  // namespace cnnkit

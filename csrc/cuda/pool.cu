@@ -32,39 +32,37 @@ __device__ __forceinline__ double positive(T v) {
     return v > T(0) ? static_cast<double>(v) : 0.0;  // NaN -> 0
 }
 
-// (n, oh, ow, c) of output element e, and the clipped window.
+// (n, row, col, c) of element e of an NHWC array of rows x cols pixels.
 template <class I>
-struct OutPos {
-    I c, ow, oh, n;
-    RangeT<I> rh, rw;
-    __device__ OutPos(I e, const Geom<I>& g) {
-        c = e % g.C;
-        const I pix = e / g.C;
-        ow = pix % g.OW;
-        const I row = pix / g.OW;
-        oh = row % g.OH;
-        n = row / g.OH;
-        rh = window_range(oh, g.SH, g.PT, g.KH, g.H);
-        rw = window_range(ow, g.SW, g.PL, g.KW, g.W);
+struct Nhwc {
+    I c, col, row, n;
+    __device__ Nhwc(I e, I rows, I cols, I C) {
+        c = e % C;
+        const I pix = e / C;
+        col = pix % cols;
+        const I nr = pix / cols;
+        row = nr % rows;
+        n = nr / rows;
     }
+};
+
+// Output element e: (n, oh, ow, c) and its window clipped to the image.
+template <class I>
+struct OutPos : Nhwc<I> {
+    RangeT<I> rh, rw;
+    __device__ OutPos(I e, const Geom<I>& g)
+        : Nhwc<I>(e, g.OH, g.OW, g.C), rh(window_range(this->row, g.SH, g.PT, g.KH, g.H)),
+          rw(window_range(this->col, g.SW, g.PL, g.KW, g.W)) {}
     __device__ bool empty() const { return rh.lo >= rh.hi || rw.lo >= rw.hi; }
 };
 
-// (n, h, w, c) of input element e, and the outputs whose windows cover it.
+// Input element e: (n, h, w, c) and the outputs whose windows cover it.
 template <class I>
-struct InPos {
-    I c, w, h, n;
+struct InPos : Nhwc<I> {
     RangeT<I> ohr, owr;
-    __device__ InPos(I e, const Geom<I>& g) {
-        c = e % g.C;
-        const I pix = e / g.C;
-        w = pix % g.W;
-        const I row = pix / g.W;
-        h = row % g.H;
-        n = row / g.H;
-        ohr = covering_range(h, g.SH, g.PT, g.KH, g.OH);
-        owr = covering_range(w, g.SW, g.PL, g.KW, g.OW);
-    }
+    __device__ InPos(I e, const Geom<I>& g)
+        : Nhwc<I>(e, g.H, g.W, g.C), ohr(covering_range(this->row, g.SH, g.PT, g.KH, g.OH)),
+          owr(covering_range(this->col, g.SW, g.PL, g.KW, g.OW)) {}
 };
 
 template <class T, class A, class I>
@@ -94,7 +92,7 @@ __global__ void max_backward_kernel(const T* __restrict__ dy, const A* __restric
                                     const Geom<I> g, I count) {
     CNNKIT_GRID_LOOP_AS(I, e, count) {
         const InPos<I> p(e, g);
-        const A k = static_cast<A>(p.h * g.W + p.w);
+        const A k = static_cast<A>(p.row * g.W + p.col);
         T d = T(0);
         bool first = true;
         for (I oh = p.ohr.lo; oh < p.ohr.hi; ++oh)
@@ -112,15 +110,15 @@ template <class T, class I>
 __global__ void avg_forward_kernel(const T* __restrict__ x, T* __restrict__ y, const Geom<I> g, I count) {
     CNNKIT_GRID_LOOP_AS(I, e, count) {
         const OutPos<I> o(e, g);
-        T s = T(0);
-        if (!o.empty()) {
-            const T* xn = x + o.n * g.H * g.W * g.C + o.c;
-            s = xn[(o.rh.lo * g.W + o.rw.lo) * g.C];
-            for (I h = o.rh.lo; h < o.rh.hi; ++h)
-                for (I w = (h == o.rh.lo ? o.rw.lo + 1 : o.rw.lo); w < o.rw.hi; ++w) s += xn[(h * g.W + w) * g.C];
-            s *= T(1) / static_cast<T>((o.rh.hi - o.rh.lo) * (o.rw.hi - o.rw.lo));
+        if (o.empty()) {
+            y[e] = T(0);
+            continue;
         }
-        y[e] = s;
+        const T* xn = x + o.n * g.H * g.W * g.C + o.c;
+        T s = xn[(o.rh.lo * g.W + o.rw.lo) * g.C];
+        for (I h = o.rh.lo; h < o.rh.hi; ++h)
+            for (I w = (h == o.rh.lo ? o.rw.lo + 1 : o.rw.lo); w < o.rw.hi; ++w) s += xn[(h * g.W + w) * g.C];
+        y[e] = s * (T(1) / static_cast<T>((o.rh.hi - o.rh.lo) * (o.rw.hi - o.rw.lo)));
     }
 }
 
@@ -227,7 +225,7 @@ __global__ void global_max_backward_kernel(const T* __restrict__ dy, const A* __
 
 template <class T, class A, class I>
 __global__ void stochastic_forward_kernel(const T* __restrict__ x, T* __restrict__ y, A* __restrict__ index,
-                                          const Geom<I> g, bool training, std::uint64_t seed, I count) {
+                                          bool training, std::uint64_t seed, const Geom<I> g, I count) {
     CNNKIT_GRID_LOOP_AS(I, e, count) {
         const OutPos<I> o(e, g);
         if (o.empty()) {
@@ -295,57 +293,49 @@ __global__ void stochastic_backward_inference_kernel(const T* __restrict__ dy, c
     }
 }
 
-// Every index a pooling kernel forms is below max(input size, output size).
-inline bool pool_fits32(const ConvGeom& g) { return fits32({g.in_size(), g.out_pixels() * g.C}); }
+// Launches kernel(args..., Geom<I>(g), I(count)), one thread per element of the output (a forward)
+// or of the input (a gather), with I = int32_t when every index the kernel forms fits (they are all
+// below max(input size, output size)), else int64; pick(I{}) names the kernel for that I.
+template <class Pick, class... Args>
+void launch_pool(const char* name, index_t count, const ConvGeom& g, Stream stream, Pick pick, Args... args) {
+    if (count == 0) return;
+    with_index_type(fits32({g.in_size(), g.out_pixels() * g.C}), [&](auto tag) {
+        using I = decltype(tag);
+        const auto kernel = pick(tag);
+        CNNKIT_LAUNCH(name, kernel, grid_for(count), kThreads, 0, as_stream(stream), args..., Geom<I>(g), I(count));
+    });
+}
+
+inline index_t pooled_size(const ConvGeom& g) { return checked_mul(g.out_pixels(), g.C, "pool output size"); }
 
 }  // namespace
 
 template <class T, class A>
-void max_pool2d_forward(const T* x, T* y, A* argmax, const ConvGeom& g, void* stream) {
-    const index_t count = checked_mul(g.out_pixels(), g.C, "pool output size");
-    if (count == 0) return;
-    with_index_type(pool_fits32(g), [&](auto tag) {
-        using I = decltype(tag);
-        CNNKIT_LAUNCH("max_pool2d_forward_kernel", (max_forward_kernel<T, A, I>), grid_for(count), kThreads, 0,
-                      as_stream(stream), x, y, argmax, Geom<I>(g), I(count));
-    });
+void max_pool2d_forward(const T* x, T* y, A* argmax, const ConvGeom& g, Stream stream) {
+    launch_pool("max_pool2d_forward_kernel", pooled_size(g), g, stream,
+                [](auto i) { return max_forward_kernel<T, A, decltype(i)>; }, x, y, argmax);
 }
 
 template <class T, class A>
-void max_pool2d_backward(const T* dy, const A* argmax, T* dx, const ConvGeom& g, void* stream) {
-    const index_t count = g.in_size();
-    if (count == 0) return;
-    with_index_type(pool_fits32(g), [&](auto tag) {
-        using I = decltype(tag);
-        CNNKIT_LAUNCH("max_pool2d_backward_kernel", (max_backward_kernel<T, A, I>), grid_for(count), kThreads, 0,
-                      as_stream(stream), dy, argmax, dx, Geom<I>(g), I(count));
-    });
+void max_pool2d_backward(const T* dy, const A* argmax, T* dx, const ConvGeom& g, Stream stream) {
+    launch_pool("max_pool2d_backward_kernel", g.in_size(), g, stream,
+                [](auto i) { return max_backward_kernel<T, A, decltype(i)>; }, dy, argmax, dx);
 }
 
 template <class T>
-void avg_pool2d_forward(const T* x, T* y, const ConvGeom& g, void* stream) {
-    const index_t count = checked_mul(g.out_pixels(), g.C, "pool output size");
-    if (count == 0) return;
-    with_index_type(pool_fits32(g), [&](auto tag) {
-        using I = decltype(tag);
-        CNNKIT_LAUNCH("avg_pool2d_forward_kernel", (avg_forward_kernel<T, I>), grid_for(count), kThreads, 0,
-                      as_stream(stream), x, y, Geom<I>(g), I(count));
-    });
+void avg_pool2d_forward(const T* x, T* y, const ConvGeom& g, Stream stream) {
+    launch_pool("avg_pool2d_forward_kernel", pooled_size(g), g, stream,
+                [](auto i) { return avg_forward_kernel<T, decltype(i)>; }, x, y);
 }
 
 template <class T>
-void avg_pool2d_backward(const T* dy, T* dx, const ConvGeom& g, void* stream) {
-    const index_t count = g.in_size();
-    if (count == 0) return;
-    with_index_type(pool_fits32(g), [&](auto tag) {
-        using I = decltype(tag);
-        CNNKIT_LAUNCH("avg_pool2d_backward_kernel", (avg_backward_kernel<T, I>), grid_for(count), kThreads, 0,
-                      as_stream(stream), dy, dx, Geom<I>(g), I(count));
-    });
+void avg_pool2d_backward(const T* dy, T* dx, const ConvGeom& g, Stream stream) {
+    launch_pool("avg_pool2d_backward_kernel", g.in_size(), g, stream,
+                [](auto i) { return avg_backward_kernel<T, decltype(i)>; }, dy, dx);
 }
 
 template <class T>
-void global_avg_pool2d_forward(const T* x, T* y, index_t N, index_t HW, index_t C, void* stream) {
+void global_avg_pool2d_forward(const T* x, T* y, index_t N, index_t HW, index_t C, Stream stream) {
     if (N == 0) return;
     require(N <= 65535, "global_avg_pool2d_forward: batches above 65535 images are not supported on the GPU; "
                         "split the batch");
@@ -355,7 +345,7 @@ void global_avg_pool2d_forward(const T* x, T* y, index_t N, index_t HW, index_t 
 }
 
 template <class T>
-void global_avg_pool2d_backward(const T* dy, T* dx, index_t N, index_t HW, index_t C, void* stream) {
+void global_avg_pool2d_backward(const T* dy, T* dx, index_t N, index_t HW, index_t C, Stream stream) {
     const index_t count = checked_mul(checked_mul(N, HW, "size"), C, "size");
     if (count == 0) return;
     with_index_type(fits32({count}), [&](auto tag) {
@@ -366,7 +356,7 @@ void global_avg_pool2d_backward(const T* dy, T* dx, index_t N, index_t HW, index
 }
 
 template <class T, class A>
-void global_max_pool2d_forward(const T* x, T* y, A* argmax, index_t N, index_t HW, index_t C, void* stream) {
+void global_max_pool2d_forward(const T* x, T* y, A* argmax, index_t N, index_t HW, index_t C, Stream stream) {
     if (N == 0) return;
     require(N <= 65535, "global_max_pool2d_forward: batches above 65535 images are not supported on the GPU; "
                         "split the batch");
@@ -377,7 +367,7 @@ void global_max_pool2d_forward(const T* x, T* y, A* argmax, index_t N, index_t H
 
 template <class T, class A>
 void global_max_pool2d_backward(const T* dy, const A* argmax, T* dx, index_t N, index_t HW, index_t C,
-                                void* stream) {
+                                Stream stream) {
     const index_t count = checked_mul(checked_mul(N, HW, "size"), C, "size");
     if (count == 0) return;
     with_index_type(fits32({count}), [&](auto tag) {
@@ -389,43 +379,19 @@ void global_max_pool2d_backward(const T* dy, const A* argmax, T* dx, index_t N, 
 
 template <class T, class A>
 void stochastic_pool2d_forward(const T* x, T* y, A* index, const ConvGeom& g, bool training, std::uint64_t seed,
-                               void* stream) {
-    const index_t count = checked_mul(g.out_pixels(), g.C, "pool output size");
-    if (count == 0) return;
-    with_index_type(pool_fits32(g), [&](auto tag) {
-        using I = decltype(tag);
-        CNNKIT_LAUNCH("stochastic_pool2d_forward_kernel", (stochastic_forward_kernel<T, A, I>), grid_for(count),
-                      kThreads, 0, as_stream(stream), x, y, index, Geom<I>(g), training, seed, I(count));
-    });
+                               Stream stream) {
+    launch_pool("stochastic_pool2d_forward_kernel", pooled_size(g), g, stream,
+                [](auto i) { return stochastic_forward_kernel<T, A, decltype(i)>; }, x, y, index, training, seed);
 }
 
 template <class T>
-void stochastic_pool2d_backward_inference(const T* dy, const T* x, T* dx, const ConvGeom& g, void* stream) {
-    const index_t count = g.in_size();
-    if (count == 0) return;
-    with_index_type(pool_fits32(g), [&](auto tag) {
-        using I = decltype(tag);
-        CNNKIT_LAUNCH("stochastic_pool2d_backward_inference_kernel", (stochastic_backward_inference_kernel<T, I>),
-                      grid_for(count), kThreads, 0, as_stream(stream), dy, x, dx, Geom<I>(g), I(count));
-    });
+void stochastic_pool2d_backward_inference(const T* dy, const T* x, T* dx, const ConvGeom& g, Stream stream) {
+    launch_pool("stochastic_pool2d_backward_inference_kernel", g.in_size(), g, stream,
+                [](auto i) { return stochastic_backward_inference_kernel<T, decltype(i)>; }, dy, x, dx);
 }
 
-#define CNNKIT_INSTANTIATE_TA(T, A)                                                                          \
-    template void max_pool2d_forward<T, A>(const T*, T*, A*, const ConvGeom&, void*);                        \
-    template void max_pool2d_backward<T, A>(const T*, const A*, T*, const ConvGeom&, void*);                 \
-    template void global_max_pool2d_forward<T, A>(const T*, T*, A*, index_t, index_t, index_t, void*);       \
-    template void global_max_pool2d_backward<T, A>(const T*, const A*, T*, index_t, index_t, index_t, void*); \
-    template void stochastic_pool2d_forward<T, A>(const T*, T*, A*, const ConvGeom&, bool, std::uint64_t, void*);
-#define CNNKIT_INSTANTIATE_T(T)                                                                              \
-    template void avg_pool2d_forward<T>(const T*, T*, const ConvGeom&, void*);                               \
-    template void avg_pool2d_backward<T>(const T*, T*, const ConvGeom&, void*);                              \
-    template void global_avg_pool2d_forward<T>(const T*, T*, index_t, index_t, index_t, void*);              \
-    template void global_avg_pool2d_backward<T>(const T*, T*, index_t, index_t, index_t, void*);             \
-    template void stochastic_pool2d_backward_inference<T>(const T*, const T*, T*, const ConvGeom&, void*);   \
-    CNNKIT_INSTANTIATE_TA(T, std::int32_t)                                                                   \
-    CNNKIT_INSTANTIATE_TA(T, std::int64_t)
-CNNKIT_INSTANTIATE_T(float)
-CNNKIT_INSTANTIATE_T(double)
+CNNKIT_INSTANTIATE_POOL(float)
+CNNKIT_INSTANTIATE_POOL(double)
 
 }  // namespace cuda
 }  // namespace cnnkit

@@ -1,5 +1,5 @@
 # Type stub of the private native module cnnkit._cuda (CUDA kernels), the twin of _core.pyi: the
-# same functions and arguments plus the keyword `stream`, the cudaStream_t (an int) to run on;
+# same functions and arguments, the keyword `stream` required: the cudaStream_t (an int) to run on;
 # arrays are CuPy arrays (anything with __cuda_array_interface__). Written from the built module's
 # signatures (tools/gen_stub.sh); tests/test_cuda_fallback.py checks it lists every function.
 import typing
