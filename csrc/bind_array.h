@@ -294,8 +294,8 @@ void require_index_fits(index_t pixels, const char* name) {
 // ---- scalar arguments ----
 
 // A geometry from the 14-tuple (N, H, W, C, KH, KW, SH, SW, DH, DW, PT, PB, PL, PR) that
-// cnnkit.ops._backend.geometry builds; an entry that is not an int, or does not fit 64 bits, is a
-// ValueError like any other bad geometry.
+// cnnkit.ops._op_args.geometry builds (the Geometry named tuple); an entry that is not an int, or
+// does not fit 64 bits, is a ValueError like any other bad geometry.
 inline ConvGeom geom_from(const py::tuple& t) {
     if (t.size() != 14) throw std::invalid_argument("geometry must be a 14-tuple, got " + std::to_string(t.size()));
     index_t v[14];
