@@ -31,11 +31,8 @@ def build(name):
             layers.Dense(10, activation="softmax"),
         ], name="tutorial_cnn")
     if name == "bn":
-        init = bn_kernel_initializer()
-
         def block(filters):
-            return [layers.Conv2D(filters, 3, padding="same", kernel_initializer=init), layers.BatchNormalization(),
-                    layers.Activation("relu")]
+            return [layers.Conv2D(filters, 3, padding="same"), layers.BatchNormalization(), layers.Activation("relu")]
 
         return models.Sequential([
             layers.Input((28, 28, 1)),
@@ -44,20 +41,10 @@ def build(name):
             *block(64), *block(64), layers.MaxPooling2D(), layers.Dropout(0.25),
             *block(128), layers.MaxPooling2D(), layers.Dropout(0.25),
             layers.Flatten(),
-            layers.Dense(128, activation="relu", kernel_initializer=init), layers.Dropout(0.5),
-            layers.Dense(10, activation="softmax", kernel_initializer=init),
+            layers.Dense(128, activation="relu"), layers.Dropout(0.5),
+            layers.Dense(10, activation="softmax"),
         ], name="bn_cnn")
     raise ValueError(f'model must be "tutorial" or "bn", received {name!r}')
-
-
-def bn_kernel_initializer():
-    """The "bn" recipe's kernel initializer: PyTorch's default for Conv2d and Linear, uniform in
-    +-1/sqrt(fan_in), in place of Keras' Glorot uniform (+-sqrt(6/(fan_in+fan_out)), 1.7 times wider
-    for a 3x3 convolution with as many inputs as outputs). Behind batch normalization a smaller kernel
-    takes larger relative steps under Adam; README's demo section has what it bought."""
-    from . import initializers
-
-    return initializers.VarianceScaling(1.0 / 3.0, "fan_in", "uniform")
 
 
 def optimizer_for(name, epochs, steps_per_epoch):
