@@ -1,0 +1,274 @@
+"""The CUDA kernels' index arithmetic, checked on the CPU (marked ``cuda_host``; needs no GPU).
+
+cnnkit._cuda_host (csrc/bind_cuda_host.cpp, a test-only module every ``pip install .`` builds with
+the C++ compiler) runs the per-element functions of the CUDA kernels (the ``__host__ __device__``
+functions in csrc/cuda/*.cuh, which the .cu launchers call once per thread) in a loop over the
+grid the launcher would start. Each call takes the arguments of its twin in cnnkit._core and
+cnnkit._cuda, plus ``index_bits``: 0 uses the index type the launcher picks, 32 and 64 force one
+(32 is refused where the launcher would index in 64 bits). Every case runs in both index types on
+the shapes the GPU tests use (tests/test_conv.py's CASES), against the NumPy reference, plus the
+inputs of issue 22: geometry beyond 32 bits and Inf/NaN at padded borders. The GPU run of the same
+checks is under the ``gpu`` mark at the end."""
+
+import numpy as np
+import pytest
+
+from cnnkit import _core, _cuda_host as host, ops
+from cnnkit.ops import _backend
+from cnnkit.ops import conv as conv_ops
+from cnnkit.ops import reference as ref
+from helpers import assert_close, to_numpy
+from test_conv import CASES as CONV_CASES, IDS as CONV_IDS
+
+pytestmark = pytest.mark.cuda_host
+
+BITS = [32, 64]
+DTYPES = [np.float32, np.float64]
+
+
+def _f64(a):
+    return None if a is None else a.astype(np.float64)
+
+
+def _chunks(rows, parts=3):
+    """[row0, row1) ranges cutting rows into `parts` pieces, as a small conv workspace does."""
+    cuts = np.linspace(0, rows, parts + 1).astype(int)
+    return list(zip(cuts[:-1], cuts[1:]))
+
+
+def _conv_data(rng, x_shape, w_shape, with_bias, dtype):
+    x = rng.standard_normal(x_shape).astype(dtype)
+    w = rng.standard_normal(w_shape).astype(dtype)
+    b = rng.standard_normal(w_shape[3]).astype(dtype) if with_bias else None
+    return x, w, b
+
+
+# ----------------------------------------------------------------------------------------------
+# im2col and col2im (csrc/cuda/im2col.cuh)
+
+
+@pytest.mark.parametrize("bits", BITS)
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("x_shape,w_shape,kwargs,with_bias", CONV_CASES, ids=CONV_IDS)
+def test_im2col_and_col2im_match_reference(rng, bits, dtype, x_shape, w_shape, kwargs, with_bias):
+    x = rng.standard_normal(x_shape).astype(dtype)
+    window = w_shape[:2]
+    geom, _ = _backend.geometry(x_shape, window, **kwargs)
+    expected = ref.im2col(x, window, **kwargs)
+    rows = expected.shape[0]
+    col = np.full_like(expected, np.nan)
+    for r0, r1 in _chunks(rows):
+        part = np.full((r1 - r0, expected.shape[1]), np.nan, dtype)
+        assert host.im2col(x, part, geom, r0, r1, index_bits=bits) == bits
+        col[r0:r1] = part
+    np.testing.assert_array_equal(col, expected)  # a pure copy: exact
+
+    c = rng.standard_normal(expected.shape).astype(dtype)
+    dx = np.zeros(x_shape, dtype)
+    for r0, r1 in _chunks(rows):
+        host.col2im_accumulate(np.ascontiguousarray(c[r0:r1]), dx, geom, r0, r1, index_bits=bits)
+    assert_close(dx, ref.col2im(c.astype(np.float64), x_shape, window, **kwargs), dtype, what="col2im")
+
+
+# ----------------------------------------------------------------------------------------------
+# Direct convolution (csrc/cuda/conv_direct.cuh)
+
+
+def _direct_forward(x, w, b, geom, relu, bits):
+    n, oh, ow, o = geom.N, geom.OH, geom.OW, w.shape[3]
+    y = np.full((n, oh, ow, o), np.nan, x.dtype)
+    assert host.conv2d_direct_forward(x, w, b, y, geom, relu, index_bits=bits) == bits
+    return y
+
+
+def _direct_weights(dy, x, w_shape, with_bias, geom, bits):
+    dw = np.full(w_shape, np.nan, x.dtype)
+    db = np.full(w_shape[3], np.nan, x.dtype) if with_bias else None
+    assert host.conv2d_direct_backward_weights(dy, x, dw, db, geom, index_bits=bits) == bits
+    return dw, db
+
+
+@pytest.mark.parametrize("bits", BITS)
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("x_shape,w_shape,kwargs,with_bias", CONV_CASES, ids=CONV_IDS)
+def test_direct_conv_matches_reference(rng, bits, dtype, x_shape, w_shape, kwargs, with_bias):
+    x, w, b = _conv_data(rng, x_shape, w_shape, with_bias, dtype)
+    geom, _ = _backend.geometry(x_shape, w_shape[:2], **kwargs)
+    expected = ref.conv2d(_f64(x), _f64(w), _f64(b), **kwargs)
+    assert_close(_direct_forward(x, w, b, geom, False, bits), expected, dtype, what="y")
+    assert_close(_direct_forward(x, w, b, geom, True, bits), np.maximum(expected, 0), dtype, what="relu(y)")
+
+    dy = rng.standard_normal(expected.shape).astype(dtype)
+    edw, edb = ref.conv2d_backward(_f64(dy), _f64(x), _f64(w), _f64(b), **kwargs)[1:]
+    dw, db = _direct_weights(dy, x, w_shape, with_bias, geom, bits)
+    assert_close(dw, edw, dtype, what="dw")
+    if with_bias:
+        assert_close(db, edb, dtype, what="db")
+
+
+@pytest.mark.parametrize("bits", BITS)
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_direct_weight_gradient_over_many_chunks(rng, bits, dtype):
+    """C1's shape at batch 9 (tests/test_conv.py's GPU twin): 6084 pixels, 3 chunks of 2048, each
+    thread's lane sums added in lane order, the chunks in chunk order."""
+    x, w, b = _conv_data(rng, (9, 28, 28, 1), (3, 3, 1, 32), True, dtype)
+    geom, _ = _backend.geometry(x.shape, 3)
+    dy = rng.standard_normal((9, 26, 26, 32)).astype(dtype) + 0.5  # a mean, so sums grow
+    edw, edb = ref.conv2d_backward(_f64(dy), _f64(x), _f64(w), _f64(b))[1:]
+    dw, db = _direct_weights(dy, x, w.shape, True, geom, bits)
+    assert_close(dw, edw, dtype, what="dw")
+    assert_close(db, edb, dtype, what="db")
+
+
+# ----------------------------------------------------------------------------------------------
+# Issue 22, bug 1: 32-bit indices only where every extent the kernel computes fits, not just the
+# tensor sizes. Each geometry below has tiny tensors and one entry (a stride, a dilation, a padding,
+# a dilated window or a padded extent) past int32; the launcher must pick 64-bit indices, and the
+# kernels must agree with the hand values and with cnnkit._core's im2col (independent CPU code).
+
+BIG = 2**32
+# (x shape, window, geometry arguments)
+HUGE = [
+    ((1, 1, 1, 1), (1, 1), dict(strides=(BIG, 1), padding=((BIG, 0), (0, 0)))),    # stride and top pad
+    ((1, 1, 1, 1), (2, 1), dict(dilation=(BIG, 1), padding=((BIG, 0), (0, 0)))),   # dilation
+    ((1, 2, 1, 1), (3, 1), dict(strides=(2**30, 1), dilation=(2**30, 1),            # (K-1)*D+1 > 2^31
+                                padding=((2**31, 2**31), (0, 0)))),
+    ((1, 1, 3, 2), (1, 2), dict(strides=(1, 2**31), padding=((0, 0), (2**31, 0)))),  # left pad, column stride
+    ((1, 1, 1, 1), (1, 1), dict(strides=(BIG, 1), padding=((0, BIG), (0, 0)))),     # bottom pad only
+    ((2, 3, 2, 1), (2, 2), dict(strides=(3, 2**31 - 2**24), padding=((1, 1), (0, 2**31)))),  # padded width
+]
+HUGE_IDS = [str(kw) for _, _, kw in HUGE]
+
+
+def test_issue_22_hand_values():
+    """The inputs of the issue: the 32-bit path gave [10, 10], [5, 5] and [5, 5]."""
+    x = np.full((1, 1, 1, 1), 5.0)
+    geom, _ = _backend.geometry(x.shape, (1, 1), **HUGE[0][2])
+    y = _direct_forward(x, np.full((1, 1, 1, 1), 2.0), None, geom, False, 64)
+    np.testing.assert_array_equal(y.ravel(), [0, 10])
+    geom, _ = _backend.geometry(x.shape, (2, 1), **HUGE[1][2])
+    col = np.full((1, 2), np.nan)
+    host.im2col(x, col, geom, 0, 1)
+    np.testing.assert_array_equal(col, [[0, 5]])
+    dx = np.zeros_like(x)
+    host.col2im_accumulate(np.array([[3.0, 4.0]]), dx, geom, 0, 1)
+    np.testing.assert_array_equal(dx.ravel(), [4])  # only tap 1 read the pixel
+
+
+@pytest.mark.parametrize("x_shape,window,kwargs", HUGE, ids=HUGE_IDS)
+def test_huge_geometry_takes_64_bit_indices_and_matches_the_cpu(rng, x_shape, window, kwargs):
+    x = rng.standard_normal(x_shape)
+    geom, (oh, ow) = _backend.geometry(x_shape, window, **kwargs)
+    rows, k = geom.N * oh * ow, geom.patch_size
+    expected = np.full((rows, k), np.nan)
+    _core.im2col(x, expected, geom, 0, rows)
+    col = np.full((rows, k), np.nan)
+    assert host.im2col(x, col, geom, 0, rows) == 64
+    np.testing.assert_array_equal(col, expected)
+    with pytest.raises(ValueError, match="index_bits=32 refused"):
+        host.im2col(x, col, geom, 0, rows, index_bits=32)
+
+    c = rng.standard_normal((rows, k))
+    expected_dx, dx = np.zeros(x_shape), np.zeros(x_shape)
+    _core.col2im_accumulate(c, expected_dx, geom, 0, rows)
+    assert host.col2im_accumulate(c, dx, geom, 0, rows) == 64
+    np.testing.assert_array_equal(dx, expected_dx)
+
+    # the direct convolution against the GEMM over the CPU's im2col matrix (the CPU's own direct
+    # kernel copies padded rows, which these paddings make gigabytes long)
+    w_shape = (*window, x_shape[3], 3)
+    w, b = rng.standard_normal(w_shape), rng.standard_normal(3)
+    expected_y = (expected @ w.reshape(k, 3) + b).reshape(geom.N, oh, ow, 3)
+    y = np.full_like(expected_y, np.nan)
+    assert host.conv2d_direct_forward(x, w, b, y, geom, False) == 64
+    assert_close(y, expected_y, np.float64, what="y")
+
+    dy = rng.standard_normal(expected_y.shape)
+    dw, db = np.full(w_shape, np.nan), np.full(3, np.nan)
+    assert host.conv2d_direct_backward_weights(dy, x, dw, db, geom) == 64
+    assert_close(dw, (expected.T @ dy.reshape(rows, 3)).reshape(w_shape), np.float64, what="dw")
+    assert_close(db, dy.sum(axis=(0, 1, 2)), np.float64, what="db")
+
+
+def test_small_geometry_keeps_32_bit_indices(rng):
+    """The fix does not cost the common case its 32-bit indices."""
+    x_shape, w_shape, kwargs, _ = CONV_CASES[6]
+    x = rng.standard_normal(x_shape)
+    geom, (oh, ow) = _backend.geometry(x_shape, w_shape[:2], **kwargs)
+    rows = geom.N * oh * ow
+    assert host.im2col(x, np.empty((rows, geom.patch_size)), geom, 0, rows) == 32
+    y = np.empty((geom.N, oh, ow, w_shape[3]))
+    assert host.conv2d_direct_forward(x, rng.standard_normal(w_shape), None, y, geom, False) == 32
+
+
+# ----------------------------------------------------------------------------------------------
+# Issue 22, bug 4: a padded tap contributes 0 * w (and 0 * dy to the weight gradient), so an Inf or
+# NaN weight (or dy) gives NaN at the border on every path, as the CPU and the reference do.
+
+
+def _nonfinite_case():
+    x = np.ones((1, 3, 3, 1))
+    w = np.full((3, 3, 1, 2), np.inf)
+    w[1, 1, 0, 1] = np.nan
+    w[0, 0, 0, 1] = 1.0
+    dy = np.ones((1, 3, 3, 2))
+    dy[0, 0, 0, 0] = np.inf
+    dy[0, 2, 1, 1] = np.nan
+    return x, w, dy
+
+
+@pytest.mark.filterwarnings("ignore:invalid value:RuntimeWarning")
+@pytest.mark.parametrize("bits", BITS)
+def test_padded_taps_propagate_inf_and_nan(bits):
+    x, w, dy = _nonfinite_case()
+    geom, _ = _backend.geometry(x.shape, (3, 3), padding="same")
+    expected = ref.conv2d(x, w, padding="same")
+    assert np.isnan(expected[0, 0, 0, 0]) and np.isinf(expected[0, 1, 1, 0])  # the issue's values
+    assert_close(_direct_forward(x, w, None, geom, False, bits), expected, np.float64, what="y")
+    edw = ref.conv2d_backward(dy, x, w, padding="same", need_dx=False)[1]
+    assert np.isnan(edw).any()
+    dw, _ = _direct_weights(dy, x, w.shape, False, geom, bits)
+    assert_close(dw, edw, np.float64, what="dw")
+
+
+# ----------------------------------------------------------------------------------------------
+# The same regressions through cnnkit.ops on the GPU (both conv paths), skipped without one.
+
+
+@pytest.fixture(params=["gemm", "direct"])
+def conv_path(request, monkeypatch):
+    """One native conv path: im2col + GEMM, or the direct kernel (as tests/test_conv.py's ``path``)."""
+    limit = 0 if request.param == "gemm" else 2**62
+    for name in ("_DIRECT_FORWARD_MAX_KO", "_DIRECT_WEIGHTS_MAX_KO", "_DIRECT_WEIGHTS_MAX_O", "_GPU_DIRECT_MAX_K"):
+        monkeypatch.setattr(conv_ops, name, limit)
+    return request.param
+
+
+@pytest.mark.gpu
+@pytest.mark.filterwarnings("ignore:invalid value:RuntimeWarning")
+@pytest.mark.parametrize("x_shape,window,kwargs", HUGE, ids=HUGE_IDS)
+def test_gpu_huge_geometry_matches_the_cpu(cupy_xp, conv_path, rng, x_shape, window, kwargs):
+    cp = cupy_xp
+    x = rng.standard_normal(x_shape)
+    w = rng.standard_normal((*window, x_shape[3], 3))
+    b = rng.standard_normal(3)
+    expected = ops.conv2d(x, w, b, **kwargs)
+    assert_close(ops.conv2d(cp.asarray(x), cp.asarray(w), cp.asarray(b), **kwargs), expected, what="y")
+    dy = rng.standard_normal(expected.shape)
+    want = ops.conv2d_backward(dy, x, w, b, **kwargs)
+    got = ops.conv2d_backward(cp.asarray(dy), cp.asarray(x), cp.asarray(w), cp.asarray(b), **kwargs)
+    for g, e, what in zip(got, want, ("dx", "dw", "db")):
+        assert_close(g, e, np.float64, what=what)
+    col = ops.im2col(cp.asarray(x), window, **kwargs)
+    np.testing.assert_array_equal(to_numpy(col), ops.im2col(x, window, **kwargs))
+
+
+@pytest.mark.gpu
+@pytest.mark.filterwarnings("ignore:invalid value:RuntimeWarning")
+def test_gpu_padded_taps_propagate_inf_and_nan(cupy_xp, conv_path):
+    cp = cupy_xp
+    x, w, dy = _nonfinite_case()
+    assert_close(ops.conv2d(cp.asarray(x), cp.asarray(w), padding="same"), ref.conv2d(x, w, padding="same"),
+                 np.float64, what="y")
+    dw = ops.conv2d_backward(cp.asarray(dy), cp.asarray(x), cp.asarray(w), padding="same", need_dx=False)[1]
+    assert_close(dw, ref.conv2d_backward(dy, x, w, padding="same", need_dx=False)[1], np.float64, what="dw")
