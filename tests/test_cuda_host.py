@@ -3,9 +3,10 @@
 cnnkit._cuda_host (csrc/bind_cuda_host.cpp, a test-only module every ``pip install .`` builds with
 the C++ compiler) runs the per-element functions of the CUDA kernels (the ``__host__ __device__``
 functions in csrc/cuda/*.cuh, which the .cu launchers call once per thread) in a loop over the
-grid the launcher would start. Each call takes the arguments of its twin in cnnkit._core and
-cnnkit._cuda, plus ``index_bits``: 0 uses the index type the launcher picks, 32 and 64 force one
-(32 is refused where the launcher would index in 64 bits). Every case runs in both index types on
+grid the launcher would start. Each function is bound by the same code as its twins in cnnkit._core
+and cnnkit._cuda (same arguments, same checks), with the keyword ``index_bits`` in the place of
+``stream``: 0 uses the index type the launcher picks, 32 and 64 force one (32 is refused where the
+launcher would index in 64 bits); host.last_index_bits() says which one ran. Every case runs in both index types on
 the shapes the GPU tests use (tests/test_conv.py's CASES), against the NumPy reference, plus the
 inputs of issue 22: geometry beyond 32 bits and Inf/NaN at padded borders. The GPU run of the same
 checks is under the ``gpu`` mark at the end."""
@@ -28,6 +29,12 @@ DTYPES = [np.float32, np.float64]
 
 def _f64(a):
     return None if a is None else a.astype(np.float64)
+
+
+def _bits(fn, *args, **kwargs):
+    """Calls host.<fn>; returns the index bits (32 or 64) it used."""
+    fn(*args, **kwargs)
+    return host.last_index_bits()
 
 
 def _chunks(rows, parts=3):
@@ -59,7 +66,7 @@ def test_im2col_and_col2im_match_reference(rng, bits, dtype, x_shape, w_shape, k
     col = np.full_like(expected, np.nan)
     for r0, r1 in _chunks(rows):
         part = np.full((r1 - r0, expected.shape[1]), np.nan, dtype)
-        assert host.im2col(x, part, geom, r0, r1, index_bits=bits) == bits
+        assert _bits(host.im2col, x, part, geom, r0, r1, index_bits=bits) == bits
         col[r0:r1] = part
     np.testing.assert_array_equal(col, expected)  # a pure copy: exact
 
@@ -77,14 +84,16 @@ def test_im2col_and_col2im_match_reference(rng, bits, dtype, x_shape, w_shape, k
 def _direct_forward(x, w, b, geom, relu, bits):
     n, oh, ow, o = geom.N, geom.OH, geom.OW, w.shape[3]
     y = np.full((n, oh, ow, o), np.nan, x.dtype)
-    assert host.conv2d_direct_forward(x, w, b, y, geom, relu, index_bits=bits) == bits
+    host.conv2d_direct_forward(x, w, b, y, geom, relu, index_bits=bits)
+    assert host.last_index_bits() == bits
     return y
 
 
 def _direct_weights(dy, x, w_shape, with_bias, geom, bits):
     dw = np.full(w_shape, np.nan, x.dtype)
     db = np.full(w_shape[3], np.nan, x.dtype) if with_bias else None
-    assert host.conv2d_direct_backward_weights(dy, x, dw, db, geom, index_bits=bits) == bits
+    host.conv2d_direct_backward_weights(dy, x, dw, db, geom, index_bits=bits)
+    assert host.last_index_bits() == bits
     return dw, db
 
 
@@ -163,7 +172,8 @@ def test_huge_geometry_takes_64_bit_indices_and_matches_the_cpu(rng, x_shape, wi
     expected = np.full((rows, k), np.nan)
     _core.im2col(x, expected, geom, 0, rows)
     col = np.full((rows, k), np.nan)
-    assert host.im2col(x, col, geom, 0, rows) == 64
+    host.im2col(x, col, geom, 0, rows)
+    assert host.last_index_bits() == 64
     np.testing.assert_array_equal(col, expected)
     with pytest.raises(ValueError, match="index_bits=32 refused"):
         host.im2col(x, col, geom, 0, rows, index_bits=32)
@@ -171,7 +181,8 @@ def test_huge_geometry_takes_64_bit_indices_and_matches_the_cpu(rng, x_shape, wi
     c = rng.standard_normal((rows, k))
     expected_dx, dx = np.zeros(x_shape), np.zeros(x_shape)
     _core.col2im_accumulate(c, expected_dx, geom, 0, rows)
-    assert host.col2im_accumulate(c, dx, geom, 0, rows) == 64
+    host.col2im_accumulate(c, dx, geom, 0, rows)
+    assert host.last_index_bits() == 64
     np.testing.assert_array_equal(dx, expected_dx)
 
     # the direct convolution against the GEMM over the CPU's im2col matrix (the CPU's own direct
@@ -180,12 +191,14 @@ def test_huge_geometry_takes_64_bit_indices_and_matches_the_cpu(rng, x_shape, wi
     w, b = rng.standard_normal(w_shape), rng.standard_normal(3)
     expected_y = (expected @ w.reshape(k, 3) + b).reshape(geom.N, oh, ow, 3)
     y = np.full_like(expected_y, np.nan)
-    assert host.conv2d_direct_forward(x, w, b, y, geom, False) == 64
+    host.conv2d_direct_forward(x, w, b, y, geom, False)
+    assert host.last_index_bits() == 64
     assert_close(y, expected_y, np.float64, what="y")
 
     dy = rng.standard_normal(expected_y.shape)
     dw, db = np.full(w_shape, np.nan), np.full(3, np.nan)
-    assert host.conv2d_direct_backward_weights(dy, x, dw, db, geom) == 64
+    host.conv2d_direct_backward_weights(dy, x, dw, db, geom)
+    assert host.last_index_bits() == 64
     assert_close(dw, (expected.T @ dy.reshape(rows, 3)).reshape(w_shape), np.float64, what="dw")
     assert_close(db, dy.sum(axis=(0, 1, 2)), np.float64, what="db")
 
@@ -196,9 +209,10 @@ def test_small_geometry_keeps_32_bit_indices(rng):
     x = rng.standard_normal(x_shape)
     geom, (oh, ow) = _backend.geometry(x_shape, w_shape[:2], **kwargs)
     rows = geom.N * oh * ow
-    assert host.im2col(x, np.empty((rows, geom.patch_size)), geom, 0, rows) == 32
+    assert _bits(host.im2col, x, np.empty((rows, geom.patch_size)), geom, 0, rows) == 32
     y = np.empty((geom.N, oh, ow, w_shape[3]))
-    assert host.conv2d_direct_forward(x, rng.standard_normal(w_shape), None, y, geom, False) == 32
+    host.conv2d_direct_forward(x, rng.standard_normal(w_shape), None, y, geom, False)
+    assert host.last_index_bits() == 32
 
 
 # ----------------------------------------------------------------------------------------------
