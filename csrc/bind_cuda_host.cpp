@@ -20,6 +20,7 @@
 #include "bind_array.h"
 #include "bind_conv_direct.h"
 #include "bind_im2col.h"
+#include "bind_pool.h"
 #include "cuda_host/kernels.h"
 
 namespace py = pybind11;
@@ -52,4 +53,5 @@ PYBIND11_MODULE(_cuda_host, m) {
     using cnnkit::CudaHost;
     cnnkit::bind_im2col<CudaHost>(m);
     cnnkit::bind_conv_direct<CudaHost>(m);
+    cnnkit::bind_pool<CudaHost>(m);
 }

@@ -15,11 +15,12 @@ import numpy as np
 import pytest
 
 from cnnkit import _core, _cuda_host as host, ops
-from cnnkit.ops import _backend
+from cnnkit.ops import _backend, _op_args
 from cnnkit.ops import conv as conv_ops
 from cnnkit.ops import reference as ref
 from helpers import assert_close, to_numpy
 from test_conv import CASES as CONV_CASES, IDS as CONV_IDS
+from test_pool import CASE_IDS as POOL_IDS, CASES as POOL_CASES, OPS as POOL_OPS
 
 pytestmark = pytest.mark.cuda_host
 
@@ -130,6 +131,113 @@ def test_direct_weight_gradient_over_many_chunks(rng, bits, dtype):
 
 
 # ----------------------------------------------------------------------------------------------
+# Pooling (csrc/cuda/pool.cuh): max, average, stochastic (inference and training), global
+
+
+def _run(lib, name, *args, bits):
+    """lib.<name>(*args): host with index_bits=bits (checking that they ran, unless 0), or _core."""
+    if lib is _core:
+        return getattr(lib, name)(*args)
+    getattr(lib, name)(*args, index_bits=bits)
+    assert bits == 0 or host.last_index_bits() == bits
+
+
+def _pool(op, x, geom, out_shape, bits, lib=host, seed=1234):
+    """Forward and the backward of one op, as cnnkit.ops calls the kernels: y, and a function
+    dy -> dx."""
+    y = np.full(out_shape, np.nan, x.dtype)
+    index = None
+    if op == "avg":
+        _run(lib, "avg_pool2d_forward", x, y, geom, bits=bits)
+    elif op == "stochastic_inference":
+        _run(lib, "stochastic_pool2d_forward", x, y, None, geom, False, seed, bits=bits)
+    else:  # max and training-mode stochastic pooling save the index that routes dy back
+        index = np.full(out_shape, -7, _op_args.index_dtype(x.shape[1], x.shape[2]))
+        if op == "max":
+            _run(lib, "max_pool2d_forward", x, y, index, geom, bits=bits)
+        else:
+            _run(lib, "stochastic_pool2d_forward", x, y, index, geom, True, seed, bits=bits)
+
+    def backward(dy):
+        dx = np.full_like(x, np.nan)
+        if op == "avg":
+            _run(lib, "avg_pool2d_backward", dy, dx, geom, bits=bits)
+        elif op == "stochastic_inference":
+            _run(lib, "stochastic_pool2d_backward_inference", dy, x, dx, geom, bits=bits)
+        else:
+            _run(lib, "max_pool2d_backward", dy, index, dx, geom, bits=bits)
+        return dx
+
+    return y, backward
+
+
+def _ref_pool(op, name, *args, geo, seed=1234):
+    if op.startswith("stochastic"):
+        fn = ref.stochastic_pool2d_backward if name == "backward" else ref.stochastic_pool2d
+        return fn(*args, **geo, training=op.endswith("training"), seed=seed)
+    return getattr(ref, f"{op}_pool2d" + ("_backward" if name == "backward" else ""))(*args, **geo)
+
+
+@pytest.mark.parametrize("bits", BITS)
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("op", POOL_OPS)
+@pytest.mark.parametrize("case", POOL_CASES, ids=POOL_IDS)
+def test_pooling_matches_reference(rng, bits, dtype, op, case):
+    x_shape, pool_size, strides, padding = case
+    geo = dict(pool_size=pool_size, strides=strides, padding=padding)
+    if op == "max":  # no ties: the argmax is unambiguous
+        x = (rng.permutation(int(np.prod(x_shape))).reshape(x_shape) / 7.0 - 3.0).astype(dtype)
+    else:
+        x = rng.standard_normal(x_shape).astype(dtype)
+    geom, out_shape = _op_args.pool_geometry(x_shape, pool_size, strides, padding)
+    y, backward = _pool(op, x, geom, out_shape, bits)
+    x64 = x.astype(np.float64)
+    assert_close(y, _ref_pool(op, "forward", x64, geo=geo), dtype, what=f"{op} forward")
+    dy = rng.standard_normal(out_shape).astype(dtype)
+    assert_close(backward(dy), _ref_pool(op, "backward", dy.astype(np.float64), x64, geo=geo), dtype,
+                 what=f"{op} backward")
+
+
+def _global(x, bits):
+    n, _, _, c = x.shape
+    y_avg, y_max = np.full((n, c), np.nan, x.dtype), np.full((n, c), np.nan, x.dtype)
+    argmax = np.full((n, c), -7, _op_args.index_dtype(x.shape[1], x.shape[2]))
+    host.global_avg_pool2d_forward(x, y_avg)
+    host.global_max_pool2d_forward(x, y_max, argmax)
+    dy = np.arange(1, n * c + 1, dtype=x.dtype).reshape(n, c)
+    dx_avg, dx_max = np.full_like(x, np.nan), np.full_like(x, np.nan)
+    assert _bits(host.global_avg_pool2d_backward, dy, dx_avg, index_bits=bits) == bits
+    assert _bits(host.global_max_pool2d_backward, dy, argmax, dx_max, index_bits=bits) == bits
+    return y_avg, y_max, argmax, dy, dx_avg, dx_max
+
+
+@pytest.mark.parametrize("bits", BITS)
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("shape", [(1, 1, 1, 1), (2, 7, 5, 3), (3, 4, 9, 17), (0, 3, 3, 2), (2, 40, 31, 5),
+                                   (2, 3, 3, 33)])  # test_pool.py's shapes, and a second channel tile
+def test_global_pooling_matches_reference(rng, bits, dtype, shape):
+    x = rng.permutation(int(np.prod(shape))).reshape(shape).astype(dtype) / 5.0 - 1.0  # no ties
+    x[:, -1, -1, 0] = np.nan  # a NaN wins the max
+    x64 = x.astype(np.float64)
+    y_avg, y_max, argmax, dy, dx_avg, dx_max = _global(x, bits)
+    assert_close(y_avg, ref.global_avg_pool2d(x64), dtype, what="global avg")
+    assert_close(y_max, ref.global_max_pool2d(x64), dtype, what="global max")
+    assert_close(dx_avg, ref.global_avg_pool2d_backward(dy.astype(np.float64), x64), dtype, what="global avg dx")
+    assert_close(dx_max, ref.global_max_pool2d_backward(dy.astype(np.float64), x64), dtype, what="global max dx")
+
+
+def test_global_pooling_takes_any_batch_size():
+    """Issue 22, bug 5: the batch was on gridDim.y (at most 65535) and the GPU refused more images;
+    the blocks now run along x of the grid, a block-stride loop covering any N."""
+    n = 70_000
+    x = np.arange(n * 2 * 3, dtype=np.float32).reshape(n, 2, 1, 3) % 11
+    y_avg, y_max, argmax, dy, dx_avg, dx_max = _global(x, 32)
+    np.testing.assert_array_equal(y_avg, x.mean(axis=(1, 2)))
+    np.testing.assert_array_equal(y_max, x.max(axis=(1, 2)))
+    np.testing.assert_array_equal(argmax, x.reshape(n, 2, 3).argmax(axis=1))
+
+
+# ----------------------------------------------------------------------------------------------
 # Issue 22, bug 1: 32-bit indices only where every extent the kernel computes fits, not just the
 # tensor sizes. Each geometry below has tiny tensors and one entry (a stride, a dilation, a padding,
 # a dilated window or a padded extent) past int32; the launcher must pick 64-bit indices, and the
@@ -201,6 +309,33 @@ def test_huge_geometry_takes_64_bit_indices_and_matches_the_cpu(rng, x_shape, wi
     assert host.last_index_bits() == 64
     assert_close(dw, (expected.T @ dy.reshape(rows, 3)).reshape(w_shape), np.float64, what="dw")
     assert_close(db, dy.sum(axis=(0, 1, 2)), np.float64, what="db")
+
+
+# (x shape, pool_size, strides, padding): a window past int32 (and "same" padding near 2^31)
+HUGE_POOL = [((1, 1, 1, 1), (BIG, 1), None, "same"), ((1, 2, 3, 2), (1, 2**31), 1, "same"),
+             ((2, 3, 1, 1), (2**31 + 2, 1), (2, 1), ((2**31, 2), (0, 0)))]
+
+
+@pytest.mark.parametrize("op", POOL_OPS)
+@pytest.mark.parametrize("case", HUGE_POOL, ids=[str(c[1:]) for c in HUGE_POOL])
+def test_huge_pool_geometry_takes_64_bit_indices_and_matches_the_cpu(rng, op, case):
+    """max_pool2d(x, (2**32, 1), padding="same") saw an empty window (-inf, argmax -1) on the
+    32-bit path; the CPU gives the pixel."""
+    x_shape, pool_size, strides, padding = case
+    x = rng.permutation(int(np.prod(x_shape))).reshape(x_shape) + 1.0  # positive, no ties
+    geom, out_shape = _op_args.pool_geometry(x_shape, pool_size, strides, padding)
+    with pytest.raises(ValueError, match="index_bits=32 refused"):
+        _pool(op, x, geom, out_shape, 32)
+    y, backward = _pool(op, x, geom, out_shape, 64)
+    y0, backward0 = _pool(op, x, geom, out_shape, 0)
+    assert host.last_index_bits() == 64
+    np.testing.assert_array_equal(y0, y)
+    expected, expected_backward = _pool(op, x, geom, out_shape, 0, lib=_core)
+    assert_close(y, expected, np.float64, what=f"{op} forward")
+    dy = rng.standard_normal(out_shape)
+    assert_close(backward(dy), expected_backward(dy), np.float64, what=f"{op} backward")
+    if op == "max" and x_shape == (1, 1, 1, 1):
+        assert y.ravel().tolist() == x.ravel().tolist()
 
 
 def test_small_geometry_keeps_32_bit_indices(rng):
@@ -286,3 +421,29 @@ def test_gpu_padded_taps_propagate_inf_and_nan(cupy_xp, conv_path):
                  np.float64, what="y")
     dw = ops.conv2d_backward(cp.asarray(dy), cp.asarray(x), cp.asarray(w), padding="same", need_dx=False)[1]
     assert_close(dw, ref.conv2d_backward(dy, x, w, padding="same", need_dx=False)[1], np.float64, what="dw")
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("op", ["max", "avg", "stochastic"])
+@pytest.mark.parametrize("case", HUGE_POOL, ids=[str(c[1:]) for c in HUGE_POOL])
+def test_gpu_huge_pool_geometry_matches_the_cpu(cupy_xp, rng, op, case):
+    cp = cupy_xp
+    x_shape, pool_size, strides, padding = case
+    geo = dict(pool_size=pool_size, strides=strides, padding=padding)
+    x = rng.permutation(int(np.prod(x_shape))).reshape(x_shape) + 1.0
+    kw = dict(training=True, seed=5) if op == "stochastic" else {}
+    fn = getattr(ops, f"{op}_pool2d")
+    y = fn(x, **geo, **kw)
+    assert_close(fn(cp.asarray(x), **geo, **kw), y, np.float64, what=op)
+    dy = rng.standard_normal(y.shape)
+    back = getattr(ops, f"{op}_pool2d_backward")
+    assert_close(back(cp.asarray(dy), cp.asarray(x), **geo, **kw), back(dy, x, **geo, **kw), np.float64, what=op)
+
+
+@pytest.mark.gpu
+def test_gpu_global_pooling_takes_any_batch_size(cupy_xp):
+    cp = cupy_xp
+    x = np.arange(70_000 * 2 * 3, dtype=np.float32).reshape(70_000, 2, 1, 3) % 11
+    for name in ("global_avg_pool2d", "global_max_pool2d"):
+        assert_close(getattr(ops, name)(cp.asarray(x)), getattr(ref, name)(x.astype(np.float64)), np.float32,
+                     what=name)
