@@ -447,3 +447,49 @@ def test_gpu_global_pooling_takes_any_batch_size(cupy_xp):
     for name in ("global_avg_pool2d", "global_max_pool2d"):
         assert_close(getattr(ops, name)(cp.asarray(x)), getattr(ref, name)(x.astype(np.float64)), np.float32,
                      what=name)
+
+
+# ----------------------------------------------------------------------------------------------
+# Batch normalization's elementwise passes (csrc/cuda/norm.cuh) and issue 22, bug 2
+
+
+@pytest.mark.parametrize("bits", BITS)
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("shape", [(1, 1), (7, 3), (40, 33), (0, 5)])
+def test_batch_norm_elementwise_passes(rng, bits, dtype, shape):
+    """The three passes against their formulas, with coef laid out as norm.cu writes it."""
+    a, b = rng.standard_normal(shape).astype(dtype), rng.standard_normal(shape).astype(dtype)
+    coef = rng.standard_normal((4, shape[1])).astype(dtype)
+    a64, b64, c64 = _f64(a), _f64(b), _f64(coef)
+    for name, expected in [("batch_norm_normalize", (a64 - c64[0]) * c64[1] + c64[2]),
+                           ("batch_norm_train_dx", c64[1] * (a64 - c64[2] - (b64 - c64[0]) * c64[3])),
+                           ("batch_norm_scale_dx", c64[3] * a64)]:
+        out = np.full(shape, np.nan, dtype)
+        assert _bits(getattr(host, name), a, b, coef, out, index_bits=bits) == bits
+        assert_close(out, expected, dtype, what=name)
+
+
+def test_batch_norm_coefficient_rows_pick_64_bit_indices():
+    """Issue 22, bug 2: the passes read coef[3 * C + c], but only M * C was checked against int32, so
+    C >= 537M channels with a small batch read out of bounds. (No array that large is made here: the
+    launcher's choice is asked directly.)"""
+    assert host.batch_norm_index_bits(1, 2**29) == 64  # 4 * C = 2^31
+    assert host.batch_norm_index_bits(1, 2**28) == 32
+    assert host.batch_norm_index_bits(2**20, 2**9) == 32
+    assert host.batch_norm_index_bits(2**22, 2**9) == 64  # M * C = 2^31
+
+
+@pytest.mark.gpu
+@pytest.mark.slow
+def test_gpu_batch_norm_with_half_a_billion_channels(cupy_xp):
+    """Bug 2 on the device: 2^29 channels and batch 1, whose inference pass reads coef[3 * C + c]
+    past 2^31 (about 20 GiB of GPU memory: x, y, four (C,) vectors and 4C coefficients)."""
+    cp = cupy_xp
+    C = 2**29
+    x = cp.ones((1, C), cp.float32)
+    x[0, -1] = 3.0
+    gamma, beta = cp.full(C, 2.0, cp.float32), cp.full(C, 0.5, cp.float32)
+    mean, var = cp.zeros(C, cp.float32), cp.ones(C, cp.float32)
+    y = ops.batch_norm(x, gamma, beta, mean, var, training=False, epsilon=1e-3)
+    scale = 2.0 / np.sqrt(1.0 + 1e-3)
+    np.testing.assert_allclose(to_numpy(y[0, -2:]), [scale + 0.5, 3 * scale + 0.5], rtol=1e-6)
