@@ -17,7 +17,9 @@
 
 #include <cstdint>
 
+#include "bind_activation.h"
 #include "bind_array.h"
+#include "bind_bias.h"
 #include "bind_conv_direct.h"
 #include "bind_im2col.h"
 #include "bind_pool.h"
@@ -82,7 +84,9 @@ PYBIND11_MODULE(_cuda_host, m) {
           "The index bits (32 or 64) the last call on this thread used.");
     using cnnkit::CudaHost;
     cnnkit::bind_im2col<CudaHost>(m);
+    cnnkit::bind_bias<CudaHost>(m);
     cnnkit::bind_conv_direct<CudaHost>(m);
+    cnnkit::bind_elementwise_activation<CudaHost>(m);
     cnnkit::bind_pool<CudaHost>(m);
     using cnnkit::NormPass;
     cnnkit::bind_norm_pass<NormPass::normalize>(m, "batch_norm_normalize",

@@ -19,6 +19,7 @@ from cnnkit.ops import _backend, _op_args
 from cnnkit.ops import conv as conv_ops
 from cnnkit.ops import reference as ref
 from helpers import assert_close, to_numpy
+from test_activation import ELEMENTWISE, ELEMENTWISE_IDS, SHAPES as ACT_SHAPES, _data as act_data
 from test_conv import CASES as CONV_CASES, IDS as CONV_IDS
 from test_pool import CASE_IDS as POOL_IDS, CASES as POOL_CASES, OPS as POOL_OPS
 
@@ -493,3 +494,51 @@ def test_gpu_batch_norm_with_half_a_billion_channels(cupy_xp):
     y = ops.batch_norm(x, gamma, beta, mean, var, training=False, epsilon=1e-3)
     scale = 2.0 / np.sqrt(1.0 + 1e-3)
     np.testing.assert_allclose(to_numpy(y[0, -2:]), [scale + 0.5, 3 * scale + 0.5], rtol=1e-6)
+
+
+# ----------------------------------------------------------------------------------------------
+# Elementwise activations and dropout (csrc/cuda/activation.cuh), bias (csrc/cuda/bias.cuh)
+
+
+@pytest.mark.filterwarnings("ignore:overflow:RuntimeWarning")
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("shape", ACT_SHAPES, ids=str)
+@pytest.mark.parametrize("name,kw", ELEMENTWISE, ids=ELEMENTWISE_IDS)
+def test_elementwise_activations_match_reference(rng, name, kw, shape, dtype):
+    x, dy = act_data(rng, shape, dtype), act_data(rng, shape, dtype)
+    x.flat[:3] = [np.inf, -np.inf, np.nan][:x.size]  # the NaN and overflow rules too
+    alpha = [kw.get("alpha", {"leaky_relu": 0.2, "elu": 1.0}[name])] if name in ("leaky_relu", "elu") else []
+    y, dx = np.full_like(x, 7.0), np.full_like(x, 7.0)
+    assert _bits(getattr(host, f"{name}_forward"), x, y, *alpha) == 64  # flat 64-bit index
+    getattr(host, f"{name}_backward")(dy, x, dx, *alpha)
+    # the host's libm, not CUDA's (within 2 ulp): float32 within 1e-5 as on the device
+    assert_close(y, getattr(ref, name)(_f64(x), **kw), dtype, what=f"{name} forward")
+    assert_close(dx, getattr(ref, f"{name}_backward")(_f64(dy), _f64(x), **kw), dtype, what=f"{name} backward")
+    if name in ("relu", "sigmoid", "tanh"):
+        getattr(host, f"{name}_backward_from_output" if name != "relu" else "relu_backward")(dy, y, dx)
+        assert_close(dx, getattr(ref, f"{name}_backward")(_f64(dy), _f64(x)), dtype, what=f"{name} from output")
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("shape", [(7,), (2, 3, 4, 5), (5, 7, 11, 97), (0, 3)], ids=str)
+@pytest.mark.parametrize("rate", [0.0, 0.3, 0.9])
+def test_dropout_mask_matches_reference_bit_for_bit(rng, dtype, shape, rate):
+    x = rng.standard_normal(shape).astype(dtype)
+    y = np.full_like(x, np.nan)
+    host.dropout_forward(x, y, rate, 2**64 - 3)
+    np.testing.assert_array_equal(y, ref.dropout(x, rate, 2**64 - 3))
+
+
+@pytest.mark.parametrize("bits", BITS)
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("shape", [(1, 1), (7, 5), (3000, 33), (0, 4)], ids=str)
+def test_bias_add_and_grad(rng, bits, dtype, shape):
+    y, b = rng.standard_normal(shape).astype(dtype), rng.standard_normal(shape[1]).astype(dtype)
+    for relu in (False, True):
+        out = y.copy()
+        assert _bits(host.bias_add, out, b, relu, index_bits=bits) == bits
+        expected = _f64(y) + _f64(b)
+        assert_close(out, np.maximum(expected, 0) if relu else expected, dtype, what="bias_add")
+    db = np.full(shape[1], np.nan, dtype)
+    host.bias_grad(y, db)  # 3000 rows: 3 chunks of 1024, 8 row lanes each
+    assert_close(db, _f64(y).sum(axis=0), dtype, what="bias_grad")

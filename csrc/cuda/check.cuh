@@ -64,21 +64,13 @@ inline unsigned grid_for(index_t n, int threads = kThreads) {
          i < (n); i += static_cast<I>(blockDim.x) * static_cast<I>(gridDim.x))
 #define CNNKIT_GRID_LOOP(i, n) CNNKIT_GRID_LOOP_AS(::cnnkit::index_t, i, n)
 
-// Column reductions over a (rows, C) matrix (bias_grad, batch norm) cut the rows into chunks of
-// kChunkRows (more where there would be over 65535 chunks, the limit of gridDim.y), set by the shape
-// only, so the result never depends on the launch; a block of (32 columns, kChunkLanes row lanes)
-// reduces 32 columns of one chunk: grid (ceil(C / 32), chunks).
-constexpr index_t kChunkRows = 1024;
-constexpr int kChunkLanes = 8;
-struct Chunks {
-    index_t rows, count;
+// Column reductions over a (rows, C) matrix (bias_grad, batch norm) cut the rows into chunks
+// (ChunkRows, index.cuh), set by the shape only, so the result never depends on the launch; a block
+// of (32 columns, kChunkLanes row lanes) reduces 32 columns of one chunk: grid (ceil(C / 32), chunks).
+struct Chunks : ChunkRows {
     dim3 grid;
-    Chunks(index_t M, index_t C) {
-        rows = kChunkRows;
-        if ((M + rows - 1) / rows > 65535) rows = (M + 65534) / 65535;
-        count = (M + rows - 1) / rows;
-        grid = dim3(static_cast<unsigned>((C + 31) / 32), static_cast<unsigned>(count));
-    }
+    Chunks(index_t M, index_t C)
+        : ChunkRows(M), grid(static_cast<unsigned>((C + 31) / 32), static_cast<unsigned>(count)) {}
 };
 
 // The part of a chunked column reduction that thread (threadIdx.x, threadIdx.y) of block (blockIdx.x,

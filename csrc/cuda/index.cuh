@@ -47,6 +47,20 @@ void with_index_type(bool small, F&& f) {
         f(index_t{});
 }
 
+// Column reductions (bias_grad, batch norm) cut the M rows into chunks of kChunkRows (more where
+// there would be over 65535 chunks, the limit of gridDim.y), set by the shape only; kChunkLanes row
+// lanes per block (check.cuh's Chunks adds the grid).
+constexpr index_t kChunkRows = 1024;
+constexpr int kChunkLanes = 8;
+struct ChunkRows {
+    index_t rows, count;
+    explicit ChunkRows(index_t M) {
+        rows = kChunkRows;
+        if ((M + rows - 1) / rows > 65535) rows = (M + 65534) / 65535;
+        count = (M + rows - 1) / rows;
+    }
+};
+
 // ConvGeom in the index type I; Geom<std::int32_t> only where fits32(g, ...) said so.
 template <class I>
 struct Geom {
