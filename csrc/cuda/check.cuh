@@ -32,7 +32,8 @@ namespace cuda {
 bool sync_checks();
 void set_sync_checks(bool on);
 
-// Throws std::runtime_error naming `what` if err != cudaSuccess.
+// Throws std::runtime_error naming `what` if err != cudaSuccess (AllocError, MemoryError in Python,
+// for cudaErrorMemoryAllocation), after clearing the runtime's last error.
 void check_cuda(cudaError_t err, const char* what);
 
 // After a launch: the launch error, and with sync checks the kernel's own fault.
