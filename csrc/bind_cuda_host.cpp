@@ -89,11 +89,13 @@ PYBIND11_MODULE(_cuda_host, m) {
     cnnkit::bind_elementwise_activation<CudaHost>(m);
     cnnkit::bind_pool<CudaHost>(m);
     using cnnkit::NormPass;
-    cnnkit::bind_norm_pass<NormPass::normalize>(m, "batch_norm_normalize",
-                                                "out = (a - coef[0]) * coef[1] + coef[2] (normalize_kernel); b unused.");
+    cnnkit::bind_norm_pass<NormPass::normalize>(
+        m, "batch_norm_normalize", "out = (a - coef[0]) * coef[1] + coef[2] (normalize_kernel); b unused.");
     cnnkit::bind_norm_pass<NormPass::train_dx>(
-        m, "batch_norm_train_dx", "out = coef[1] * (a - coef[2] - (b - coef[0]) * coef[3]) (train_dx_kernel), a = dy, b = x.");
-    cnnkit::bind_norm_pass<NormPass::scale_dx>(m, "batch_norm_scale_dx", "out = coef[3] * a (scale_dx_kernel); b unused.");
+        m, "batch_norm_train_dx",
+        "out = coef[1] * (a - coef[2] - (b - coef[0]) * coef[3]) (train_dx_kernel): a = dy, b = x.");
+    cnnkit::bind_norm_pass<NormPass::scale_dx>(
+        m, "batch_norm_scale_dx", "out = coef[3] * a (scale_dx_kernel); b unused.");
     m.def("batch_norm_index_bits", [](cnnkit::index_t M, cnnkit::index_t C) {
         return cnnkit::cuda::norm_elementwise_index32(M, C) ? 32 : 64;
     }, py::arg("M"), py::arg("C"), "The index bits norm.cu's elementwise passes use for an (M, C) tensor.");

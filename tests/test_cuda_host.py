@@ -2,14 +2,19 @@
 
 cnnkit._cuda_host (csrc/bind_cuda_host.cpp, a test-only module every ``pip install .`` builds with
 the C++ compiler) runs the per-element functions of the CUDA kernels (the ``__host__ __device__``
-functions in csrc/cuda/*.cuh, which the .cu launchers call once per thread) in a loop over the
-grid the launcher would start. Each function is bound by the same code as its twins in cnnkit._core
-and cnnkit._cuda (same arguments, same checks), with the keyword ``index_bits`` in the place of
-``stream``: 0 uses the index type the launcher picks, 32 and 64 force one (32 is refused where the
-launcher would index in 64 bits); host.last_index_bits() says which one ran. Every case runs in both index types on
-the shapes the GPU tests use (tests/test_conv.py's CASES), against the NumPy reference, plus the
-inputs of issue 22: geometry beyond 32 bits and Inf/NaN at padded borders. The GPU run of the same
-checks is under the ``gpu`` mark at the end."""
+functions in csrc/cuda/*.cuh, which the .cu launchers call once per thread) in a loop over the grid
+the launcher would start (csrc/cuda_host/*.cpp). Each function is bound by the same code as its
+twins in cnnkit._core and cnnkit._cuda (same arguments, same checks), with the keyword
+``index_bits`` in the place of ``stream``: 0 uses the index type the launcher picks, 32 and 64 force
+one (32 is refused where the launcher would index in 64 bits); host.last_index_bits() says which
+one ran. Covered: im2col/col2im, direct convolution forward and weight gradient, every pooling
+(max, average, stochastic, global), batch norm's elementwise passes, the elementwise activations,
+dropout and bias. Device-only: block reductions (softmax rows, the losses, batch norm's statistics).
+
+Every case runs in both index types on the shapes the GPU tests use (test_conv.py, test_pool.py,
+test_activation.py), against the NumPy reference, plus the inputs of issue 22's bugs: geometry
+beyond 32 bits, Inf/NaN at padded borders, more than 65535 images in global pooling, batch norm's
+coefficient rows past 2^31. The GPU runs of those regressions are under the ``gpu`` mark."""
 
 import numpy as np
 import pytest

@@ -9,9 +9,10 @@
 // operations in the same order as the CPU. Global average and max: one block per (image, 32
 // channels) along x of the grid (any batch size), 32 pixel lanes, combined in lane order (the sum in
 // double; the max by the same rule). Stochastic pooling draws uniform01(seed, flat output index)
-// exactly as the CPU does, with the same double sums in the same order, so it picks the same cells. Index arithmetic is 32-bit when the geometry and every index
-// fit (I = int32_t, see fits32 in index.cuh), else 64-bit; argmax/index arrays are A = int32_t or
-// int64_t. The per-element work is in pool.cuh, which the host test module cnnkit._cuda_host also runs.
+// exactly as the CPU does, with the same double sums in the same order, so it picks the same cells.
+// Index arithmetic is 32-bit when the geometry and every index fit (I = int32_t, see fits32 in
+// index.cuh), else 64-bit; argmax/index arrays are A = int32_t or int64_t. The per-element work is
+// in pool.cuh, which the host test module cnnkit._cuda_host also runs.
 #include "cuda/check.cuh"
 #include "cuda/kernels.h"
 #include "cuda/pool.cuh"
@@ -160,7 +161,7 @@ void global_avg_pool2d_forward(const T* x, T* y, index_t N, index_t HW, index_t 
 
 template <class T>
 void global_avg_pool2d_backward(const T* dy, T* dx, index_t N, index_t HW, index_t C, Stream stream) {
-    const index_t count = checked_mul(checked_mul(N, HW, "size"), C, "size");
+    const index_t count = global_size(N, HW, C);
     if (count == 0) return;
     with_index_type(fits32({count}), [&](auto tag) {
         using I = decltype(tag);
@@ -180,7 +181,7 @@ void global_max_pool2d_forward(const T* x, T* y, A* argmax, index_t N, index_t H
 template <class T, class A>
 void global_max_pool2d_backward(const T* dy, const A* argmax, T* dx, index_t N, index_t HW, index_t C,
                                 Stream stream) {
-    const index_t count = checked_mul(checked_mul(N, HW, "size"), C, "size");
+    const index_t count = global_size(N, HW, C);
     if (count == 0) return;
     with_index_type(fits32({count}), [&](auto tag) {
         using I = decltype(tag);

@@ -248,6 +248,12 @@ CNNKIT_HD bool beats(T v, index_t p, T best, index_t bp) {
     return v > best || (v == best && p < bp);
 }
 
+// The global backwards: one thread per element of the (N, HW, C) image, 32-bit indices when its
+// size fits.
+inline index_t global_size(index_t N, index_t HW, index_t C) {
+    return checked_mul(checked_mul(N, HW, "size"), C, "size");
+}
+
 template <class T, class I>
 CNNKIT_HD void global_avg_backward_element(const T* __restrict__ dy, T* __restrict__ dx, I HW, I C, I e) {
     const T inv = T(1) / static_cast<T>(HW);

@@ -24,7 +24,7 @@ void pool_loop(const char* what, index_t count, const ConvGeom& g, Stream stream
 // The same for the global backwards, whose indices are the sizes only.
 template <class F>
 void global_loop(const char* what, index_t N, index_t HW, index_t C, Stream stream, F&& f) {
-    const index_t count = checked_mul(checked_mul(N, HW, "size"), C, "size");
+    const index_t count = cuda::global_size(N, HW, C);
     with_index_type(stream, cuda::fits32({count}), what, [&](auto tag) {
         using I = decltype(tag);
         for (I e = 0; e < I(count); ++e) f(e, I(HW), I(C));
