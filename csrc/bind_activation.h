@@ -99,8 +99,9 @@ void def_rows_back(py::module_& m, const char* name, const char* v_name, RowsBac
        "gradient over each row (the last axis)");
 }
 
+// The elementwise activations and dropout (bind_activation adds the row-wise softmax family).
 template <class D>
-void bind_activation(py::module_& m) {
+void bind_elementwise_activation(py::module_& m) {
     def_unary<D>(m, "relu_forward", Unary::relu, "y = relu(x) (y may be x)");
     def_binary<D>(m, "relu_backward", "v", Binary::relu, "dx = dy where v > 0 else 0; v = x or relu(x)");
     def_unary<D>(m, "sigmoid_forward", Unary::sigmoid, "y = sigmoid(x) (y may be x)");
@@ -112,12 +113,6 @@ void bind_activation(py::module_& m) {
     def_binary<D>(m, "tanh_backward_from_output", "y", Binary::tanh_from_output, "dx = dy (1 - y^2), y = tanh(x)");
     def_alpha<D>(m, "leaky_relu_forward", "leaky_relu_backward", Alpha::leaky_relu, true);
     def_alpha<D>(m, "elu_forward", "elu_backward", Alpha::elu, false);
-    def_rows<D>(m, "softmax_forward", Rows::softmax);
-    def_rows<D>(m, "log_softmax_forward", Rows::log_softmax);
-    def_rows_back<D>(m, "softmax_backward", "x", RowsBack::softmax);
-    def_rows_back<D>(m, "softmax_backward_from_output", "y", RowsBack::softmax_from_output);
-    def_rows_back<D>(m, "log_softmax_backward", "x", RowsBack::log_softmax);
-    def_rows_back<D>(m, "log_softmax_backward_from_output", "y", RowsBack::log_softmax_from_output);
 
     // Dropout: forward y = mask * x / (1 - rate); the backward is the same map applied to dy.
     using A = typename D::Array;
@@ -132,6 +127,17 @@ void bind_activation(py::module_& m) {
         });
     }, py::arg("x"), py::arg("y"), py::arg("rate"), py::arg("seed"), py::kw_only(), D::stream_arg(),
        "y[i] = x[i] / (1 - rate) if uniform01(seed, i) >= rate else 0 (also the backward, on dy)");
+}
+
+template <class D>
+void bind_activation(py::module_& m) {
+    bind_elementwise_activation<D>(m);
+    def_rows<D>(m, "softmax_forward", Rows::softmax);
+    def_rows<D>(m, "log_softmax_forward", Rows::log_softmax);
+    def_rows_back<D>(m, "softmax_backward", "x", RowsBack::softmax);
+    def_rows_back<D>(m, "softmax_backward_from_output", "y", RowsBack::softmax_from_output);
+    def_rows_back<D>(m, "log_softmax_backward", "x", RowsBack::log_softmax);
+    def_rows_back<D>(m, "log_softmax_backward_from_output", "y", RowsBack::log_softmax_from_output);
 }
 
 }  // namespace cnnkit

@@ -28,6 +28,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
+#include <exception>
 #include <initializer_list>
 #include <limits>
 #include <string>
@@ -50,6 +51,17 @@ struct ArrayView {
     index_t size = 1;
     index_t ndim() const { return static_cast<index_t>(shape.size()); }
 };
+
+// AllocError (common.h: a scratch allocation that failed) becomes MemoryError; once per module.
+inline void register_alloc_error() {
+    py::register_exception_translator([](std::exception_ptr p) {
+        try {
+            if (p) std::rethrow_exception(p);
+        } catch (const AllocError& e) {
+            PyErr_SetString(PyExc_MemoryError, e.what());
+        }
+    });
+}
 
 inline std::string type_name(py::handle obj) {
     return py::str(py::type::handle_of(obj).attr("__name__")).cast<std::string>();

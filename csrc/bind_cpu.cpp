@@ -131,13 +131,7 @@ static py::dict cpu_dispatch() {
 
 PYBIND11_MODULE(_core, m) {
     m.doc() = "cnnkit CPU kernels (private: use cnnkit.ops)";
-    py::register_exception_translator([](std::exception_ptr p) {
-        try {
-            if (p) std::rethrow_exception(p);
-        } catch (const cnnkit::AllocError& e) {
-            PyErr_SetString(PyExc_MemoryError, e.what());
-        }
-    });
+    cnnkit::register_alloc_error();
     m.def("build_info", [] {
         py::dict d;
         d["version"] = CNNKIT_VERSION;

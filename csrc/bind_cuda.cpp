@@ -39,6 +39,7 @@ struct Cuda {
 
 PYBIND11_MODULE(_cuda, m) {
     m.doc() = "cnnkit CUDA kernels (private: use cnnkit.ops with CuPy arrays)";
+    cnnkit::register_alloc_error();
     m.def("build_info", [] {
         py::dict d;
         d["version"] = CNNKIT_VERSION;
@@ -59,5 +60,8 @@ PYBIND11_MODULE(_cuda, m) {
     m.def("_memory_fault_selftest", [](std::uintptr_t stream) {
         cnnkit::cuda::memory_fault_selftest(Cuda::stream(stream));
     }, py::kw_only(), py::arg("stream"), "Read an invalid address (kills the CUDA context: run it in a throwaway process).");
+    m.def("_scratch_fault_selftest", [](std::uintptr_t stream) {
+        cnnkit::cuda::scratch_fault_selftest(Cuda::stream(stream));
+    }, py::kw_only(), py::arg("stream"), "Ask for 2^62 bytes of scratch: must raise MemoryError naming selftest_scratch.");
     cnnkit::bind_kernels<Cuda>(m);
 }

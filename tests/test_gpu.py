@@ -123,6 +123,18 @@ def test_launch_errors_are_runtime_errors_naming_the_kernel(cp):
     np.testing.assert_array_equal(to_numpy(ops.relu(x)), [0, 2])
 
 
+def test_failed_scratch_allocation_is_a_memory_error_that_leaves_no_error_behind(cp):
+    """Issue 22: a failed scratch allocation was thrown, but the runtime's last error stayed set, so
+    the next healthy kernel's launch check reported it. Now: MemoryError naming the operation, and
+    the next launch is clean."""
+    from cnnkit import _cuda
+
+    with pytest.raises(MemoryError, match="selftest_scratch"):
+        _cuda._scratch_fault_selftest(stream=cp.cuda.get_current_stream().ptr)
+    x = cp.asarray(np.array([-1.0, 2.0], np.float32))
+    np.testing.assert_array_equal(to_numpy(ops.relu(x)), [0, 2])
+
+
 def test_memory_fault_is_a_runtime_error_naming_the_kernel(cp):
     """A kernel that reads an invalid address (in a throwaway process: the fault kills the CUDA
     context). With sync checks on, the error names the kernel that faulted."""

@@ -7,9 +7,11 @@
 // Row kernels: one block per row (grid-stride over rows), the row maximum and sums by a
 // deterministic block reduction in double; each row is fully read before the pass that writes it,
 // so they may also run in place. Dropout: rng_bits(rng_key(seed), i) >= dropout_threshold(rate)
-// (common.h), the CPU's test on the same counter-based hash: the masks agree bit for bit.
+// (common.h), the CPU's test on the same counter-based hash: the masks agree bit for bit. The
+// elementwise kernels' per-element work is in activation.cuh, which cnnkit._cuda_host also runs.
 #include <cmath>
 
+#include "cuda/activation.cuh"
 #include "cuda/check.cuh"
 #include "cuda/kernels.h"
 
@@ -18,47 +20,7 @@ namespace cuda {
 
 namespace {
 
-__device__ __forceinline__ float exp_(float x) { return expf(x); }
-__device__ __forceinline__ double exp_(double x) { return exp(x); }
-__device__ __forceinline__ float expm1_(float x) { return expm1f(x); }
-__device__ __forceinline__ double expm1_(double x) { return expm1(x); }
-__device__ __forceinline__ float tanh_(float x) { return tanhf(x); }
-__device__ __forceinline__ double tanh_(double x) { return tanh(x); }
-
-template <class T>
-__device__ __forceinline__ T mag(T x) {
-    return x < T(0) ? -x : x;
-}
-
-template <class T>
-__device__ __forceinline__ T unary(Unary op, T v) {
-    switch (op) {
-        case Unary::relu: return v < T(0) ? T(0) : v;
-        case Unary::sigmoid: {
-            const T e = exp_(-mag(v)), r = T(1) / (T(1) + e);
-            return v >= T(0) ? r : e * r;
-        }
-        default: return tanh_(v);
-    }
-}
-
-template <class T>
-__device__ __forceinline__ T binary(Binary op, T g, T v) {
-    switch (op) {
-        case Binary::relu: return v <= T(0) ? T(0) : g;
-        case Binary::sigmoid: {
-            const T e = exp_(-mag(v)), r = T(1) / (T(1) + e);
-            return g * (e * r * r);
-        }
-        case Binary::sigmoid_from_output: return g * (v * (T(1) - v));
-        case Binary::tanh: {
-            const T e = exp_(T(-2) * mag(v)), r = T(1) / (T(1) + e);
-            return g * (T(4) * e * r * r);
-        }
-        default: return g * (T(1) - v * v);
-    }
-}
-
+// The elementwise kernels' per-element work is in activation.cuh (shared with cnnkit._cuda_host).
 template <class T>
 __global__ void unary_kernel(Unary op, const T* x, T* y, index_t n) {
     CNNKIT_GRID_LOOP(i, n) y[i] = unary(op, x[i]);
@@ -71,32 +33,17 @@ __global__ void binary_kernel(Binary op, const T* dy, const T* v, T* dx, index_t
 
 template <class T>
 __global__ void alpha_forward_kernel(Alpha op, const T* x, T* y, index_t n, T alpha) {
-    CNNKIT_GRID_LOOP(i, n) {
-        const T v = x[i];
-        if (op == Alpha::leaky_relu)
-            y[i] = v < T(0) ? alpha * v : v;
-        else
-            y[i] = v > T(0) ? v : alpha * expm1_(v > T(0) ? T(0) : v);
-    }
+    CNNKIT_GRID_LOOP(i, n) y[i] = alpha_forward_value(op, x[i], alpha);
 }
 
 template <class T>
 __global__ void alpha_backward_kernel(Alpha op, const T* dy, const T* x, T* dx, index_t n, T alpha) {
-    CNNKIT_GRID_LOOP(i, n) {
-        const T g = dy[i], v = x[i];
-        if (op == Alpha::leaky_relu)
-            dx[i] = v > T(0) ? g : alpha * g;
-        else
-            dx[i] = v > T(0) ? g : alpha * exp_(v > T(0) ? T(0) : v) * g;
-    }
+    CNNKIT_GRID_LOOP(i, n) dx[i] = alpha_backward_value(op, dy[i], x[i], alpha);
 }
 
 template <class T>
 __global__ void dropout_kernel(const T* x, T* y, index_t n, std::uint64_t key, std::uint64_t threshold, T scale) {
-    CNNKIT_GRID_LOOP(i, n) {
-        const T kept = x[i] * scale;
-        y[i] = rng_bits(key, static_cast<std::uint64_t>(i)) >= threshold ? kept : T(0);
-    }
+    CNNKIT_GRID_LOOP(i, n) dropout_element(x, y, key, threshold, scale, i);
 }
 
 // The maximum of a row (ordinary comparisons, as the CPU's row_max: NaN never replaces a number,

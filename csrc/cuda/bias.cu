@@ -1,7 +1,9 @@
 // bias.cu: the CUDA twin of csrc/cpu/bias.cpp. bias_add: y (rows, O) += b, then max(., 0) if relu,
 // elementwise (grid-stride, 32-bit index arithmetic when every index fits). bias_grad: the column
 // sums of dy in double, deterministic: fixed chunks of rows (check.cuh's Chunks) give per-chunk
-// partials in stream-ordered scratch, which are then added in chunk order.
+// partials in stream-ordered scratch, which are then added in chunk order. The per-thread work is in
+// bias.cuh, which the host test module cnnkit._cuda_host also runs.
+#include "cuda/bias.cuh"
 #include "cuda/check.cuh"
 #include "cuda/kernels.h"
 
@@ -10,12 +12,10 @@ namespace cuda {
 
 namespace {
 
+// The per-element work is in bias.cuh (shared with cnnkit._cuda_host).
 template <class T, class I>
 __global__ void bias_add_kernel(T* __restrict__ y, const T* __restrict__ b, I count, I O, bool relu) {
-    CNNKIT_GRID_LOOP_AS(I, e, count) {
-        const T v = y[e] + b[e % O];
-        y[e] = relu ? (v < T(0) ? T(0) : v) : v;  // NaN passes, as the CPU's relu
-    }
+    CNNKIT_GRID_LOOP_AS(I, e, count) bias_add_element(y, b, O, relu, e);
 }
 
 // Per-chunk column sums of a (rows, O) matrix: block (32, kChunkLanes) covers 32 columns of one
@@ -26,12 +26,7 @@ __global__ void column_partials_kernel(const T* __restrict__ a, double* __restri
                                        index_t O, index_t chunk_rows) {
     __shared__ double sh[kChunkLanes][32];
     const index_t o = static_cast<index_t>(blockIdx.x) * 32 + threadIdx.x;
-    const index_t r0 = static_cast<index_t>(blockIdx.y) * chunk_rows;
-    const index_t r1 = r0 + chunk_rows < rows ? r0 + chunk_rows : rows;
-    double s = 0.0;
-    if (o < O)
-        for (index_t r = r0 + threadIdx.y; r < r1; r += kChunkLanes) s += static_cast<double>(a[r * O + o]);
-    sh[threadIdx.y][threadIdx.x] = s;
+    sh[threadIdx.y][threadIdx.x] = column_lane_sum(a, rows, O, chunk_rows, blockIdx.y, o, threadIdx.y, kChunkLanes);
     __syncthreads();
     if (threadIdx.y == 0 && o < O) {
         double t = 0.0;
@@ -43,11 +38,7 @@ __global__ void column_partials_kernel(const T* __restrict__ a, double* __restri
 template <class T>
 __global__ void column_finish_kernel(const double* __restrict__ part, T* __restrict__ out, index_t nchunks,
                                      index_t O) {
-    CNNKIT_GRID_LOOP(o, O) {
-        double s = 0.0;
-        for (index_t k = 0; k < nchunks; ++k) s += part[k * O + o];
-        out[o] = static_cast<T>(s);
-    }
+    CNNKIT_GRID_LOOP(o, O) column_finish_element(part, out, nchunks, O, o);
 }
 
 }  // namespace
@@ -56,7 +47,7 @@ template <class T>
 void bias_add(T* y, const T* b, index_t rows, index_t O, bool relu, Stream stream) {
     const index_t count = checked_mul(rows, O, "bias_add size");
     if (count == 0) return;
-    with_index_type(fits32({count}), [&](auto tag) {
+    with_index_type(bias_add_index32(rows, O), [&](auto tag) {
         using I = decltype(tag);
         CNNKIT_LAUNCH("bias_add_kernel", (bias_add_kernel<T, I>), grid_for(count), kThreads, 0, as_stream(stream), y,
                       b, I(count), I(O), relu);

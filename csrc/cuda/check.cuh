@@ -22,6 +22,7 @@
 #include <string>
 
 #include "common.h"
+#include "cuda/index.cuh"
 #include "cuda/kernels.h"
 
 namespace cnnkit {
@@ -31,7 +32,8 @@ namespace cuda {
 bool sync_checks();
 void set_sync_checks(bool on);
 
-// Throws std::runtime_error naming `what` if err != cudaSuccess.
+// Throws std::runtime_error naming `what` if err != cudaSuccess (AllocError, MemoryError in Python,
+// for cudaErrorMemoryAllocation), after clearing the runtime's last error.
 void check_cuda(cudaError_t err, const char* what);
 
 // After a launch: the launch error, and with sync checks the kernel's own fault.
@@ -57,46 +59,19 @@ inline unsigned grid_for(index_t n, int threads = kThreads) {
 }
 
 // for (I i = first; i < n; i += stride) over all threads of a 1-D grid, with I = index_t (64-bit)
-// or int32_t (see fits32). CNNKIT_GRID_LOOP is the 64-bit one.
+// or int32_t (see fits32 in index.cuh). CNNKIT_GRID_LOOP is the 64-bit one.
 #define CNNKIT_GRID_LOOP_AS(I, i, n)                                                                   \
     for (I i = static_cast<I>(blockIdx.x) * static_cast<I>(blockDim.x) + static_cast<I>(threadIdx.x); \
          i < (n); i += static_cast<I>(blockDim.x) * static_cast<I>(gridDim.x))
 #define CNNKIT_GRID_LOOP(i, n) CNNKIT_GRID_LOOP_AS(::cnnkit::index_t, i, n)
 
-// Index arithmetic in 32 bits when every index a kernel forms is below this bound: 64-bit integer
-// division is emulated (dozens of instructions) and would dominate the memory-bound kernels that
-// decode (n, h, w, c) from a flat index. The margin keeps i + grid stride (< 2^24) from overflowing.
-constexpr index_t kMax32 = (index_t(1) << 31) - (index_t(1) << 25);
-inline bool fits32(std::initializer_list<index_t> sizes) {
-    for (index_t s : sizes)
-        if (s < 0 || s >= kMax32) return false;
-    return true;
-}
-
-// Calls f(std::int32_t{}) or f(index_t{}): the index type for a launch.
-template <class F>
-void with_index_type(bool small, F&& f) {
-    if (small)
-        f(std::int32_t{});
-    else
-        f(index_t{});
-}
-
-// Column reductions over a (rows, C) matrix (bias_grad, batch norm) cut the rows into chunks of
-// kChunkRows (more where there would be over 65535 chunks, the limit of gridDim.y), set by the shape
-// only, so the result never depends on the launch; a block of (32 columns, kChunkLanes row lanes)
-// reduces 32 columns of one chunk: grid (ceil(C / 32), chunks).
-constexpr index_t kChunkRows = 1024;
-constexpr int kChunkLanes = 8;
-struct Chunks {
-    index_t rows, count;
+// Column reductions over a (rows, C) matrix (bias_grad, batch norm) cut the rows into chunks
+// (ChunkRows, index.cuh), set by the shape only, so the result never depends on the launch; a block
+// of (32 columns, kChunkLanes row lanes) reduces 32 columns of one chunk: grid (ceil(C / 32), chunks).
+struct Chunks : ChunkRows {
     dim3 grid;
-    Chunks(index_t M, index_t C) {
-        rows = kChunkRows;
-        if ((M + rows - 1) / rows > 65535) rows = (M + 65534) / 65535;
-        count = (M + rows - 1) / rows;
-        grid = dim3(static_cast<unsigned>((C + 31) / 32), static_cast<unsigned>(count));
-    }
+    Chunks(index_t M, index_t C)
+        : ChunkRows(M), grid(static_cast<unsigned>((C + 31) / 32), static_cast<unsigned>(count)) {}
 };
 
 // The part of a chunked column reduction that thread (threadIdx.x, threadIdx.y) of block (blockIdx.x,
@@ -115,15 +90,6 @@ struct ChunkThread {
             part[(chunk * 2 + 1) * C + c] = b;
         }
     }
-};
-
-// ConvGeom in the index type I (its sizes validated on the host by make_geom).
-template <class I>
-struct Geom {
-    I N, H, W, C, KH, KW, SH, SW, DH, DW, PT, PB, PL, PR, OH, OW;
-    explicit Geom(const ConvGeom& g)
-        : N(I(g.N)), H(I(g.H)), W(I(g.W)), C(I(g.C)), KH(I(g.KH)), KW(I(g.KW)), SH(I(g.SH)), SW(I(g.SW)),
-          DH(I(g.DH)), DW(I(g.DW)), PT(I(g.PT)), PB(I(g.PB)), PL(I(g.PL)), PR(I(g.PR)), OH(I(g.OH)), OW(I(g.OW)) {}
 };
 
 // The sum of v over the block, returned to every thread. Deterministic: a fixed shuffle tree per

@@ -1,7 +1,7 @@
 // conv_direct.cu: the CUDA twin of csrc/cpu/conv_direct.cpp, direct 2-D convolution for small
 // filters (a first layer on 1-3 channels), where im2col + cuBLAS spends its time writing and
 // rereading an im2col matrix that is K = KH*KW*C columns wide for a GEMM too thin to use the GPU.
-// NHWC input, HWIO kernel seen as (K, O), any stride, dilation and padding (padded taps skipped).
+// NHWC input, HWIO kernel seen as (K, O), any stride, dilation and padding (a padded tap adds 0 * w).
 // Forward: one thread per output element (n, oh, ow, o); a warp covers consecutive output channels
 // of one pixel, so the x reads are broadcasts and the w reads coalesce; bias first, the K taps
 // accumulated in (kh, kw, c) order in T (as the CPU twin), ReLU applied before the one store.
@@ -9,8 +9,10 @@
 // block (32 channels, 8 pixel lanes) per (channel tile, tap, pixel chunk); each thread sums its
 // strided pixels in T, the 8 lanes are added in lane order in double, and the chunk partials
 // (stream-ordered scratch) are added in chunk order in double: deterministic, no atomics.
-// cnnkit.ops.conv picks this path on the GPU only for small K (see _GPU_DIRECT_MAX_K there).
+// cnnkit.ops.conv picks this path on the GPU only for small K (see _GPU_DIRECT_MAX_K there). The
+// per-thread work is in conv_direct.cuh, which the host test module cnnkit._cuda_host also runs.
 #include "cuda/check.cuh"
+#include "cuda/conv_direct.cuh"
 #include "cuda/kernels.h"
 
 namespace cnnkit {
@@ -18,60 +20,27 @@ namespace cuda {
 
 namespace {
 
+// The per-thread work is in conv_direct.cuh (shared with the host test module cnnkit._cuda_host).
 template <class T, class I>
 __global__ void direct_forward_kernel(const T* __restrict__ x, const T* __restrict__ w, const T* __restrict__ b,
                                       T* __restrict__ y, const Geom<I> g, I O, bool relu, I count) {
-    CNNKIT_GRID_LOOP_AS(I, e, count) {
-        const I o = e % O, pix = e / O;
-        const I ow = pix % g.OW, nr = pix / g.OW, oh = nr % g.OH, n = nr / g.OH;
-        T acc = b ? b[o] : T(0);
-        for (I i = 0; i < g.KH; ++i) {
-            const I ih = oh * g.SH - g.PT + i * g.DH;
-            if (ih < 0 || ih >= g.H) continue;
-            for (I j = 0; j < g.KW; ++j) {
-                const I iw = ow * g.SW - g.PL + j * g.DW;
-                if (iw < 0 || iw >= g.W) continue;
-                const T* xs = x + ((n * g.H + ih) * g.W + iw) * g.C;
-                const T* ws = w + ((i * g.KW + j) * g.C) * O + o;
-                for (I c = 0; c < g.C; ++c) acc += xs[c] * ws[c * O];
-            }
-        }
-        y[e] = relu ? (acc < T(0) ? T(0) : acc) : acc;
-    }
+    CNNKIT_GRID_LOOP_AS(I, e, count) direct_forward_element(x, w, b, y, g, O, relu, e);
 }
-
-constexpr int kLanesY = 8;
-constexpr index_t kChunkPixels = 2048;
 
 // part[(chunk * (K + 1) + k) * O + o]; tap k == K is the bias gradient (x_tap = 1).
 template <class T, class I>
 __global__ void direct_weights_partials_kernel(const T* __restrict__ x, const T* __restrict__ dy,
                                                double* __restrict__ part, const Geom<I> g, I O, I chunk_pixels) {
-    __shared__ double sh[kLanesY][32];
-    const I K = g.KH * g.KW * g.C, P = g.N * g.OH * g.OW;
+    __shared__ double sh[kDirectLanes][32];
+    const I K = g.KH * g.KW * g.C;
     const I o = static_cast<I>(blockIdx.x) * 32 + static_cast<I>(threadIdx.x);
     const I k = blockIdx.y, chunk = blockIdx.z;
-    const I p0 = chunk * chunk_pixels, p1 = p0 + chunk_pixels < P ? p0 + chunk_pixels : P;
-    I i = 0, j = 0, c = 0;
-    if (k < K) c = k % g.C, j = (k / g.C) % g.KW, i = k / (g.C * g.KW);
-    T acc = T(0);
-    if (o < O) {
-        for (I p = p0 + static_cast<I>(threadIdx.y); p < p1; p += kLanesY) {
-            const T d = dy[p * O + o];
-            if (k == K) {
-                acc += d;
-                continue;
-            }
-            const I ow = p % g.OW, nr = p / g.OW, oh = nr % g.OH, n = nr / g.OH;
-            const I ih = oh * g.SH - g.PT + i * g.DH, iw = ow * g.SW - g.PL + j * g.DW;
-            if (ih >= 0 && ih < g.H && iw >= 0 && iw < g.W) acc += x[((n * g.H + ih) * g.W + iw) * g.C + c] * d;
-        }
-    }
+    const T acc = direct_weights_lane_sum(x, dy, g, O, chunk_pixels, k, chunk, o, static_cast<I>(threadIdx.y));
     sh[threadIdx.y][threadIdx.x] = static_cast<double>(acc);
     __syncthreads();
     if (threadIdx.y == 0 && o < O) {
         double t = 0.0;
-        for (int l = 0; l < kLanesY; ++l) t += sh[l][threadIdx.x];
+        for (int l = 0; l < kDirectLanes; ++l) t += sh[l][threadIdx.x];
         part[(static_cast<index_t>(chunk) * (K + 1) + k) * O + o] = t;
     }
 }
@@ -80,14 +49,7 @@ template <class T>
 __global__ void direct_weights_finish_kernel(const double* __restrict__ part, T* __restrict__ dw,
                                              T* __restrict__ db, index_t K, index_t O, index_t nchunks) {
     const index_t outputs = (K + (db ? 1 : 0)) * O;
-    CNNKIT_GRID_LOOP(e, outputs) {
-        double s = 0.0;
-        for (index_t ch = 0; ch < nchunks; ++ch) s += part[ch * (K + 1) * O + e];
-        if (e < K * O)
-            dw[e] = static_cast<T>(s);
-        else
-            db[e - K * O] = static_cast<T>(s);
-    }
+    CNNKIT_GRID_LOOP(e, outputs) direct_weights_finish_element(part, dw, db, K, O, nchunks, e);
 }
 
 }  // namespace
@@ -95,9 +57,9 @@ __global__ void direct_weights_finish_kernel(const double* __restrict__ part, T*
 template <class T>
 void conv2d_direct_forward(const T* x, const T* w, const T* b, T* y, const ConvGeom& g, index_t O, bool relu,
                            Stream stream) {
-    const index_t count = checked_mul(g.out_pixels(), O, "conv2d output size");
+    const index_t count = direct_forward_count(g, O);
     if (count == 0) return;
-    with_index_type(fits32({count, g.in_size(), checked_mul(g.patch_size(), O, "filter size")}), [&](auto tag) {
+    with_index_type(direct_forward_index32(g, O), [&](auto tag) {
         using I = decltype(tag);
         CNNKIT_LAUNCH("conv2d_direct_forward_kernel", (direct_forward_kernel<T, I>), grid_for(count), kThreads, 0,
                       as_stream(stream), x, w, b, y, Geom<I>(g), I(O), relu, I(count));
@@ -117,20 +79,18 @@ void conv2d_direct_backward_weights(const T* x, const T* dy, T* dw, T* db, const
     }
     require(K + 1 <= 65535, "conv2d_direct_backward_weights: the filter has more than 65534 taps; "
                             "use the im2col path");
-    index_t chunk = kChunkPixels;
-    if ((P + chunk - 1) / chunk > 65535) chunk = (P + 65534) / 65535;
-    const index_t nchunks = (P + chunk - 1) / chunk;
-    Scratch part(sizeof(double) * checked_mul(checked_mul(nchunks, K + 1, "scratch"), O, "scratch"), s,
+    const DirectChunks chunks(P);
+    Scratch part(sizeof(double) * checked_mul(checked_mul(chunks.count, K + 1, "scratch"), O, "scratch"), s,
                  "conv2d_direct_backward_weights scratch");
     const dim3 grid(static_cast<unsigned>((O + 31) / 32), static_cast<unsigned>(K + (db ? 1 : 0)),
-                    static_cast<unsigned>(nchunks));
-    with_index_type(fits32({checked_mul(P, O, "dy size"), g.in_size()}), [&](auto tag) {
+                    static_cast<unsigned>(chunks.count));
+    with_index_type(direct_weights_index32(g, O), [&](auto tag) {
         using I = decltype(tag);
         CNNKIT_LAUNCH("conv2d_direct_weights_partials_kernel", (direct_weights_partials_kernel<T, I>), grid,
-                      dim3(32, kLanesY), 0, s, x, dy, part.as<double>(), Geom<I>(g), I(O), I(chunk));
+                      dim3(32, kDirectLanes), 0, s, x, dy, part.as<double>(), Geom<I>(g), I(O), I(chunks.pixels));
     });
     CNNKIT_LAUNCH("conv2d_direct_weights_finish_kernel", direct_weights_finish_kernel<T>,
-                  grid_for((K + 1) * O), kThreads, 0, s, part.as<double>(), dw, db, K, O, nchunks);
+                  grid_for((K + 1) * O), kThreads, 0, s, part.as<double>(), dw, db, K, O, chunks.count);
 }
 
 CNNKIT_INSTANTIATE_CONV_DIRECT(float)

@@ -23,6 +23,7 @@ bool sync_checks();
 void set_sync_checks(bool on);
 void launch_fault_selftest(Stream stream);  // an invalid launch configuration (never runs)
 void memory_fault_selftest(Stream stream);  // a kernel that reads address 8 (kills the context)
+void scratch_fault_selftest(Stream stream);  // a scratch allocation of 2^62 bytes (MemoryError)
 int runtime_version();
 int device_count();  // 0 without a driver or device (never throws)
 

@@ -1,7 +1,8 @@
 // launch.cu: the launch check every kernel launch goes through (check.cuh), the sync-check switch,
-// build/runtime facts for cnnkit._cuda.build_info, and two self-tests of the error path that the
-// GPU tests use: an invalid launch configuration (reported at launch, the context survives) and a
-// kernel that reads an invalid address (a sticky fault: only ever run in a throwaway process).
+// build/runtime facts for cnnkit._cuda.build_info, and three self-tests of the error path that the
+// GPU tests use: an invalid launch configuration (reported at launch, the context survives), a
+// scratch allocation that fails (MemoryError; the next launch is unaffected) and a kernel that reads
+// an invalid address (a sticky fault: only ever run in a throwaway process).
 #include <atomic>
 #include <cstdlib>
 #include <cstring>
@@ -24,9 +25,15 @@ bool sync_checks() { return g_sync.load(std::memory_order_relaxed); }
 void set_sync_checks(bool on) { g_sync.store(on, std::memory_order_relaxed); }
 
 void check_cuda(cudaError_t err, const char* what) {
-    if (err != cudaSuccess)
-        throw std::runtime_error(std::string("cnnkit CUDA error in ") + what + ": " + cudaGetErrorName(err) +
-                                 " (" + cudaGetErrorString(err) + ")");
+    if (err == cudaSuccess) return;
+    // A failed runtime call (a scratch allocation, a memset) also records its error as the runtime's
+    // last error: clear it, or the next healthy kernel's launch check would report it as its own. (A
+    // sticky error, a fault that killed the context, stays whatever is done here.)
+    cudaGetLastError();
+    const std::string message = std::string("cnnkit CUDA error in ") + what + ": " + cudaGetErrorName(err) + " (" +
+                                cudaGetErrorString(err) + ")";
+    if (err == cudaErrorMemoryAllocation) throw AllocError(message);  // MemoryError in Python
+    throw std::runtime_error(message);
 }
 
 void check_launch(const char* kernel, cudaStream_t stream) {
@@ -59,6 +66,10 @@ void memory_fault_selftest(Stream stream) {
     const float* bad = reinterpret_cast<const float*>(std::uintptr_t(8));
     float* out = reinterpret_cast<float*>(std::uintptr_t(16));
     CNNKIT_LAUNCH("selftest_memory_fault", selftest_kernel, 1, 32, 0, as_stream(stream), bad, out);
+}
+
+void scratch_fault_selftest(Stream stream) {
+    Scratch too_big(std::size_t(1) << 62, as_stream(stream), "selftest_scratch");  // 4 EiB: refused
 }
 
 int runtime_version() {

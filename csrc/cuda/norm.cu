@@ -6,11 +6,13 @@
 // per channel) combines the chunk partials in chunk order. Moments use two passes over each chunk
 // (mean, then squared deviations from it; the second pass mostly hits L2) and the chunks are merged
 // with the pairwise update of Chan, Golub and LeVeque, as the CPU does with its blocks. Scratch
-// (stream-ordered): the partials, and per-channel T coefficients for the elementwise passes.
+// (stream-ordered): the partials, and per-channel T coefficients for the elementwise passes, whose
+// per-element work is in norm.cuh (run on the CPU by the host test module cnnkit._cuda_host too).
 #include <cmath>
 
 #include "cuda/check.cuh"
 #include "cuda/kernels.h"
+#include "cuda/norm.cuh"
 
 namespace cnnkit {
 namespace cuda {
@@ -100,14 +102,11 @@ __global__ void moving_coef_kernel(const T* __restrict__ gamma, const T* __restr
     }
 }
 
-// y = (x - coef_mean) * coef_scale + coef_shift
+// The elementwise passes' per-element work is in norm.cuh (shared with cnnkit._cuda_host).
 template <class T, class I>
 __global__ void normalize_kernel(const T* __restrict__ x, const T* __restrict__ coef, T* __restrict__ y, I C,
                                  I count) {
-    CNNKIT_GRID_LOOP_AS(I, e, count) {
-        const I c = e % C;
-        y[e] = (x[e] - coef[c]) * coef[C + c] + coef[2 * C + c];
-    }
+    CNNKIT_GRID_LOOP_AS(I, e, count) normalize_element(x, coef, y, C, e);
 }
 
 // part[(chunk * 2) * C + c] = sum dy, [(chunk * 2 + 1) * C + c] = sum dy * (x - mean) over the chunk.
@@ -157,30 +156,26 @@ __global__ void grad_finish_kernel(const double* __restrict__ part, index_t M, i
     }
 }
 
-// dx = a * (dy - mdy - (x - mean) * k)
 template <class T, class I>
 __global__ void train_dx_kernel(const T* __restrict__ dy, const T* __restrict__ x, const T* __restrict__ coef,
                                 T* __restrict__ dx, I C, I count) {
-    CNNKIT_GRID_LOOP_AS(I, e, count) {
-        const I c = e % C;
-        dx[e] = coef[C + c] * (dy[e] - coef[2 * C + c] - (x[e] - coef[c]) * coef[3 * C + c]);
-    }
+    CNNKIT_GRID_LOOP_AS(I, e, count) train_dx_element(dy, x, coef, dx, C, e);
 }
 
-// dx = a * dy (inference), a = coef[3C + c]
 template <class T, class I>
 __global__ void scale_dx_kernel(const T* __restrict__ dy, const T* __restrict__ coef, T* __restrict__ dx, I C,
                                 I count) {
-    CNNKIT_GRID_LOOP_AS(I, e, count) dx[e] = coef[3 * C + e % C] * dy[e];
+    CNNKIT_GRID_LOOP_AS(I, e, count) scale_dx_element(dy, coef, dx, C, e);
 }
 
 // Launches kernel(args..., I(C), I(M * C)), one thread per element of the (M, C) tensor, with
-// I = int32_t when the element count fits, else int64; pick(I{}) names the kernel for that I.
+// I = int32_t when the tensor and the coefficients fit (norm.cuh), else int64; pick(I{}) names the
+// kernel for that I.
 template <class Pick, class... Args>
 void launch_elementwise(const char* name, index_t M, index_t C, cudaStream_t s, Pick pick, Args... args) {
     const index_t count = checked_mul(M, C, "batch_norm size");
     if (count == 0) return;
-    with_index_type(fits32({count}), [&](auto tag) {
+    with_index_type(norm_elementwise_index32(M, C), [&](auto tag) {
         using I = decltype(tag);
         const auto kernel = pick(tag);
         CNNKIT_LAUNCH(name, kernel, grid_for(count), kThreads, 0, s, args..., I(C), I(count));
