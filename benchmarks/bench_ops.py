@@ -689,7 +689,7 @@ def gpu_conv_tables(args, with_cpu, tables, summary):
         if with_cpu and sid in ("C3", "C4") and t.cpu_per_image.get("fb"):
             summary["c34"].append((sid, t.cpu_per_image["fwd"] * GPU_CONV_N / fwd,
                                    t.cpu_per_image["fb"] * GPU_CONV_N / fb))
-        del xd, wd
+        xd = wd = None  # free the GPU arrays before the next shape (not del: the lambdas above name them)
         conv_ops.release_workspace()
         cupy.get_default_memory_pool().free_all_blocks()
 
@@ -728,7 +728,7 @@ def gpu_memory_bound_tables(args, wanted, with_cpu, tables, summary):
         tables.append(t)
         summary["mem"].append((name, per_image_fwd * GPU_POOL_N / (fwd * 1e-3) / 1e9,
                                peer["fwd"] / fwd if peer else None, peer["fb"] / fb if peer else None))
-    del xd
+    xd = None  # free the GPU array (not del: the lambdas above name it)
     if "relu" in wanted:
         xr = cupy.asarray(rng.standard_normal((GPU_RELU_N, 112, 112, 64)).astype(np.float32))
         dyr = cupy.asarray(rng.standard_normal(xr.shape).astype(np.float32))

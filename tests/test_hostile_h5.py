@@ -110,7 +110,7 @@ def test_external_storage_on_a_secret_file_never_reaches_the_weights(tmp_path, r
         del f[name]
         f.create_dataset(name, shape=(4, 3), dtype="f4", external=[(str(secret), 0, 48)])
     m = two_dense()
-    msg = refused(m, path, "external file", str(secret), name)
+    refused(m, path, "external file", str(secret), name)
     assert all(a.tobytes() != secret.read_bytes() for a in m.get_weights())
     with pytest.raises(ValueError, match="external file"):
         keras_weights.read_keras_h5(path)
