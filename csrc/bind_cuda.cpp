@@ -48,6 +48,9 @@ PYBIND11_MODULE(_cuda, m) {
         d["sync_checks"] = cnnkit::cuda::sync_checks();
         return d;
     });
+    m.def("driver_version", &cnnkit::cuda::driver_version,
+          "The latest CUDA version the installed NVIDIA driver supports, as 1000 * major + 10 * minor "
+          "(0 without a driver; never raises).");
     m.def("device_count", &cnnkit::cuda::device_count,
           "CUDA devices the statically linked runtime sees (0 without a driver; never raises).");
     m.def("get_sync_checks", &cnnkit::cuda::sync_checks);

@@ -158,3 +158,39 @@ def test_cuda_stub_lists_every_function():
     declared = set(re.findall(r"^def (\w+)\(", text, re.M))
     built = {n for n in dir(_cuda) if not n.startswith("__") and callable(getattr(_cuda, n))}
     assert declared == built, f"missing from stub: {built - declared}; stale in stub: {declared - built}"
+
+
+def test_driver_problem_names_the_driver_to_install():
+    from cnnkit.ops._backend import driver_problem
+
+    assert driver_problem(13000, 13000) is None and driver_problem(13020, 13000) is None
+    assert driver_problem(13000, 13010) is None  # minor version compatibility within CUDA 13
+    assert driver_problem(12080, 12040) is None and driver_problem(13000, 12040) is None
+    old = driver_problem(12080, 13000)
+    assert "supports CUDA 12.8 only" in old and "CUDA 13.0 runtime" in old and "R580" in old
+    none = driver_problem(0, 13000)
+    assert none.startswith("no NVIDIA driver was found") and "R580" in none
+
+
+def test_an_old_driver_makes_the_gpu_unusable_with_the_fix(tmp_path):
+    """CuPy imports and counts a device, but the driver is older than the CUDA runtime the kernels
+    were built with: every launch would fail, so cuda_status says so before any launch."""
+    out = _run("""
+        import sys, types
+        sys.modules["cnnkit._cuda"] = types.SimpleNamespace(build_info=lambda: {"cuda_runtime_version": 13000},
+                                                            driver_version=lambda: 12020)
+        from cnnkit.ops import _backend
+        ok, why = _backend.cuda_status()
+        print(ok, "|", why)
+    """, tmp_path, [_fake_cupy(tmp_path)])
+    line = out.strip().splitlines()[-1]
+    assert line.startswith("False | the NVIDIA driver supports CUDA 12.2 only") and "R580" in line
+
+
+def test_arrays_on_another_gpu_are_refused_with_the_fix():
+    from cnnkit.ops._backend import device_mismatch
+
+    assert device_mismatch([0, 0], 0) is None and device_mismatch([], 1) is None
+    msg = device_mismatch([1, 0, 2], 0)
+    assert "arrays on GPU 1, GPU 2 were given while the current device is GPU 0" in msg
+    assert "cupy.cuda.Device(1)" in msg

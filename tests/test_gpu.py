@@ -259,3 +259,17 @@ def test_build_info_names_the_architectures(cp):
     assert "90" in info["cuda_architectures"] and info["cuda_runtime_version"] >= 12000
     assert _cuda.device_count() >= 1
     assert _backend.backend(cp.ones(1)).name == "gpu"
+
+
+def test_arrays_on_another_device_are_refused(cp):
+    """The kernels run on the current device; a CuPy array made on another one is a ValueError naming
+    both devices, not an illegal address (needs two GPUs)."""
+    if cp.cuda.runtime.getDeviceCount() < 2:
+        pytest.skip("needs two GPUs")
+    with cp.cuda.Device(1):
+        x = cp.ones((2, 3), cp.float32)
+    with cp.cuda.Device(0):
+        with pytest.raises(ValueError, match="arrays on GPU 1 were given while the current device is GPU 0"):
+            ops.relu(x)
+    with cp.cuda.Device(1):
+        assert float(ops.relu(x).sum()) == 6.0

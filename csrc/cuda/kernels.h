@@ -26,6 +26,7 @@ void memory_fault_selftest(Stream stream);  // a kernel that reads address 8 (ki
 void scratch_fault_selftest(Stream stream);  // a scratch allocation of 2^62 bytes (MemoryError)
 int runtime_version();
 int device_count();  // 0 without a driver or device (never throws)
+int driver_version();  // the CUDA version the driver supports (12080 = 12.8); 0 without a driver
 
 #include "kernels.inc"
 

@@ -78,6 +78,15 @@ int runtime_version() {
     return v;
 }
 
+int driver_version() {
+    int v = 0;
+    if (cudaDriverGetVersion(&v) != cudaSuccess) {
+        cudaGetLastError();
+        return 0;
+    }
+    return v;  // 0 when no driver is installed
+}
+
 int device_count() {
     int n = 0;
     if (cudaGetDeviceCount(&n) != cudaSuccess) {

@@ -46,6 +46,10 @@ def info():
     except ImportError:
         cuda_built = "no (built without nvcc, or with CNNKIT_CUDA=OFF)"
     lines.append(("CUDA module", cuda_built))
+    if cuda_built.startswith("yes"):
+        drv = _cuda.driver_version()
+        problem = _backend.driver_problem(drv, rt)
+        lines.append(("NVIDIA driver", problem or f"supports CUDA {drv // 1000}.{drv % 1000 // 10}"))
     lines.append(("TF32 for GPU GEMMs", "allowed" if cnnkit.config.allow_tf32 else "off (cnnkit.config.allow_tf32)"))
     lines.append(("GPU visible", _gpu_visible()))
     usable, why = _backend.cuda_status()

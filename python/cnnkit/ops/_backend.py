@@ -157,8 +157,32 @@ def _gpu():
 
 
 def backend(*arrays):
-    """The backend for these arrays (None entries are skipped); TypeError on a NumPy/CuPy mixture."""
-    return _gpu() if array_kind(*arrays) == "cupy" else _cpu()
+    """The backend for these arrays (None entries are skipped); TypeError on a NumPy/CuPy mixture,
+    ValueError for CuPy arrays that are not on the current device."""
+    if array_kind(*arrays) != "cupy":
+        return _cpu()
+    be = _gpu()
+    import cupy
+
+    current = cupy.cuda.runtime.getDevice()
+    problem = device_mismatch([getattr(getattr(a, "device", None), "id", current) for a in arrays if a is not None],
+                              current)
+    if problem:
+        raise ValueError(problem)
+    return be
+
+
+def device_mismatch(device_ids, current):
+    """Why arrays on these CUDA devices cannot run on the current one, or None when all are on it.
+    The kernels launch on the current device (CuPy's, as CuPy's own functions do); another device's
+    pointers there would be an illegal address on a multi-GPU machine, so they are refused instead."""
+    others = sorted({d for d in device_ids if d != current})
+    if not others:
+        return None
+    on = ", ".join(f"GPU {d}" for d in others)
+    return (f"arrays on {on} were given while the current device is GPU {current}: run the call under "
+            f"`with cupy.cuda.Device({others[0]}):`, or move the arrays to GPU {current} (cupy.asarray inside "
+            f"`with cupy.cuda.Device({current}):`)")
 
 
 # CuPy's cuBLAS compute-type switch for float32 GEMMs (cupy/_core/_routines_linalg.pyx): the values
@@ -216,12 +240,37 @@ def cupy_wheel(cuda_runtime_version):
     return f"cupy-cuda{major}x" if major >= 11 else f"cupy-cuda{major}{minor}"
 
 
+# The oldest NVIDIA driver branch of each CUDA major version (CUDA's minor version compatibility: a
+# driver of that branch runs every runtime of the same major version).
+_MIN_DRIVER = {11: "R450", 12: "R525", 13: "R580"}
+
+
+def _cuda_version_str(v):
+    return f"{v // 1000}.{v % 1000 // 10}"
+
+
+def driver_problem(driver_version, runtime_version):
+    """Why a driver supporting CUDA ``driver_version`` cannot run kernels built with the CUDA
+    ``runtime_version`` runtime (both as cudaDriverGetVersion/cudaRuntimeGetVersion give them, 13000
+    for 13.0), or None when it can: it needs a driver of the runtime's major version or newer."""
+    need = _MIN_DRIVER.get(runtime_version // 1000, "newer")
+    if driver_version <= 0:
+        return (f"no NVIDIA driver was found; cnnkit's CUDA kernels use the CUDA "
+                f"{_cuda_version_str(runtime_version)} runtime, which needs driver {need} or newer")
+    if driver_version // 1000 < runtime_version // 1000:
+        return (f"the NVIDIA driver supports CUDA {_cuda_version_str(driver_version)} only, and cnnkit's CUDA kernels "
+                f"use the CUDA {_cuda_version_str(runtime_version)} runtime: install driver {need} or newer, or "
+                f"reinstall cnnkit with a CUDA {driver_version // 1000} toolkit's nvcc on PATH")
+    return None
+
+
 def cuda_status():
     """(available, reason): whether CuPy arrays can run here, and if not, why not and what to do.
 
     Checked in the order a fix has to follow: cnnkit's CUDA kernels (cnnkit._cuda, present when
     nvcc was found at install time), then CuPy (the wheel matching the CUDA runtime cnnkit._cuda was
-    built with), then a device."""
+    built with), then a driver new enough for that runtime (without it every launch would fail while
+    CuPy still counts the devices), then a device."""
     try:
         from .. import _cuda
     except ImportError:
@@ -235,6 +284,9 @@ def cuda_status():
         return False, (f"CuPy is not importable ({exc.__class__.__name__}: {exc}); cnnkit's CUDA kernels "
                        f"use the CUDA {version // 1000}.{version % 1000 // 10} runtime, so install the "
                        f"matching CuPy: pip install {cupy_wheel(version)}")
+    problem = driver_problem(_cuda.driver_version(), _cuda.build_info()["cuda_runtime_version"])
+    if problem:
+        return False, problem
     try:
         count = cupy.cuda.runtime.getDeviceCount()
     except Exception as exc:
