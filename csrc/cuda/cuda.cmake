@@ -2,8 +2,8 @@
 # bindings (csrc/bind_cuda.cpp, plain C++: the same bind_<family>.h as the CPU's). Included by
 # CMakeLists.txt once it has found nvcc and enabled the CUDA language (CNNKIT_CUDA=AUTO|ON).
 #
-# - Architectures: sm_80 (A100) and sm_90 (H100/H200) machine code plus compute_90 PTX, which the
-#   driver JIT-compiles for newer GPUs. Override with -DCMAKE_CUDA_ARCHITECTURES=... (for example
+# - Architectures: sm_75 (T4), sm_80 (A100, A10/L4 run it too) and sm_90 (H100/H200) machine code
+#   plus compute_90 PTX, which the driver JIT-compiles for newer GPUs. Override with -DCMAKE_CUDA_ARCHITECTURES=... (for example
 #   "native" when building on the GPU machine, or "90" for a faster build for one card).
 # - The CUDA runtime is linked statically (CUDA::cudart_static): the module needs no libcudart at
 #   run time and loads the driver only on the first CUDA call, so `import cnnkit` works on a machine
