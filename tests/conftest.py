@@ -68,9 +68,15 @@ def _gpu_available():
         import cupy
         from cnnkit import _cuda  # noqa: F401
 
-        return cupy.cuda.runtime.getDeviceCount() > 0
+        available = cupy.cuda.runtime.getDeviceCount() > 0
     except Exception:
         return False
+    if available and os.environ.get("CNNKIT_TEST_CUPY_POOL") == "0":
+        # every allocation its own cudaMalloc, so that compute-sanitizer sees an access past an
+        # array's end even where CuPy's pool would have put it inside a larger block
+        cupy.cuda.set_allocator(None)
+        cupy.cuda.set_pinned_memory_allocator(None)
+    return available
 
 
 @pytest.fixture(params=["numpy", pytest.param("cupy", marks=pytest.mark.gpu)])
