@@ -7,9 +7,20 @@ uses the fused, stable softmax-cross-entropy kernel instead (as Keras/TensorFlow
 as NumPy arrays, or as batches from a Sequence (``__len__``/``__getitem__``) or a generator so it
 need not fit in memory; each batch is cast to the model's dtype and moved to the model's device here.
 Everything that can be wrong with array data (shapes, label values, NaN) is checked before the first
-weight changes; streamed batches get the same checks one batch at a time.
+weight changes; streamed batches get the same checks one batch at a time. So the steps skip the
+per-call label checks of the loss and the metrics (``labels_checked``), which on the GPU would each
+read the device back.
+
+The loss and the metrics stay on the device: a step returns its loss as a 0-d array and the metrics
+add device-side totals, so a GPU step never waits for the device. They are read (one transfer,
+``ops._backend.read_scalars``) only when someone looks: at each epoch's end, and per step only for
+a callback that takes the batch's logs (the progress bar only when it redraws). A NumPy loss is host
+memory, so on the CPU every step's loss is still checked for NaN/inf at no cost and a non-finite
+batch's update is not applied; on the GPU that check would synchronize every step, so there a
+non-finite loss stops training when the loss is next read.
 """
 
+import copy
 import math
 import sys
 
@@ -24,7 +35,9 @@ from .. import metrics as _metrics
 from .. import optimizers as _optimizers
 from ..config import config
 from ..layers.base import format_shape
-from ..ops import softmax, to_host
+from ..ops import get_array_module, softmax, to_host
+from ..ops import _backend
+from ..ops._op_args import labels_checked
 
 __all__ = ["Trainer"]
 
@@ -252,10 +265,25 @@ class Trainer:
             return
         k = out[-1]
         step = max(1, 2**20 // max(1, math.prod(out[1:])))
+        # the metrics' own label checks too, on copies: the steps skip them (labels_checked)
+        probes = [copy.deepcopy(m) for m in self.compiled_metrics]
+        with labels_checked(False):  # these are the checks, wherever they are called from
+            self._run_label_checks(y, out, k, step, probes)
+
+    def _run_label_checks(self, y, out, k, step, probes):
         for i in range(0, y.shape[0], step):
             yb = y[i:i + step]
             pred = np.full((yb.shape[0],) + tuple(out[1:]), 1.0 / k if k > 1 else 0.5, dtype=config.floatx)
-            self.loss.forward(self._labels_for(yb, np), pred)
+            labels = self._labels_for(yb, np)
+            self.loss.forward(labels, pred)
+            for m in probes:
+                m.update_state(labels, pred)
+
+    def _checked_labels(self):
+        """labels_checked() where every label array that reaches a step went through _check_y (its
+        _validate_labels ran the loss and the metrics on it), else a context that does nothing."""
+        out = self.outputs[0].shape if len(self.outputs) == 1 else (None,)
+        return labels_checked(len(out) > 0 and all(s is not None for s in out[1:]))
 
     def _labels_for(self, y, xp):
         if y.dtype.kind == "f":
@@ -278,8 +306,10 @@ class Trainer:
                 and last.output == id(self.outputs[0]) and len(self.outputs[0].shape) == 2
                 and hasattr(last.layer, "ends_in_softmax") and last.layer.ends_in_softmax())
 
-    def _train_step(self, xb, yb):
-        """One optimizer step on a device batch; returns (loss value as float, predictions)."""
+    def _train_step(self, xb, yb, check_finite=False):
+        """One optimizer step on a device batch; returns (loss value, a 0-d array on the batch's
+        device, and the predictions). A non-finite loss skips the update where that is known for
+        free (a NumPy loss) or where check_finite asks to read the device for it."""
         # The step's learning rate (a schedule's value) is checked before the forward pass, which
         # already moves BatchNormalization's statistics: a refused rate leaves every weight as it was.
         self.optimizer.learning_rate
@@ -296,8 +326,8 @@ class Trainer:
                 pred = outs[0]
                 value, lsaved = self.loss.forward(yb, pred)
                 dout = self.loss.backward(lsaved)
-            value = float(value) + self._regularization_penalty()
-        if not math.isfinite(value):
+            value = value + self._regularization_penalty()
+        if _known_not_finite(value, read=check_finite):
             return value, pred  # the caller stops training; the weights stay as they were
         self._backward(saved, [dout], fuse_output=fuse)
         trainable = self.trainable_weights
@@ -310,6 +340,7 @@ class Trainer:
         return value, pred
 
     def _regularization_penalty(self):
+        """The sum of the weights' penalties, on their device (0.0 without regularizers)."""
         total = 0.0
         for v in self.weights:
             if v.regularizer is not None:
@@ -319,7 +350,7 @@ class Trainer:
     def _test_step(self, xb, yb):
         outs, _ = self._run([xb], training=False)
         value, _ = self.loss.forward(yb, outs[0])
-        return float(value) + self._regularization_penalty(), outs[0]
+        return value + self._regularization_penalty(), outs[0]
 
     def _update_metrics(self, value, n, yb, pred):
         self._loss_tracker.update_state(value, sample_weight=n)
@@ -336,10 +367,9 @@ class Trainer:
         self._reset_metrics()
 
     def _logs(self, prefix=""):
-        logs = {prefix + "loss": self._loss_tracker.result()}
-        for m in self.compiled_metrics:
-            logs[prefix + m.name] = m.result()
-        return logs
+        """The loss and metrics as Python floats: one read of the device."""
+        metrics = [self._loss_tracker] + self.compiled_metrics
+        return {prefix + m.name: v for m, v in zip(metrics, _metrics._results(metrics))}
 
     # ------------------------------------------------------------------ fit
     def _batches(self, x, y, batch_size, steps, name="x", steps_name="steps", labels=True):
@@ -423,28 +453,34 @@ class Trainer:
             self._reset_metrics()
             cb.on_epoch_begin(epoch)
             logs, seen = {}, 0
+            # (the batches themselves are made, and a stream's checked, outside the trusted steps)
             for step, (xb, yb) in enumerate(train.epoch(shuffle)):
                 if cb.wants("on_train_batch_begin"):
                     cb.on_train_batch_begin(step)
                 xb = self._inputs_on_device(xb, xp)
                 yb = self._labels_for(yb, xp)
-                value, pred = self._train_step(xb, yb)
-                seen += 1
-                if not math.isfinite(value):
-                    print(f"Batch {step} of epoch {epoch + 1}: invalid loss {value}, terminating training "
-                          "(this batch's update was not applied)", file=sys.stderr, flush=True)
-                    self.stop_training = True
-                    self._loss_tracker.update_state(value, sample_weight=xb.shape[0])
-                    break
-                self._update_metrics(value, xb.shape[0], yb, pred)
+                with self._checked_labels():
+                    value, pred = self._train_step(xb, yb)
+                    seen += 1
+                    if _known_not_finite(value):
+                        print(f"Batch {step} of epoch {epoch + 1}: invalid loss {float(value)}, terminating "
+                              "training (this batch's update was not applied)", file=sys.stderr, flush=True)
+                        self.stop_training = True
+                        self._loss_tracker.update_state(value, sample_weight=xb.shape[0])
+                        break
+                    self._update_metrics(value, xb.shape[0], yb, pred)
                 if cb.wants("on_train_batch_end"):
-                    logs = self._logs()
-                    cb.on_train_batch_end(step, logs)
+                    batch_logs = cb.on_batch_end_lazy("on_train_batch_end", step, self._logs)
+                    if batch_logs is not None:
+                        logs = batch_logs
+                        if self._stop_if_not_finite(logs, f"Batch {step} of epoch {epoch + 1}"):
+                            break
             if train.exhausted:
                 self.stop_training = True
                 if seen == 0:
                     break
             logs = self._logs()
+            self._stop_if_not_finite(logs, f"Epoch {epoch + 1}")
             if val is not None and not self.stop_training and (epoch + 1) % validation_freq == 0:
                 val_logs = self._evaluate_batches(val, None)
                 logs.update({"val_" + k: v for k, v in val_logs.items()})
@@ -454,6 +490,16 @@ class Trainer:
                 break
         cb.on_train_end(logs if epochs > initial_epoch else None)
         return self.history
+
+    def _stop_if_not_finite(self, logs, when):
+        """On a device, a non-finite loss is seen only when the logs are read: stop training then
+        (the updates since were applied; on the host the step itself stops at the first one)."""
+        value = logs.get("loss", 0.0)
+        if self.stop_training or math.isfinite(value):
+            return False
+        print(f"{when}: invalid loss {value}, terminating training", file=sys.stderr, flush=True)
+        self.stop_training = True
+        return True
 
     # ------------------------------------------------------------------ evaluate / predict
     def _evaluate_batches(self, batches, cb):
@@ -465,11 +511,12 @@ class Trainer:
                 cb.on_test_batch_begin(step)
             xb = self._inputs_on_device(xb, xp)
             yb = self._labels_for(yb, xp)
-            value, pred = self._test_step(xb, yb)
-            self._update_metrics(value, xb.shape[0], yb, pred)
+            with self._checked_labels():
+                value, pred = self._test_step(xb, yb)
+                self._update_metrics(value, xb.shape[0], yb, pred)
             seen += 1
             if cb is not None and cb.wants("on_test_batch_end"):
-                cb.on_test_batch_end(step, self._logs())
+                cb.on_batch_end_lazy("on_test_batch_end", step, self._logs)
         batches.on_epoch_end()
         if seen == 0:
             raise ValueError(f"{getattr(batches, 'name', 'the data')} produced no batches to evaluate")
@@ -533,10 +580,11 @@ class Trainer:
             self._reset_metrics()
         xp = self._xp()
         xb, yb = self._inputs_on_device(x, xp), self._labels_for(y, xp)
-        value, pred = self._train_step(xb, yb)
-        if not math.isfinite(value):
-            raise FloatingPointError(f"the loss is {value} on this batch; the update was not applied")
-        self._update_metrics(value, xb.shape[0], yb, pred)
+        with self._checked_labels():
+            value, pred = self._train_step(xb, yb, check_finite=True)  # reads the results anyway
+            if _known_not_finite(value, read=True):
+                raise FloatingPointError(f"the loss is {float(value)} on this batch; the update was not applied")
+            self._update_metrics(value, xb.shape[0], yb, pred)
         return self._result(return_dict)
 
     def test_on_batch(self, x, y, return_dict=False, reset_metrics=True):
@@ -547,8 +595,9 @@ class Trainer:
             self._reset_metrics()
         xp = self._xp()
         xb, yb = self._inputs_on_device(x, xp), self._labels_for(y, xp)
-        value, pred = self._test_step(xb, yb)
-        self._update_metrics(value, xb.shape[0], yb, pred)
+        with self._checked_labels():
+            value, pred = self._test_step(xb, yb)
+            self._update_metrics(value, xb.shape[0], yb, pred)
         return self._result(return_dict)
 
     def _result(self, return_dict):
@@ -557,6 +606,14 @@ class Trainer:
             return logs
         values = list(logs.values())
         return values[0] if len(values) == 1 else values
+
+
+def _known_not_finite(value, read=False):
+    """Whether a step's loss is NaN or infinite, where that is known without waiting for a device
+    (a NumPy value is host memory) or read=True; fit checks a CuPy one when it reads the logs."""
+    if get_array_module(value) is np:
+        return not math.isfinite(value)
+    return read and not math.isfinite(_backend.read_scalars([value])[0])
 
 
 def _verbose(verbose):
