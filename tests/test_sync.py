@@ -323,3 +323,94 @@ def test_gpu_fit_reads_once_per_epoch(cupy_xp, rng, reads):
     x, y = _data(rng)
     history = _model().to("gpu").fit(x, y, batch_size=8, epochs=EPOCHS, verbose=0)
     assert reads[0] == EPOCHS and all(type(v) is float for v in history.history["loss"])
+
+
+# ---------------------------------------------------------------------- data on the GPU, host data prefetched
+
+
+class _FakeCuda:
+    """The part of CuPy that _PinnedUploads uses, on the host: copies happen at once, and the test
+    sees which events the compute stream waited on and which buffers were reused."""
+
+    class Event:
+        def __init__(self):
+            self.synchronized = 0
+
+        def synchronize(self):
+            self.synchronized += 1
+
+    class Stream:
+        def __init__(self, non_blocking=False):
+            self.non_blocking, self.waited = non_blocking, []
+
+        def record(self):
+            return _FakeCuda.Event()
+
+        def wait_event(self, event):
+            self.waited.append(event)
+
+    class Array:
+        def __init__(self, shape, dtype):
+            self.data = np.full(shape, -1, dtype)
+
+        def set(self, host, stream=None):
+            assert stream is not None and stream.non_blocking, "the upload runs on the side stream"
+            self.data[...] = host
+
+    def __init__(self):
+        self.compute = self.Stream()
+        self.pinned = []
+        self.cuda = self
+
+    def get_current_stream(self):
+        return self.compute
+
+    def alloc_pinned_memory(self, nbytes):
+        self.pinned.append(bytearray(nbytes))
+        return self.pinned[-1]
+
+    def empty(self, shape, dtype):
+        return self.Array(shape, dtype)
+
+
+def test_pinned_uploads_run_one_batch_ahead(rng):
+    from cnnkit.models.training import _PinnedUploads
+
+    cp = _FakeCuda()
+    x = rng.random((23, 3, 2))  # float64 on the host, float32 on the device
+    y = rng.integers(0, 5, 23)
+    fetched = []
+
+    def source():
+        for i in range(0, 23, 4):
+            fetched.append(i)
+            yield x[i:i + 4], y[i:i + 4]
+
+    uploads = _PinnedUploads(cp)
+    got = []
+    for xb, yb in uploads.batches(source(), lambda xb, yb: [(xb, np.float32), (yb, yb.dtype)]):
+        got.append((xb.data, yb.data))
+        assert len(fetched) == min(len(got) + 1, 6), "the next batch is staged before this one is used"
+    assert len(got) == 6 and len(cp.compute.waited) == 6  # the compute stream waits on each copy's event
+    np.testing.assert_array_equal(np.concatenate([g[0] for g in got]), x.astype(np.float32))
+    np.testing.assert_array_equal(np.concatenate([g[1] for g in got]), y)
+    assert got[0][0].dtype == np.float32 and len(cp.pinned) == _PinnedUploads.SLOTS  # buffers reused
+
+
+@pytest.mark.gpu
+def test_gpu_fit_on_gpu_data_matches_host_data(cupy_xp, rng):
+    """fit(x, y) with CuPy arrays gathers its batches on the GPU; with NumPy arrays it uploads them
+    through pinned memory one batch ahead. Same seed, same weights: the same training."""
+    cp = cupy_xp
+    x, y = _data(rng)
+    runs = []
+    for data in ((x, y), (cp.asarray(x), cp.asarray(y))):
+        cnnkit.utils.set_random_seed(3)
+        model = _model().to("gpu")
+        history = model.fit(*data, batch_size=8, epochs=2, verbose=0, validation_split=0.25)
+        runs.append((history.history, model.get_weights(), model.predict(data[0], verbose=0)))
+    assert runs[0][0] == runs[1][0]
+    for a, b in zip(runs[0][1], runs[1][1]):
+        np.testing.assert_array_equal(a, b)
+    np.testing.assert_array_equal(runs[0][2], runs[1][2])
+    assert isinstance(runs[1][2], np.ndarray)

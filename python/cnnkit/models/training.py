@@ -37,14 +37,18 @@ from ..config import config
 from ..layers.base import format_shape
 from ..ops import get_array_module, softmax, to_host
 from ..ops import _backend
-from ..ops._op_args import labels_checked
+from ..ops._op_args import is_cupy, labels_checked
 
 __all__ = ["Trainer"]
 
 
 def _to_numpy_input(a, name):
+    """a as a NumPy array, or a CuPy array as it is: data already on the GPU stays there and its
+    batches are gathered there."""
     if a is None:
         raise ValueError(f"{name} is required")
+    if is_cupy(a):
+        return a
     if hasattr(a, "__array__") or isinstance(a, (list, tuple)):
         arr = to_host(a)
         if arr.dtype == object:
@@ -83,13 +87,82 @@ class _ArrayBatches:
 
     def epoch(self, shuffle=False):
         order = _random.generator().permutation(self.samples) if shuffle else None
+        # GPU-resident arrays are gathered on the GPU, the shuffled order uploaded once per epoch
+        x_order = y_order = order
+        if order is not None and is_cupy(self.x):
+            x_order = get_array_module(self.x).asarray(order)
+        if order is not None and is_cupy(self.y):
+            y_order = x_order if is_cupy(self.x) else get_array_module(self.y).asarray(order)
         for step in range(self.steps):
             sl = slice(step * self.batch_size, min(self.samples, (step + 1) * self.batch_size))
-            idx = order[sl] if order is not None else sl
-            yield self.x[idx], None if self.y is None else self.y[idx]
+            xi, yi = (sl, sl) if order is None else (x_order[sl], y_order[sl])
+            yield self.x[xi], None if self.y is None else self.y[yi]
 
     def on_epoch_end(self):
         pass
+
+
+class _PinnedUploads:
+    """Host (NumPy) batches to the GPU one batch ahead. Each batch is cast into page-locked host
+    memory and copied on a side stream while the GPU runs the previous step; the compute stream waits
+    on the copy's event, the host does not. (A pageable upload, cupy.asarray of a NumPy array, waits
+    until the stream has caught up, every step.) Destination arrays are taken from CuPy's pool on the
+    compute stream, so the side stream first waits for the compute work queued so far (the block may
+    be one a queued kernel still reads). A pinned buffer is reused after its copy has finished: the
+    host may wait for a copy, a DMA, not for the compute."""
+
+    SLOTS = 3
+
+    def __init__(self, cp):
+        self.cp = cp
+        self.stream = cp.cuda.Stream(non_blocking=True)
+        self.pinned = [None] * self.SLOTS  # per slot: [memory, bytes, event of the copy that read it]
+        self.slot = 0
+
+    def _upload(self, hosts):
+        """Device arrays holding the NumPy arrays ``hosts`` (pairs (array, dtype) cast on the way;
+        None stays None) and the event after which they hold the data."""
+        cp = self.cp
+        i, self.slot = self.slot, (self.slot + 1) % self.SLOTS
+        sizes = [0 if h is None else -(-h[0].size * np.dtype(h[1]).itemsize // 64) * 64 for h in hosts]
+        if self.pinned[i] is not None and self.pinned[i][2] is not None:
+            self.pinned[i][2].synchronize()  # the copy that last read this buffer has finished
+        if self.pinned[i] is None or self.pinned[i][1] < sum(sizes):
+            self.pinned[i] = [cp.cuda.alloc_pinned_memory(max(sum(sizes), 64)), max(sum(sizes), 64), None]
+        memory = self.pinned[i][0]
+        compute = cp.cuda.get_current_stream()
+        self.stream.wait_event(compute.record())
+        out, offset = [], 0
+        for h, size in zip(hosts, sizes):
+            if h is None:
+                out.append(None)
+                continue
+            array, dtype = h
+            staged = np.frombuffer(memory, dtype, array.size, offset).reshape(array.shape)
+            np.copyto(staged, array, casting="unsafe")  # the one host copy, with the cast
+            offset += size
+            dev = cp.empty(array.shape, dtype)  # from the compute stream's pool
+            dev.set(staged, stream=self.stream)
+            out.append(dev)
+        self.pinned[i][2] = self.stream.record()
+        return out, self.pinned[i][2]
+
+    def batches(self, source, prepare):
+        """(x, y) device batches for the host batches of ``source``; ``prepare(xb, yb)`` gives the
+        list of (host array, dtype) to upload."""
+        compute = self.cp.cuda.get_current_stream()
+        ahead = None
+        for xb, yb in source:
+            nxt = self._upload(prepare(xb, yb))
+            if ahead is not None:
+                (x, y), ready = ahead
+                compute.wait_event(ready)
+                yield x, y
+            ahead = nxt
+        if ahead is not None:
+            (x, y), ready = ahead
+            compute.wait_event(ready)
+            yield x, y
 
 
 class _StreamBatches:
@@ -237,21 +310,22 @@ class Trainer:
                              f"{format_shape(expected)}{hint}")
         if x.dtype.kind not in "fiub":
             raise TypeError(f"{name} must hold numbers, received dtype {x.dtype}")
-        if x.dtype.kind == "f" and x.size and not np.isfinite(x).all():
-            bad = np.argwhere(~np.isfinite(x))[0]
+        if x.dtype.kind == "f" and x.size and not _all_finite(x):
+            bad = to_host(get_array_module(x).argwhere(~get_array_module(x).isfinite(x))[0])
+            value = x[tuple(bad)] if get_array_module(x) is np else to_host(x[tuple(bad)])[()]
             raise ValueError(f"{name} contains NaN or infinity (first at index {tuple(int(i) for i in bad)}: "
-                             f"{x[tuple(bad)]!r}); clean the data before training")
+                             f"{value!r}); clean the data before training")
         return x
 
     def _check_y(self, y, n, name="y"):
         y = _to_numpy_input(y, name)
         if y.ndim == 0 or y.shape[0] != n:
             raise ValueError(f"{name} has {y.shape[0] if y.ndim else 'no'} samples (shape {y.shape}) but x has {n}")
-        if y.dtype.kind == "f" and y.size and not np.isfinite(y).all():
+        if y.dtype.kind == "f" and y.size and not _all_finite(y):
             raise ValueError(f"{name} contains NaN or infinity")
         if y.dtype.kind not in "fiub":
             raise TypeError(f"{name} must hold numbers, received dtype {y.dtype}")
-        self._validate_labels(y)
+        self._validate_labels(to_host(y))  # labels on the GPU: one copy per fit, checked on the host
         return y
 
     def _validate_labels(self, y):
@@ -286,6 +360,8 @@ class Trainer:
         return labels_checked(len(out) > 0 and all(s is not None for s in out[1:]))
 
     def _labels_for(self, y, xp):
+        if xp is np and is_cupy(y):  # GPU-resident labels for a model on the CPU
+            y = to_host(y)
         if y.dtype.kind == "f":
             return xp.asarray(y, dtype=config.floatx if self.dtype is None else self.dtype)
         if y.dtype.kind == "b":
@@ -296,8 +372,25 @@ class Trainer:
         return _device.array_module(self._model_device())
 
     def _inputs_on_device(self, xb, xp):
-        return xp.asarray(np.ascontiguousarray(xb, dtype=self.dtype)) if xp is not np else \
-            np.ascontiguousarray(xb, dtype=self.dtype)
+        if xp is np:
+            return np.ascontiguousarray(to_host(xb) if is_cupy(xb) else xb, dtype=self.dtype)
+        if is_cupy(xb):  # gathered on the GPU already: cast there, no host round trip
+            return xp.ascontiguousarray(xb, dtype=self.dtype)
+        return xp.asarray(np.ascontiguousarray(xb, dtype=self.dtype))
+
+    def _device_batches(self, batches, shuffle, xp):
+        """batches.epoch(shuffle); host arrays bound for the GPU come through pinned memory, one batch
+        ahead (_PinnedUploads). Streams (Sequence, generator) are not read ahead: their batches
+        arrive when the step asks, as before."""
+        source = batches.epoch(shuffle)
+        if xp is np or not isinstance(batches, _ArrayBatches) or is_cupy(batches.x) or is_cupy(batches.y):
+            return source
+        return _PinnedUploads(xp).batches(source, self._host_batch)
+
+    def _host_batch(self, xb, yb):
+        """What the GPU receives of a host batch: (array, dtype) of the inputs and of the labels."""
+        labels = None if yb is None else self._labels_for(yb, np)
+        return [(xb, xb.dtype if self.dtype is None else self.dtype), None if labels is None else (labels, labels.dtype)]
 
     # ------------------------------------------------------------------ one step
     def _fuses(self):
@@ -454,7 +547,7 @@ class Trainer:
             cb.on_epoch_begin(epoch)
             logs, seen = {}, 0
             # (the batches themselves are made, and a stream's checked, outside the trusted steps)
-            for step, (xb, yb) in enumerate(train.epoch(shuffle)):
+            for step, (xb, yb) in enumerate(self._device_batches(train, shuffle, xp)):
                 if cb.wants("on_train_batch_begin"):
                     cb.on_train_batch_begin(step)
                 xb = self._inputs_on_device(xb, xp)
@@ -506,7 +599,7 @@ class Trainer:
         xp = self._xp()
         self._reset_metrics()
         seen = 0
-        for step, (xb, yb) in enumerate(batches.epoch()):
+        for step, (xb, yb) in enumerate(self._device_batches(batches, False, xp)):
             if cb is not None and cb.wants("on_test_batch_begin"):
                 cb.on_test_batch_begin(step)
             xb = self._inputs_on_device(xb, xp)
@@ -550,7 +643,7 @@ class Trainer:
         cb = _callbacks.CallbackList(list(callbacks or []), model=self)
         cb.on_predict_begin()
         chunks = [[] for _ in self.outputs]
-        for step, (xb, _) in enumerate(batches.epoch()):
+        for step, (xb, _) in enumerate(self._device_batches(batches, False, xp)):
             if cb.wants("on_predict_batch_begin"):
                 cb.on_predict_batch_begin(step)
             outs, _ = self._run([self._inputs_on_device(xb, xp)], training=False)
@@ -606,6 +699,13 @@ class Trainer:
             return logs
         values = list(logs.values())
         return values[0] if len(values) == 1 else values
+
+
+def _all_finite(a):
+    """Whether every element of a (NumPy or CuPy) is finite; on the GPU one read per call (fit
+    checks its arrays once, not per step)."""
+    xp = get_array_module(a)
+    return bool(xp.isfinite(a).all())
 
 
 def _known_not_finite(value, read=False):
