@@ -414,3 +414,16 @@ def test_gpu_fit_on_gpu_data_matches_host_data(cupy_xp, rng):
         np.testing.assert_array_equal(a, b)
     np.testing.assert_array_equal(runs[0][2], runs[1][2])
     assert isinstance(runs[1][2], np.ndarray)
+
+
+def test_pinned_uploads_order_an_unused_batch_before_its_block_is_reused(rng):
+    """Training stops with a batch uploaded ahead: the compute stream still waits on its copy, so its
+    device block is not reused before the copy lands."""
+    from cnnkit.models.training import _PinnedUploads
+
+    cp = _FakeCuda()
+    source = ((np.zeros((2, 3)), np.zeros(2, np.int64)) for _ in range(5))
+    batches = _PinnedUploads(cp).batches(source, lambda xb, yb: [(xb, np.float32), (yb, yb.dtype)])
+    next(batches)
+    batches.close()
+    assert len(cp.compute.waited) == 2

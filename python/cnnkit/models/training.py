@@ -152,17 +152,24 @@ class _PinnedUploads:
         list of (host array, dtype) to upload."""
         compute = self.cp.cuda.get_current_stream()
         ahead = None
-        for xb, yb in source:
-            nxt = self._upload(prepare(xb, yb))
+        try:
+            for xb, yb in source:
+                nxt = self._upload(prepare(xb, yb))
+                if ahead is not None:
+                    (x, y), ready = ahead
+                    compute.wait_event(ready)
+                    yield x, y
+                ahead = nxt
             if ahead is not None:
                 (x, y), ready = ahead
+                ahead = None
                 compute.wait_event(ready)
                 yield x, y
-            ahead = nxt
-        if ahead is not None:
-            (x, y), ready = ahead
-            compute.wait_event(ready)
-            yield x, y
+        finally:
+            # a batch uploaded but never used (training stopped): its device block goes back to the
+            # compute stream's pool, so that stream must not reuse it before the copy has landed
+            if ahead is not None:
+                compute.wait_event(ahead[1])
 
 
 class _StreamBatches:
@@ -339,8 +346,8 @@ class Trainer:
             return
         k = out[-1]
         step = max(1, 2**20 // max(1, math.prod(out[1:])))
-        # the metrics' own label checks too, on copies: the steps skip them (labels_checked)
-        probes = [copy.deepcopy(m) for m in self.compiled_metrics]
+        # cnnkit's metrics' own label checks too, on copies: the steps skip them (labels_checked)
+        probes = [copy.deepcopy(m) for m in self.compiled_metrics if type(m).__module__ == _metrics.__name__]
         with labels_checked(False):  # these are the checks, wherever they are called from
             self._run_label_checks(y, out, k, step, probes)
 
