@@ -427,3 +427,15 @@ def test_pinned_uploads_order_an_unused_batch_before_its_block_is_reused(rng):
     next(batches)
     batches.close()
     assert len(cp.compute.waited) == 2
+
+
+@pytest.mark.parametrize("average", [None, "micro", "macro", "weighted"])
+def test_f1_updates_do_not_read(rng, monkeypatch, average):
+    pred = rng.random((9, 4)).astype("float32")
+    ids = rng.integers(0, 4, 9)
+    m, expected = metrics.F1Score(average=average), metrics.F1Score(average=average)
+    for weights in (None, rng.random(9)):
+        with _step(monkeypatch):
+            m.update_state(_strict(ids), _strict(pred), sample_weight=weights)
+        expected.update_state(ids, pred, sample_weight=weights)
+    np.testing.assert_array_equal(m.result(), expected.result())

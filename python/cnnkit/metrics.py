@@ -3,8 +3,8 @@
 Each update reduces the batch on its device (NumPy or CuPy) to a few counts. ``Mean`` and the
 accuracies keep their totals there (0-d arrays: correct counts as int64, sums of values and weights
 as float64), so a training step never waits for the device; ``result()`` reads them back (through
-``ops._backend.read_scalars``, one transfer). Precision, recall and F1 add their per-class counts on
-the host as float64 (exact for integer counts below 2**53). So ``result()`` after any split of a dataset into batches equals
+``ops._backend.read_scalars``, one transfer); F1Score keeps its per-class counts there too. Precision
+and recall add theirs on the host as float64 (exact for integer counts below 2**53). So ``result()`` after any split of a dataset into batches equals
 the value on the whole dataset at once: exactly for the counting metrics, up to float64 rounding for
 ``Mean``. ``sample_weight`` (one weight per sample) turns counts into weighted sums, as in Keras.
 A metric with nothing counted yet reports 0.0 (Keras' divide-no-NaN).
@@ -391,6 +391,7 @@ class F1Score(Metric):
 
     def reset_state(self):
         self.true_positives = self.false_positives = self.false_negatives = self.support = None
+        self._counts = None  # (4, K): tp, fp, fn, support, on the device; read by result()
 
     def update_state(self, y_true, y_pred, sample_weight=None):
         y_true, y_pred = _align(y_true, y_pred, self.name)
@@ -399,8 +400,8 @@ class F1Score(Metric):
             raise ValueError(f"{self.name} expects y_pred of shape (batch, classes), received shape "
                              f"{tuple(y_pred.shape)}")
         n, k = y_pred.shape
-        if self.true_positives is not None and self.support.shape[0] != k:
-            raise ValueError(f"{self.name} was updated with {self.support.shape[0]} classes before; "
+        if self._counts is not None and self._counts.shape[1] != k:
+            raise ValueError(f"{self.name} was updated with {self._counts.shape[1]} classes before; "
                              f"received y_pred of shape {tuple(y_pred.shape)}")
         if y_true.shape != y_pred.shape and k > 1:
             ids = _class_ids(y_true, y_pred, self.name)
@@ -417,17 +418,19 @@ class F1Score(Metric):
         truth = y_true.astype(xp.float64)
         w = 1.0 if sample_weight is None else _sample_weight(xp, sample_weight, n, self.name)[:, None]
         counts = (predicted * truth * w, predicted * (1 - truth) * w, (1 - predicted) * truth * w, truth * w)
-        sums = [to_host(c.sum(axis=0)).astype(np.float64) for c in counts]
-        if self.true_positives is None:
-            self.true_positives, self.false_positives, self.false_negatives, self.support = sums
-        else:
-            self.true_positives += sums[0]
-            self.false_positives += sums[1]
-            self.false_negatives += sums[2]
-            self.support += sums[3]
+        sums = xp.stack([c.sum(axis=0) for c in counts])  # (4, K) float64, kept on the device
+        self._counts = sums if self._counts is None else self._counts + sums
+        self.true_positives = self.false_positives = self.false_negatives = self.support = None
+
+    def _host_counts(self):
+        """tp, fp, fn, support as host float64 arrays (one read of the device)."""
+        if self.true_positives is None and self._counts is not None:
+            counts = to_host(self._counts).astype(np.float64)
+            self.true_positives, self.false_positives, self.false_negatives, self.support = counts
+        return self.true_positives
 
     def result(self):
-        if self.true_positives is None:
+        if self._host_counts() is None:
             return 0.0 if self.average is not None else np.zeros(0)
         tp, fp, fn = self.true_positives, self.false_positives, self.false_negatives
         if self.average == "micro":
