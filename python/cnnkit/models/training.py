@@ -362,7 +362,8 @@ class Trainer:
 
     def _checked_labels(self):
         """labels_checked() where every label array that reaches a step went through _check_y (its
-        _validate_labels ran the loss and the metrics on it), else a context that does nothing."""
+        _validate_labels ran the loss and cnnkit's metrics on it); otherwise (an output shape with
+        unknown sizes, where _validate_labels cannot run) the steps keep their own checks."""
         out = self.outputs[0].shape if len(self.outputs) == 1 else (None,)
         return labels_checked(len(out) > 0 and all(s is not None for s in out[1:]))
 
