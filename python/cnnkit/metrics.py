@@ -1,11 +1,12 @@
 """Keras-style streaming metrics, exact over a whole dataset.
 
-Each update reduces the batch on its device (NumPy or CuPy) to a few counts. ``Mean`` and the
-accuracies keep their totals there (0-d arrays: correct counts as int64, sums of values and weights
-as float64), so a training step never waits for the device; ``result()`` reads them back (through
-``ops._backend.read_scalars``, one transfer); F1Score keeps its per-class counts there too. Precision
-and recall add theirs on the host as float64 (exact for integer counts below 2**53). So ``result()`` after any split of a dataset into batches equals
-the value on the whole dataset at once: exactly for the counting metrics, up to float64 rounding for
+Each update reduces the batch on its device (NumPy or CuPy) to a few counts. ``Mean``, the
+accuracies and F1Score keep their totals there (correct counts as int64, sums of values, weights
+and per-class counts as float64), so a training step never waits for the device; ``result()``
+reads them back (``Mean`` and the accuracies through ``ops._backend.read_scalars``, which fit calls
+once for all of them). Precision and recall add their counts on the host as float64 (exact for
+integer counts below 2**53). So ``result()`` after any split of a dataset into batches equals the
+value on the whole dataset at once: exactly for the counting metrics, up to float64 rounding for
 ``Mean``. ``sample_weight`` (one weight per sample) turns counts into weighted sums, as in Keras.
 A metric with nothing counted yet reports 0.0 (Keras' divide-no-NaN).
 """

@@ -398,7 +398,8 @@ class Trainer:
     def _host_batch(self, xb, yb):
         """What the GPU receives of a host batch: (array, dtype) of the inputs and of the labels."""
         labels = None if yb is None else self._labels_for(yb, np)
-        return [(xb, xb.dtype if self.dtype is None else self.dtype), None if labels is None else (labels, labels.dtype)]
+        inputs = (xb, xb.dtype if self.dtype is None else self.dtype)
+        return [inputs, None if labels is None else (labels, labels.dtype)]
 
     # ------------------------------------------------------------------ one step
     def _fuses(self):
