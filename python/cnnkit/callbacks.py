@@ -109,6 +109,23 @@ class CallbackList(Callback):
         for cb in self._active.get(hook, self.callbacks):
             getattr(cb, hook)(*args)
 
+    def on_batch_end_lazy(self, hook, batch, make_logs):
+        """Call a batch-end hook with logs = make_logs() computed at most once, and only when a
+        callback takes them: fit's logs are device values, and computing them reads the device. The
+        progress bar is given make_logs itself and calls it only when it redraws. Returns the logs,
+        or None when no callback needed them."""
+        memo = []
+
+        def logs():
+            if not memo:
+                memo.append(make_logs())
+            return memo[0]
+
+        for cb in self._active[hook]:
+            method = getattr(cb, hook)
+            method(batch, logs if getattr(type(cb), hook, None) in _LAZY_LOG_HOOKS else logs())
+        return memo[0] if memo else None
+
 
 for _name in HOOKS:
     setattr(CallbackList, _name, _hook(_name, CallbackList._call))
@@ -212,6 +229,8 @@ class ProgbarLogger(Callback):
         self._write(f"Epoch {epoch + 1}/{self.params.get('epochs', '?')}\n")
 
     def on_train_batch_end(self, batch, logs=None):
+        # logs: a dict or, from fit, a function returning it: computing them reads the device, so
+        # the bar calls it only when it redraws
         self._seen = batch + 1
         if not self._dynamic:
             return
@@ -230,6 +249,8 @@ class ProgbarLogger(Callback):
             eta = f"ETA: {_duration(elapsed / self._seen * (steps - self._seen))}"
         else:  # a stream with no known length
             bar, count, eta = "", f"{self._seen}/Unknown", _duration(elapsed)
+        if callable(logs):
+            logs = logs()
         line = " - ".join(p for p in (f"{count} {bar}".rstrip(), eta, format_logs(logs or {})) if p)
         self._width = max(self._width, len(line))
         self._write("\r" + line.ljust(self._width))
@@ -247,6 +268,10 @@ class ProgbarLogger(Callback):
         prefix = "\r" if self._dynamic else ""
         self._write(prefix + line.ljust(self._width if self._dynamic else 0) + "\n")
         self._width = 0
+
+
+# The hooks that CallbackList.on_batch_end_lazy hands a function returning the logs, not the logs.
+_LAZY_LOG_HOOKS = (ProgbarLogger.on_train_batch_end,)
 
 
 # ---------------------------------------------------------------------- monitored quantities

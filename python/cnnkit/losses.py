@@ -23,6 +23,7 @@ from . import ops
 from ._checks import boolean, fraction, integer, string
 from ._registry import Configurable, Registry, snake_case
 from .ops import to_host
+from .ops._op_args import labels_trusted
 
 __all__ = [
     "Loss", "SparseCategoricalCrossentropy", "CategoricalCrossentropy", "BinaryCrossentropy",
@@ -149,12 +150,13 @@ class SparseCategoricalCrossentropy(_SoftmaxCrossentropy):
 
     def _targets(self, y_true, y_pred):
         """(labels, valid, count): int64 class ids, the mask of samples kept (None without
-        ignore_class) and how many samples the mean runs over."""
+        ignore_class) and how many samples the mean runs over (with ignore_class a 0-d array on the
+        labels' device, so that the step need not wait for it)."""
         labels = _sparse_labels(y_true, y_pred, type(self).__name__, self.ignore_class)
         if self.ignore_class is None:
             return labels, None, labels.size
         valid = labels != self.ignore_class
-        return labels, valid, int(valid.sum())
+        return labels, valid, valid.sum()
 
     def _onehot(self, labels, valid, y_pred):
         xp = ops.get_array_module(y_pred)
@@ -375,6 +377,8 @@ def _check_class_ids(labels, k, who, context, ignore_class=None):
     xp = ops.get_array_module(labels)
     if labels.dtype.kind == "b":
         raise TypeError(f"{who} expects integer class ids, received boolean labels")
+    if labels_trusted():  # validated by the caller (fit, evaluate): reading the checks back would sync
+        return labels.astype(xp.int64)
     if labels.dtype.kind == "f":
         bad = ~xp.isfinite(labels) | (labels != xp.floor(labels))
         if bool(bad.any()):
@@ -453,11 +457,12 @@ def _fused(labels, logits, count):
     x = logits.reshape(rows, k)
     value, dlogits = ops.softmax_cross_entropy(x, labels.reshape(rows, k) if labels.ndim > 1 else labels,
                                                return_grad=True)
-    if count != rows:
-        if count == 0:  # every sample ignored (zero label rows, so dlogits is 0): Keras' masked mean is 0
-            return ops.get_array_module(logits).zeros((), logits.dtype), dlogits.reshape(logits.shape)
+    if _is_count_array(count):  # ignore_class: the count stays on the device
         xp = ops.get_array_module(logits)
-        value, dlogits = xp.asarray(value * (rows / count), logits.dtype), dlogits * (rows / count)
+        scale = (rows / xp.maximum(count, 1)).astype(logits.dtype)
+        # every sample ignored: zero label rows, so dlogits is 0, and Keras' masked mean is 0
+        value = xp.where(count == 0, xp.zeros((), logits.dtype), value * scale).astype(logits.dtype)
+        dlogits = dlogits * scale
     return value, dlogits.reshape(logits.shape)
 
 
@@ -467,13 +472,24 @@ def _mean(per, count):
     xp = ops.get_array_module(per)
     if per.size == 0:
         return xp.full((), xp.nan, per.dtype)
+    if _is_count_array(count):
+        total = per.sum() / xp.maximum(count, 1).astype(per.dtype)
+        return xp.where(count == 0, xp.zeros((), per.dtype), total).astype(per.dtype)
     if count == 0:
         return xp.zeros((), per.dtype)
     return xp.asarray(per.sum() / per.dtype.type(count), per.dtype)
 
 
 def _scaled(grad, count):
+    if _is_count_array(count):
+        xp = ops.get_array_module(grad)
+        return xp.where(count == 0, grad * 0, grad / xp.maximum(count, 1).astype(grad.dtype))
     return grad / grad.dtype.type(count) if count else grad * 0
+
+
+def _is_count_array(count):
+    """Whether a sample count is a device value (0-d array, from ignore_class) rather than a shape."""
+    return hasattr(count, "dtype")
 
 
 def _last_axis_mean(a):

@@ -1,9 +1,12 @@
 """Keras-style streaming metrics, exact over a whole dataset.
 
-Each update reduces the batch on its device (NumPy or CuPy) to a few counts and adds them on the host:
-correct/total counts as Python ints, per-class counts as float64 (exact for integer counts below
-2**53), sums of values as float64. So ``result()`` after any split of a dataset into batches equals
-the value on the whole dataset at once: exactly for the counting metrics, up to float64 rounding for
+Each update reduces the batch on its device (NumPy or CuPy) to a few counts. ``Mean``, the
+accuracies and F1Score keep their totals there (correct counts as int64, sums of values, weights
+and per-class counts as float64), so a training step never waits for the device; ``result()``
+reads them back (``Mean`` and the accuracies through ``ops._backend.read_scalars``, which fit calls
+once for all of them). Precision and recall add their counts on the host as float64 (exact for
+integer counts below 2**53). So ``result()`` after any split of a dataset into batches equals the
+value on the whole dataset at once: exactly for the counting metrics, up to float64 rounding for
 ``Mean``. ``sample_weight`` (one weight per sample) turns counts into weighted sums, as in Keras.
 A metric with nothing counted yet reports 0.0 (Keras' divide-no-NaN).
 """
@@ -19,6 +22,7 @@ from . import ops
 from ._checks import fraction, int_at_least, number, positive_int, string
 from ._registry import Configurable, Registry, snake_case
 from .ops import to_host
+from .ops import _backend
 
 __all__ = [
     "Metric", "Mean", "MeanMetricWrapper", "Accuracy", "SparseCategoricalAccuracy", "CategoricalAccuracy",
@@ -39,6 +43,11 @@ class Metric(Configurable):
 
     def result(self):
         raise NotImplementedError(f"{type(self).__name__} must implement result")
+
+    def _result_parts(self):
+        """(values, finish): the device values result() reads, and the function of their Python
+        floats that gives the result. fit reads every metric's values in one transfer this way."""
+        return [], lambda: self.result()
 
     def reset_state(self):
         raise NotImplementedError(f"{type(self).__name__} must implement reset_state")
@@ -65,15 +74,20 @@ class Mean(Metric):
         self.reset_state()
 
     def reset_state(self):
-        self.total = 0.0
-        self.count = 0.0
+        self.total = 0.0  # a 0-d float64 array on the values' device after the first update
+        self.count = 0.0  # a Python float while the weights are numbers, else like total
 
     def update_state(self, values, sample_weight=None):
         xp = _module(values, sample_weight)
         values = _to(xp, values).astype(xp.float64)
         if sample_weight is None:
-            self.total += _float(values.sum())
+            self.total = self.total + values.sum()
             self.count += values.size
+            return
+        if isinstance(sample_weight, numbers.Real) and not isinstance(sample_weight, bool):
+            # a number (fit's batch size): the count needs no device
+            self.total = self.total + (values * float(sample_weight)).sum()
+            self.count += float(sample_weight) * values.size
             return
         w = _to(xp, sample_weight).astype(xp.float64)
         if w.ndim < values.ndim:  # (N,) weights for (N, ...) values: one weight per sample
@@ -83,11 +97,14 @@ class Mean(Metric):
         except ValueError:
             raise ValueError(f"{self.name}: sample_weight of shape {tuple(w.shape)} does not broadcast to "
                              f"the values' shape {tuple(values.shape)}") from None
-        self.total += _float((values * w).sum())
-        self.count += _float(w.sum())
+        self.total = self.total + (values * w).sum()
+        self.count = self.count + w.sum()
 
     def result(self):
-        return self.total / self.count if self.count else 0.0
+        return _finish(self._result_parts())
+
+    def _result_parts(self):
+        return [self.total, self.count], _ratio
 
 
 class MeanMetricWrapper(Mean):
@@ -132,25 +149,28 @@ class _Counting(Metric):
         self.reset_state()
 
     def reset_state(self):
-        self.correct = 0
-        self.total = 0
+        self.correct = 0  # an int64 (float64 when weighted) 0-d array on the device after an update
+        self.total = 0  # a Python int while unweighted
 
     def update_state(self, y_true, y_pred, sample_weight=None):
         y_true, y_pred = _align(y_true, y_pred, self.name)
         matches = self._matches(y_true, y_pred)
         if sample_weight is None:
-            self.correct += int(matches.sum())
+            self.correct = self.correct + matches.sum()
             self.total += matches.size
             return
         xp = ops.get_array_module(matches)
         n = matches.shape[0] if matches.ndim else 1
         w = _sample_weight(xp, sample_weight, n, self.name)
         per_sample = matches.reshape(n, -1).mean(axis=1) if matches.size else xp.zeros(n)
-        self.correct += _float((per_sample * w).sum())
-        self.total += _float(w.sum())
+        self.correct = self.correct + (per_sample * w).sum()
+        self.total = self.total + w.sum()
 
     def result(self):
-        return self.correct / self.total if self.total else 0.0
+        return _finish(self._result_parts())
+
+    def _result_parts(self):
+        return [self.correct, self.total], _ratio
 
 
 class Accuracy(_Counting):
@@ -372,6 +392,7 @@ class F1Score(Metric):
 
     def reset_state(self):
         self.true_positives = self.false_positives = self.false_negatives = self.support = None
+        self._counts = None  # (4, K): tp, fp, fn, support, on the device; read by result()
 
     def update_state(self, y_true, y_pred, sample_weight=None):
         y_true, y_pred = _align(y_true, y_pred, self.name)
@@ -380,8 +401,8 @@ class F1Score(Metric):
             raise ValueError(f"{self.name} expects y_pred of shape (batch, classes), received shape "
                              f"{tuple(y_pred.shape)}")
         n, k = y_pred.shape
-        if self.true_positives is not None and self.support.shape[0] != k:
-            raise ValueError(f"{self.name} was updated with {self.support.shape[0]} classes before; "
+        if self._counts is not None and self._counts.shape[1] != k:
+            raise ValueError(f"{self.name} was updated with {self._counts.shape[1]} classes before; "
                              f"received y_pred of shape {tuple(y_pred.shape)}")
         if y_true.shape != y_pred.shape and k > 1:
             ids = _class_ids(y_true, y_pred, self.name)
@@ -398,17 +419,19 @@ class F1Score(Metric):
         truth = y_true.astype(xp.float64)
         w = 1.0 if sample_weight is None else _sample_weight(xp, sample_weight, n, self.name)[:, None]
         counts = (predicted * truth * w, predicted * (1 - truth) * w, (1 - predicted) * truth * w, truth * w)
-        sums = [to_host(c.sum(axis=0)).astype(np.float64) for c in counts]
-        if self.true_positives is None:
-            self.true_positives, self.false_positives, self.false_negatives, self.support = sums
-        else:
-            self.true_positives += sums[0]
-            self.false_positives += sums[1]
-            self.false_negatives += sums[2]
-            self.support += sums[3]
+        sums = xp.stack([c.sum(axis=0) for c in counts])  # (4, K) float64, kept on the device
+        self._counts = sums if self._counts is None else self._counts + sums
+        self.true_positives = self.false_positives = self.false_negatives = self.support = None
+
+    def _host_counts(self):
+        """tp, fp, fn, support as host float64 arrays (one read of the device)."""
+        if self.true_positives is None and self._counts is not None:
+            counts = to_host(self._counts).astype(np.float64)
+            self.true_positives, self.false_positives, self.false_negatives, self.support = counts
+        return self.true_positives
 
     def result(self):
-        if self.true_positives is None:
+        if self._host_counts() is None:
             return 0.0 if self.average is not None else np.zeros(0)
         tp, fp, fn = self.true_positives, self.false_positives, self.false_negatives
         if self.average == "micro":
@@ -456,6 +479,9 @@ class _AutoAccuracy(Metric):
 
     def result(self):
         return self.resolved.result() if self.resolved is not None else 0.0
+
+    def _result_parts(self):
+        return self.resolved._result_parts() if self.resolved is not None else ([], lambda: 0.0)
 
     def reset_state(self):
         if self.resolved is not None:
@@ -534,6 +560,27 @@ def _float(a):
     return float(to_host(a))
 
 
+def _ratio(num, den):
+    """num / den, 0.0 when nothing was counted (Keras' divide-no-NaN)."""
+    return num / den if den else 0.0
+
+
+def _finish(parts):
+    values, finish = parts
+    return finish(*_backend.read_scalars(values))
+
+
+def _results(metrics):
+    """[m.result() for m in metrics], with every device value read in one transfer."""
+    parts = [m._result_parts() for m in metrics]
+    flat = _backend.read_scalars([v for values, _ in parts for v in values])
+    out, i = [], 0
+    for values, finish in parts:
+        out.append(finish(*flat[i:i + len(values)]))
+        i += len(values)
+    return out
+
+
 def _module(*arrays):
     return ops.get_array_module(*(a for a in arrays if hasattr(a, "dtype")))
 
@@ -598,7 +645,7 @@ def _sample_weight(xp, sample_weight, n, who):
     if w.shape == (n, 1):
         w = w.reshape(n)
     if w.shape == ():
-        w = xp.full(n, _float(w))
+        w = xp.broadcast_to(w, (n,))
     if w.shape != (n,):
         raise ValueError(f"{who} expects one sample_weight per sample, shape ({n},); received shape "
                          f"{tuple(w.shape)}")

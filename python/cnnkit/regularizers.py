@@ -1,7 +1,9 @@
 """Weight penalties added to the training loss: L1, L2 and L1L2 (Keras' names and defaults).
 
-A regularizer is called on a weight array and returns the penalty (a Python float); ``gradient(w)``
-gives d penalty / dw, which the model adds to the weight's gradient."""
+A regularizer is called on a weight array and returns the penalty, a 0-d float64 array on the
+weight's device (``float()`` reads it; summed on the device so that a training step does not wait
+for it, as Keras returns a tensor); ``gradient(w)`` gives d penalty / dw, which the model adds to
+the weight's gradient."""
 
 from ._checks import number
 from ._registry import Configurable, Registry
@@ -26,11 +28,11 @@ class L1L2(Regularizer):
 
     def __call__(self, w):
         xp = get_array_module(w)
-        total = 0.0
+        total = xp.zeros((), xp.float64)
         if self.l1:
-            total += self.l1 * float(xp.abs(w).sum())
+            total = total + self.l1 * xp.abs(w).sum().astype(xp.float64)
         if self.l2:
-            total += self.l2 * float((w * w).sum())
+            total = total + self.l2 * (w * w).sum().astype(xp.float64)
         return total
 
     def gradient(self, w):

@@ -7,9 +7,20 @@ uses the fused, stable softmax-cross-entropy kernel instead (as Keras/TensorFlow
 as NumPy arrays, or as batches from a Sequence (``__len__``/``__getitem__``) or a generator so it
 need not fit in memory; each batch is cast to the model's dtype and moved to the model's device here.
 Everything that can be wrong with array data (shapes, label values, NaN) is checked before the first
-weight changes; streamed batches get the same checks one batch at a time.
+weight changes; streamed batches get the same checks one batch at a time. So the steps skip the
+per-call label checks of the loss and the metrics (``labels_checked``), which on the GPU would each
+read the device back.
+
+The loss and the metrics stay on the device: a step returns its loss as a 0-d array and the metrics
+add device-side totals, so a GPU step never waits for the device. They are read (one transfer,
+``ops._backend.read_scalars``) only when someone looks: at each epoch's end, and per step only for
+a callback that takes the batch's logs (the progress bar only when it redraws). A NumPy loss is host
+memory, so on the CPU every step's loss is still checked for NaN/inf at no cost and a non-finite
+batch's update is not applied; on the GPU that check would synchronize every step, so there a
+non-finite loss stops training when the loss is next read.
 """
 
+import copy
 import math
 import sys
 
@@ -24,14 +35,20 @@ from .. import metrics as _metrics
 from .. import optimizers as _optimizers
 from ..config import config
 from ..layers.base import format_shape
-from ..ops import softmax, to_host
+from ..ops import get_array_module, softmax, to_host
+from ..ops import _backend
+from ..ops._op_args import is_cupy, labels_checked
 
 __all__ = ["Trainer"]
 
 
 def _to_numpy_input(a, name):
+    """a as a NumPy array, or a CuPy array as it is: data already on the GPU stays there and its
+    batches are gathered there."""
     if a is None:
         raise ValueError(f"{name} is required")
+    if is_cupy(a):
+        return a
     if hasattr(a, "__array__") or isinstance(a, (list, tuple)):
         arr = to_host(a)
         if arr.dtype == object:
@@ -70,13 +87,89 @@ class _ArrayBatches:
 
     def epoch(self, shuffle=False):
         order = _random.generator().permutation(self.samples) if shuffle else None
+        # GPU-resident arrays are gathered on the GPU, the shuffled order uploaded once per epoch
+        x_order = y_order = order
+        if order is not None and is_cupy(self.x):
+            x_order = get_array_module(self.x).asarray(order)
+        if order is not None and is_cupy(self.y):
+            y_order = x_order if is_cupy(self.x) else get_array_module(self.y).asarray(order)
         for step in range(self.steps):
             sl = slice(step * self.batch_size, min(self.samples, (step + 1) * self.batch_size))
-            idx = order[sl] if order is not None else sl
-            yield self.x[idx], None if self.y is None else self.y[idx]
+            xi, yi = (sl, sl) if order is None else (x_order[sl], y_order[sl])
+            yield self.x[xi], None if self.y is None else self.y[yi]
 
     def on_epoch_end(self):
         pass
+
+
+class _PinnedUploads:
+    """Host (NumPy) batches to the GPU one batch ahead. Each batch is cast into page-locked host
+    memory and copied on a side stream while the GPU runs the previous step; the compute stream waits
+    on the copy's event, the host does not. (A pageable upload, cupy.asarray of a NumPy array, waits
+    until the stream has caught up, every step.) Destination arrays are taken from CuPy's pool on the
+    compute stream, so the side stream first waits for the compute work queued so far (the block may
+    be one a queued kernel still reads). A pinned buffer is reused after its copy has finished: the
+    host may wait for a copy, a DMA, not for the compute."""
+
+    SLOTS = 3
+
+    def __init__(self, cp):
+        self.cp = cp
+        self.stream = cp.cuda.Stream(non_blocking=True)
+        self.pinned = [None] * self.SLOTS  # per slot: [memory, bytes, event of the copy that read it]
+        self.slot = 0
+
+    def _upload(self, hosts):
+        """Device arrays holding the NumPy arrays ``hosts`` (pairs (array, dtype) cast on the way;
+        None stays None) and the event after which they hold the data."""
+        cp = self.cp
+        i, self.slot = self.slot, (self.slot + 1) % self.SLOTS
+        sizes = [0 if h is None else -(-h[0].size * np.dtype(h[1]).itemsize // 64) * 64 for h in hosts]
+        if self.pinned[i] is not None and self.pinned[i][2] is not None:
+            self.pinned[i][2].synchronize()  # the copy that last read this buffer has finished
+        if self.pinned[i] is None or self.pinned[i][1] < sum(sizes):
+            self.pinned[i] = [cp.cuda.alloc_pinned_memory(max(sum(sizes), 64)), max(sum(sizes), 64), None]
+        memory = self.pinned[i][0]
+        compute = cp.cuda.get_current_stream()
+        self.stream.wait_event(compute.record())
+        out, offset = [], 0
+        for h, size in zip(hosts, sizes):
+            if h is None:
+                out.append(None)
+                continue
+            array, dtype = h
+            staged = np.frombuffer(memory, dtype, array.size, offset).reshape(array.shape)
+            np.copyto(staged, array, casting="unsafe")  # the one host copy, with the cast
+            offset += size
+            dev = cp.empty(array.shape, dtype)  # from the compute stream's pool
+            dev.set(staged, stream=self.stream)
+            out.append(dev)
+        self.pinned[i][2] = self.stream.record()
+        return out, self.pinned[i][2]
+
+    def batches(self, source, prepare):
+        """(x, y) device batches for the host batches of ``source``; ``prepare(xb, yb)`` gives the
+        list of (host array, dtype) to upload."""
+        compute = self.cp.cuda.get_current_stream()
+        ahead = None
+        try:
+            for xb, yb in source:
+                nxt = self._upload(prepare(xb, yb))
+                if ahead is not None:
+                    (x, y), ready = ahead
+                    compute.wait_event(ready)
+                    yield x, y
+                ahead = nxt
+            if ahead is not None:
+                (x, y), ready = ahead
+                ahead = None
+                compute.wait_event(ready)
+                yield x, y
+        finally:
+            # a batch uploaded but never used (training stopped): its device block goes back to the
+            # compute stream's pool, so that stream must not reuse it before the copy has landed
+            if ahead is not None:
+                compute.wait_event(ahead[1])
 
 
 class _StreamBatches:
@@ -224,21 +317,22 @@ class Trainer:
                              f"{format_shape(expected)}{hint}")
         if x.dtype.kind not in "fiub":
             raise TypeError(f"{name} must hold numbers, received dtype {x.dtype}")
-        if x.dtype.kind == "f" and x.size and not np.isfinite(x).all():
-            bad = np.argwhere(~np.isfinite(x))[0]
+        if x.dtype.kind == "f" and x.size and not _all_finite(x):
+            bad = to_host(get_array_module(x).argwhere(~get_array_module(x).isfinite(x))[0])
+            value = x[tuple(bad)] if get_array_module(x) is np else to_host(x[tuple(bad)])[()]
             raise ValueError(f"{name} contains NaN or infinity (first at index {tuple(int(i) for i in bad)}: "
-                             f"{x[tuple(bad)]!r}); clean the data before training")
+                             f"{value!r}); clean the data before training")
         return x
 
     def _check_y(self, y, n, name="y"):
         y = _to_numpy_input(y, name)
         if y.ndim == 0 or y.shape[0] != n:
             raise ValueError(f"{name} has {y.shape[0] if y.ndim else 'no'} samples (shape {y.shape}) but x has {n}")
-        if y.dtype.kind == "f" and y.size and not np.isfinite(y).all():
+        if y.dtype.kind == "f" and y.size and not _all_finite(y):
             raise ValueError(f"{name} contains NaN or infinity")
         if y.dtype.kind not in "fiub":
             raise TypeError(f"{name} must hold numbers, received dtype {y.dtype}")
-        self._validate_labels(y)
+        self._validate_labels(to_host(y))  # labels on the GPU: one copy per fit, checked on the host
         return y
 
     def _validate_labels(self, y):
@@ -252,12 +346,30 @@ class Trainer:
             return
         k = out[-1]
         step = max(1, 2**20 // max(1, math.prod(out[1:])))
+        # cnnkit's metrics' own label checks too, on copies: the steps skip them (labels_checked)
+        probes = [copy.deepcopy(m) for m in self.compiled_metrics if type(m).__module__ == _metrics.__name__]
+        with labels_checked(False):  # these are the checks, wherever they are called from
+            self._run_label_checks(y, out, k, step, probes)
+
+    def _run_label_checks(self, y, out, k, step, probes):
         for i in range(0, y.shape[0], step):
             yb = y[i:i + step]
             pred = np.full((yb.shape[0],) + tuple(out[1:]), 1.0 / k if k > 1 else 0.5, dtype=config.floatx)
-            self.loss.forward(self._labels_for(yb, np), pred)
+            labels = self._labels_for(yb, np)
+            self.loss.forward(labels, pred)
+            for m in probes:
+                m.update_state(labels, pred)
+
+    def _checked_labels(self):
+        """labels_checked() where every label array that reaches a step went through _check_y (its
+        _validate_labels ran the loss and cnnkit's metrics on it); otherwise (an output shape with
+        unknown sizes, where _validate_labels cannot run) the steps keep their own checks."""
+        out = self.outputs[0].shape if len(self.outputs) == 1 else (None,)
+        return labels_checked(len(out) > 0 and all(s is not None for s in out[1:]))
 
     def _labels_for(self, y, xp):
+        if xp is np and is_cupy(y):  # GPU-resident labels for a model on the CPU
+            y = to_host(y)
         if y.dtype.kind == "f":
             return xp.asarray(y, dtype=config.floatx if self.dtype is None else self.dtype)
         if y.dtype.kind == "b":
@@ -268,8 +380,26 @@ class Trainer:
         return _device.array_module(self._model_device())
 
     def _inputs_on_device(self, xb, xp):
-        return xp.asarray(np.ascontiguousarray(xb, dtype=self.dtype)) if xp is not np else \
-            np.ascontiguousarray(xb, dtype=self.dtype)
+        if xp is np:
+            return np.ascontiguousarray(to_host(xb) if is_cupy(xb) else xb, dtype=self.dtype)
+        if is_cupy(xb):  # gathered on the GPU already: cast there, no host round trip
+            return xp.ascontiguousarray(xb, dtype=self.dtype)
+        return xp.asarray(np.ascontiguousarray(xb, dtype=self.dtype))
+
+    def _device_batches(self, batches, shuffle, xp):
+        """batches.epoch(shuffle); host arrays bound for the GPU come through pinned memory, one batch
+        ahead (_PinnedUploads). Streams (Sequence, generator) are not read ahead: their batches
+        arrive when the step asks, as before."""
+        source = batches.epoch(shuffle)
+        if xp is np or not isinstance(batches, _ArrayBatches) or is_cupy(batches.x) or is_cupy(batches.y):
+            return source
+        return _PinnedUploads(xp).batches(source, self._host_batch)
+
+    def _host_batch(self, xb, yb):
+        """What the GPU receives of a host batch: (array, dtype) of the inputs and of the labels."""
+        labels = None if yb is None else self._labels_for(yb, np)
+        inputs = (xb, xb.dtype if self.dtype is None else self.dtype)
+        return [inputs, None if labels is None else (labels, labels.dtype)]
 
     # ------------------------------------------------------------------ one step
     def _fuses(self):
@@ -278,8 +408,10 @@ class Trainer:
                 and last.output == id(self.outputs[0]) and len(self.outputs[0].shape) == 2
                 and hasattr(last.layer, "ends_in_softmax") and last.layer.ends_in_softmax())
 
-    def _train_step(self, xb, yb):
-        """One optimizer step on a device batch; returns (loss value as float, predictions)."""
+    def _train_step(self, xb, yb, check_finite=False):
+        """One optimizer step on a device batch; returns (loss value, a 0-d array on the batch's
+        device, and the predictions). A non-finite loss skips the update where that is known for
+        free (a NumPy loss) or where check_finite asks to read the device for it."""
         # The step's learning rate (a schedule's value) is checked before the forward pass, which
         # already moves BatchNormalization's statistics: a refused rate leaves every weight as it was.
         self.optimizer.learning_rate
@@ -296,8 +428,8 @@ class Trainer:
                 pred = outs[0]
                 value, lsaved = self.loss.forward(yb, pred)
                 dout = self.loss.backward(lsaved)
-            value = float(value) + self._regularization_penalty()
-        if not math.isfinite(value):
+            value = value + self._regularization_penalty()
+        if _known_not_finite(value, read=check_finite):
             return value, pred  # the caller stops training; the weights stay as they were
         self._backward(saved, [dout], fuse_output=fuse)
         trainable = self.trainable_weights
@@ -310,6 +442,7 @@ class Trainer:
         return value, pred
 
     def _regularization_penalty(self):
+        """The sum of the weights' penalties, on their device (0.0 without regularizers)."""
         total = 0.0
         for v in self.weights:
             if v.regularizer is not None:
@@ -319,7 +452,7 @@ class Trainer:
     def _test_step(self, xb, yb):
         outs, _ = self._run([xb], training=False)
         value, _ = self.loss.forward(yb, outs[0])
-        return float(value) + self._regularization_penalty(), outs[0]
+        return value + self._regularization_penalty(), outs[0]
 
     def _update_metrics(self, value, n, yb, pred):
         self._loss_tracker.update_state(value, sample_weight=n)
@@ -336,10 +469,9 @@ class Trainer:
         self._reset_metrics()
 
     def _logs(self, prefix=""):
-        logs = {prefix + "loss": self._loss_tracker.result()}
-        for m in self.compiled_metrics:
-            logs[prefix + m.name] = m.result()
-        return logs
+        """The loss and metrics as Python floats: one read of the device."""
+        metrics = [self._loss_tracker] + self.compiled_metrics
+        return {prefix + m.name: v for m, v in zip(metrics, _metrics._results(metrics))}
 
     # ------------------------------------------------------------------ fit
     def _batches(self, x, y, batch_size, steps, name="x", steps_name="steps", labels=True):
@@ -423,28 +555,34 @@ class Trainer:
             self._reset_metrics()
             cb.on_epoch_begin(epoch)
             logs, seen = {}, 0
-            for step, (xb, yb) in enumerate(train.epoch(shuffle)):
+            # (the batches themselves are made, and a stream's checked, outside the trusted steps)
+            for step, (xb, yb) in enumerate(self._device_batches(train, shuffle, xp)):
                 if cb.wants("on_train_batch_begin"):
                     cb.on_train_batch_begin(step)
                 xb = self._inputs_on_device(xb, xp)
                 yb = self._labels_for(yb, xp)
-                value, pred = self._train_step(xb, yb)
-                seen += 1
-                if not math.isfinite(value):
-                    print(f"Batch {step} of epoch {epoch + 1}: invalid loss {value}, terminating training "
-                          "(this batch's update was not applied)", file=sys.stderr, flush=True)
-                    self.stop_training = True
-                    self._loss_tracker.update_state(value, sample_weight=xb.shape[0])
-                    break
-                self._update_metrics(value, xb.shape[0], yb, pred)
+                with self._checked_labels():
+                    value, pred = self._train_step(xb, yb)
+                    seen += 1
+                    if _known_not_finite(value):
+                        print(f"Batch {step} of epoch {epoch + 1}: invalid loss {float(value)}, terminating "
+                              "training (this batch's update was not applied)", file=sys.stderr, flush=True)
+                        self.stop_training = True
+                        self._loss_tracker.update_state(value, sample_weight=xb.shape[0])
+                        break
+                    self._update_metrics(value, xb.shape[0], yb, pred)
                 if cb.wants("on_train_batch_end"):
-                    logs = self._logs()
-                    cb.on_train_batch_end(step, logs)
+                    batch_logs = cb.on_batch_end_lazy("on_train_batch_end", step, self._logs)
+                    if batch_logs is not None:
+                        logs = batch_logs
+                        if self._stop_if_not_finite(logs, f"Batch {step} of epoch {epoch + 1}"):
+                            break
             if train.exhausted:
                 self.stop_training = True
                 if seen == 0:
                     break
             logs = self._logs()
+            self._stop_if_not_finite(logs, f"Epoch {epoch + 1}")
             if val is not None and not self.stop_training and (epoch + 1) % validation_freq == 0:
                 val_logs = self._evaluate_batches(val, None)
                 logs.update({"val_" + k: v for k, v in val_logs.items()})
@@ -455,21 +593,32 @@ class Trainer:
         cb.on_train_end(logs if epochs > initial_epoch else None)
         return self.history
 
+    def _stop_if_not_finite(self, logs, when):
+        """On a device, a non-finite loss is seen only when the logs are read: stop training then
+        (the updates since were applied; on the host the step itself stops at the first one)."""
+        value = logs.get("loss", 0.0)
+        if self.stop_training or math.isfinite(value):
+            return False
+        print(f"{when}: invalid loss {value}, terminating training", file=sys.stderr, flush=True)
+        self.stop_training = True
+        return True
+
     # ------------------------------------------------------------------ evaluate / predict
     def _evaluate_batches(self, batches, cb):
         xp = self._xp()
         self._reset_metrics()
         seen = 0
-        for step, (xb, yb) in enumerate(batches.epoch()):
+        for step, (xb, yb) in enumerate(self._device_batches(batches, False, xp)):
             if cb is not None and cb.wants("on_test_batch_begin"):
                 cb.on_test_batch_begin(step)
             xb = self._inputs_on_device(xb, xp)
             yb = self._labels_for(yb, xp)
-            value, pred = self._test_step(xb, yb)
-            self._update_metrics(value, xb.shape[0], yb, pred)
+            with self._checked_labels():
+                value, pred = self._test_step(xb, yb)
+                self._update_metrics(value, xb.shape[0], yb, pred)
             seen += 1
             if cb is not None and cb.wants("on_test_batch_end"):
-                cb.on_test_batch_end(step, self._logs())
+                cb.on_batch_end_lazy("on_test_batch_end", step, self._logs)
         batches.on_epoch_end()
         if seen == 0:
             raise ValueError(f"{getattr(batches, 'name', 'the data')} produced no batches to evaluate")
@@ -503,7 +652,7 @@ class Trainer:
         cb = _callbacks.CallbackList(list(callbacks or []), model=self)
         cb.on_predict_begin()
         chunks = [[] for _ in self.outputs]
-        for step, (xb, _) in enumerate(batches.epoch()):
+        for step, (xb, _) in enumerate(self._device_batches(batches, False, xp)):
             if cb.wants("on_predict_batch_begin"):
                 cb.on_predict_batch_begin(step)
             outs, _ = self._run([self._inputs_on_device(xb, xp)], training=False)
@@ -533,10 +682,11 @@ class Trainer:
             self._reset_metrics()
         xp = self._xp()
         xb, yb = self._inputs_on_device(x, xp), self._labels_for(y, xp)
-        value, pred = self._train_step(xb, yb)
-        if not math.isfinite(value):
-            raise FloatingPointError(f"the loss is {value} on this batch; the update was not applied")
-        self._update_metrics(value, xb.shape[0], yb, pred)
+        with self._checked_labels():
+            value, pred = self._train_step(xb, yb, check_finite=True)  # reads the results anyway
+            if _known_not_finite(value, read=True):
+                raise FloatingPointError(f"the loss is {float(value)} on this batch; the update was not applied")
+            self._update_metrics(value, xb.shape[0], yb, pred)
         return self._result(return_dict)
 
     def test_on_batch(self, x, y, return_dict=False, reset_metrics=True):
@@ -547,8 +697,9 @@ class Trainer:
             self._reset_metrics()
         xp = self._xp()
         xb, yb = self._inputs_on_device(x, xp), self._labels_for(y, xp)
-        value, pred = self._test_step(xb, yb)
-        self._update_metrics(value, xb.shape[0], yb, pred)
+        with self._checked_labels():
+            value, pred = self._test_step(xb, yb)
+            self._update_metrics(value, xb.shape[0], yb, pred)
         return self._result(return_dict)
 
     def _result(self, return_dict):
@@ -557,6 +708,21 @@ class Trainer:
             return logs
         values = list(logs.values())
         return values[0] if len(values) == 1 else values
+
+
+def _all_finite(a):
+    """Whether every element of a (NumPy or CuPy) is finite; on the GPU one read per call (fit
+    checks its arrays once, not per step)."""
+    xp = get_array_module(a)
+    return bool(xp.isfinite(a).all())
+
+
+def _known_not_finite(value, read=False):
+    """Whether a step's loss is NaN or infinite, where that is known without waiting for a device
+    (a NumPy value is host memory) or read=True; fit checks a CuPy one when it reads the logs."""
+    if get_array_module(value) is np:
+        return not math.isfinite(value)
+    return read and not math.isfinite(_backend.read_scalars([value])[0])
 
 
 def _verbose(verbose):

@@ -333,3 +333,20 @@ def to_host(a):
     """a as a NumPy array: a CuPy array copied to the host (``.get()``), anything else through
     ``np.asarray`` (no copy for a NumPy array)."""
     return np.asarray(a) if get_array_module(a) is np else a.get()
+
+
+def read_scalars(values):
+    """Python floats of ``values`` (0-d arrays on any device, or numbers), read in one transfer.
+
+    This is where the training loop waits for the device: reading a CuPy value synchronizes its
+    stream, so fit, evaluate and the metrics keep losses and counts on the device and read them
+    only here, when the progress bar, History or a callback needs them (at most once per logging
+    step, once at an epoch's end). The tests count its calls to hold fit to that."""
+    values = list(values)
+    on_device = [i for i, v in enumerate(values) if _is_cupy(v)]
+    if on_device:
+        xp = get_array_module(values[on_device[0]])
+        host = xp.stack([xp.asarray(values[i], xp.float64).reshape(()) for i in on_device]).get()
+        for i, v in zip(on_device, host):
+            values[i] = v
+    return [float(v) for v in values]

@@ -9,11 +9,36 @@ DLPack exporters as CuPy arrays before calling a check (``_backend.as_array``) a
 arrays C-contiguous for its kernels after.
 """
 
+import contextlib
+import contextvars
 import math
 import numbers
 from collections import namedtuple
 
 import numpy as np
+
+# Set by labels_checked(): the caller validated every label already (fit and evaluate check the whole
+# label array once), so the per-call range checks that would read the device are skipped.
+_labels_checked = contextvars.ContextVar("cnnkit_labels_checked", default=False)
+
+
+@contextlib.contextmanager
+def labels_checked(checked=True):
+    """Within this block, class-id range checks on labels (softmax_cross_entropy, the losses, the
+    metrics) are skipped: on the GPU each is a device-to-host read, a synchronization per step. Only
+    for callers that validated the same labels beforehand; a direct call still checks.
+    ``labels_checked(False)`` turns the checks back on inside (for the validation itself)."""
+    token = _labels_checked.set(bool(checked))
+    try:
+        yield
+    finally:
+        _labels_checked.reset(token)
+
+
+def labels_trusted():
+    """Whether the labels were validated by the caller (inside ``labels_checked()``)."""
+    return _labels_checked.get()
+
 
 FLOATS = (np.dtype(np.float32), np.dtype(np.float64))
 NHWC = "NHWC (N, H, W, C)"
@@ -684,7 +709,8 @@ def check_batch_norm_backward_from_stats(dy, x, gamma, mean, invstd):
 def check_softmax_cross_entropy(logits, labels):
     """Validated (logits, labels), integer labels in [0, K) of shape (N,), float ones of the logits'
     shape and dtype. On the GPU the range check of integer labels reads one flag back to the host (a
-    small synchronization), so that a bad label is a ValueError here rather than a NaN later."""
+    small synchronization), so that a bad label is a ValueError here rather than a NaN later; it is
+    skipped inside ``labels_checked()``, where the caller validated the labels already."""
     for name, a in (("logits", logits), ("labels", labels)):
         if not _is_array(a):
             raise TypeError(f"{name} must be an array, got {type(a).__name__}")
@@ -697,7 +723,7 @@ def check_softmax_cross_entropy(logits, labels):
         if labels.shape != (n,):
             raise ValueError(f"integer labels must have shape ({n},) (one class id per row of logits "
                              f"{tuple(logits.shape)}), got shape {tuple(labels.shape)}")
-        if n > 0:
+        if n > 0 and not _labels_checked.get():
             bad = (labels < 0) | (labels >= k)
             if bool(bad.any()):
                 i = int(_xp(labels).argmax(bad))
