@@ -9,9 +9,10 @@ import math
 import numpy as np
 import pytest
 
-from cnnkit import _core, ops
+from cnnkit import _core, ops, optimizers
 from cnnkit.ops import reference as ref
-from helpers import assert_close, assert_raises_naming, on_thread_counts
+from cnnkit.variables import Variable
+from helpers import assert_close, assert_raises_naming, on_thread_counts, to_numpy
 
 DTYPES = [np.float32, np.float64]
 SHAPES = [(1,), (7,), (13, 17), (3, 5, 7), (70001,)]  # the last: past the 2^15 parallel threshold
@@ -189,3 +190,44 @@ def test_empty_variable_is_a_no_op(xp):
     w = xp.zeros((0, 3), np.float32)
     ops.adam_update(w, w.copy(), w.copy(), w.copy(), learning_rate=0.1, step=1)
     ops.sgd_update(w, w.copy(), learning_rate=0.1)
+
+
+# ----------------------------------------------------------------------------------------------
+# the optimizers on the fused path
+
+def test_optimizer_updates_a_strided_variable_in_place(rng):
+    """A value that is a view the kernel cannot take (Fortran order) still updates in place, with
+    the same result as a C-ordered one."""
+    data = rng.normal(size=(6, 4))
+    g = rng.normal(size=(6, 4))
+    results = []
+    for value in (np.array(data), np.asfortranarray(data)):
+        var = Variable(value, name="w")
+        opt = optimizers.Adam(learning_rate=0.1, amsgrad=True, weight_decay=0.01)
+        for _ in range(2):
+            opt.apply([g], [var])
+        assert var.value is value
+        results.append(np.array(value))
+    np.testing.assert_array_equal(results[0], results[1])
+
+
+@pytest.mark.parametrize("kwargs", [{"clipnorm": 1.0}, {"global_clipnorm": 1.0}])
+def test_clipping_keeps_the_norm_an_array(xp, rng, kwargs):
+    """The gradient norms stay on the gradients' device (no float(norm): a GPU sync per gradient)
+    and scale the gradients as the reference formula does; a non-finite global norm gives NaN."""
+    grads = [xp.asarray(rng.normal(size=s) * 3) for s in [(4, 3), (5,)]]
+    opt = optimizers.SGD(learning_rate=1.0, **kwargs)
+    clipped = opt._clip(grads)
+    host = [to_numpy(g) for g in grads]
+    if "clipnorm" in kwargs:
+        want = [g / max(np.linalg.norm(g), 1.0) for g in host]
+    else:
+        total = math.sqrt(sum(np.sum(g * g) for g in host))
+        want = [g / max(total, 1.0) for g in host]
+    for c, w in zip(clipped, want):
+        assert c.dtype == np.float64
+        assert_close(c, w)
+    assert hasattr(optimizers._norm(grads[0]), "dtype")  # an array (a NumPy scalar on the CPU), not a float
+    if "global_clipnorm" in kwargs:
+        bad = opt._clip([grads[0], grads[1] * xp.inf])
+        assert all(np.isnan(to_numpy(c)).all() for c in bad)
