@@ -9,6 +9,8 @@ functions in the forms that save work: ``conv2d``/``dense`` with ``activation="r
 the output pass and their backward with ``need_dx=False``; forwards that also return what their
 backward needs (``return_argmax``, ``return_index``, ``return_stats``, ``return_grad``) and the
 ``<op>_backward_from_output``/``_from_argmax``/``_from_index``/``_from_stats`` forms that take it.
+The optimizer steps (``sgd_update``, ``adam_update``, ``rmsprop_update``) are the exception to
+"returns new arrays": one fused kernel updates the variable and its slot arrays in place.
 ``cnnkit.ops.reference`` holds a plain NumPy version of every op, written for clarity, that the
 tests and benchmarks compare against.
 """
