@@ -188,7 +188,7 @@ class Optimizer(Configurable):
             update(arrays[0], grad, *arrays[1:], **scalars)
             return
         xp = get_array_module(variable.value)
-        work = [a if ok else xp.ascontiguousarray(a).copy() for a, ok in zip(arrays, fits)]
+        work = [a if ok else xp.array(a, order="C", copy=True) for a, ok in zip(arrays, fits)]
         update(work[0], grad, *work[1:], **scalars)
         for a, w, ok in zip(arrays, work, fits):
             if not ok:
