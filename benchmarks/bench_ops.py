@@ -4,6 +4,7 @@
     python benchmarks/bench_ops.py --device cpu --quick    # fewer shapes and repeats
     python benchmarks/bench_ops.py --device all            # one table per op: CPU and GPU side by side
     python benchmarks/bench_ops.py --device gpu            # the GPU columns only (quick on a GPU machine)
+    OMP_NUM_THREADS=1 python benchmarks/bench_ops.py --ops adam --no-torch  # Adam step: NumPy vs fused
 
 Method: every timing is the median of repeated runs after warm-up. PyTorch runs in a child process
 of this run, on the same data (fixed seeds) and with the same thread count, because a process has
@@ -351,6 +352,69 @@ def bench_loss(table, args, torch, dtype=np.float32):
             table.add(f"softmax-xent {label}", shape, "torch", t[key], gbps(nb, t[key]))
 
 
+# VGG16's weights (ImageNet head): 13 3x3 convolutions and 3 dense layers, 138,357,544 parameters.
+_VGG16_CONVS = [(3, 64), (64, 64), (64, 128), (128, 128), (128, 256), (256, 256), (256, 256), (256, 512),
+                (512, 512), (512, 512), (512, 512), (512, 512), (512, 512)]
+VGG16_SHAPES = [s for cin, cout in _VGG16_CONVS for s in ((3, 3, cin, cout), (cout,))] + [
+    s for fin, fout in ((25088, 4096), (4096, 4096), (4096, 1000)) for s in ((fin, fout), (fout,))]
+
+
+def numpy_adam_step(w, g, m, v, tmp, lr, t, beta_1=0.9, beta_2=0.999, epsilon=1e-7):
+    """One Adam step as cnnkit.optimizers wrote it before the fused kernel: NumPy array operations
+    in place through a scratch array (12 passes over memory per variable)."""
+    alpha = lr * math.sqrt(1 - beta_2**t) / (1 - beta_1**t)
+    np.subtract(g, m, out=tmp)
+    tmp *= 1 - beta_1
+    m += tmp
+    np.multiply(g, g, out=tmp)
+    tmp -= v
+    tmp *= 1 - beta_2
+    v += tmp
+    np.sqrt(v, out=tmp)
+    tmp += epsilon
+    np.divide(m, tmp, out=tmp)
+    tmp *= alpha
+    w -= tmp
+
+
+def bench_adam(table, args, torch, dtype=np.float32):
+    """An Adam step over every variable of a model: VGG16's 138M parameters (--quick: 25M in one
+    array), the old NumPy path against the fused kernel (ops.adam_update), same data. "rate" is the
+    fused pass's traffic (read g, w, m, v; write w, m, v) over each row's time; "x ref" and the
+    printed line give NumPy's time over the fused kernel's."""
+    if PEER_MODE:
+        return
+    rng = np.random.default_rng(4)
+    shapes = [(25_000_000,)] if args.quick else VGG16_SHAPES
+    n = sum(math.prod(s) for s in shapes)
+    w = [rng.standard_normal(s, dtype=np.float32).astype(dtype) for s in shapes]
+    g = [rng.standard_normal(s, dtype=np.float32).astype(dtype) * 0.01 for s in shapes]
+    m = [np.zeros_like(a) for a in w]
+    v = [np.zeros_like(a) for a in w]
+    tmp = np.empty(max(a.size for a in w), dtype)
+    step = {"numpy": 0, "fused": 0}
+
+    def old():
+        step["numpy"] += 1
+        for wi, gi, mi, vi in zip(w, g, m, v):
+            numpy_adam_step(wi, gi, mi, vi, tmp[: wi.size].reshape(wi.shape), 1e-3, step["numpy"])
+
+    def fused():
+        step["fused"] += 1
+        for wi, gi, mi, vi in zip(w, g, m, v):
+            ops.adam_update(wi, gi, mi, vi, learning_rate=1e-3, step=step["fused"])
+
+    shape = f"{len(shapes)} variables, {n / 1e6:.1f}M params"
+    repeat = max(3, args.repeat // 2)
+    old_ms = median_ms(old, repeat)
+    new_ms = median_ms(fused, repeat)
+    nbytes = 6 * n * np.dtype(dtype).itemsize  # fused: read g, w, m, v; write w, m, v (one pass)
+    table.add("adam step (NumPy, 12 passes)", shape, "numpy", old_ms, gbps(nbytes, old_ms))
+    table.add("adam step (fused kernel)", shape, "cnnkit", new_ms, gbps(nbytes, new_ms), None, old_ms / new_ms)
+    print(f"  adam step, {shape}: NumPy path {old_ms:.1f} ms, fused {new_ms:.1f} ms: {old_ms / new_ms:.2f}x",
+          flush=True)
+
+
 def main(argv=None):
     global PEER_MODE
     argv = sys.argv[1:] if argv is None else argv
@@ -358,14 +422,16 @@ def main(argv=None):
     p.add_argument("--device", choices=["cpu", "gpu", "all"], default="cpu")
     p.add_argument("--quick", action="store_true", help="smaller batches, fewer shapes and repeats")
     p.add_argument("--repeat", type=int, default=None, help="timed repeats per measurement (default 10, quick 3)")
-    p.add_argument("--ops", default="conv,pool,relu,loss", help="comma-separated subset of conv,pool,relu,loss")
+    p.add_argument("--ops", default="conv,pool,relu,loss,adam",
+                   help="comma-separated subset of conv,pool,relu,loss,adam")
     p.add_argument("--no-torch", action="store_true", help="skip the PyTorch peer")
     p.add_argument("--no-ref", action="store_true", help="skip the (slow) NumPy reference")
     p.add_argument("--peer", action="store_true", help=argparse.SUPPRESS)  # internal: run as the PyTorch peer
     p.add_argument("--peer-threads", type=int, help=argparse.SUPPRESS)
     args = p.parse_args(argv)
     args.repeat = args.repeat or (3 if args.quick else 10)
-    sections = (("conv", bench_conv), ("pool", bench_pool), ("relu", bench_relu), ("loss", bench_loss))
+    sections = (("conv", bench_conv), ("pool", bench_pool), ("relu", bench_relu), ("loss", bench_loss),
+                ("adam", bench_adam))
     wanted = set(args.ops.split(","))
 
     if args.peer:  # the child: PyTorch only, never loads cnnkit's kernels; its times go out as JSON

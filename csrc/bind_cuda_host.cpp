@@ -22,6 +22,7 @@
 #include "bind_bias.h"
 #include "bind_conv_direct.h"
 #include "bind_im2col.h"
+#include "bind_optimizer.h"
 #include "bind_pool.h"
 #include "cuda/norm.cuh"
 #include "cuda_host/kernels.h"
@@ -88,6 +89,7 @@ PYBIND11_MODULE(_cuda_host, m) {
     cnnkit::bind_conv_direct<CudaHost>(m);
     cnnkit::bind_elementwise_activation<CudaHost>(m);
     cnnkit::bind_pool<CudaHost>(m);
+    cnnkit::bind_optimizer<CudaHost>(m);
     using cnnkit::NormPass;
     cnnkit::bind_norm_pass<NormPass::normalize>(
         m, "batch_norm_normalize", "out = (a - coef[0]) * coef[1] + coef[2] (normalize_kernel); b unused.");

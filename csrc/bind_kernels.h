@@ -9,6 +9,7 @@
 #include "bind_im2col.h"
 #include "bind_loss.h"
 #include "bind_norm.h"
+#include "bind_optimizer.h"
 #include "bind_pool.h"
 
 namespace cnnkit {
@@ -22,6 +23,7 @@ void bind_kernels(py::module_& m) {
     bind_activation<D>(m);
     bind_norm<D>(m);
     bind_loss<D>(m);
+    bind_optimizer<D>(m);
 }
 
 }  // namespace cnnkit

@@ -160,6 +160,22 @@ enum class Alpha { leaky_relu, elu };                                           
 enum class Rows { softmax, log_softmax };                                       // over each row
 enum class RowsBack { softmax, softmax_from_output, log_softmax, log_softmax_from_output };
 
+// The optimizers' fused update kernels (sgd_update, adam_update, rmsprop_update in kernels.inc): the
+// scalars of one step, worked out on the host in double (cnnkit.ops.optimizer: the learning rate,
+// Adam's bias correction folded into alpha, 1 - beta) and rounded to the variable's dtype by the
+// kernel, as NumPy rounds a Python float operand. keep = 1 - weight_decay * learning_rate scales the
+// variable before the update (decoupled weight decay; 1 for none, which leaves it exact).
+struct SgdStep {
+    double learning_rate, momentum, keep;
+    bool nesterov;
+};
+struct AdamStep {
+    double alpha, one_minus_beta_1, one_minus_beta_2, epsilon, keep;  // alpha = lr sqrt(1 - b2^t) / (1 - b1^t)
+};
+struct RmspropStep {
+    double learning_rate, rho, one_minus_rho, momentum, epsilon, keep;
+};
+
 // Inverted dropout keeps element i iff uniform01(seed, i) >= rate. uniform01 is an exact multiple of
 // 2^-53, so that is the integer test rng_bits(key, i) >= dropout_threshold(rate), bit-identical to
 // comparing the doubles; the CPU and the GPU kernels both use it, so their masks agree bit for bit.

@@ -9,7 +9,8 @@ twins in cnnkit._core and cnnkit._cuda (same arguments, same checks), with the k
 one (32 is refused where the launcher would index in 64 bits); host.last_index_bits() says which
 one ran. Covered: im2col/col2im, direct convolution forward and weight gradient, every pooling
 (max, average, stochastic, global), batch norm's elementwise passes, the elementwise activations,
-dropout and bias. Device-only: block reductions (softmax rows, the losses, batch norm's statistics).
+dropout, bias and the optimizers' fused updates. Device-only: block reductions (softmax rows, the
+losses, batch norm's statistics).
 
 Every case runs in both index types on the shapes the GPU tests use (test_conv.py, test_pool.py,
 test_activation.py), against the NumPy reference, plus the inputs of issue 22's bugs: geometry
@@ -26,6 +27,8 @@ from cnnkit.ops import reference as ref
 from helpers import assert_close, to_numpy
 from test_activation import ELEMENTWISE, ELEMENTWISE_IDS, SHAPES as ACT_SHAPES, _data as act_data
 from test_conv import CASES as CONV_CASES, IDS as CONV_IDS
+from test_optimizer_ops import (CASES as OPT_CASES, IDS as OPT_IDS, ORDER as OPT_ORDER,
+                                expected as opt_expected, initial_state as opt_initial_state)
 from test_pool import CASE_IDS as POOL_IDS, CASES as POOL_CASES, OPS as POOL_OPS
 
 pytestmark = pytest.mark.cuda_host
@@ -547,3 +550,38 @@ def test_bias_add_and_grad(rng, bits, dtype, shape):
     db = np.full(shape[1], np.nan, dtype)
     host.bias_grad(y, db)  # 3000 rows: 3 chunks of 1024, 8 row lanes each
     assert_close(db, _f64(y).sum(axis=0), dtype, what="bias_grad")
+
+
+# ----------------------------------------------------------------------------------------------
+# The optimizers' fused updates (csrc/cuda/optimizer.cuh)
+
+
+def _native_scalars(op, kwargs, step):
+    """The scalars cnnkit.ops.optimizer hands the kernels, worked out again from Keras' formulas."""
+    lr, wd = kwargs["learning_rate"], kwargs.get("weight_decay", 0.0)
+    keep = 1.0 - wd * lr
+    if op == "sgd_update":
+        return (lr, kwargs.get("momentum", 0.0), kwargs.get("nesterov", False), keep)
+    if op == "adam_update":
+        b1, b2 = kwargs.get("beta_1", 0.9), kwargs.get("beta_2", 0.999)
+        alpha = lr * np.sqrt(1 - b2**step) / (1 - b1**step)
+        return (alpha, 1 - b1, 1 - b2, kwargs.get("epsilon", 1e-7), keep)
+    rho = kwargs.get("rho", 0.9)
+    return (lr, rho, 1 - rho, kwargs.get("momentum", 0.0), kwargs.get("epsilon", 1e-7), keep)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("op, slots, kwargs", OPT_CASES, ids=OPT_IDS)
+def test_optimizer_update_matches_reference(rng, dtype, op, slots, kwargs):
+    for shape in [(1,), (13, 17), (1031,)]:
+        state = opt_initial_state(rng, op, slots, shape, dtype)
+        grads = [rng.normal(size=shape).astype(dtype) for _ in range(3)]
+        want = opt_expected(op, state, grads, kwargs)
+        for step, g in enumerate(grads, start=1):
+            slot_arrays = [state.get(name) for name in OPT_ORDER[op]]
+            assert _bits(getattr(host, op), state["variable"], g, *slot_arrays,
+                         *_native_scalars(op, kwargs, step)) == 64
+        for name, a in state.items():
+            assert_close(a, want[name], dtype, what=f"{op} {name}")
+    with pytest.raises(ValueError, match="index_bits=32 refused"):
+        getattr(host, op)(state["variable"], g, *slot_arrays, *_native_scalars(op, kwargs, 1), index_bits=32)

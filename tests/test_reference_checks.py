@@ -356,6 +356,39 @@ def g_cross_entropy(rng, backward=False):
     return (logits, labels, dloss), {}
 
 
+UPDATE_SLOTS = {"sgd_update": ((), ("momentum_buffer",)), "adam_update": (("m", "v"), ("v_hat",)),
+                "rmsprop_update": (("velocity",), ("momentum_buffer", "average_gradient"))}
+
+
+def g_update(rng, op):
+    """An optimizer update: variable, gradient, the required slots and (half the time each) the
+    optional ones, and the step's scalars; any of them sometimes bad."""
+    dt = dtype_of(rng)
+    shape = any_shape(rng)
+    required, optional = UPDATE_SLOTS[op]
+    args = [array(rng, shape, dt), array(rng, shape, dt)]
+    args += [array(rng, shape, dt, none_ok=True) for _ in required]
+    args += [array(rng, shape, dt, none_ok=True) if chance(rng, 0.5) else None for _ in optional]
+    if chance(rng, 0.03) and isinstance(args[0], np.ndarray):
+        args[0] = _read_only(args[0])
+    unit = lambda r: float(r.uniform(0, 1))  # noqa: E731
+    bad = [-0.1, 1.5, float("nan"), float("inf"), "a", True, None]
+    kwargs = {"learning_rate": real(rng, unit, bad)}
+    if chance(rng, 0.5):
+        kwargs["weight_decay"] = real(rng, unit, bad)
+    if op == "sgd_update":
+        kwargs["momentum"] = real(rng, unit, bad) if args[2] is not None or chance(rng, 0.1) else 0.0
+        kwargs["nesterov"] = bool(chance(rng, 0.5)) if chance(rng, 0.95) else "yes"
+    elif op == "adam_update":
+        kwargs["step"] = int(rng.integers(1, 10)) if chance(rng, 0.9) else pick(rng, [0, -1, 1.5, "1", None])
+        kwargs["beta_1"] = real(rng, lambda r: float(r.uniform(0, 0.99)), bad)
+        kwargs["epsilon"] = real(rng, lambda r: float(r.uniform(1e-8, 1e-3)), bad)
+    else:
+        kwargs["rho"] = real(rng, unit, bad)
+        kwargs["momentum"] = real(rng, unit, bad) if args[3] is not None or chance(rng, 0.1) else 0.0
+    return tuple(args), kwargs
+
+
 # each op with a backward twin: name -> generator(rng, backward)
 PAIRS = {
     "conv2d": g_conv2d, "max_pool2d": functools.partial(g_pool, saved="return_argmax"), "avg_pool2d": g_pool,
@@ -377,7 +410,8 @@ SAVED = {
     "batch_norm_backward_from_stats": g_batch_norm_from_stats,
 }
 OPS = {"im2col": g_im2col, "col2im": functools.partial(g_im2col, col2im=True), **PAIRS,
-       **{f"{name}_backward": functools.partial(gen, backward=True) for name, gen in PAIRS.items()}, **SAVED}
+       **{f"{name}_backward": functools.partial(gen, backward=True) for name, gen in PAIRS.items()}, **SAVED,
+       **{op: functools.partial(g_update, op=op) for op in UPDATE_SLOTS}}
 
 
 def test_every_public_op_is_fuzzed():

@@ -9,6 +9,8 @@ functions in the forms that save work: ``conv2d``/``dense`` with ``activation="r
 the output pass and their backward with ``need_dx=False``; forwards that also return what their
 backward needs (``return_argmax``, ``return_index``, ``return_stats``, ``return_grad``) and the
 ``<op>_backward_from_output``/``_from_argmax``/``_from_index``/``_from_stats`` forms that take it.
+The optimizer steps (``sgd_update``, ``adam_update``, ``rmsprop_update``) are the exception to
+"returns new arrays": one fused kernel updates the variable and its slot arrays in place.
 ``cnnkit.ops.reference`` holds a plain NumPy version of every op, written for clarity, that the
 tests and benchmarks compare against.
 """
@@ -25,8 +27,11 @@ from .nonlinear import *  # noqa: F401,F403
 from .nonlinear import __all__ as _nonlinear_all
 from .norm import *  # noqa: F401,F403
 from .norm import __all__ as _norm_all
+from .optimizer import *  # noqa: F401,F403
+from .optimizer import __all__ as _optimizer_all
 from .pool import *  # noqa: F401,F403
 from .pool import __all__ as _pool_all
 
 __all__ = ["reference", "get_array_module", "to_host", *_conv_all, *_cross_entropy_all, *_linear_all,
-           *_nonlinear_all, *_norm_all, *_pool_all]
+           *_nonlinear_all, *_norm_all, *_optimizer_all,
+           *_pool_all]

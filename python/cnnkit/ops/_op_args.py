@@ -751,3 +751,114 @@ def check_dloss(dloss):
                              f"shape {tuple(dloss.shape)} and dtype {dloss.dtype}")
         return float(np.asarray(dloss.get() if hasattr(dloss, "get") else dloss).reshape(()))
     raise TypeError(f"dloss must be a real number, received dloss={dloss!r}")
+
+
+# ----------------------------------------------------------------------------------------------
+# optimizer updates
+
+def _real(v, name, low, high, high_open=False):
+    """A finite real scalar in [low, high] ([low, high) when high_open), as a float."""
+    if isinstance(v, bool) or not isinstance(v, numbers.Real):
+        raise TypeError(f"{name} must be a real number, received {name}={v!r}")
+    v = float(v)
+    if not (math.isfinite(v) and low <= v and (v < high if high_open else v <= high)):
+        bound = f"[{low}, {high})" if high_open else f"[{low}, {high}]"
+        raise ValueError(f"{name} must be a finite number in {bound}, received {name}={v!r}")
+    return v
+
+
+def _in_place(a, name, variable):
+    """A slot (or the variable itself): an array of the variable's library, dtype and shape that can
+    be updated in place: C-contiguous, aligned, writable (a copy would silently lose the update)."""
+    if not _is_array(a) or not hasattr(a, "flags"):
+        raise TypeError(f"{name} must be an array, got {type(a).__name__}")
+    array_kind(variable, a)
+    float_array(a, name, dtype=variable.dtype)
+    if a.shape != variable.shape:
+        raise ValueError(f"{name} has shape {tuple(a.shape)} but variable has shape {tuple(variable.shape)}")
+    if not a.flags.c_contiguous:
+        raise ValueError(f"{name} must be C-contiguous: it is updated in place")
+    if not getattr(a.flags, "aligned", True):
+        raise ValueError(f"{name} must be aligned (its data address a multiple of {a.dtype.itemsize} bytes): "
+                         "it is updated in place")
+    if not getattr(a.flags, "writeable", True):  # CuPy arrays have no read-only flag
+        raise ValueError(f"{name} must be writable: it is updated in place")
+
+
+def check_update(variable, gradient, **slots):
+    """An optimizer update's arrays: ``variable`` and the slots given (None: absent) updated in place
+    (``_in_place``), ``gradient`` read (any layout), all of one library, dtype and shape, none sharing
+    memory with another."""
+    if not _is_array(variable):
+        raise TypeError(f"variable must be an array, got {type(variable).__name__}")
+    float_array(variable, "variable")
+    _in_place(variable, "variable", variable)
+    if not _is_array(gradient):
+        raise TypeError(f"gradient must be an array, got {type(gradient).__name__}")
+    array_kind(variable, gradient)
+    float_array(gradient, "gradient", dtype=variable.dtype)
+    if gradient.shape != variable.shape:
+        raise ValueError(f"gradient has shape {tuple(gradient.shape)} but variable has shape "
+                         f"{tuple(variable.shape)}")
+    named = [("variable", variable), ("gradient", gradient)]
+    for name, a in slots.items():
+        if a is not None:
+            _in_place(a, name, variable)
+            named.append((name, a))
+    for i, (name_a, a) in enumerate(named):
+        for name_b, b in named[:i]:
+            if a.size and _xp(a).may_share_memory(a, b):
+                raise ValueError(f"{name_a} shares memory with {name_b}; pass separate arrays")
+
+
+def _decay(weight_decay):
+    return _real(weight_decay, "weight_decay", 0.0, math.inf, high_open=True)
+
+
+def check_sgd_update(variable, gradient, momentum_buffer, learning_rate, momentum, nesterov, weight_decay):
+    """sgd_update's arguments. Returns (learning_rate, momentum, weight_decay) as floats."""
+    check_update(variable, gradient, momentum_buffer=momentum_buffer)
+    lr = _real(learning_rate, "learning_rate", 0.0, math.inf, high_open=True)
+    momentum = _real(momentum, "momentum", 0.0, 1.0)
+    if not isinstance(nesterov, (bool, np.bool_)):
+        raise TypeError(f"nesterov must be a bool, received nesterov={nesterov!r}")
+    if momentum_buffer is None and momentum != 0:
+        raise TypeError(f"momentum_buffer is required with momentum={momentum!r}: "
+                        "pass an array of the variable's shape and dtype (zeros before the first step)")
+    return lr, momentum, _decay(weight_decay)
+
+
+def check_adam_update(variable, gradient, m, v, v_hat, learning_rate, beta_1, beta_2, epsilon, step,
+                      weight_decay):
+    """adam_update's arguments. Returns (learning_rate, beta_1, beta_2, epsilon, step, weight_decay)."""
+    for name, a in (("m", m), ("v", v)):
+        if a is None:
+            raise TypeError(f"{name} is required: pass an array of the variable's shape and dtype "
+                            "(zeros before the first step)")
+    check_update(variable, gradient, m=m, v=v, v_hat=v_hat)
+    lr = _real(learning_rate, "learning_rate", 0.0, math.inf, high_open=True)
+    beta_1 = _real(beta_1, "beta_1", 0.0, 1.0, high_open=True)
+    beta_2 = _real(beta_2, "beta_2", 0.0, 1.0, high_open=True)
+    epsilon = _real(epsilon, "epsilon", 0.0, math.inf, high_open=True)
+    if not is_int(step) or step < 1:
+        raise ValueError(f"step must be an int >= 1 (the 1-based count of updates, for the bias correction), "
+                         f"received step={step!r}")
+    return lr, beta_1, beta_2, epsilon, int(step), _decay(weight_decay)
+
+
+def check_rmsprop_update(variable, gradient, velocity, momentum_buffer, average_gradient, learning_rate, rho,
+                         momentum, epsilon, weight_decay):
+    """rmsprop_update's arguments. Returns (learning_rate, rho, momentum, epsilon, weight_decay)."""
+    if velocity is None:
+        raise TypeError("velocity is required: pass an array of the variable's shape and dtype "
+                        "(zeros before the first step)")
+    check_update(variable, gradient, velocity=velocity, momentum_buffer=momentum_buffer,
+                 average_gradient=average_gradient)
+    lr = _real(learning_rate, "learning_rate", 0.0, math.inf, high_open=True)
+    rho = _real(rho, "rho", 0.0, 1.0)
+    momentum = _real(momentum, "momentum", 0.0, 1.0)
+    epsilon = _real(epsilon, "epsilon", 0.0, math.inf, high_open=True)
+    if momentum_buffer is None and momentum != 0:
+        raise TypeError(f"momentum_buffer is required with momentum={momentum!r}: pass an array of the "
+                        "variable's shape and dtype (zeros before the first step)")
+    return lr, rho, momentum, epsilon, _decay(weight_decay)

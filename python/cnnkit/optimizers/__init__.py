@@ -2,9 +2,12 @@
 
 ``apply(grads, variables)`` filters out frozen variables and missing gradients, builds the slots
 (moments, velocities: zeros with the module, dtype and layout of each ``variable.value``) on first
-sight of a variable, clips the gradients, applies decoupled weight decay, runs one ``update_step``
-per variable and counts one iteration. Updates work in place on ``variable.value`` and on the slots,
-through one reused scratch array per dtype, so a step on a large model allocates nothing new.
+sight of a variable, clips the gradients, runs one ``update_step`` per variable and counts one
+iteration. Each built-in ``update_step`` is one fused kernel (``cnnkit.ops.sgd_update``,
+``adam_update``, ``rmsprop_update``, on the CPU or the GPU) that applies the decoupled weight decay
+too and updates ``variable.value`` and the slots in place in one pass over memory, so a step on a
+large model allocates nothing new. Gradient norms for ``clipnorm``/``global_clipnorm`` stay arrays
+on the gradients' device: clipping never reads a value back to the host.
 Saving goes through ``get_state()`` / ``set_state()``: JSON plus plain arrays, no pickle.
 """
 
@@ -16,6 +19,7 @@ import numpy as np
 
 from .._checks import boolean, int_at_least, number, string
 from .._registry import Configurable, Registry, config_kwargs
+from .. import ops
 from ..ops import get_array_module, to_host
 from . import schedules
 from .schedules import LearningRateSchedule
@@ -56,13 +60,14 @@ def _call_schedule(fn, step):
 
 
 def _norm(g):
-    xp = get_array_module(g)
-    return float(xp.linalg.norm(g.ravel()))
+    """The L2 norm of g as a 0-d array of g's dtype, on g's device (no read-back to the host)."""
+    return get_array_module(g).linalg.norm(g.ravel())
 
 
 def _scaled(g, scale):
-    # A new array, never g *= scale: the caller's gradient (variable.grad) must stay as it was.
-    return g if scale == 1.0 else g * scale
+    """g * scale, scale a 0-d array on g's device, in g's dtype. A new array, never g *= scale: the
+    caller's gradient (variable.grad) must stay as it was."""
+    return g * scale.astype(g.dtype, copy=False)
 
 
 class Optimizer(Configurable):
@@ -85,7 +90,6 @@ class Optimizer(Configurable):
         self.built = False
         # Slots are found by id(variable); holding the variables keeps those ids from being reused.
         self._variables, self._index, self._slots = [], {}, []
-        self._scratch_arrays = {}
         self._exclude_ids, self._exclude_pattern = set(), None
 
     # -- learning rate -----------------------------------------------------------------------------
@@ -122,15 +126,6 @@ class Optimizer(Configurable):
     def _slot(self, variable, name):
         return self._slots[self._index[id(variable)]][name]
 
-    def _scratch(self, like):
-        """A work array shaped like ``like`` (same module and dtype), reused across variables and steps."""
-        xp = get_array_module(like)
-        key = (xp.__name__, like.dtype)
-        buf = self._scratch_arrays.get(key)
-        if buf is None or buf.size < like.size:
-            buf = self._scratch_arrays[key] = xp.empty(like.size, like.dtype)
-        return buf[: like.size].reshape(like.shape)
-
     # -- the step ------------------------------------------------------------------------------------
     def apply_gradients(self, grads_and_vars):
         """Apply (grad, variable) pairs; returns ``iterations``."""
@@ -164,7 +159,8 @@ class Optimizer(Configurable):
         variables = [v for _, v in pairs]
         grads = self._clip([g if g.dtype == v.dtype else g.astype(v.dtype) for g, v in pairs])
         lr = self.learning_rate
-        self._apply_weight_decay(variables, lr)
+        if not self._fuses_weight_decay:
+            self._apply_weight_decay(variables, lr)
         for g, v in zip(grads, variables):
             self.update_step(g, v, lr)
         self.iterations += 1
@@ -172,15 +168,45 @@ class Optimizer(Configurable):
     def update_step(self, grad, variable, learning_rate):
         raise NotImplementedError(f"{type(self).__name__} must implement update_step()")
 
+    # The built-in optimizers apply the decoupled weight decay inside their fused update; for a
+    # subclass with its own update_step, apply() applies it to every variable first.
+    _fuses_weight_decay = False
+
+    def _weight_decay_for(self, variable):
+        """The weight decay a fused update applies to this variable (0.0: none)."""
+        if self.weight_decay is None or not self._use_weight_decay(variable):
+            return 0.0
+        return self.weight_decay
+
+    def _fused(self, update, grad, variable, *slots, **scalars):
+        """``update(variable.value, grad, *slots, **scalars)``: one fused kernel (cnnkit.ops), which
+        updates the value and the slots in place. One it cannot update in place (a value set to a
+        strided or unaligned view) goes through a contiguous copy, written back afterwards."""
+        arrays = [variable.value, *slots]
+        fits = [a is None or (a.flags.c_contiguous and getattr(a.flags, "aligned", True)) for a in arrays]
+        if all(fits):
+            update(arrays[0], grad, *arrays[1:], **scalars)
+            return
+        xp = get_array_module(variable.value)
+        work = [a if ok else xp.array(a, order="C", copy=True) for a, ok in zip(arrays, fits)]
+        update(work[0], grad, *work[1:], **scalars)
+        for a, w, ok in zip(arrays, work, fits):
+            if not ok:
+                a[...] = w
+
     def _clip(self, grads):
+        # The norms and scales are 0-d arrays on the gradients' device, never read back: on the GPU a
+        # float(norm) would wait for the whole backward pass, every step.
         if self.clipnorm is not None:
             c = self.clipnorm
-            return [_scaled(g, c / max(_norm(g), c)) for g in grads]
+            return [_scaled(g, c / get_array_module(g).maximum(_norm(g), c)) for g in grads]
         if self.global_clipnorm is not None:
             c = self.global_clipnorm
-            norm = math.sqrt(sum(_norm(g) ** 2 for g in grads))
+            xp = get_array_module(*grads)
+            norm = xp.sqrt(sum(_norm(g).astype(np.float64) ** 2 for g in grads))
             # Like Keras: a non-finite global norm turns every gradient into NaN rather than hiding it.
-            return [_scaled(g, c / max(norm, c) if math.isfinite(norm) else math.nan) for g in grads]
+            scale = xp.where(xp.isfinite(norm), c / xp.maximum(norm, c), math.nan)
+            return [_scaled(g, scale) for g in grads]
         if self.clipvalue is not None:
             return [get_array_module(g).clip(g, -self.clipvalue, self.clipvalue) for g in grads]
         return grads
@@ -261,7 +287,6 @@ class Optimizer(Configurable):
     def _move_slots(self, convert):
         """Replace every slot array with ``convert(array)`` (``Model.to(device)`` moves them)."""
         self._slots = [{name: convert(a) for name, a in slots.items()} for slots in self._slots]
-        self._scratch_arrays = {}
 
     def __repr__(self):
         return f"<{type(self).__name__} name={self.name!r} learning_rate={self._learning_rate!r}>"
@@ -280,21 +305,12 @@ class SGD(Optimizer):
     def _slot_names(self):
         return ("momentum",) if self.momentum != 0 else ()
 
+    _fuses_weight_decay = True
+
     def update_step(self, grad, variable, learning_rate):
-        w, xp, step = variable.value, get_array_module(variable.value), self._scratch(variable.value)
-        xp.multiply(grad, learning_rate, out=step)  # lr * g
-        if self.momentum == 0:
-            w -= step
-            return
-        m = self._slot(variable, "momentum")
-        m *= self.momentum
-        m -= step
-        if self.nesterov:
-            w -= step
-            xp.multiply(m, self.momentum, out=step)
-            w += step
-        else:
-            w += m
+        buf = self._slot(variable, "momentum") if self.momentum != 0 else None
+        self._fused(ops.sgd_update, grad, variable, buf, learning_rate=learning_rate, momentum=self.momentum,
+                    nesterov=self.nesterov, weight_decay=self._weight_decay_for(variable))
 
     def get_config(self):
         return {**super().get_config(), "momentum": self.momentum, "nesterov": self.nesterov}
@@ -316,26 +332,14 @@ class Adam(Optimizer):
     def _slot_names(self):
         return ("momentum", "velocity") + (("velocity_hat",) if self.amsgrad else ())
 
+    _fuses_weight_decay = True
+
     def update_step(self, grad, variable, learning_rate):
-        w, xp, tmp = variable.value, get_array_module(variable.value), self._scratch(variable.value)
         m, v = self._slot(variable, "momentum"), self._slot(variable, "velocity")
-        t = self.iterations + 1
-        alpha = learning_rate * math.sqrt(1 - self.beta_2**t) / (1 - self.beta_1**t)
-        xp.subtract(grad, m, out=tmp)
-        tmp *= 1 - self.beta_1
-        m += tmp
-        xp.multiply(grad, grad, out=tmp)
-        tmp -= v
-        tmp *= 1 - self.beta_2
-        v += tmp
-        if self.amsgrad:
-            v_hat = self._slot(variable, "velocity_hat")
-            v = xp.maximum(v_hat, v, out=v_hat)
-        xp.sqrt(v, out=tmp)
-        tmp += self.epsilon
-        xp.divide(m, tmp, out=tmp)
-        tmp *= alpha
-        w -= tmp
+        v_hat = self._slot(variable, "velocity_hat") if self.amsgrad else None
+        self._fused(ops.adam_update, grad, variable, m, v, v_hat, learning_rate=learning_rate,
+                    step=self.iterations + 1, beta_1=self.beta_1, beta_2=self.beta_2, epsilon=self.epsilon,
+                    weight_decay=self._weight_decay_for(variable))
 
     def get_config(self):
         return {**super().get_config(), "beta_1": self.beta_1, "beta_2": self.beta_2,
@@ -368,33 +372,15 @@ class RMSprop(Optimizer):
         return (("velocity",) + (("momentum",) if self.momentum > 0 else ())
                 + (("average_gradient",) if self.centered else ()))
 
+    _fuses_weight_decay = True
+
     def update_step(self, grad, variable, learning_rate):
-        w, xp, tmp = variable.value, get_array_module(variable.value), self._scratch(variable.value)
-        v = self._slot(variable, "velocity")
-        v *= self.rho
-        xp.multiply(grad, grad, out=tmp)
-        tmp *= 1 - self.rho
-        v += tmp
-        if self.centered:
-            a = self._slot(variable, "average_gradient")
-            a *= self.rho
-            xp.multiply(grad, 1 - self.rho, out=tmp)
-            a += tmp
-            xp.multiply(a, a, out=tmp)
-            xp.subtract(v, tmp, out=tmp)
-            tmp += self.epsilon
-        else:
-            xp.add(v, self.epsilon, out=tmp)
-        xp.sqrt(tmp, out=tmp)
-        xp.divide(grad, tmp, out=tmp)
-        tmp *= learning_rate  # the increment lr * g / sqrt(...)
-        if self.momentum > 0:
-            mom = self._slot(variable, "momentum")
-            mom *= self.momentum
-            mom += tmp
-            w -= mom
-        else:
-            w -= tmp
+        velocity = self._slot(variable, "velocity")
+        buf = self._slot(variable, "momentum") if self.momentum > 0 else None
+        average = self._slot(variable, "average_gradient") if self.centered else None
+        self._fused(ops.rmsprop_update, grad, variable, velocity, buf, average, learning_rate=learning_rate,
+                    rho=self.rho, momentum=self.momentum, epsilon=self.epsilon,
+                    weight_decay=self._weight_decay_for(variable))
 
     def get_config(self):
         return {**super().get_config(), "rho": self.rho, "momentum": self.momentum,

@@ -19,7 +19,9 @@ from .nonlinear import *  # noqa: F401,F403
 from .nonlinear import __all__ as _nonlinear_all
 from .norm import *  # noqa: F401,F403
 from .norm import __all__ as _norm_all
+from .optimizer import *  # noqa: F401,F403
+from .optimizer import __all__ as _optimizer_all
 from .pool import *  # noqa: F401,F403
 from .pool import __all__ as _pool_all
 
-__all__ = [*_conv_all, *_cross_entropy_all, *_linear_all, *_nonlinear_all, *_norm_all, *_pool_all]
+__all__ = [*_conv_all, *_cross_entropy_all, *_linear_all, *_nonlinear_all, *_norm_all, *_optimizer_all, *_pool_all]
