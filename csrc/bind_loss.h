@@ -37,32 +37,40 @@ T* loss_out(const ArrayView& loss) {
     return out_ptr<T>(loss, {});
 }
 
+// check_labels=False: the caller validated the labels (cnnkit's training loop, once per fit); the GPU
+// then skips its label check and the stream synchronization it costs. The CPU checks regardless.
+#define CHECK_LABELS_ARG py::arg("check_labels") = true
+
 template <class D>
 void bind_loss(py::module_& m) {
     using A = typename D::Array;
     m.def("softmax_cross_entropy_forward", [](const A& logits, const A& labels, const A& row_loss_, const A& loss_,
-                                              std::uintptr_t stream) {
+                                              std::uintptr_t stream, bool check_labels) {
         with_xent_inputs<D>(logits, labels, [&](auto t, const auto& in) {
             using T = decltype(t);
             double* row_loss = out_ptr<double>(D::view(row_loss_, "row_loss"), {in.N});
             T* loss = loss_out<T>(D::view(loss_, "loss"));
             py::gil_scoped_release nogil;
-            softmax_cross_entropy_forward(in.logits, in.labels, in.probs, in.N, in.K, row_loss, loss, D::stream(stream));
+            softmax_cross_entropy_forward(in.logits, in.labels, in.probs, in.N, in.K, row_loss, loss, check_labels,
+                                          D::stream(stream));
         });
-    }, py::arg("logits"), py::arg("labels"), py::arg("row_loss"), py::arg("loss"), py::kw_only(), D::stream_arg());
+    }, py::arg("logits"), py::arg("labels"), py::arg("row_loss"), py::arg("loss"), py::kw_only(), D::stream_arg(),
+       CHECK_LABELS_ARG);
 
     m.def("softmax_cross_entropy_backward", [](const A& logits, const A& labels, double dloss, const A& dlogits_,
-                                               std::uintptr_t stream) {
+                                               std::uintptr_t stream, bool check_labels) {
         with_xent_inputs<D>(logits, labels, [&](auto t, const auto& in) {
             using T = decltype(t);
             T* dlogits = out_ptr<T>(D::view(dlogits_, "dlogits"), {in.N, in.K});
             py::gil_scoped_release nogil;
-            softmax_cross_entropy_backward(in.logits, in.labels, in.probs, in.N, in.K, dloss, dlogits, D::stream(stream));
+            softmax_cross_entropy_backward(in.logits, in.labels, in.probs, in.N, in.K, dloss, dlogits, check_labels,
+                                           D::stream(stream));
         });
-    }, py::arg("logits"), py::arg("labels"), py::arg("dloss"), py::arg("dlogits"), py::kw_only(), D::stream_arg());
+    }, py::arg("logits"), py::arg("labels"), py::arg("dloss"), py::arg("dlogits"), py::kw_only(), D::stream_arg(),
+       CHECK_LABELS_ARG);
 
     m.def("softmax_cross_entropy_fused", [](const A& logits, const A& labels, const A& row_loss_, const A& loss_,
-                                            const A& dlogits_, std::uintptr_t stream) {
+                                            const A& dlogits_, std::uintptr_t stream, bool check_labels) {
         with_xent_inputs<D>(logits, labels, [&](auto t, const auto& in) {
             using T = decltype(t);
             double* row_loss = out_ptr<double>(D::view(row_loss_, "row_loss"), {in.N});
@@ -70,10 +78,12 @@ void bind_loss(py::module_& m) {
             T* dlogits = out_ptr<T>(D::view(dlogits_, "dlogits"), {in.N, in.K});
             py::gil_scoped_release nogil;
             softmax_cross_entropy_fused(in.logits, in.labels, in.probs, in.N, in.K, row_loss, loss, dlogits,
-                                        D::stream(stream));
+                                        check_labels, D::stream(stream));
         });
     }, py::arg("logits"), py::arg("labels"), py::arg("row_loss"), py::arg("loss"), py::arg("dlogits"),
-       py::kw_only(), D::stream_arg());
+       py::kw_only(), D::stream_arg(), CHECK_LABELS_ARG);
 }
+
+#undef CHECK_LABELS_ARG
 
 }  // namespace cnnkit

@@ -466,16 +466,24 @@ def test_gpu_global_pooling_takes_any_batch_size(cupy_xp):
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("shape", [(1, 1), (7, 3), (40, 33), (0, 5)])
 def test_batch_norm_elementwise_passes(rng, bits, dtype, shape):
-    """The three passes against their formulas, with coef laid out as norm.cu writes it."""
+    """The three passes against their formulas, with coef laid out as norm.cu writes it. Random
+    coefficients can make a result cancel to almost nothing (one element in the (1, 1) case), so each
+    element's error is measured against the size of the terms it was computed from: a few roundings
+    of the dtype, whatever the cancellation."""
     a, b = rng.standard_normal(shape).astype(dtype), rng.standard_normal(shape).astype(dtype)
     coef = rng.standard_normal((4, shape[1])).astype(dtype)
     a64, b64, c64 = _f64(a), _f64(b), _f64(coef)
-    for name, expected in [("batch_norm_normalize", (a64 - c64[0]) * c64[1] + c64[2]),
-                           ("batch_norm_train_dx", c64[1] * (a64 - c64[2] - (b64 - c64[0]) * c64[3])),
-                           ("batch_norm_scale_dx", c64[3] * a64)]:
+    m = np.abs(c64)
+    for name, expected, terms in [
+            ("batch_norm_normalize", (a64 - c64[0]) * c64[1] + c64[2], (abs(a64) + m[0]) * m[1] + m[2]),
+            ("batch_norm_train_dx", c64[1] * (a64 - c64[2] - (b64 - c64[0]) * c64[3]),
+             m[1] * (abs(a64) + m[2] + (abs(b64) + m[0]) * m[3])),
+            ("batch_norm_scale_dx", c64[3] * a64, m[3] * abs(a64))]:
         out = np.full(shape, np.nan, dtype)
         assert _bits(getattr(host, name), a, b, coef, out, index_bits=bits) == bits
-        assert_close(out, expected, dtype, what=name)
+        if out.size:
+            err = np.max(np.abs(out.astype(np.float64) - expected) / np.maximum(terms, np.finfo(np.float64).tiny))
+            assert err <= 8 * np.finfo(dtype).eps, f"{name}: error {err:.2e} of the terms' size"
 
 
 def test_batch_norm_coefficient_rows_pick_64_bit_indices():

@@ -218,3 +218,26 @@ def test_matches_pytorch(rng, sparse):
     out.backward(torch.tensor(2.5, dtype=torch.float64))
     assert_close(ops.softmax_cross_entropy(logits, labels), out.detach().numpy(), what="loss")
     assert_close(ops.softmax_cross_entropy_backward(logits, labels, 2.5), lt.grad.numpy(), what="dlogits")
+
+
+def test_the_kernel_skips_its_label_check_only_where_the_caller_validated_the_labels(monkeypatch):
+    """The GPU's label check is a synchronization per call; the training loop validates the labels
+    once per fit (ops._op_args.labels_checked) and then asks the kernels not to check again. A direct
+    call checks, and the CPU kernel refuses a bad label either way (its check is free)."""
+    from cnnkit.ops import _backend, _op_args
+
+    lib = _backend.backend(np.zeros(1, np.float32)).lib
+    seen = []
+    for name in ("softmax_cross_entropy_forward", "softmax_cross_entropy_fused", "softmax_cross_entropy_backward"):
+        real = getattr(lib, name)
+        monkeypatch.setattr(lib, name, lambda *a, _real=real, **kw: (seen.append(kw["check_labels"]), _real(*a, **kw))[1])
+    logits, labels = np.random.default_rng(0).standard_normal((5, 3)).astype(np.float32), np.array([0, 2, 1, 1, 0])
+    ops.softmax_cross_entropy(logits, labels, return_grad=True)
+    ops.softmax_cross_entropy_backward(logits, labels)
+    with _op_args.labels_checked():
+        ops.softmax_cross_entropy(logits, labels)
+    assert seen == [True, True, False]
+    monkeypatch.undo()
+    row_loss, loss = np.empty(5), np.empty((), np.float32)
+    with pytest.raises(ValueError, match=r"labels\[1\] = 3 is out of range \[0, 3\)"):
+        lib.softmax_cross_entropy_forward(logits, np.array([0, 3, 1, 1, 0]), row_loss, loss, check_labels=False)

@@ -170,14 +170,15 @@ void xent_rows(const T* logits, const std::int64_t* labels, const T* probs, inde
 // Mean loss over the rows into *loss; row_loss (N,) is scratch. labels (N,) or probs (N, K): one is null.
 template <class T>
 void softmax_cross_entropy_forward(const T* logits, const std::int64_t* labels, const T* probs, index_t N,
-                                   index_t K, double* row_loss, T* loss, Stream) {
+                                   index_t K, double* row_loss, T* loss, bool /*check_labels: always, free here*/,
+                                   Stream) {
     xent_rows(logits, labels, probs, N, K, 0.0, row_loss, loss, static_cast<T*>(nullptr));
 }
 
 // dlogits = dloss / N * (sum(p) * softmax(logits) - p), p the one-hot row or the target probabilities.
 template <class T>
 void softmax_cross_entropy_backward(const T* logits, const std::int64_t* labels, const T* probs, index_t N,
-                                    index_t K, double dloss, T* dlogits, Stream) {
+                                    index_t K, double dloss, T* dlogits, bool /*check_labels*/, Stream) {
     const double scale = N > 0 ? dloss / static_cast<double>(N) : 0.0;
     xent_rows(logits, labels, probs, N, K, scale, nullptr, static_cast<T*>(nullptr), dlogits);
 }
@@ -185,7 +186,8 @@ void softmax_cross_entropy_backward(const T* logits, const std::int64_t* labels,
 // Both in one pass over the logits (gradient for dloss = 1).
 template <class T>
 void softmax_cross_entropy_fused(const T* logits, const std::int64_t* labels, const T* probs, index_t N,
-                                 index_t K, double* row_loss, T* loss, T* dlogits, Stream) {
+                                 index_t K, double* row_loss, T* loss, T* dlogits, bool /*check_labels*/,
+                                 Stream) {
     const double scale = N > 0 ? 1.0 / static_cast<double>(N) : 0.0;
     xent_rows(logits, labels, probs, N, K, scale, row_loss, loss, dlogits);
 }

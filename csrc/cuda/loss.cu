@@ -112,8 +112,8 @@ __global__ void first_bad_label_kernel(const std::int64_t* __restrict__ labels, 
 }
 
 // As the CPU twin, refuse an out-of-range label with a ValueError naming the first one. This reads
-// 8 bytes back (a stream synchronization); cnnkit.ops has checked the labels already, so it only
-// ever fires for direct calls of the binding.
+// 8 bytes back (a stream synchronization), so it runs only when the caller asks (check_labels): the
+// training loop validated its labels once per fit and passes false.
 void check_labels(const std::int64_t* labels, index_t N, index_t K, cudaStream_t s) {
     Scratch first(sizeof(long long), s, "softmax_cross_entropy label check");
     check_cuda(cudaMemsetAsync(first.as<long long>(), 0x7f, sizeof(long long), s), "label check");
@@ -140,10 +140,10 @@ inline int row_threads(index_t K) {
 
 template <class T>
 void xent(const T* logits, const std::int64_t* labels, const T* probs, index_t N, index_t K, double grad_scale,
-          double* row_loss, T* loss, T* dlogits, Stream stream) {
+          double* row_loss, T* loss, T* dlogits, bool checked, Stream stream) {
     const cudaStream_t s = as_stream(stream);
     require((labels != nullptr) != (probs != nullptr), "softmax_cross_entropy: exactly one of labels and probs");
-    if (labels && N > 0) check_labels(labels, N, K, s);
+    if (checked && labels && N > 0) check_labels(labels, N, K, s);
     if (N > 0)
         CNNKIT_LAUNCH("softmax_cross_entropy_kernel", xent_rows_kernel<T>,
                       static_cast<unsigned>(N < kMaxBlocks ? N : kMaxBlocks), row_threads(K), 0, s, logits, labels,
@@ -155,22 +155,23 @@ void xent(const T* logits, const std::int64_t* labels, const T* probs, index_t N
 
 template <class T>
 void softmax_cross_entropy_forward(const T* logits, const std::int64_t* labels, const T* probs, index_t N,
-                                   index_t K, double* row_loss, T* loss, Stream stream) {
-    xent<T>(logits, labels, probs, N, K, 0.0, row_loss, loss, nullptr, stream);
+                                   index_t K, double* row_loss, T* loss, bool check_labels, Stream stream) {
+    xent<T>(logits, labels, probs, N, K, 0.0, row_loss, loss, nullptr, check_labels, stream);
 }
 
 template <class T>
 void softmax_cross_entropy_backward(const T* logits, const std::int64_t* labels, const T* probs, index_t N,
-                                    index_t K, double dloss, T* dlogits, Stream stream) {
+                                    index_t K, double dloss, T* dlogits, bool check_labels, Stream stream) {
     const double scale = N > 0 ? dloss / static_cast<double>(N) : 0.0;
-    xent<T>(logits, labels, probs, N, K, scale, nullptr, nullptr, dlogits, stream);
+    xent<T>(logits, labels, probs, N, K, scale, nullptr, nullptr, dlogits, check_labels, stream);
 }
 
 template <class T>
 void softmax_cross_entropy_fused(const T* logits, const std::int64_t* labels, const T* probs, index_t N,
-                                 index_t K, double* row_loss, T* loss, T* dlogits, Stream stream) {
+                                 index_t K, double* row_loss, T* loss, T* dlogits, bool check_labels,
+                                 Stream stream) {
     const double scale = N > 0 ? 1.0 / static_cast<double>(N) : 0.0;
-    xent<T>(logits, labels, probs, N, K, scale, row_loss, loss, dlogits, stream);
+    xent<T>(logits, labels, probs, N, K, scale, row_loss, loss, dlogits, check_labels, stream);
 }
 
 CNNKIT_INSTANTIATE_LOSS(float)

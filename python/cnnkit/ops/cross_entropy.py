@@ -23,6 +23,12 @@ def _prepare(logits, labels):
     return be, logits, labels
 
 
+def _check_labels():
+    """Whether the kernel checks the class ids again: not where the caller validated them
+    (``_op_args.labels_checked``), since on the GPU that check is a synchronization per call."""
+    return not _op_args.labels_trusted()
+
+
 def softmax_cross_entropy(logits, labels, *, return_grad=False):
     """Mean softmax cross-entropy: -mean_i sum_k p_ik log softmax(logits_i)_k, with p the one-hot
     rows of integer ``labels`` (N,) or the probabilities ``labels`` (N, K).
@@ -34,10 +40,10 @@ def softmax_cross_entropy(logits, labels, *, return_grad=False):
     row_loss = be.xp.empty((logits.shape[0],), be.xp.float64)  # scratch
     loss = be.xp.empty((), logits.dtype)
     if not return_grad:
-        be.lib.softmax_cross_entropy_forward(logits, labels, row_loss, loss)
+        be.lib.softmax_cross_entropy_forward(logits, labels, row_loss, loss, check_labels=_check_labels())
         return loss
     dlogits = be.xp.empty(logits.shape, logits.dtype)
-    be.lib.softmax_cross_entropy_fused(logits, labels, row_loss, loss, dlogits)
+    be.lib.softmax_cross_entropy_fused(logits, labels, row_loss, loss, dlogits, check_labels=_check_labels())
     return loss, dlogits
 
 
@@ -50,5 +56,5 @@ def softmax_cross_entropy_backward(logits, labels, dloss=1.0):
     be, logits, labels = _prepare(logits, labels)
     dloss = _op_args.check_dloss(dloss)
     dlogits = be.xp.empty(logits.shape, logits.dtype)
-    be.lib.softmax_cross_entropy_backward(logits, labels, dloss, dlogits)
+    be.lib.softmax_cross_entropy_backward(logits, labels, dloss, dlogits, check_labels=_check_labels())
     return dlogits
