@@ -10,7 +10,7 @@ import pytest
 from cnnkit import ops
 from cnnkit.ops import conv as conv_module
 from cnnkit.ops import reference as ref
-from helpers import assert_close
+from helpers import assert_close, to_numpy
 
 pytestmark = pytest.mark.slow
 
@@ -47,3 +47,25 @@ def test_conv2d_with_an_im2col_matrix_beyond_2_31_elements():
     assert_close(db, edb, np.float32, what="db")
     assert_close(dx[:, -7:, -6:], edx, np.float32, what="dx corner")
     assert not dx[:, :-7].any() and not dx[:, :, :-6].any()
+
+
+@pytest.mark.gpu
+def test_gpu_ops_on_a_tensor_beyond_2_31_elements(cupy_xp):
+    """One CuPy tensor past 2**31 elements (8 GiB of float32): an elementwise kernel and a window
+    kernel take their 64-bit index paths, and the elements past the 32-bit boundary come out right."""
+    cp = cupy_xp
+    n = 2**31 + 4099
+    x = cp.arange(n, dtype=cp.int64).astype(cp.float32)
+    x[1::2] *= -1
+    y = ops.relu(x)
+    tail = to_numpy(y[-8:])
+    expected = np.maximum(to_numpy(x[-8:]), 0)
+    np.testing.assert_array_equal(tail, expected)
+    assert float(y[2**31 + 1]) == 0.0 and float(y[2**31 + 2]) == float(2**31 + 2)
+    del y
+    # the same memory as an NHWC image (1, H, W, 1) with H * W > 2**31: 2x2 max pooling, last rows
+    h = 46349  # h * h = 2,148,229,801 > 2**31
+    img = x[:h * h].reshape(1, h, h, 1)
+    pooled = ops.max_pool2d(img, 2)
+    crop = to_numpy(img[:, h - 7:h - 1, h - 7:h - 1]).astype(np.float64)  # the windows of the last 3 outputs (h is odd)
+    np.testing.assert_array_equal(to_numpy(pooled[:, -3:, -3:]), ref.max_pool2d(crop, 2).astype(np.float32))
