@@ -62,6 +62,22 @@ def child_cnnkit(args, device):
         ms = median_ms(lambda: model.fit(x, y, batch_size=bs, epochs=1, verbose=0), args.repeat, warmup=0,
                        events=cupy_events if device == "gpu" else None)
         out[str(bs)] = len(x) / (ms / 1e3)
+    # host reads (synchronizations on the GPU) in one more epoch at the last batch size, verbose=0:
+    # fit reads the logs once per epoch; anything per step would show here
+    from cnnkit.ops import _backend
+
+    real, reads = _backend.read_scalars, [0]
+
+    def counting(values):
+        reads[0] += 1
+        return real(values)
+
+    _backend.read_scalars = counting
+    try:
+        model.fit(x, y, batch_size=bs, epochs=1, verbose=0)
+    finally:
+        _backend.read_scalars = real
+    out["reads_per_step"] = reads[0] / -(-len(x) // bs)
     x1, y1 = x[:1], y[:1]
     out["step1_ms"] = median_ms(lambda: model.train_on_batch(x1, y1), 50, warmup=5)
     out["rss_mib"] = peak_rss_mib()
@@ -189,7 +205,8 @@ def main(argv=None):
                 print(f"{device:6} {lib:24} {r['error']}")
                 continue
             cells = " ".join(f"{r[str(b)]:12,.0f}" for b in args.batch_sizes)
-            print(f"{device:6} {lib:24} {cells} {r['step1_ms']:11.2f} {r['rss_mib']:13,.0f}")
+            reads = f"  host reads/step {r['reads_per_step']:.4f}" if "reads_per_step" in r else ""
+            print(f"{device:6} {lib:24} {cells} {r['step1_ms']:11.2f} {r['rss_mib']:13,.0f}{reads}")
         ck, pt = results.get("cnnkit", {}), results.get("torch", {})
         if "error" not in ck and "error" not in pt and ck and pt:
             ratios = ", ".join(f"batch {b}: {ck[str(b)] / pt[str(b)]:.2f}x" for b in args.batch_sizes)

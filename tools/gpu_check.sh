@@ -15,7 +15,8 @@
 #   4. bench_gpu.log   benchmarks/bench_ops.py --device gpu (cnnkit GPU vs cuDNN vs naive CuPy)
 #   5. pytest_rest.log pytest -m gpu over the rest of the suite (layers, models, training), then the
 #                      gpu-and-slow tests (one tensor past 2^31 elements, half a billion channels)
-#   6. bench_all.log   bench_train.py --device gpu, then bench_ops.py --device all --quick --no-ref
+#   6. bench_all.log   bench_train.py --device gpu (img/s and host reads per step, each a sync),
+#                      then bench_ops.py --device all --quick --no-ref
 #   7. summary.txt     one line per stage: exit status and seconds
 # Environment: GPU_CHECK_BUDGET (seconds, default 420), SITE (default /tmp/site),
 # GPU_CHECK_ARCHS (CMAKE_CUDA_ARCHITECTURES for the build, default native).
