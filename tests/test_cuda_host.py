@@ -27,7 +27,7 @@ from cnnkit.ops import reference as ref
 from helpers import assert_close, to_numpy
 from test_activation import ELEMENTWISE, ELEMENTWISE_IDS, SHAPES as ACT_SHAPES, _data as act_data
 from test_conv import CASES as CONV_CASES, IDS as CONV_IDS
-from test_optimizer_ops import (CASES as OPT_CASES, IDS as OPT_IDS, ORDER as OPT_ORDER,
+from test_optimizer_ops import (CASES as OPT_CASES, IDS as OPT_IDS, ORDER as OPT_ORDER, assert_update_close,
                                 expected as opt_expected, initial_state as opt_initial_state)
 from test_pool import CASE_IDS as POOL_IDS, CASES as POOL_CASES, OPS as POOL_OPS
 
@@ -532,7 +532,11 @@ def test_elementwise_activations_match_reference(rng, name, kw, shape, dtype):
     assert_close(dx, getattr(ref, f"{name}_backward")(_f64(dy), _f64(x), **kw), dtype, what=f"{name} backward")
     if name in ("relu", "sigmoid", "tanh"):
         getattr(host, f"{name}_backward_from_output" if name != "relu" else "relu_backward")(dy, y, dx)
-        assert_close(dx, getattr(ref, f"{name}_backward")(_f64(dy), _f64(x)), dtype, what=f"{name} from output")
+        # against the same formula on the same y: from the rounded y, 1 - y^2 (tanh) or y(1 - y)
+        # (sigmoid) cancels where |x| is large, so the exact gradient of x is not the measure (a
+        # (7,) case drew 3.6e-5 relative with seed 15838)
+        assert_close(dx, getattr(ref, f"{name}_backward_from_output")(_f64(dy), _f64(y)), dtype,
+                     what=f"{name} from output")
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
@@ -590,6 +594,6 @@ def test_optimizer_update_matches_reference(rng, dtype, op, slots, kwargs):
             assert _bits(getattr(host, op), state["variable"], g, *slot_arrays,
                          *_native_scalars(op, kwargs, step)) == 64
         for name, a in state.items():
-            assert_close(a, want[name], dtype, what=f"{op} {name}")
+            assert_update_close(a, want[name], dtype, what=f"{op} {name}")
     with pytest.raises(ValueError, match="index_bits=32 refused"):
         getattr(host, op)(state["variable"], g, *slot_arrays, *_native_scalars(op, kwargs, 1), index_bits=32)
