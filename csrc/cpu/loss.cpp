@@ -126,8 +126,14 @@ double xent_row(const T* x, index_t K, std::int64_t label, const T* probs, doubl
     } else {
         if (want_loss) loss = (static_cast<double>(m) - static_cast<double>(x[label])) + log_s;
         if (g) {
+            // softmax_label - 1 = -(the other classes' exps) / s, summed in double: a confident row
+            // would cancel it in T (1 - 0.99999 in float32 keeps two digits), and s is summed in T
+            // blocks
+            double others = 0.0;
+#pragma omp simd reduction(+ : others)
+            for (index_t k = 0; k < K; ++k) others += k == label ? 0.0 : static_cast<double>(g[k]);
             scale_row(g, K, static_cast<T>(grad_scale / s), T(0), static_cast<const T*>(nullptr));
-            g[label] -= static_cast<T>(grad_scale);
+            g[label] = static_cast<T>(-grad_scale * others / s);
         }
     }
     return loss;

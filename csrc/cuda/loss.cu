@@ -80,10 +80,12 @@ __global__ void xent_rows_kernel(const T* __restrict__ logits, const std::int64_
                 const T a = static_cast<T>(grad_scale * psum / s), b = static_cast<T>(grad_scale);
                 for (index_t k = threadIdx.x; k < K; k += blockDim.x) g[k] = a * exp_(x[k] - m) - b * p[k];
             } else {
-                const T a = static_cast<T>(grad_scale / s), b = static_cast<T>(grad_scale);
+                const T a = static_cast<T>(grad_scale / s);
                 for (index_t k = threadIdx.x; k < K; k += blockDim.x) {
-                    const T v = a * exp_(x[k] - m);
-                    g[k] = k == label ? v - b : v;
+                    const T e = exp_(x[k] - m);
+                    // softmax_label - 1 in double from the sum (as the CPU twin): a confident row
+                    // would cancel it in T
+                    g[k] = k == label ? static_cast<T>(grad_scale * ((static_cast<double>(e) - s) / s)) : a * e;
                 }
             }
         }
