@@ -108,9 +108,9 @@ def torch_bn_recipe(torch, nn):
         return [nn.Conv2d(cin, cout, 3, padding=1), nn.BatchNorm2d(cout, eps=1e-3, momentum=0.01), nn.ReLU()]
 
     model = nn.Sequential(
-        *block(1, 32), *block(32, 32), nn.MaxPool2d(2), nn.Dropout(0.25),
-        *block(32, 64), *block(64, 64), nn.MaxPool2d(2), nn.Dropout(0.25),
-        *block(64, 128), nn.MaxPool2d(2), nn.Dropout(0.25),
+        *block(1, 32), *block(32, 32), nn.MaxPool2d(2),
+        *block(32, 64), *block(64, 64), nn.MaxPool2d(2),
+        *block(64, 128), nn.MaxPool2d(2),
         nn.Flatten(), nn.Linear(3 * 3 * 128, 128), nn.ReLU(), nn.Dropout(0.5), nn.Linear(128, 10))
 
     def augment(xb):
