@@ -107,6 +107,17 @@ def _direct_weights(dy, x, w_shape, with_bias, geom, bits):
     return dw, db
 
 
+def _assert_sums_close(actual, expected, terms, dtype, what):
+    """Sums of random terms (dw, db) against float64: each element's error measured against the sum
+    of its terms' sizes, as a sum that cancels to almost 0 (a (1, 7, 5, 3) input with one output
+    channel drew db at 4.8e-5 relative with seed 791900) carries the rounding of its terms."""
+    err = np.max(np.abs(to_numpy(actual).astype(np.float64) - expected) / np.maximum(terms, 1e-300), initial=0.0)
+    assert err <= TOL_SUM[np.dtype(dtype)], f"{what}: error {err:.2e} of its terms' size"
+
+
+TOL_SUM = {np.dtype(np.float32): 1e-5, np.dtype(np.float64): 1e-12}
+
+
 @pytest.mark.parametrize("bits", BITS)
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("x_shape,w_shape,kwargs,with_bias", CONV_CASES, ids=CONV_IDS)
@@ -119,10 +130,11 @@ def test_direct_conv_matches_reference(rng, bits, dtype, x_shape, w_shape, kwarg
 
     dy = rng.standard_normal(expected.shape).astype(dtype)
     edw, edb = ref.conv2d_backward(_f64(dy), _f64(x), _f64(w), _f64(b), **kwargs)[1:]
+    tdw, tdb = ref.conv2d_backward(abs(_f64(dy)), abs(_f64(x)), _f64(w), _f64(b), **kwargs)[1:]  # terms' sizes
     dw, db = _direct_weights(dy, x, w_shape, with_bias, geom, bits)
-    assert_close(dw, edw, dtype, what="dw")
+    _assert_sums_close(dw, edw, tdw, dtype, "dw")
     if with_bias:
-        assert_close(db, edb, dtype, what="db")
+        _assert_sums_close(db, edb, tdb, dtype, "db")
 
 
 @pytest.mark.parametrize("bits", BITS)
@@ -589,11 +601,12 @@ def test_optimizer_update_matches_reference(rng, dtype, op, slots, kwargs):
         state = opt_initial_state(rng, op, slots, shape, dtype)
         grads = [rng.normal(size=shape).astype(dtype) for _ in range(3)]
         want = opt_expected(op, state, grads, kwargs)
+        start = {k: a.astype(np.float64) for k, a in state.items()}
         for step, g in enumerate(grads, start=1):
             slot_arrays = [state.get(name) for name in OPT_ORDER[op]]
             assert _bits(getattr(host, op), state["variable"], g, *slot_arrays,
                          *_native_scalars(op, kwargs, step)) == 64
         for name, a in state.items():
-            assert_update_close(a, want[name], dtype, what=f"{op} {name}")
+            assert_update_close(a, want[name], dtype, f"{op} {name}", start[name])
     with pytest.raises(ValueError, match="index_bits=32 refused"):
         getattr(host, op)(state["variable"], g, *slot_arrays, *_native_scalars(op, kwargs, 1), index_bits=32)
