@@ -1,7 +1,7 @@
 // loss.cpp: softmax cross-entropy over logits (N, K), with integer class ids (N,) or target
 // probabilities (N, K). Rows run in parallel (OpenMP over N); each row takes its max m, sums
-// exp(logit - m) (float blocks added in double) and uses log-sum-exp = m + log(sum), stable for logits
-// of any magnitude. Per-row losses go to a float64 scratch (N,) that the caller allocates and are
+// exp(logit - m) (float blocks added in double) and uses log-sum-exp = m + log1p(sum - 1), stable for
+// logits of any magnitude and exact to the last digits on confident rows. Per-row losses go to a float64 scratch (N,) that the caller allocates and are
 // averaged serially in row order, so the mean does not depend on the thread count. The float32 exp is
 // exp_nonpos (vecmath.h), a branch-free polynomial the compiler vectorizes (std::exp does not
 // without -ffast-math).
@@ -42,26 +42,20 @@ inline double row_max(const double* x, index_t K, bool* finite) {
     return m;
 }
 
-// sum_k exp(x[k] - m), also stored into g[k] when g is non-null. Float rows are summed in float over
-// blocks of 128 and the block sums in double (vecmath.h; at most 32 additions per lane, error <= 2e-6
-// relative); double rows are summed in double.
-CNNKIT_SIMD_CLONES double sum_exp(const float* x, index_t K, float m, float* g) {
-    return sum_exp_blocks<128>(x, K, m, g);
+// sum_k exp(x[k] - m) - 1 (the max's own term left out, vecmath.h), also storing every exp into g[k]
+// when g is non-null. Float rows are summed in float over blocks of 128 and the block sums in double
+// (at most 32 additions per lane, error <= 2e-6 relative); double rows are summed in double.
+CNNKIT_SIMD_CLONES double sum_exp_excess(const float* x, index_t K, float m, float* g) {
+    return sum_exp_excess_blocks<128>(x, K, m, g);
 }
 
-inline double sum_exp(const double* x, index_t K, double m, double* g) {
-    double s = 0.0;
-    for (index_t k = 0; k < K; ++k) {
-        const double e = std::exp(x[k] - m);
-        if (g) g[k] = e;
-        s += e;
-    }
-    return s;
+inline double sum_exp_excess(const double* x, index_t K, double m, double* g) {
+    return sum_exp_excess_blocks<128>(x, K, m, g);
 }
 
 // Sums over a row of probabilities p: returns sum p[k] * (m - x[k]) (terms >= 0: no cancellation,
 // and m - x[k] is exact enough in float for logits of any size) and sets *psum = sum p[k]. Float rows
-// are summed in float over blocks of 128 and the block sums in double, like sum_exp.
+// are summed in float over blocks of 128 and the block sums in double, like sum_exp_excess.
 CNNKIT_SIMD_CLONES double target_sums(const float* x, const float* p, index_t K, float m, double* psum) {
     constexpr index_t kBlock = 128;
     double s = 0.0, ps = 0.0;
@@ -113,8 +107,10 @@ double xent_row(const T* x, index_t K, std::int64_t label, const T* probs, doubl
     bool finite;
     const T m = row_max(x, K, &finite);
     // A NaN or infinite logit makes the row's loss and gradient NaN (as in plain arithmetic).
-    const double s = finite ? sum_exp(x, K, m, g) : std::numeric_limits<double>::quiet_NaN();
-    const double log_s = std::log(s);
+    // s = 1 + excess: log(s) is log1p(excess), so a confident row (loss ~ excess) keeps its digits.
+    const double excess = finite ? sum_exp_excess(x, K, m, g) : std::numeric_limits<double>::quiet_NaN();
+    const double s = 1.0 + excess;
+    const double log_s = std::log1p(excess);
     double loss = 0.0;
     if (probs) {
         // -sum_k p_k log softmax_k = sum_k p_k (m - x_k) + sum(p) log(s)

@@ -125,5 +125,31 @@ CNNKIT_INLINE double sum_exp_blocks(const T* x, index_t n, T m, T* e) {
     return s;
 }
 
+// sum_k exp(x[k] - m) - 1, the sum less the maximum's own term, without rounding it against that 1:
+// terms at the maximum (exactly 1 each) are counted apart and the rest summed like sum_exp_blocks.
+// A confident row's log-sum-exp is log1p of this; 1 + 1e-5 summed in float keeps two of its digits.
+// e[k] receives every exp (the maximum's 1 included) when e is non-null.
+template <index_t Block, class T>
+CNNKIT_INLINE double sum_exp_excess_blocks(const T* x, index_t n, T m, T* e) {
+    double s = 0.0;
+    index_t at_max = 0;
+    for (index_t k0 = 0; k0 < n; k0 += Block) {
+        const index_t k1 = std::min(n, k0 + Block);
+        T part = 0;
+        index_t ties = 0;
+#pragma omp simd reduction(+ : part, ties)
+        for (index_t k = k0; k < k1; ++k) {
+            const T v = exp_nonpos(x[k] - m);
+            if (e) e[k] = v;
+            const bool top = x[k] == m;
+            part += top ? T(0) : v;
+            ties += top ? 1 : 0;
+        }
+        s += static_cast<double>(part);
+        at_max += ties;
+    }
+    return s + static_cast<double>(at_max - 1);
+}
+
 }  // namespace cpu
 }  // namespace cnnkit
