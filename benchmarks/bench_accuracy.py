@@ -133,13 +133,19 @@ def main(argv=None):
     p.add_argument("--threads", type=int, default=os.cpu_count(),
                    help="CPU threads for both libraries (OpenMP, OpenBLAS, torch); 1 on a busy machine, "
                         "where threads that wait for each other cost far more than they bring")
-    p.add_argument("--no-torch", action="store_true")
+    p.add_argument("--no-torch", action="store_true", help="train cnnkit only (the same as --libs cnnkit)")
+    p.add_argument("--libs", type=lambda v: v.split(","), default=["cnnkit", "torch"],
+                   help="comma-separated libraries to train, of cnnkit and torch (default both); two "
+                        "invocations with --threads 1 can run the libraries side by side on 2 cores")
     p.add_argument("--child", choices=["cnnkit", "torch"], help=argparse.SUPPRESS)
     args = p.parse_args(argv)
     if args.child:
         print(json.dumps(run_cnnkit(args) if args.child == "cnnkit" else run_torch(args)))
         return
-    libs = ["cnnkit"] + ([] if args.no_torch else ["torch"])
+    unknown = sorted(set(args.libs) - {"cnnkit", "torch"})
+    if unknown:
+        p.error(f"--libs: unknown {', '.join(unknown)} (choose from cnnkit, torch)")
+    libs = [lib for lib in ("cnnkit", "torch") if lib in args.libs and not (lib == "torch" and args.no_torch)]
     print(f"{args.dataset}, model {args.model}, batch {args.batch_size}, {args.epochs} epochs, seeds "
           f"{','.join(map(str, args.seeds))}, {args.device}, {args.threads} thread(s); test accuracy after each epoch, training time "
           "without the per-epoch test evaluation", flush=True)
