@@ -42,7 +42,7 @@ from _timing import cupy_events, median_ms, render_table, run_child, torch_event
 import cnnkit
 from cnnkit import ops
 from cnnkit.ops import _backend
-from cnnkit.ops import conv as conv_ops
+from cnnkit.ops import convolution as conv_ops
 from cnnkit.ops import reference as ref
 
 # (id, N cpu, C_in, H=W, C_out, k, stride, pad) from shared/BENCHMARKS.md

@@ -11,7 +11,7 @@ import pytest
 import cnnkit
 from cnnkit import ops
 from cnnkit.ops import _backend
-from cnnkit.ops import conv as conv_ops
+from cnnkit.ops import convolution as conv_ops
 from cnnkit.ops import reference as ref
 from cnnkit.ops.reference import _common
 from helpers import assert_close, assert_grad, assert_raises_naming, to_numpy

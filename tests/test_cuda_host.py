@@ -22,7 +22,7 @@ import pytest
 
 from cnnkit import _core, _cuda_host as host, ops
 from cnnkit.ops import _backend, _op_args
-from cnnkit.ops import conv as conv_ops
+from cnnkit.ops import convolution as conv_ops
 from cnnkit.ops import reference as ref
 from helpers import assert_close, to_numpy
 from test_activation import ELEMENTWISE, ELEMENTWISE_IDS, SHAPES as ACT_SHAPES, _data as act_data

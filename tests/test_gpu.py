@@ -16,7 +16,7 @@ import pytest
 import cnnkit
 from cnnkit import ops
 from cnnkit.ops import _backend
-from cnnkit.ops import conv as conv_ops
+from cnnkit.ops import convolution as conv_ops
 from cnnkit.ops import reference as ref
 from helpers import assert_close, rel_error, to_numpy
 

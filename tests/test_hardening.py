@@ -267,7 +267,7 @@ def test_ops_from_four_threads_match_serial_calls():
 
 
 def test_each_thread_has_its_own_conv_workspace():
-    from cnnkit.ops import conv
+    from cnnkit.ops import convolution as conv
 
     seen = {}
     x = np.random.rand(2, 9, 9, 4).astype(np.float32)

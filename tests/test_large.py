@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from cnnkit import ops
-from cnnkit.ops import conv as conv_module
+from cnnkit.ops import convolution as conv_module
 from cnnkit.ops import reference as ref
 from helpers import assert_close, to_numpy
 

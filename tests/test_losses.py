@@ -4,7 +4,7 @@ Keras' clip, logits vs probabilities, the fused softmax path, label checks, get 
 import numpy as np
 import pytest
 
-from cnnkit import losses
+from cnnkit import losses, ops
 from helpers import assert_close, assert_grad, to_numpy
 
 EPS = 1e-7
@@ -295,8 +295,15 @@ def test_get_resolves_names_functions_and_instances():
     assert losses.get(loss) is loss and losses.get(None) is None
     with pytest.raises(ValueError, match="unknown loss 'crossentropy'; known: .*sparse_categorical"):
         losses.get("crossentropy")
-    with pytest.raises(TypeError, match="Subclass cnnkit.losses.Loss and implement forward"):
-        losses.get(lambda y_true, y_pred: (y_true - y_pred) ** 2)
+    # a plain function is differentiated by recording it (cnnkit.ops.autodiff)
+    wrapped = losses.get(lambda y_true, y_pred: ops.mean((y_true - y_pred) ** 2, axis=-1))
+    assert isinstance(wrapped, losses.LossFunctionWrapper)
+    yt, yp = np.arange(6.0).reshape(2, 3), np.ones((2, 3))
+    value, saved = wrapped.forward(yt, yp)
+    assert float(value) == pytest.approx(np.mean((yt - yp) ** 2))
+    assert np.allclose(wrapped.backward(saved), 2 * (yp - yt) / 6)
+    with pytest.raises(TypeError, match="could not interpret loss"):
+        losses.get(3.5)
 
 
 @pytest.mark.parametrize("loss", [losses.SparseCategoricalCrossentropy(True, ignore_class=3, name="s"),

@@ -40,7 +40,7 @@ def test_counts_every_op_of_a_training_step(rng):
         loss = m.train_on_batch(x, y)
     assert codes() == before  # the original dispatch is back: nothing runs differently outside
     assert _backend.backend(x).lib is _backend._cpu_backend.lib and type(_backend._cpu_backend.lib).__name__ == "module"
-    for name in ("conv", "nonlinear", "linear", "norm", "pool", "cross_entropy"):
+    for name in ("convolution", "nonlinear", "linear", "norm", "pool", "cross_entropy"):
         assert "_cnnkit_profiler_dispatch" not in vars(__import__(f"cnnkit.ops.{name}", fromlist=["x"]))
     s = prof.stats
     assert s["conv2d"][0] == 2 and s["conv2d_backward"][0] == 2  # two Conv2D layers

@@ -1,4 +1,4 @@
-// im2col.cpp: the native half of conv2d (the GEMMs run in NumPy/OpenBLAS, see cnnkit/ops/conv.py).
+// im2col.cpp: the native half of conv2d (the GEMMs run in NumPy/OpenBLAS, see cnnkit/ops/convolution.py).
 // im2col copies the windows of an NHWC input into rows of a (rows, KH*KW*C) matrix, columns ordered
 // (kh, kw, c), so each window row is KW runs of C contiguous floats; col2im_accumulate is its adjoint
 // written as a GATHER: one thread owns each input pixel and sums the column entries that read it in a

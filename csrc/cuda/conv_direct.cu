@@ -9,7 +9,7 @@
 // block (32 channels, 8 pixel lanes) per (channel tile, tap, pixel chunk); each thread sums its
 // strided pixels in T, the 8 lanes are added in lane order in double, and the chunk partials
 // (stream-ordered scratch) are added in chunk order in double: deterministic, no atomics.
-// cnnkit.ops.conv picks this path on the GPU only for small K (see _GPU_DIRECT_MAX_K there). The
+// cnnkit.ops.convolution picks this path on the GPU only for small K (see _GPU_DIRECT_MAX_K there). The
 // per-thread work is in conv_direct.cuh, which the host test module cnnkit._cuda_host also runs.
 #include "cuda/check.cuh"
 #include "cuda/conv_direct.cuh"

@@ -1,5 +1,5 @@
 // im2col.cu: the CUDA twin of csrc/cpu/im2col.cpp (the GEMMs run in CuPy/cuBLAS, see
-// cnnkit/ops/conv.py). Same matrix layout: im2col row r = (n, oh, ow), columns (kh, kw, c).
+// cnnkit/ops/convolution.py). Same matrix layout: im2col row r = (n, oh, ow), columns (kh, kw, c).
 // im2col: one thread per matrix entry (consecutive threads write consecutive columns, reading
 // consecutive channels). col2im_accumulate: a GATHER, one thread per input element (n, h, w, c)
 // of the images the row range touches, summing in (kh, kw) order the entries whose window read it,

@@ -11,8 +11,9 @@ cross-entropy runs the fused native ``ops.softmax_cross_entropy`` kernel, and so
 ``forward`` (``fuses_softmax``); that path never clips, like Keras' fused path. An empty batch gives
 NaN, like the ops.
 
-A loss of your own subclasses :class:`Loss` and implements ``forward`` and ``backward``: cnnkit has no
-automatic differentiation, so a plain function ``f(y_true, y_pred)`` cannot train a model.
+A loss of your own is either a plain function ``f(y_true, y_pred)`` written with cnnkit.ops (its
+gradient is recorded, :class:`LossFunctionWrapper`), or a subclass of :class:`Loss` with hand-written
+``forward`` and ``backward``.
 """
 
 import math
@@ -22,14 +23,14 @@ import numpy as np
 from . import ops
 from ._checks import boolean, fraction, integer, string
 from ._registry import Configurable, Registry, snake_case
-from .ops import to_host
+from .ops import autodiff, to_host
 from .ops._op_args import labels_trusted
 
 __all__ = [
     "Loss", "SparseCategoricalCrossentropy", "CategoricalCrossentropy", "BinaryCrossentropy",
     "MeanSquaredError", "MeanAbsoluteError", "sparse_categorical_crossentropy", "categorical_crossentropy",
     "binary_crossentropy", "mean_squared_error", "mean_absolute_error", "mse", "mae", "get", "serialize",
-    "deserialize", "EPSILON",
+    "deserialize", "EPSILON", "LossFunctionWrapper",
 ]
 
 EPSILON = 1e-7  # keras.backend.epsilon(): how far probabilities are kept from 0 and 1 before the log
@@ -51,7 +52,10 @@ class Loss(Configurable):
         self.reduction = reduction
 
     def __call__(self, y_true, y_pred):
-        """The mean loss as a Python float."""
+        """The mean loss: a Python float for arrays; for a Tensor ``y_pred`` (inside a GradientTape
+        or a layer's call) a 0-d Tensor whose gradient is this loss's ``backward``."""
+        if autodiff.is_tensor(y_pred) or autodiff.is_tensor(y_true):
+            return autodiff.loss_node(self, y_true, y_pred)
         value, _ = self.forward(y_true, y_pred)
         return float(to_host(value))
 
@@ -311,12 +315,65 @@ def _from_function(fn):
     if fn in _FUNCTIONS:
         return _FUNCTIONS[fn]()
     if callable(fn):
-        raise TypeError(
-            f"cnnkit cannot differentiate the loss function {getattr(fn, '__name__', fn)!r}: it has no automatic "
-            "differentiation. Subclass cnnkit.losses.Loss and implement forward(y_true, y_pred) -> (mean loss, "
-            "saved) and backward(saved) -> d loss / d y_pred, or use a built-in loss "
-            f"({', '.join(sorted(cls.__name__ for cls in _FUNCTIONS.values()))})")
+        return LossFunctionWrapper(fn)
     raise TypeError(f"could not interpret loss {fn!r:.200}: pass a name, a cnnkit.losses.Loss or a config")
+
+
+class LossFunctionWrapper(Loss):
+    """A loss given as a function ``fn(y_true, y_pred)`` written with cnnkit.ops (per-sample losses,
+    or a scalar), as Keras takes one: the mean of what it returns, differentiated by recording it
+    (cnnkit.ops.autodiff). Saved models name the function; loading one needs it in custom_objects."""
+
+    def __init__(self, fn, name=None, reduction="sum_over_batch_size"):
+        super().__init__(name=name or getattr(fn, "__name__", "loss"), reduction=reduction)
+        self.fn = fn
+
+    def per_sample(self, y_true, y_pred):
+        with autodiff.recording_off():
+            return _as_value(self.fn(y_true, autodiff.Tensor(y_pred)))
+
+    def forward(self, y_true, y_pred):
+        pred = autodiff.Tensor(y_pred, requires_grad=True)
+        with autodiff.recording_on():
+            value = ops.mean(self.fn(y_true, pred))
+        if not autodiff.is_tensor(value):
+            raise TypeError(f"loss function {self.name!r} must return an array computed from y_pred with "
+                            f"cnnkit.ops, received {type(value).__name__}")
+        return value.value, (pred, value)
+
+    def backward(self, saved):
+        pred, value = saved
+        if value.node is None:
+            return ops.zeros_like(pred.value)
+        xp = ops.get_array_module(value.value)
+        grads, _, blocked = autodiff.backward([value], [xp.ones((), value.value.dtype)])
+        g = grads.get(id(pred))
+        if g is None:
+            if blocked:
+                raise ValueError(f"loss function {self.name!r} is not differentiable: its value depends on y_pred "
+                                 f"only through ops.{blocked[0][1]}")
+            return xp.zeros_like(pred.value)
+        return g
+
+    def get_config(self):
+        return {"name": self.name, "reduction": self.reduction}
+
+
+def from_saved(identifier, custom_objects=None):
+    """The loss a model file names (``get``), where a loss function saved by name
+    (LossFunctionWrapper) is looked up in custom_objects, as Keras does; ValueError when absent."""
+    if isinstance(identifier, dict) and identifier.get("class_name") == "LossFunctionWrapper":
+        name = (identifier.get("config") or {}).get("name")
+        fn = (custom_objects or {}).get(name)
+        if not callable(fn):
+            raise ValueError(f"the model was compiled with the loss function {name!r:.100}, which a file cannot "
+                             f"hold: pass custom_objects={{{name!r:.100}: your_function}}, or compile=False")
+        return LossFunctionWrapper(fn, name=name)
+    return get(identifier)
+
+
+def _as_value(v):
+    return v.value if autodiff.is_tensor(v) else v
 
 
 # ----------------------------------------------------------------------------------------------------

@@ -586,12 +586,16 @@ def _module(*arrays):
 
 
 def _to(xp, a):
-    """a (array, list or number) as an array of module xp."""
+    """a (array, list, number or Tensor) as an array of module xp."""
+    if type(a).__name__ in ("Tensor", "Variable"):
+        a = a.value
     return to_host(a) if xp is np else xp.asarray(a)
 
 
 def _align(y_true, y_pred, who):
     """Both as arrays of y_pred's module (labels follow predictions onto the GPU); numeric only."""
+    if type(y_pred).__name__ in ("Tensor", "Variable"):
+        y_pred = y_pred.value
     if not hasattr(y_pred, "dtype"):
         y_pred = np.asarray(y_pred)
     xp = ops.get_array_module(y_pred)

@@ -34,7 +34,8 @@ def _op_codes():
     """{code object: name} of the public functions of cnnkit.ops."""
     from . import ops
 
-    fns = (getattr(ops, name) for name in ops.__all__)
+    # a registered op (cnnkit.ops.autodiff.register) is a wrapper: its own function is __wrapped__
+    fns = (getattr(getattr(ops, name), "__wrapped__", getattr(ops, name)) for name in ops.__all__)
     return {fn.__code__: fn.__name__ for fn in fns if hasattr(fn, "__code__")}
 
 

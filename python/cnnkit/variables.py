@@ -6,17 +6,25 @@ Layers create variables with ``Layer.add_weight``; optimizers update ``variable.
 
 import numpy as np
 
-from .ops import to_host
+from .ops import autodiff, to_host
 
 __all__ = ["Variable"]
 
 
-class Variable:
+class Variable(autodiff._Arithmetic):
     """A weight: ``value`` (an array), ``grad`` (None until a backward pass fills it), ``trainable``
     (whether optimizers update it) and an optional ``regularizer`` (a callable with ``__call__(w)``
     -> penalty and ``gradient(w)`` -> d penalty / dw)."""
 
     __slots__ = ("value", "grad", "name", "trainable", "regularizer", "__weakref__")
+    __array_ufunc__ = None  # ``array * variable`` defers to Variable.__rmul__ (a recorded op)
+    __array_priority__ = 1000.0
+
+    # array-like reads for a layer's call: ops take the variable itself and record its gradient
+    ndim = property(lambda self: self.value.ndim)
+
+    def __getitem__(self, key):
+        return autodiff._ops().getitem(self, key)
 
     def __init__(self, value, name="variable", trainable=True, regularizer=None):
         self.value = value
@@ -64,3 +72,6 @@ class Variable:
 
     def __repr__(self):
         return f"<Variable {self.name!r} shape={self.shape} dtype={self.dtype} trainable={self.trainable}>"
+
+
+autodiff.register_variable_type(Variable)

@@ -3,7 +3,7 @@
 from .advanced_activations import ELU, LeakyReLU, ReLU, Softmax
 from .base import Input, InputLayer, KerasTensor, Layer
 from .conv import Conv2D
-from .core import Activation, Dense, Flatten, Reshape
+from .core import Activation, Dense, Flatten, Lambda, Reshape
 from .merge import Add, Average, Concatenate, Multiply, Subtract
 from .normalization import BatchNormalization
 from .pooling import (AveragePooling2D, GlobalAveragePooling2D, GlobalMaxPooling2D, MaxPooling2D,
@@ -13,7 +13,7 @@ from .preprocessing import (Normalization, RandomContrast, RandomCrop, RandomFli
 from .regularization import Dropout
 from .reshaping import Cropping2D, ZeroPadding2D
 
-__all__ = ["Layer", "Input", "InputLayer", "KerasTensor", "Dense", "Activation", "Flatten", "Reshape",
+__all__ = ["Layer", "Input", "InputLayer", "KerasTensor", "Dense", "Activation", "Flatten", "Reshape", "Lambda",
            "Conv2D", "MaxPooling2D", "AveragePooling2D", "StochasticPooling2D", "GlobalAveragePooling2D",
            "GlobalMaxPooling2D", "Dropout", "BatchNormalization", "ReLU", "LeakyReLU", "Softmax", "ELU",
            "Add", "Subtract", "Multiply", "Average", "Concatenate", "ZeroPadding2D", "Cropping2D",

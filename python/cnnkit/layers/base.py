@@ -6,6 +6,12 @@ no per-call state: ``forward(x, training)`` returns ``(y, saved)`` and ``backwar
 returns dx from that saved state, adding weight gradients to ``variable.grad``. So one layer can be
 used at several places of a graph (shared weights), and a model can skip dx where no weight is
 upstream (``need_dx`` False: the first layer never computes its input gradient).
+
+A layer of your own may instead define only ``call(inputs, training=None)`` with cnnkit.ops, as in
+Keras: ``forward`` then records the call (cnnkit.ops.autodiff) and ``backward`` replays it, and
+``compute_output_shape`` is found by running the call once on a batch of one. Called on Tensors or
+inside a ``GradientTape``, any layer records: a call-only layer its ops, a built-in layer one node
+whose VJP is its own ``backward``.
 """
 
 import numbers
@@ -14,7 +20,7 @@ from .. import device as _device
 from .. import initializers, regularizers
 from .._registry import snake_case
 from ..config import config
-from ..ops import get_array_module
+from ..ops import autodiff, get_array_module
 from ..variables import Variable
 
 __all__ = ["Layer", "KerasTensor", "InputLayer", "Input"]
@@ -92,6 +98,10 @@ class Node:
         self.layer, self.inputs, self.outputs = layer, list(inputs), list(outputs)
 
 
+def _is_metric(value):
+    return hasattr(value, "update_state") and hasattr(value, "reset_state") and hasattr(value, "result")
+
+
 def _is_symbolic(x):
     if isinstance(x, (list, tuple)):
         return any(isinstance(t, KerasTensor) for t in x)
@@ -124,6 +134,30 @@ class Layer:
         self._nodes = []
         self.device = None  # set when built, or by Model.to()
 
+    # ------------------------------------------------------------------ sublayers
+    # attributes that hold a model's own bookkeeping, not sublayers of its own
+    _UNTRACKED = frozenset({"_layers", "_graph_nodes", "_plan", "_nodes", "_sublayers", "inputs", "outputs"})
+
+    def __setattr__(self, name, value):
+        """Track layers assigned as attributes (``self.dense = Dense(8)``, or a list of layers), as
+        Keras does: their weights are this layer's weights too."""
+        if name not in Layer._UNTRACKED:
+            found = [value] if isinstance(value, Layer) else (
+                [v for v in value if isinstance(v, Layer)] if isinstance(value, (list, tuple)) else ())
+            if found:
+                subs = self.__dict__.setdefault("_sublayers", [])
+                for v in found:
+                    if v is not self and all(v is not u for u in subs):
+                        subs.append(v)
+            elif not name.startswith("_") and name != "compiled_metrics" and _is_metric(value):
+                tracked = self.__dict__.setdefault("_tracked_metrics", [])
+                if all(value is not m for m in tracked):
+                    tracked.append(value)
+        object.__setattr__(self, name, value)
+
+    def _tracked_layers(self):
+        return list(self.__dict__.get("_sublayers", ()))
+
     # ------------------------------------------------------------------ weights
     @property
     def trainable(self):
@@ -133,9 +167,17 @@ class Layer:
     def trainable(self, value):
         self._trainable = bool(value)
 
-    def add_weight(self, name, shape, initializer="glorot_uniform", regularizer=None, trainable=True):
-        """Create a Variable on this layer's device, drawn from ``initializer``."""
-        init = initializers.get(initializer)
+    def add_weight(self, name=None, shape=None, initializer="glorot_uniform", regularizer=None, trainable=True):
+        """Create a Variable on this layer's device, drawn from ``initializer`` (Keras' keywords:
+        ``add_weight(shape=(n,), initializer="ones", name="w")``; unnamed weights are "variable",
+        "variable_1", ...)."""
+        if shape is None:
+            raise TypeError(f"{type(self).__name__}.add_weight needs shape=, e.g. add_weight(shape=(units,))")
+        if name is None:
+            taken = {v.name.rsplit("/", 1)[-1] for v in self._weights}
+            name = next(n for n in ("variable" if i == 0 else f"variable_{i}" for i in range(len(taken) + 1))
+                        if n not in taken)
+        init = initializers.get("glorot_uniform" if initializer is None else initializer)
         if _deferred:
             shape = tuple(shape)
             if not all(isinstance(s, numbers.Integral) and s >= 0 for s in shape):
@@ -158,17 +200,48 @@ class Layer:
         self._weights.append(var)
         return var
 
+    def _all_weights(self):
+        """Own weights, then each tracked sublayer's, each variable once."""
+        subs = self.__dict__.get("_sublayers")
+        if not subs:
+            return list(self._weights)
+        out, seen = [], set()
+        for v in list(self._weights) + [v for layer in subs for v in layer.weights]:
+            if id(v) not in seen:
+                seen.add(id(v))
+                out.append(v)
+        return out
+
     @property
     def weights(self):
-        return list(self._weights)
+        return self._all_weights()
 
     @property
     def trainable_weights(self):
-        return [v for v in self._weights if v.trainable] if self.trainable else []
+        if not self.trainable:
+            return []
+        subs = self.__dict__.get("_sublayers")
+        if not subs:
+            return [v for v in self._weights if v.trainable]
+        frozen = {id(v) for layer in subs for v in layer.non_trainable_weights}
+        return [v for v in self._all_weights() if v.trainable and id(v) not in frozen]
 
     @property
     def non_trainable_weights(self):
-        return [v for v in self._weights if not (v.trainable and self.trainable)]
+        trainable = {id(v) for v in self.trainable_weights}
+        return [v for v in self._all_weights() if id(v) not in trainable]
+
+    @property
+    def variables(self):
+        return self.weights
+
+    @property
+    def trainable_variables(self):
+        return self.trainable_weights
+
+    @property
+    def non_trainable_variables(self):
+        return self.non_trainable_weights
 
     def _wants_grad(self, var):
         return self.trainable and var.trainable
@@ -177,21 +250,22 @@ class Layer:
         if not self.built:
             raise ValueError(f"layer {self.name!r} is not built yet, so it has no weights to count; call "
                              "it on an input or build the model first")
-        return sum(v.size for v in self._weights)
+        return sum(v.size for v in self.weights)
 
     def get_weights(self):
-        return [v.numpy() for v in self._weights]
+        return [v.numpy() for v in self.weights]
 
     def set_weights(self, weights):
         weights = list(weights)
-        if len(weights) != len(self._weights):
-            raise ValueError(f"layer {self.name!r} has {len(self._weights)} weights, received a list of "
+        mine = self.weights
+        if len(weights) != len(mine):
+            raise ValueError(f"layer {self.name!r} has {len(mine)} weights, received a list of "
                              f"{len(weights)}")
-        for var, value in zip(self._weights, weights):
+        for var, value in zip(mine, weights):
             shape = tuple(getattr(value, "shape", ()))
             if shape != var.shape:
                 raise ValueError(f"weight {var.name!r} has shape {var.shape}, received shape {shape}")
-        for var, value in zip(self._weights, weights):
+        for var, value in zip(mine, weights):
             var.assign(value)
 
     def _move(self, device):
@@ -200,6 +274,8 @@ class Layer:
         for v in self._weights:
             v.value = _device.to_device(v.value, device)
             v.grad = None
+        for layer in self._tracked_layers():
+            layer._move(device)
 
     # ------------------------------------------------------------------ shapes and building
     def build(self, input_shape):
@@ -219,30 +295,53 @@ class Layer:
         self._check_input_shape(input_shape)
 
     # ------------------------------------------------------------------ running
+    def call(self, inputs, training=None):
+        """The layer's computation written with cnnkit.ops, as in Keras (the gradient is recorded);
+        built-in layers define ``forward``/``backward`` instead."""
+        raise NotImplementedError(f"{type(self).__name__} must define call(inputs) (written with cnnkit.ops), or "
+                                  "forward(inputs, training) and backward(saved, dy, need_dx)")
+
+    def _defines_call(self):
+        return type(self).call is not Layer.call
+
     def forward(self, inputs, training=False):
-        """(outputs, saved): the result and what ``backward`` needs."""
-        raise NotImplementedError(f"{type(self).__name__} does not implement forward")
+        """(outputs, saved): the result and what ``backward`` needs. A layer that defines only
+        ``call`` gets its call recorded here (cnnkit.ops.autodiff)."""
+        if self._defines_call():
+            return autodiff.layer_forward(self, inputs, training)
+        raise NotImplementedError(f"{type(self).__name__} must define call(inputs) (written with cnnkit.ops), or "
+                                  "forward(inputs, training) and backward(saved, dy, need_dx)")
 
     def backward(self, saved, dy, need_dx=True):
         """dx (a list for multi-input layers; None where need_dx is false), adding weight gradients to
-        each trainable Variable's ``grad``."""
-        raise NotImplementedError(f"{type(self).__name__} does not implement backward")
+        each trainable Variable's ``grad``. A call-only layer replays its recorded call."""
+        if self._defines_call():
+            return autodiff.layer_backward(self, saved, dy, need_dx)
+        raise NotImplementedError(f"{type(self).__name__} must define call(inputs) (written with cnnkit.ops), or "
+                                  "forward(inputs, training) and backward(saved, dy, need_dx)")
 
     def __call__(self, inputs, training=None):
         if _is_symbolic(inputs):
             return self._call_symbolic(inputs)
+        if autodiff.wants_layer_call(inputs):
+            return autodiff.layer_call(self, inputs, bool(training))
         return self._call_eager(inputs, bool(training))
 
     def _call_symbolic(self, inputs):
         tensors = list(inputs) if isinstance(inputs, (list, tuple)) else [inputs]
         if not all(isinstance(t, KerasTensor) for t in tensors):
             raise TypeError(f"layer {self.name!r} received a mix of symbolic tensors and arrays")
+        if self._defines_call() and isinstance(inputs, (list, tuple)) and not self._nodes:
+            self.multi_input = True  # a call-only layer takes what its first call gave it, as in Keras
         if self.multi_input != isinstance(inputs, (list, tuple)):
             want = "a list of tensors" if self.multi_input else "one tensor"
             raise TypeError(f"layer {self.name!r} ({type(self).__name__}) takes {want}, received {inputs!r}")
         shapes = [t.shape for t in tensors] if self.multi_input else tensors[0].shape
         self._maybe_build(shapes)
-        out_shape = tuple(self.compute_output_shape(shapes))
+        if self._defines_call() and type(self).compute_output_shape is Layer.compute_output_shape:
+            out_shape = autodiff.infer_output_shape(self, shapes)
+        else:
+            out_shape = tuple(self.compute_output_shape(shapes))
         node = Node(self, tensors, [])
         out = KerasTensor(out_shape, self.dtype, node, 0)
         node.outputs.append(out)
@@ -250,6 +349,10 @@ class Layer:
         return out
 
     def _call_eager(self, inputs, training):
+        return self._forward_checked(inputs, training)[0]
+
+    def _forward_checked(self, inputs, training):
+        """forward on arrays (built first for their shapes): (y, saved)."""
         xp = get_array_module(*(inputs if isinstance(inputs, (list, tuple)) else [inputs]))
         if isinstance(inputs, (list, tuple)):
             arrays = [xp.asarray(a) for a in inputs]
@@ -258,7 +361,7 @@ class Layer:
             arrays = xp.asarray(inputs)
             shapes = (None,) + tuple(arrays.shape[1:])
         self._maybe_build(shapes)
-        return self.forward(arrays, training)[0]
+        return self.forward(arrays, training)
 
     # ------------------------------------------------------------------ config
     def get_config(self):

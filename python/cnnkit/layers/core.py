@@ -6,11 +6,12 @@ import math
 from .. import activations
 from .. import initializers as _init
 from .. import ops
+from ..ops import autodiff
 from .. import regularizers as _reg
 from . import _args
 from .base import Layer, format_shape
 
-__all__ = ["Dense", "Activation", "Flatten", "Reshape"]
+__all__ = ["Dense", "Activation", "Flatten", "Reshape", "Lambda"]
 
 
 class ActivationMixin:
@@ -222,3 +223,51 @@ class Reshape(Layer):
         return {**super().get_config(), "target_shape": list(self.target_shape)}
 
 
+
+
+class Lambda(Layer):
+    """A layer from a function of its input written with cnnkit.ops, as keras.layers.Lambda:
+    ``Lambda(lambda x: ops.square(x))``, its gradient recorded like any ``call``.
+
+    ``output_shape`` (a shape without the batch axis, or a function of the input shape) is found by
+    running the function once when not given; ``arguments`` are extra keyword arguments for it. A
+    Lambda is built in code: its function is Python code, which a model file never carries into
+    cnnkit, so loading a file that holds one is a clear error (rebuild the model in code, then
+    ``load_weights``)."""
+
+    def __init__(self, function, output_shape=None, mask=None, arguments=None, **kwargs):
+        if not callable(function):
+            raise TypeError(f"Lambda needs a callable, received function={function!r:.100}")
+        if mask is not None:
+            raise ValueError("Lambda: masking is not supported in cnnkit (mask must be None)")
+        if arguments is not None and not isinstance(arguments, dict):
+            raise TypeError(f"Lambda: arguments must be a dict of keyword arguments, received {arguments!r:.100}")
+        super().__init__(**kwargs)
+        self.function, self.arguments = function, dict(arguments or {})
+        self._output_shape = output_shape
+
+    def call(self, inputs):
+        return self.function(inputs, **self.arguments)
+
+    def compute_output_shape(self, input_shape):
+        if self._output_shape is None:
+            return autodiff.infer_output_shape(self, input_shape)
+        if callable(self._output_shape):
+            return tuple(self._output_shape(input_shape))
+        first = input_shape[0] if isinstance(input_shape, list) else input_shape
+        return (first[0],) + tuple(self._output_shape)
+
+    def get_config(self):
+        config = super().get_config()
+        fn = self.function
+        config["function"] = f"{getattr(fn, '__module__', '?')}.{getattr(fn, '__qualname__', repr(fn))}"
+        if self._output_shape is not None and not callable(self._output_shape):
+            config["output_shape"] = list(self._output_shape)
+        return config
+
+    @classmethod
+    def from_config(cls, config):
+        raise ValueError(
+            f"the model file holds a Lambda layer ({config.get('name', '?')!r}, function "
+            f"{config.get('function', '?')}): its function is Python code, which cnnkit never loads from a file. "
+            "Build the model in code and read the weights with model.load_weights(...)")

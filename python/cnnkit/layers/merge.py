@@ -1,8 +1,10 @@
 """Layers that merge a list of tensors: Add, Subtract, Multiply, Average and Concatenate.
 
 They take a list of arrays (``multi_input``); backward returns one gradient per input (None where
-``need_dx`` is false). The elementwise ones need inputs of one shape (no broadcasting); gradients
-may be ``dy`` itself or views of it, so callers must not write into them."""
+``need_dx`` is false). The elementwise ones take inputs of one rank whose sizes agree or are 1, and
+broadcast those, as Keras' merge layers do (a squeeze-and-excitation block multiplies (N, H, W, C)
+by (N, 1, 1, C)); a broadcast input's gradient is summed back to its shape. Gradients may be ``dy``
+itself or views of it, so callers must not write into them."""
 
 import numbers
 
@@ -13,8 +15,28 @@ __all__ = ["Add", "Subtract", "Multiply", "Average", "Concatenate"]
 
 
 def _merged_dim(dims):
-    known = {d for d in dims if d is not None}
-    return known.pop() if len(known) == 1 else None
+    sizes = {d for d in dims if d is not None and d != 1}
+    if sizes:
+        return sizes.pop()
+    return None if any(d is None for d in dims) else 1
+
+
+def _unbroadcast(g, shape):
+    """g summed over the axes where an input of ``shape`` was stretched (same rank)."""
+    if tuple(g.shape) == tuple(shape):
+        return g
+    axes = tuple(i for i, (a, b) in enumerate(zip(g.shape, shape)) if b == 1 and a != 1)
+    return g.sum(axis=axes, keepdims=True)
+
+
+def _iadd(y, x):
+    y += x
+    return y
+
+
+def _imul(y, x):
+    y *= x
+    return y
 
 
 class _Merge(Layer):
@@ -35,9 +57,9 @@ class _Merge(Layer):
         self._check_count(input_shapes)
         shapes = ", ".join(format_shape(s) for s in input_shapes)
         if len({len(s) for s in input_shapes}) != 1 or any(
-                len({d for d in dims if d is not None}) > 1 for dims in zip(*input_shapes)):
-            raise ValueError(f"{type(self).__name__} {self.name!r} needs inputs of one shape, received "
-                             f"shapes {shapes}")
+                len({d for d in dims if d is not None and d != 1}) > 1 for dims in zip(*input_shapes)):
+            raise ValueError(f"{type(self).__name__} {self.name!r} needs inputs of one rank whose sizes agree or "
+                             f"are 1 (broadcast), received shapes {shapes}")
 
     def compute_output_shape(self, input_shapes):
         return tuple(_merged_dim(dims) for dims in zip(*input_shapes))
@@ -49,11 +71,11 @@ class Add(_Merge):
     def forward(self, xs, training=False):
         y = xs[0] + xs[1]
         for x in xs[2:]:
-            y += x
-        return y, len(xs)
+            y = y + x if x.shape != y.shape else _iadd(y, x)
+        return y, [x.shape for x in xs]
 
-    def backward(self, n, dy, need_dx=True):
-        return [dy if need else None for need in need_dx]
+    def backward(self, shapes, dy, need_dx=True):
+        return [_unbroadcast(dy, s) if need else None for s, need in zip(shapes, need_dx)]
 
 
 class Subtract(_Merge):
@@ -62,10 +84,11 @@ class Subtract(_Merge):
     _arity = 2
 
     def forward(self, xs, training=False):
-        return xs[0] - xs[1], None
+        return xs[0] - xs[1], [xs[0].shape, xs[1].shape]
 
-    def backward(self, saved, dy, need_dx=True):
-        return [dy if need_dx[0] else None, -dy if need_dx[1] else None]
+    def backward(self, shapes, dy, need_dx=True):
+        return [_unbroadcast(dy, shapes[0]) if need_dx[0] else None,
+                _unbroadcast(-dy, shapes[1]) if need_dx[1] else None]
 
 
 class Multiply(_Merge):
@@ -74,7 +97,7 @@ class Multiply(_Merge):
     def forward(self, xs, training=False):
         y = xs[0] * xs[1]
         for x in xs[2:]:
-            y *= x
+            y = y * x if x.shape != y.shape else _imul(y, x)
         return y, xs
 
     def backward(self, xs, dy, need_dx=True):
@@ -87,7 +110,7 @@ class Multiply(_Merge):
             for j, x in enumerate(xs):  # the product of the others, not y / x_i (x_i may be 0)
                 if j != i:
                     g = g * x
-            dxs.append(g)
+            dxs.append(_unbroadcast(g, xs[i].shape))
         return dxs
 
 
@@ -97,13 +120,13 @@ class Average(_Merge):
     def forward(self, xs, training=False):
         y = xs[0] + xs[1]
         for x in xs[2:]:
-            y += x
+            y = y + x if x.shape != y.shape else _iadd(y, x)
         y *= y.dtype.type(1 / len(xs))
-        return y, len(xs)
+        return y, [x.shape for x in xs]
 
-    def backward(self, n, dy, need_dx=True):
-        g = dy * dy.dtype.type(1 / n)
-        return [g if need else None for need in need_dx]
+    def backward(self, shapes, dy, need_dx=True):
+        g = dy * dy.dtype.type(1 / len(shapes))
+        return [_unbroadcast(g, s) if need else None for s, need in zip(shapes, need_dx)]
 
 
 class Concatenate(_Merge):

@@ -8,6 +8,7 @@ first convolution never computes its input gradient.
 """
 
 from .. import device as _device
+from ..ops import autodiff
 from ..layers.base import InputLayer, KerasTensor, Layer, format_shape, unique_name
 from . import saving, serialization
 from .summary import summary_text
@@ -37,14 +38,18 @@ class Model(Trainer, Layer):
     be called inside another model."""
 
     saved_class_name = "Functional"  # Keras' name for a graph of layer calls; model files say it
+    _builds_graph = False  # Sequential: a graph built from its stack
 
     def __init__(self, inputs=None, outputs=None, name=None, trainable=True, **kwargs):
         Layer.__init__(self, name=name or unique_name(self._default_name()), trainable=trainable, **kwargs)
         Trainer.__init__(self)
         self._graph_ready = False
         if inputs is None and outputs is None and type(self) is Model:
-            raise TypeError("Model needs inputs and outputs: Model(inputs, outputs); subclassing Model "
-                            "with a call() method is not supported, build the graph functionally")
+            raise TypeError("Model needs inputs and outputs: Model(inputs, outputs); or subclass Model with "
+                            "layers as attributes and a call() method (or your own train_step)")
+        # a subclassed model (Keras' model subclassing): its layers are its attributes, its forward
+        # pass is its call() (recorded, cnnkit.ops.autodiff), or it trains through its own train_step
+        self._subclassed = inputs is None and outputs is None and not type(self)._builds_graph
         if inputs is not None or outputs is not None:
             self._init_graph(inputs, outputs)
 
@@ -113,6 +118,8 @@ class Model(Trainer, Layer):
 
     @property
     def layers(self):
+        if self._subclassed:
+            return self._tracked_layers()
         return [layer for layer in self._layers if not isinstance(layer, InputLayer)] if self._hide_input_layers \
             else list(self._layers)
 
@@ -131,7 +138,7 @@ class Model(Trainer, Layer):
         raise ValueError(f"no layer named {name!r}; layers: {[layer.name for layer in layers]}")
 
     def _require_graph(self):
-        if not self._graph_ready:
+        if not self._graph_ready and not self._subclassed:
             raise ValueError(f"model {self.name!r} is not built yet: give it an input shape (layers.Input(...) "
                              "as the first layer, input_shape= on the first layer, or model.build(shape)), "
                              "or call fit/predict on data first")
@@ -140,6 +147,9 @@ class Model(Trainer, Layer):
     def _run(self, xs, training, fuse_output=False):
         """Forward pass. Returns (outputs, saved per step). With fuse_output the last step (which
         must produce the single output and end in a softmax) returns its logits instead."""
+        if self._subclassed:
+            y, saved = Layer.forward(self, xs[0] if len(xs) == 1 else list(xs), training)
+            return [y], saved
         values = {id(t): a for t, a in zip(self.inputs, xs)}
         saved_all = []
         last = len(self._plan) - 1
@@ -166,6 +176,9 @@ class Model(Trainer, Layer):
 
     def _backward(self, saved_all, douts, input_needs=None, fuse_output=False):
         """Backward pass from d loss / d outputs; fills Variable.grad; returns the input gradients."""
+        if self._subclassed:
+            want = bool(input_needs and input_needs[0])
+            return [Layer.backward(self, saved_all, douts[0], want)]
         if input_needs is None:
             input_needs = [False] * len(self.inputs)
         need = self._needs_grad(input_needs)
@@ -194,10 +207,14 @@ class Model(Trainer, Layer):
 
     # the Layer interface, so that a model can be a layer of another model
     def compute_output_shape(self, input_shape):
+        if self._subclassed:
+            return autodiff.infer_output_shape(self, input_shape)
         self._require_graph()
         return self.outputs[0].shape if self._single_output else [t.shape for t in self.outputs]
 
     def _check_input_shape(self, input_shape):
+        if self._subclassed:
+            return
         shapes = [input_shape] if self._single_input else list(input_shape)
         for t, s in zip(self.inputs, shapes):
             if tuple(s[1:]) != tuple(t.shape[1:]):
@@ -206,13 +223,17 @@ class Model(Trainer, Layer):
 
     @property
     def multi_input(self):
-        return not self._single_input
+        return False if self._subclassed else not self._single_input
 
     def forward(self, x, training=False):
+        if self._subclassed:
+            return Layer.forward(self, x, training)
         outs, saved = self._run([x] if self._single_input else list(x), training)
         return (outs[0] if self._single_output else outs), saved
 
     def backward(self, saved, dy, need_dx=True):
+        if self._subclassed:
+            return Layer.backward(self, saved, dy, need_dx)
         needs = [need_dx] if self._single_input else list(need_dx)
         dxs = self._backward(saved, [dy] if self._single_output else list(dy), needs)
         return dxs[0] if self._single_input else dxs
@@ -226,7 +247,7 @@ class Model(Trainer, Layer):
         """Every layer's ``kind`` weights (weights, trainable_weights) in layer order, each once
         (layers can share variables)."""
         out, seen = [], set()
-        for layer in self._layers:
+        for layer in (self._tracked_layers() if self._subclassed else self._layers):
             for v in getattr(layer, kind):
                 if id(v) not in seen:
                     seen.add(id(v))
@@ -239,7 +260,7 @@ class Model(Trainer, Layer):
 
     @property
     def _weights(self):  # Layer's storage, seen through the layers
-        return self.weights if self._graph_ready else []
+        return self.weights if self._graph_ready or self._subclassed else []
 
     @_weights.setter
     def _weights(self, value):
@@ -269,7 +290,7 @@ class Model(Trainer, Layer):
 
     def _move(self, device):
         self.device = device
-        for layer in self._layers:
+        for layer in (self._tracked_layers() if self._subclassed else self._layers):
             layer._move(device)
 
     def to(self, device):
@@ -293,13 +314,32 @@ class Model(Trainer, Layer):
         receptive_field=True a column gives each layer's receptive field and jump in input pixels
         (cnnkit.utils.receptive_field)."""
         text = summary_text(self, line_length=line_length, show_trainable=show_trainable,
-                            receptive_field=receptive_field)
+                            receptive_field=receptive_field) if not self._subclassed else self._subclassed_summary()
         (print_fn or print)(text)
+
+    def _subclassed_summary(self):
+        """A subclassed model's layers (its attributes) and their parameter counts; the output
+        shapes are those of the model's call, unknown here."""
+        rows = [(f"{layer.name} ({type(layer).__name__})", f"{layer.count_params() if layer.built else 0:,}")
+                for layer in self._tracked_layers()]
+        width = max([len(r[0]) for r in rows] + [24]) + 2
+        lines = [f'Model: "{self.name}" (subclassed)', "_" * (width + 12),
+                 f"{'Layer (type)':<{width}}Param #", "=" * (width + 12)]
+        lines += [f"{a:<{width}}{b}" for a, b in rows]
+        total = sum(v.size for v in self.weights)
+        trainable = sum(v.size for v in self.trainable_weights)
+        lines += ["=" * (width + 12), f"Total params: {total:,}", f"Trainable params: {trainable:,}",
+                  f"Non-trainable params: {total - trainable:,}", "_" * (width + 12)]
+        return "\n".join(lines)
 
     def get_config(self):
         """The graph as Keras writes it: every layer's config with the calls feeding it
         (``inbound_nodes``: [layer name, call index, tensor index] per input), and the model's inputs
         and outputs in the same form."""
+        if self._subclassed:
+            raise NotImplementedError(f"model {self.name!r} is a subclassed model: its architecture is Python code, "
+                                      "which cnnkit does not write to files. Save its weights with "
+                                      "save_weights(...) and rebuild it in code")
         self._require_graph()
         node_index = {}  # node -> index among the calls of its layer within this model
         per_layer = {}
@@ -362,7 +402,13 @@ class Model(Trainer, Layer):
     def save(self, filepath, overwrite=True):
         """Write architecture, weights, compile arguments and optimizer state to one ``.cnnkit`` file
         (a zip of JSON and .npy members; no pickle)."""
+        if self._subclassed:
+            self.get_config()  # raises: a subclassed model's architecture is code
         saving.save_model(self, filepath, overwrite=overwrite)
+
+    def _weight_layers(self):
+        """The layers whose weights a weights file lists, in order."""
+        return self._tracked_layers() if self._subclassed else self._layers
 
     def save_weights(self, filepath, overwrite=True):
         """Write the weights alone (a zip of .npy members and a JSON manifest)."""

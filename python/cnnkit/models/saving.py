@@ -203,7 +203,7 @@ def _read_json(zf, member, filepath):
 # ---------------------------------------------------------------------- weights
 def _weight_manifest(model):
     entries, members = [], []
-    for layer in model._layers:
+    for layer in model._weight_layers():
         for i, v in enumerate(layer.weights):
             member = f"weights/{len(entries):05d}.npy"
             arr = v.numpy()
@@ -259,7 +259,7 @@ def _load_weight_entries(model, zf, entries, filepath):
     """Read every weight and check it against the model (matched by position, layer by layer, as
     Keras' load_weights does, so a fresh instance of the same architecture with other auto-names
     loads too), then assign them all: on any error, no weight has changed."""
-    variables = [v for layer in model._layers for v in layer.weights]
+    variables = [v for layer in model._weight_layers() for v in layer.weights]
     arrays = _manifest_arrays(zf, filepath, entries, [(v.name, v.shape) for v in variables], "weight")
     _assign_all(variables, arrays)
 
@@ -364,7 +364,7 @@ def _load_model(zf, filepath, custom_objects, compile):
     cc = meta.get("compile")
     if compile and cc:
         try:
-            model.compile(optimizer=_optimizers.deserialize(cc["optimizer"]), loss=_losses.get(cc["loss"]),
+            model.compile(optimizer=_optimizers.deserialize(cc["optimizer"]), loss=_losses.from_saved(cc["loss"], custom_objects),
                           metrics=[m if isinstance(m, str) else _metrics.deserialize(m)
                                    for m in cc["metrics"]])
             model._compile_config = {"optimizer": None, "loss": cc["loss"] if isinstance(cc["loss"], str) else None,

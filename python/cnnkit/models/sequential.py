@@ -12,6 +12,7 @@ __all__ = ["Sequential"]
 class Sequential(Model):
     saved_class_name = "Sequential"
     _hide_input_layers = True
+    _builds_graph = True
 
     def __init__(self, layers=None, name=None, trainable=True):
         Model.__init__(self, name=name or unique_name("sequential"), trainable=trainable)

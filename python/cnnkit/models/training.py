@@ -36,7 +36,7 @@ from .. import optimizers as _optimizers
 from ..config import config
 from ..layers.base import format_shape
 from ..ops import get_array_module, softmax, to_host
-from ..ops import _backend
+from ..ops import _backend, autodiff
 from ..ops._op_args import is_cupy, labels_checked
 
 __all__ = ["Trainer"]
@@ -263,8 +263,9 @@ class Trainer:
         unknown = set(kwargs) - ignored
         if unknown:
             raise TypeError(f"compile got unexpected keyword argument(s): {', '.join(sorted(unknown))}")
-        if loss is None:
-            raise ValueError("compile needs a loss, e.g. loss='sparse_categorical_crossentropy'")
+        if loss is None and not self._custom("train_step"):
+            raise ValueError("compile needs a loss, e.g. loss='sparse_categorical_crossentropy' (a model with its "
+                             "own train_step may compile without one)")
         self.optimizer = _optimizers.get(optimizer)
         self.loss = _losses.get(loss)
         if metrics is None:
@@ -279,7 +280,7 @@ class Trainer:
         dup = {n for n in names if names.count(n) > 1}
         if dup:
             raise ValueError(f"metric names must be unique, these repeat: {sorted(dup)}")
-        self._loss_tracker = _metrics.Mean(name="loss")
+        self._loss_tracker = _metrics.Mean(name="loss") if self.loss is not None else None
         self.compiled = True
         self._compile_config = {"optimizer": optimizer if isinstance(optimizer, str) else None,
                                 "loss": loss if isinstance(loss, str) else None,
@@ -287,7 +288,70 @@ class Trainer:
 
     @property
     def metrics_names(self):
-        return ["loss"] + [m.name for m in self.compiled_metrics]
+        return [m.name for m in self.metrics]
+
+    @property
+    def metrics(self):
+        """The metrics fit resets at each epoch: the loss tracker and the compiled metrics, then every
+        Metric held in a public attribute of the model (a custom train_step's trackers), as Keras."""
+        out = ([self._loss_tracker] if self._loss_tracker is not None else []) + list(self.compiled_metrics)
+        return out + [m for m in self.__dict__.get("_tracked_metrics", ()) if all(m is not o for o in out)]
+
+    # ------------------------------------------------------------------ overridable steps (Keras)
+    def _custom(self, step):
+        return getattr(type(self), step) is not getattr(Trainer, step)
+
+    def train_step(self, data):
+        """One optimizer step on a batch, as Keras' ``Model.train_step``: ``data`` is what the batch
+        source gives, ``(x, y)`` (or ``x`` when fit got no labels). Returns the logs, {name: value}.
+        Override it (with GradientTape, ``compute_loss`` and ``optimizer.apply_gradients``) for a
+        GAN, distillation or any loss that is not a function of (y_true, y_pred); fit then calls
+        yours, with callbacks and the progress bar as usual."""
+        x, y = _unpack(data)
+        self._require_loss("train_step")
+        value, pred = self._train_step(x, y)
+        self._update_metrics(value, x.shape[0], y, pred)
+        return {m.name: m.result() for m in self.metrics}
+
+    def test_step(self, data):
+        """One evaluation step on a batch, as Keras' ``Model.test_step``; returns the logs."""
+        x, y = _unpack(data)
+        self._require_loss("test_step")
+        value, pred = self._test_step(x, y)
+        self._update_metrics(value, x.shape[0], y, pred)
+        return {m.name: m.result() for m in self.metrics}
+
+    def compute_loss(self, x=None, y=None, y_pred=None, sample_weight=None, training=True):
+        """The compiled loss of (y, y_pred) plus the weights' regularization penalties, as Keras 3's
+        ``Model.compute_loss``: a 0-d Tensor that a GradientTape differentiates when y_pred is one."""
+        self._require_loss("compute_loss")
+        if sample_weight is not None:
+            raise NotImplementedError("compute_loss: sample_weight is not supported yet")
+        if y_pred is None:
+            y_pred = self(x, training=training)
+        value = self.loss(y, y_pred)
+        for v in self.weights:
+            if v.regularizer is not None:
+                value = value + autodiff.regularizer_node(v)
+        return value
+
+    def compute_metrics(self, x, y, y_pred, sample_weight=None):
+        """Update the compiled metrics with (y, y_pred); returns every metric's result, as Keras."""
+        for m in self.compiled_metrics:
+            m.update_state(y, y_pred)
+        return {m.name: m.result() for m in self.metrics}
+
+    def _require_loss(self, what):
+        if self.loss is None:
+            raise ValueError(f"{what} needs a loss: compile(loss=...), or override train_step/test_step")
+
+    def _read_step_logs(self, logs):
+        """A custom step's logs as Python floats (one read of the device)."""
+        if not isinstance(logs, dict):
+            raise TypeError(f"train_step/test_step must return a dict of logs, received {type(logs).__name__}")
+        keys = list(logs)
+        values = [getattr(v, "value", v) if type(v).__name__ == "Tensor" else v for v in logs.values()]
+        return dict(zip(keys, _backend.read_scalars(values)))
 
     def _require_compiled(self, what):
         if not self.compiled:
@@ -304,6 +368,8 @@ class Trainer:
     def _check_x(self, x, name="x"):
         """x as a NumPy array of the model's input shape; ValueError naming both shapes otherwise."""
         x = _to_numpy_input(x, name)
+        if getattr(self, "_subclassed", False):
+            return self._check_values(x, name)
         self._ensure_built_for(x)
         if len(self.inputs) != 1:
             raise ValueError(f"model {self.name!r} has {len(self.inputs)} inputs; training and prediction "
@@ -315,6 +381,9 @@ class Trainer:
                     f"np.expand_dims({name}, 0) for a batch of one") if one else ""
             raise ValueError(f"{name} has shape {x.shape} but model {self.name!r} expects input shape "
                              f"{format_shape(expected)}{hint}")
+        return self._check_values(x, name)
+
+    def _check_values(self, x, name):
         if x.dtype.kind not in "fiub":
             raise TypeError(f"{name} must hold numbers, received dtype {x.dtype}")
         if x.dtype.kind == "f" and x.size and not _all_finite(x):
@@ -338,6 +407,8 @@ class Trainer:
     def _validate_labels(self, y):
         """Run the loss on the labels against a uniform prediction of the output's shape, in chunks:
         the loss's own checks (class range, shapes) then fire before any weight changes."""
+        if getattr(self, "_subclassed", False) or self.loss is None:
+            return  # no declared output shape: the steps check their labels themselves
         if len(self.outputs) != 1:
             raise ValueError(f"model {self.name!r} has {len(self.outputs)} outputs; training supports "
                              "single-output models")
@@ -364,6 +435,8 @@ class Trainer:
         """labels_checked() where every label array that reaches a step went through _check_y (its
         _validate_labels ran the loss and cnnkit's metrics on it); otherwise (an output shape with
         unknown sizes, where _validate_labels cannot run) the steps keep their own checks."""
+        if getattr(self, "_subclassed", False) or self.loss is None:
+            return labels_checked(False)
         out = self.outputs[0].shape if len(self.outputs) == 1 else (None,)
         return labels_checked(len(out) > 0 and all(s is not None for s in out[1:]))
 
@@ -403,6 +476,8 @@ class Trainer:
 
     # ------------------------------------------------------------------ one step
     def _fuses(self):
+        if getattr(self, "_subclassed", False):
+            return False
         last = self._plan[-1] if self._plan else None
         return (getattr(self.loss, "fuses_softmax", False) and last is not None and len(self.outputs) == 1
                 and last.output == id(self.outputs[0]) and len(self.outputs[0].shape) == 2
@@ -460,8 +535,7 @@ class Trainer:
             m.update_state(yb, pred)
 
     def _reset_metrics(self):
-        self._loss_tracker.reset_state()
-        for m in self.compiled_metrics:
+        for m in self.metrics:
             m.reset_state()
 
     def reset_metrics(self):
@@ -470,7 +544,7 @@ class Trainer:
 
     def _logs(self, prefix=""):
         """The loss and metrics as Python floats: one read of the device."""
-        metrics = [self._loss_tracker] + self.compiled_metrics
+        metrics = self.metrics
         return {prefix + m.name: v for m, v in zip(metrics, _metrics._results(metrics))}
 
     # ------------------------------------------------------------------ fit
@@ -501,6 +575,9 @@ class Trainer:
         ``__getitem__`` returning (x, y) batches) or a generator of (x, y) batches, which needs
         ``steps_per_epoch``; validation_data likewise (a generator needs ``validation_steps``)."""
         self._require_compiled("fit")
+        custom = self._custom("train_step")
+        if not custom:
+            self._require_loss("fit")
         int_at_least(epochs, "epochs", 0)
         int_at_least(initial_epoch, "initial_epoch", 0)
         int_at_least(validation_freq, "validation_freq", 1)
@@ -518,15 +595,16 @@ class Trainer:
             train = self._batches(x, y, batch_size, steps_per_epoch, steps_name="steps_per_epoch")
         else:
             x = self._check_x(x)
-            y = self._check_y(y, x.shape[0])
+            y = self._check_y(y, x.shape[0]) if y is not None or not custom else None
             if validation_split and validation_data is None:
                 split = int(x.shape[0] * (1 - validation_split))  # Keras: the last samples, before shuffling
                 if split == 0 or split == x.shape[0]:
                     raise ValueError(f"validation_split={validation_split} leaves an empty training or validation "
                                      f"set for {x.shape[0]} samples")
-                val = _ArrayBatches(x[split:], y[split:], _batch_size(validation_batch_size or batch_size),
-                                    validation_steps, "validation_steps")
-                x, y = x[:split], y[:split]
+                val = _ArrayBatches(x[split:], None if y is None else y[split:],
+                                    _batch_size(validation_batch_size or batch_size), validation_steps,
+                                    "validation_steps")
+                x, y = x[:split], None if y is None else y[:split]
             if x.shape[0] == 0:
                 raise ValueError("x has no samples")
             train = _ArrayBatches(x, y, _batch_size(batch_size), steps_per_epoch, "steps_per_epoch")
@@ -560,7 +638,18 @@ class Trainer:
                 if cb.wants("on_train_batch_begin"):
                     cb.on_train_batch_begin(step)
                 xb = self._inputs_on_device(xb, xp)
-                yb = self._labels_for(yb, xp)
+                yb = None if yb is None else self._labels_for(yb, xp)
+                if custom:
+                    step_logs = self.train_step(xb if yb is None else (xb, yb))
+                    seen += 1
+                    if cb.wants("on_train_batch_end"):
+                        batch_logs = cb.on_batch_end_lazy("on_train_batch_end", step,
+                                                          lambda: self._read_step_logs(step_logs))
+                        if batch_logs is not None:
+                            logs = batch_logs
+                            if self._stop_if_not_finite(logs, f"Batch {step} of epoch {epoch + 1}"):
+                                break
+                    continue
                 with self._checked_labels():
                     value, pred = self._train_step(xb, yb)
                     seen += 1
@@ -581,7 +670,10 @@ class Trainer:
                 self.stop_training = True
                 if seen == 0:
                     break
-            logs = self._logs()
+            if custom:
+                logs = self._read_step_logs(step_logs) if seen else {}
+            else:
+                logs = self._logs()
             self._stop_if_not_finite(logs, f"Epoch {epoch + 1}")
             if val is not None and not self.stop_training and (epoch + 1) % validation_freq == 0:
                 val_logs = self._evaluate_batches(val, None)
@@ -608,11 +700,21 @@ class Trainer:
         xp = self._xp()
         self._reset_metrics()
         seen = 0
+        custom = self._custom("test_step")
+        if not custom:
+            self._require_loss("evaluate")
+        step_logs = None
         for step, (xb, yb) in enumerate(self._device_batches(batches, False, xp)):
             if cb is not None and cb.wants("on_test_batch_begin"):
                 cb.on_test_batch_begin(step)
             xb = self._inputs_on_device(xb, xp)
-            yb = self._labels_for(yb, xp)
+            yb = None if yb is None else self._labels_for(yb, xp)
+            if custom:
+                step_logs = self.test_step(xb if yb is None else (xb, yb))
+                seen += 1
+                if cb is not None and cb.wants("on_test_batch_end"):
+                    cb.on_batch_end_lazy("on_test_batch_end", step, lambda: self._read_step_logs(step_logs))
+                continue
             with self._checked_labels():
                 value, pred = self._test_step(xb, yb)
                 self._update_metrics(value, xb.shape[0], yb, pred)
@@ -622,7 +724,7 @@ class Trainer:
         batches.on_epoch_end()
         if seen == 0:
             raise ValueError(f"{getattr(batches, 'name', 'the data')} produced no batches to evaluate")
-        return self._logs()
+        return self._read_step_logs(step_logs) if custom else self._logs()
 
     def evaluate(self, x=None, y=None, batch_size=None, verbose="auto", steps=None, callbacks=None,
                  return_dict=False):
@@ -651,7 +753,8 @@ class Trainer:
         xp = self._xp()
         cb = _callbacks.CallbackList(list(callbacks or []), model=self)
         cb.on_predict_begin()
-        chunks = [[] for _ in self.outputs]
+        subclassed = getattr(self, "_subclassed", False)
+        chunks = [[]] if subclassed else [[] for _ in self.outputs]
         for step, (xb, _) in enumerate(self._device_batches(batches, False, xp)):
             if cb.wants("on_predict_batch_begin"):
                 cb.on_predict_batch_begin(step)
@@ -662,7 +765,9 @@ class Trainer:
                 cb.on_predict_batch_end(step, {"outputs": outs})
         batches.on_epoch_end()
         cb.on_predict_end()
-        if not chunks[0]:
+        if not chunks[0] and subclassed:
+            results = [np.empty((0,), dtype=self.dtype)]
+        elif not chunks[0]:
             results = [np.empty((0,) + tuple(t.shape[1:]), dtype=self.dtype) for t in self.outputs]
         else:
             results = [np.concatenate(c) for c in chunks]
@@ -708,6 +813,19 @@ class Trainer:
             return logs
         values = list(logs.values())
         return values[0] if len(values) == 1 else values
+
+
+def _unpack(data):
+    """(x, y) of a batch as train_step receives it: (x, y), (x, y, sample_weight) or x alone."""
+    if isinstance(data, (list, tuple)):
+        if len(data) == 2:
+            return data[0], data[1]
+        if len(data) == 3:
+            if data[2] is not None:
+                raise NotImplementedError("sample weights in a batch are not supported yet")
+            return data[0], data[1]
+        raise ValueError(f"a batch must be x, (x, y) or (x, y, sample_weight), received a sequence of {len(data)}")
+    return data, None
 
 
 def _all_finite(a):

@@ -13,12 +13,22 @@ The optimizer steps (``sgd_update``, ``adam_update``, ``rmsprop_update``) are th
 "returns new arrays": one fused kernel updates the variable and its slot arrays in place.
 ``cnnkit.ops.reference`` holds a plain NumPy version of every op, written for clarity, that the
 tests and benchmarks compare against.
+
+Every op is also differentiable (``ops.autodiff``): called on a :class:`Tensor` (what a layer's
+``call`` receives, or an array a ``GradientTape`` watches) it records its vector-Jacobian product,
+registered once in ``ops.gradients`` from the ``_backward`` kernels. ``ops.array`` adds the array
+functions of ``keras.ops`` (arithmetic, reductions, shapes, indexing, ``where``, ``matmul``, ``conv``,
+``depthwise_conv``, ...), each with its VJP. On plain arrays every op runs as before and returns a
+plain array.
 """
 
 from . import reference
-from ._backend import get_array_module, to_host
-from .conv import *  # noqa: F401,F403
-from .conv import __all__ as _conv_all
+from ._backend import get_array_module as _get_array_module, to_host as _to_host
+from .array import *  # noqa: F401,F403
+from .array import __all__ as _array_all
+from .autodiff import GradientTape, Tensor, convert_to_tensor, is_tensor
+from .convolution import *  # noqa: F401,F403
+from .convolution import __all__ as _conv_all
 from .cross_entropy import *  # noqa: F401,F403
 from .cross_entropy import __all__ as _cross_entropy_all
 from .linear import *  # noqa: F401,F403
@@ -32,6 +42,29 @@ from .optimizer import __all__ as _optimizer_all
 from .pool import *  # noqa: F401,F403
 from .pool import __all__ as _pool_all
 
-__all__ = ["reference", "get_array_module", "to_host", *_conv_all, *_cross_entropy_all, *_linear_all,
+import sys as _sys
+
+from . import autodiff as _autodiff
+from .gradients import wrap as _wrap
+
+_wrap(globals())  # every op above records its gradient when called on Tensors (ops.autodiff)
+_autodiff.bind_ops(_sys.modules[__name__])
+
+
+def get_array_module(*arrays):
+    """numpy or cupy, whichever module the arrays (or Tensors, Variables) belong to."""
+    return _get_array_module(*(getattr(a, "value", a) if type(a).__name__ in ("Tensor", "Variable") else a
+                               for a in arrays))
+
+
+def to_host(a):
+    """a as a NumPy array (a CuPy array, a Tensor or a Variable copied to the host)."""
+    if type(a).__name__ in ("Tensor", "Variable"):
+        a = a.value
+    return _to_host(a)
+
+
+__all__ = ["reference", "get_array_module", "to_host", "GradientTape", "Tensor", "convert_to_tensor",
+           "is_tensor", *_array_all, *_conv_all, *_cross_entropy_all, *_linear_all,
            *_nonlinear_all, *_norm_all, *_optimizer_all,
            *_pool_all]

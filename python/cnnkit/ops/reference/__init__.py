@@ -9,8 +9,8 @@ arithmetic, windows and random numbers are worked out again from their definitio
 benchmarks use this module as the ground truth.
 """
 
-from .conv import *  # noqa: F401,F403
-from .conv import __all__ as _conv_all
+from .convolution import *  # noqa: F401,F403
+from .convolution import __all__ as _conv_all
 from .cross_entropy import *  # noqa: F401,F403
 from .cross_entropy import __all__ as _cross_entropy_all
 from .linear import *  # noqa: F401,F403

@@ -8,11 +8,11 @@ col2im are explicit loops over windows.
 
 import numpy as np
 
-from .. import conv as _native
+from .. import convolution as _native
 from .._op_args import check_col2im, check_conv2d, check_conv2d_backward, check_im2col
 from ._common import as_pair, pad_spec
 
-__all__ = _native.__all__  # the ops of cnnkit.ops.conv, each written again below
+__all__ = _native.__all__  # the ops of cnnkit.ops.convolution, each written again below
 
 
 def _geometry(x_shape, kernel_size, strides, padding, dilation):
