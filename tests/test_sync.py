@@ -197,6 +197,30 @@ def test_metric_updates_do_not_read(rng, monkeypatch, metric):
     assert m.result() == expected.result() and type(m.result()) is float
 
 
+@pytest.mark.parametrize("make", [lambda: metrics.Precision(), lambda: metrics.Recall(thresholds=[0.3, 0.6]),
+                                  lambda: metrics.Precision(class_id=2), lambda: metrics.Recall(average="macro"),
+                                  lambda: metrics.Precision(average="macro")],
+                         ids=["precision", "recall_thresholds", "precision_class_id", "recall_macro",
+                              "precision_macro"])
+def test_precision_and_recall_updates_do_not_read(rng, monkeypatch, make):
+    pred = rng.random((9, 4)).astype("float32")
+    macro = make().average == "macro"
+    y = rng.integers(0, 4, 9) if macro else rng.integers(0, 2, (9, 4))
+    m, expected = make(), make()
+    for weights in (None, rng.random(9)):
+        with _step(monkeypatch):
+            m.update_state(_strict(y), _strict(pred), sample_weight=weights)
+        expected.update_state(y, pred, sample_weight=weights)
+    assert m.result() == pytest.approx(expected.result(), abs=1e-12)
+    # a prediction outside [0, 1] is counted on the device and refused when the result is read
+    bad = make()
+    if not macro:
+        with _step(monkeypatch):
+            bad.update_state(_strict(y), _strict(pred * 3))
+        with pytest.raises(ValueError, match=r"probabilities in \[0, 1\].*outside"):
+            bad.result()
+
+
 def test_loss_tracker_does_not_read(monkeypatch):
     m = metrics.Mean(name="loss")
     with _step(monkeypatch):

@@ -301,15 +301,34 @@ class Precision(Metric):
         self.reset_state()
 
     def reset_state(self):
-        self.true_positives = np.zeros(len(self.thresholds))
-        self.false_positives = np.zeros(len(self.thresholds))
-        self.false_negatives = np.zeros(len(self.thresholds))
-        self.confusion = None  # (K, K) counts for average="macro", rows = true class
+        # tp, fp, fn per threshold as a (3, T) float64 array on the predictions' device, and for
+        # average="macro" the (K, K) confusion counts (rows = true class): both stay there between
+        # steps and are read by result(), so a GPU step does not wait for the device
+        self._counts = None
+        self.confusion = None
+        self._out_of_range = None  # on the GPU: how many predictions were outside [0, 1], checked in result()
+
+    @property
+    def true_positives(self):
+        return self._host(0)
+
+    @property
+    def false_positives(self):
+        return self._host(1)
+
+    @property
+    def false_negatives(self):
+        return self._host(2)
+
+    def _host(self, row):
+        if self._counts is None:
+            return np.zeros(len(self.thresholds))
+        return to_host(self._counts[row]).astype(np.float64)
 
     def update_state(self, y_true, y_pred, sample_weight=None):
         y_true, y_pred = _align(y_true, y_pred, self.name)
         if self.average == "macro":
-            cm = _confusion(y_true, y_pred, None, self.name, sample_weight, scores_only=True)
+            cm = _confusion(y_true, y_pred, None, self.name, sample_weight, scores_only=True, on_host=False)
             if self.confusion is not None and self.confusion.shape != cm.shape:
                 raise ValueError(f"{self.name} was updated with {self.confusion.shape[0]} classes before; "
                                  f"received y_pred of shape {tuple(y_pred.shape)}")
@@ -327,33 +346,58 @@ class Precision(Metric):
                                  f"shape {tuple(y_pred.shape)}")
             y_true, y_pred = y_true[..., self.class_id], y_pred[..., self.class_id]
         xp = ops.get_array_module(y_pred)
-        if y_pred.size and bool(((y_pred < 0) | (y_pred > 1)).any()):
-            raise ValueError(f"{self.name} expects probabilities in [0, 1] in y_pred; received values from "
-                             f"{float(y_pred.min())} to {float(y_pred.max())} (pass probabilities, e.g. "
-                             "apply a sigmoid to logits)")
-        positive = y_true != 0
-        w = None
+        outside = (y_pred < 0) | (y_pred > 1)
+        if type(y_pred) is np.ndarray:  # host memory: checked now, at no cost
+            if y_pred.size and bool(outside.any()):
+                raise ValueError(_range_message(self.name, float(y_pred.min()), float(y_pred.max())))
+        else:  # counted on the device; result() raises (reading it here would wait for the GPU)
+            bad = outside.sum()
+            self._out_of_range = bad if self._out_of_range is None else self._out_of_range + bad
+        positive = (y_true != 0).astype(xp.float64)
+        w = 1.0
         if sample_weight is not None:
             n = y_pred.shape[0] if y_pred.ndim else 1
             w = _sample_weight(xp, sample_weight, n, self.name).reshape((n,) + (1,) * max(y_pred.ndim - 1, 0))
-        for i, t in enumerate(self.thresholds):
-            predicted = y_pred > t
-            self.true_positives[i] += _count(predicted & positive, w)
-            self.false_positives[i] += _count(predicted & ~positive, w)
-            self.false_negatives[i] += _count(~predicted & positive, w)
-
-    def _per_threshold(self):
-        wrong = self.false_negatives if self._recall else self.false_positives
-        return _divide(self.true_positives, self.true_positives + wrong)
+        thresholds = xp.asarray(self.thresholds, dtype=y_pred.dtype).reshape((-1,) + (1,) * y_pred.ndim)
+        predicted = (y_pred[None] > thresholds).astype(xp.float64)  # (T, ...)
+        axes = tuple(range(1, predicted.ndim))
+        counts = xp.stack([(predicted * positive * w).sum(axis=axes), (predicted * (1 - positive) * w).sum(axis=axes),
+                           ((1 - predicted) * positive * w).sum(axis=axes)])  # (3, T), on the device
+        self._counts = counts if self._counts is None else self._counts + counts
 
     def result(self):
+        return _finish(self._result_parts())
+
+    def _result_parts(self):
+        """The device values result() reads: the out-of-range count (GPU), then the macro average
+        (0-d, computed on the device) or tp and tp + wrong per threshold."""
+        head = [] if self._out_of_range is None else [self._out_of_range]
         if self.average == "macro":
             if self.confusion is None:
-                return 0.0
-            hits = np.diag(self.confusion)
-            return float(_divide(hits, self.confusion.sum(axis=1 if self._recall else 0)).mean())
-        values = self._per_threshold()
-        return float(values[0]) if self._single else [float(v) for v in values]
+                return head, lambda *bad: self._checked(bad) or 0.0
+            xp = ops.get_array_module(self.confusion)
+            hits = xp.diagonal(self.confusion)
+            den = self.confusion.sum(axis=1 if self._recall else 0)
+            macro = xp.where(den != 0, hits / xp.where(den != 0, den, 1), 0.0).mean()
+            return head + [macro], lambda *v: self._checked(v[:len(head)]) or v[len(head)]
+        t = len(self.thresholds)
+        if self._counts is None:
+            zeros = [0.0] * t
+            return head, lambda *bad: self._checked(bad) or (0.0 if self._single else zeros)
+        wrong = self._counts[2] if self._recall else self._counts[1]
+        parts = [self._counts[0][i] for i in range(t)] + [(self._counts[0] + wrong)[i] for i in range(t)]
+
+        def finish(*v):
+            self._checked(v[:len(head)])
+            tp, den = v[len(head):len(head) + t], v[len(head) + t:]
+            values = [a / d if d else 0.0 for a, d in zip(tp, den)]
+            return values[0] if self._single else values
+
+        return head + parts, finish
+
+    def _checked(self, bad):
+        if bad and bad[0]:
+            raise ValueError(_range_message(self.name, None, None, count=int(bad[0])))
 
     def get_config(self):
         return {**super().get_config(), "thresholds": self.init_thresholds, "class_id": self.class_id,
@@ -656,8 +700,11 @@ def _sample_weight(xp, sample_weight, n, who):
     return w
 
 
-def _count(mask, w):
-    return int(mask.sum()) if w is None else _float((mask * w).sum())
+def _range_message(name, low, high, count=None):
+    seen = (f"received values from {low} to {high}" if count is None else
+            f"received {count} value(s) outside that range since the last reset")
+    return (f"{name} expects probabilities in [0, 1] in y_pred; {seen} (pass probabilities, e.g. apply a sigmoid "
+            "to logits)")
 
 
 def _divide(num, den):
@@ -666,8 +713,9 @@ def _divide(num, den):
     return np.divide(num, den, out=np.zeros(np.broadcast(num, den).shape), where=den != 0)
 
 
-def _confusion(y_true, y_pred, num_classes, who, sample_weight=None, scores_only=False):
-    """Host float64 (K, K) confusion counts (weighted when sample_weight is given)."""
+def _confusion(y_true, y_pred, num_classes, who, sample_weight=None, scores_only=False, on_host=True):
+    """float64 (K, K) confusion counts (weighted when sample_weight is given), on the host, or on
+    the predictions' device with ``on_host=False``."""
     xp = ops.get_array_module(y_pred)
     scores = y_pred.ndim == 2 and y_pred.shape[-1] > 1
     if scores_only and not scores:
@@ -700,7 +748,8 @@ def _confusion(y_true, y_pred, num_classes, who, sample_weight=None, scores_only
     w = None if sample_weight is None else _sample_weight(xp, sample_weight, true_ids.shape[0], who)
     flat = true_ids * k + pred_ids
     counts = xp.bincount(flat, weights=w, minlength=k * k) if flat.size else xp.zeros(k * k)
-    return to_host(counts).astype(np.float64).reshape(k, k)
+    counts = counts.astype(xp.float64).reshape(k, k)
+    return to_host(counts) if on_host else counts
 
 
 def _ids_1d(a, who, arg):
