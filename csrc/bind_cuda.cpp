@@ -20,6 +20,34 @@
 namespace py = pybind11;
 
 namespace cnnkit {
+namespace {
+// Kernel scratch from CuPy's allocator (cuda/kernels.h ScratchAllocator). The kernels run with the
+// GIL released; each allocation and release takes it back for the call into CuPy. g_alloc is
+// cupy.cuda.alloc, kept for the life of the process (never destroyed: the interpreter may be
+// finalizing when static destructors run).
+py::object* g_alloc = nullptr;
+
+void* cupy_alloc(std::size_t bytes, void** handle, const char* what) {
+    py::gil_scoped_acquire gil;
+    try {
+        py::object mem = (*g_alloc)(bytes);  // a cupy.cuda.MemoryPointer on the current device and stream
+        void* ptr = reinterpret_cast<void*>(mem.attr("ptr").cast<std::uintptr_t>());
+        *handle = mem.release().ptr();  // our reference, dropped by cupy_release
+        return ptr;
+    } catch (py::error_already_set& e) {
+        if (e.matches(PyExc_MemoryError))  // CuPy's OutOfMemoryError, after freeing its cache
+            throw AllocError(std::string(what) + ": cannot allocate " + std::to_string(bytes) +
+                             " bytes of scratch (" + e.what() + ")");
+        throw;
+    }
+}
+
+void cupy_release(void* handle) {
+    py::gil_scoped_acquire gil;
+    Py_DECREF(static_cast<PyObject*>(handle));  // the block goes back to CuPy's pool, stream-ordered
+}
+}  // namespace
+
 // The device of cnnkit._cuda for the bindings (bind_array.h): objects exposing
 // __cuda_array_interface__, kernels queued on the stream passed by keyword (cnnkit.ops always passes it).
 struct Cuda {
@@ -56,6 +84,19 @@ PYBIND11_MODULE(_cuda, m) {
     m.def("get_sync_checks", &cnnkit::cuda::sync_checks);
     m.def("set_sync_checks", &cnnkit::cuda::set_sync_checks, py::arg("on"),
           "Synchronize after every launch so that a faulting kernel is named (slow; CNNKIT_CUDA_SYNC=1).");
+    m.def("set_scratch_allocator", [](py::object alloc) {
+        if (alloc.is_none()) {
+            cnnkit::cuda::set_scratch_allocator({});
+            return;
+        }
+        if (!PyCallable_Check(alloc.ptr())) throw py::type_error("set_scratch_allocator needs a callable or None");
+        if (cnnkit::g_alloc == nullptr) cnnkit::g_alloc = new py::object();
+        *cnnkit::g_alloc = alloc;
+        cnnkit::cuda::set_scratch_allocator({&cnnkit::cupy_alloc, &cnnkit::cupy_release});
+    }, py::arg("alloc"),
+          "Take kernel scratch from alloc(nbytes) -> an object with .ptr holding the block while it lives "
+          "(cnnkit.ops installs cupy.cuda.alloc); None goes back to cudaMallocAsync.");
+    m.def("has_scratch_allocator", [] { return cnnkit::cuda::scratch_allocator().alloc != nullptr; });
     using cnnkit::Cuda;
     m.def("_launch_fault_selftest", [](std::uintptr_t stream) {
         cnnkit::cuda::launch_fault_selftest(Cuda::stream(stream));

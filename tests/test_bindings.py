@@ -192,3 +192,22 @@ def test_cuda_module_checks_device_arrays_as_the_cpu_checks_host_arrays():
         _cuda.relu_backward(FakeDeviceArray((3, 4)), FakeDeviceArray((3, 4)), FakeDeviceArray((3, 4), readonly=True),
                             stream=0)
     assert str(on_gpu.value) == str(on_cpu.value)
+
+
+@needs_cuda_module
+def test_scratch_allocator_hook_takes_a_callable_or_none():
+    """cnnkit._cuda's scratch comes from an installed allocator (cnnkit.ops installs cupy.cuda.alloc
+    with the GPU backend); the hook is checked without a GPU."""
+    before = _cuda.has_scratch_allocator()
+    try:
+        with pytest.raises(TypeError, match="callable"):
+            _cuda.set_scratch_allocator(3)
+        _cuda.set_scratch_allocator(lambda nbytes: None)
+        assert _cuda.has_scratch_allocator()
+        _cuda.set_scratch_allocator(None)
+        assert not _cuda.has_scratch_allocator()
+    finally:
+        if before:
+            import cupy
+
+            _cuda.set_scratch_allocator(cupy.cuda.alloc)

@@ -135,6 +135,40 @@ def test_failed_scratch_allocation_is_a_memory_error_that_leaves_no_error_behind
     np.testing.assert_array_equal(to_numpy(ops.relu(x)), [0, 2])
 
 
+def test_scratch_comes_from_cupys_pool(cp):
+    """Issue 22: kernel scratch is taken with cupy.cuda.alloc (CuPy's pool on the current stream),
+    not cudaMallocAsync beside it; CuPy's out-of-memory error becomes a MemoryError naming the op."""
+    from cnnkit import _cuda
+
+    rng = np.random.default_rng(0)
+    x = cp.asarray(rng.standard_normal((64, 3)).astype(np.float32))
+    g, b = cp.ones(3, cp.float32), cp.zeros(3, cp.float32)
+    mm, mv = cp.zeros(3, cp.float32), cp.ones(3, cp.float32)
+    ops.batch_norm(x, g, b, mm, mv, training=True)  # the backend is up: CuPy's allocator installed
+    assert _cuda.has_scratch_allocator()
+    calls = []
+
+    def counting(nbytes):
+        calls.append(nbytes)
+        return cp.cuda.alloc(nbytes)
+
+    def refusing(nbytes):
+        raise cp.cuda.memory.OutOfMemoryError(nbytes, 0, 0)
+
+    try:
+        _cuda.set_scratch_allocator(counting)
+        y = ops.batch_norm(x, g, b, mm, mv, training=False)
+        assert calls and all(n > 0 for n in calls)
+        assert_close(y, ref.batch_norm(to_numpy(x).astype(np.float64), np.ones(3), np.zeros(3), to_numpy(mm),
+                                       to_numpy(mv)), np.float32)
+        _cuda.set_scratch_allocator(refusing)
+        with pytest.raises(MemoryError, match="batch_norm"):
+            ops.batch_norm(x, g, b, mm, mv, training=False)
+    finally:
+        _cuda.set_scratch_allocator(cp.cuda.alloc)
+    np.testing.assert_array_equal(to_numpy(ops.relu(cp.asarray(np.array([-1.0, 2.0], np.float32)))), [0, 2])
+
+
 def test_memory_fault_is_a_runtime_error_naming_the_kernel(cp):
     """A kernel that reads an invalid address (in a throwaway process: the fault kills the CUDA
     context). With sync checks on, the error names the kernel that faulted."""

@@ -143,11 +143,24 @@ __device__ __forceinline__ A block_max(A v, A* shm) {
 // when the launcher returns or throws, after the kernels queued before it on that stream.
 class Scratch {
   public:
+    // From the installed allocator (CuPy's pool, on the stream the kernels run on: the block goes
+    // back to that stream's pool, stream-ordered) or else cudaMallocAsync on `stream`.
     Scratch(std::size_t bytes, cudaStream_t stream, const char* what) : stream_(stream) {
-        if (bytes) check_cuda(cudaMallocAsync(&ptr_, bytes, stream), what);
+        if (!bytes) return;
+        const ScratchAllocator a = scratch_allocator();
+        if (a.alloc) {
+            release_ = a.release;
+            ptr_ = a.alloc(bytes, &handle_, what);
+        } else {
+            check_cuda(cudaMallocAsync(&ptr_, bytes, stream), what);
+        }
     }
     ~Scratch() {
-        if (ptr_) cudaFreeAsync(ptr_, stream_);
+        if (handle_) {
+            release_(handle_);
+        } else if (ptr_) {
+            cudaFreeAsync(ptr_, stream_);
+        }
     }
     Scratch(const Scratch&) = delete;
     Scratch& operator=(const Scratch&) = delete;
@@ -158,6 +171,8 @@ class Scratch {
 
   private:
     void* ptr_ = nullptr;
+    void* handle_ = nullptr;  // the allocator's handle (CuPy's MemoryPointer), when it made the block
+    void (*release_)(void*) = nullptr;
     cudaStream_t stream_;
 };
 

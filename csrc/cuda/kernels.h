@@ -28,6 +28,18 @@ int runtime_version();
 int device_count();  // 0 without a driver or device (never throws)
 int driver_version();  // the CUDA version the driver supports (12080 = 12.8); 0 without a driver
 
+// Where kernel scratch comes from. The binding module installs CuPy's allocator (cupy.cuda.alloc:
+// CuPy's memory pool on the current stream, one pool for arrays and scratch, and CuPy's
+// OutOfMemoryError after it has freed its cache) with set_scratch_allocator; without one, scratch
+// comes from cudaMallocAsync. alloc returns the device pointer and sets *handle to what release
+// takes back; it throws (AllocError for an allocation that failed) and never returns null for bytes > 0.
+struct ScratchAllocator {
+    void* (*alloc)(std::size_t bytes, void** handle, const char* what) = nullptr;
+    void (*release)(void* handle) = nullptr;
+};
+void set_scratch_allocator(ScratchAllocator allocator);
+ScratchAllocator scratch_allocator();
+
 #include "kernels.inc"
 
 }  // namespace cuda

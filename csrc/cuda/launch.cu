@@ -72,6 +72,13 @@ void scratch_fault_selftest(Stream stream) {
     Scratch too_big(std::size_t(1) << 62, as_stream(stream), "selftest_scratch");  // 4 EiB: refused
 }
 
+namespace {
+ScratchAllocator g_scratch_allocator;  // set once by the binding module, at import
+}  // namespace
+
+void set_scratch_allocator(ScratchAllocator allocator) { g_scratch_allocator = allocator; }
+ScratchAllocator scratch_allocator() { return g_scratch_allocator; }
+
 int runtime_version() {
     int v = 0;
     cudaRuntimeGetVersion(&v);

@@ -152,6 +152,9 @@ def _gpu():
 
         from .. import _cuda
 
+        # kernel scratch from CuPy's pool, as the arrays: one cache, and CuPy's OutOfMemoryError
+        # (after it has freed its cache) instead of a failing cudaMallocAsync beside it
+        _cuda.set_scratch_allocator(cupy.cuda.alloc)
         _gpu_backend = Backend("gpu", cupy, _CudaLib(_cuda, cupy))
     return _gpu_backend
 
