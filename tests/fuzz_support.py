@@ -86,8 +86,53 @@ class Placed:
         return self.owner is None or self.owner.tobytes() == self.snapshot
 
 
+# The fuzz tests run on the GPU too (tests/test_fuzz_gpu.py): while DEVICE holds the cupy module,
+# place() copies each buffer to the device byte for byte (guard bands included) and gives the op a
+# CuPy view with the host view's offset and strides (so the strided, negative, Fortran, broadcast
+# and unaligned layouts are the same on the device), and outcome() hands check() host copies.
+DEVICE = []
+
+
+class DevicePlaced(Placed):
+    """A Placed whose buffer and view live on the GPU."""
+
+    def __init__(self, host, cp):
+        arg = host.arg
+        owner = host.owner if host.owner is not None else arg
+        raw = np.ravel(owner, order="K").view(np.uint8) if owner.flags.c_contiguous or owner.flags.f_contiguous \
+            else np.frombuffer(owner.tobytes(), np.uint8)
+        offset = arg.__array_interface__["data"][0] - owner.__array_interface__["data"][0]
+        buffer = cp.asarray(raw)
+        view = cp.ndarray(arg.shape, arg.dtype, memptr=buffer.data + offset, strides=arg.strides)
+        self.arg, self.values, self.owner, self.snapshot = view, host.values, buffer, raw.tobytes()
+
+    @property
+    def is_array(self):
+        return True
+
+    def unchanged(self):
+        return self.owner.get().tobytes() == self.snapshot
+
+
+def _on_device(placed):
+    if not DEVICE or not isinstance(placed.arg, np.ndarray):
+        return placed  # a list stays a list: on the GPU as on the CPU, not an array
+    return DevicePlaced(placed, DEVICE[0])
+
+
+def _host(result):
+    if isinstance(result, tuple):
+        return tuple(_host(r) for r in result)
+    return result.get() if hasattr(result, "__cuda_array_interface__") else result
+
+
 def place(values, layout, rng):
-    """``values`` (an ndarray) laid out as asked; the guard bands hold random bits."""
+    """``values`` (an ndarray) laid out as asked; the guard bands hold random bits (on the GPU
+    while DEVICE is set)."""
+    return _on_device(_place(values, layout, rng))
+
+
+def _place(values, layout, rng):
     shape, dtype = values.shape, values.dtype
     size = values.size
     if layout == "list":
@@ -289,7 +334,11 @@ def outcome(expect, call, check, placed=(), allow_refusal=False):
         if expect is not OK:
             raise AssertionError(f"an invalid call (expected {[t.__name__ for t in expect.types]}) "
                                  f"returned {type(result).__name__}")
-        check(result)
+        if DEVICE:
+            assert all(hasattr(r, "__cuda_array_interface__") for r in
+                       (result if isinstance(result, tuple) else (result,)) if r is not None), \
+                "a GPU call must return CuPy arrays"
+        check(_host(result))
     for i, p in enumerate(placed):
         assert p.unchanged(), f"input {i} (or the memory around it) was modified"
 
