@@ -435,3 +435,33 @@ def test_a_model_compiled_with_a_loss_function_saves_and_loads(rng, tmp_path):
     assert again.loss.name == "mean_abs"
     assert again.evaluate(x, y, verbose=0) == pytest.approx(model.evaluate(x, y, verbose=0), rel=1e-6)
     assert models.load_model(tmp_path / "m.cnnkit", compile=False).predict(x, verbose=0).shape == (8, 2)
+
+
+@pytest.mark.gpu
+def test_custom_layers_and_tapes_on_the_gpu(cupy_xp, rng):
+    """The same recorded graphs on CuPy arrays: a call-only layer trains to the same weights as the
+    built-in layers, and a tape's gradients of a GPU model equal what fit applies."""
+    cp = cupy_xp
+    custom, builtin = _se_models()
+    builtin.set_weights(custom.get_weights())
+    x, y = _data(rng)
+    for model in (custom, builtin):
+        model.to("gpu")
+        model.compile(optimizer=optimizers.SGD(0.1, momentum=0.9), loss="sparse_categorical_crossentropy")
+        model.fit(cp.asarray(x), cp.asarray(y), batch_size=4, epochs=1, shuffle=False, verbose=0)
+    for a, b in zip(custom.get_weights(), builtin.get_weights()):
+        assert rel_error(a, b) < 1e-10
+    model = _conv_model().to("gpu")
+    model.compile(optimizer=optimizers.SGD(1.0), loss="sparse_categorical_crossentropy")
+    xg, yg = cp.asarray(rng.standard_normal((5, 7, 7, 2))), cp.asarray(rng.integers(0, 4, 5))
+    before = [v.numpy() for v in model.trainable_weights]
+    stats = [v.numpy() for v in model.non_trainable_weights]
+    with GradientTape() as tape:
+        loss = model.compute_loss(y=yg, y_pred=model(xg, training=True))
+    grads = tape.gradient(loss, model.trainable_weights)
+    assert all(isinstance(g, cp.ndarray) for g in grads)
+    for v, s in zip(model.non_trainable_weights, stats):
+        v.assign(s)
+    model.train_on_batch(xg, yg)
+    for b, g, v in zip(before, grads, model.trainable_weights):
+        assert rel_error(b - v.numpy(), to_numpy(g)) < 1e-10
