@@ -404,19 +404,23 @@ def test_pinned_uploads_run_one_batch_ahead(rng):
     y = rng.integers(0, 5, 23)
     fetched = []
 
+    w = rng.random(23)
+
     def source():
         for i in range(0, 23, 4):
             fetched.append(i)
-            yield x[i:i + 4], y[i:i + 4]
+            yield x[i:i + 4], y[i:i + 4], w[i:i + 4]
 
     uploads = _PinnedUploads(cp)
     got = []
-    for xb, yb in uploads.batches(source(), lambda xb, yb: [(xb, np.float32), (yb, yb.dtype)]):
-        got.append((xb.data, yb.data))
+    for xb, yb, wb in uploads.batches(source(), lambda xb, yb, wb: [(xb, np.float32), (yb, yb.dtype),
+                                                                    (wb, np.float64)]):
+        got.append((xb.data, yb.data, wb.data))
         assert len(fetched) == min(len(got) + 1, 6), "the next batch is staged before this one is used"
     assert len(got) == 6 and len(cp.compute.waited) == 6  # the compute stream waits on each copy's event
     np.testing.assert_array_equal(np.concatenate([g[0] for g in got]), x.astype(np.float32))
     np.testing.assert_array_equal(np.concatenate([g[1] for g in got]), y)
+    np.testing.assert_array_equal(np.concatenate([g[2] for g in got]), w)  # the sample weights ride along
     assert got[0][0].dtype == np.float32 and len(cp.pinned) == _PinnedUploads.SLOTS  # buffers reused
 
 
@@ -445,8 +449,8 @@ def test_pinned_uploads_order_an_unused_batch_before_its_block_is_reused(rng):
     from cnnkit.models.training import _PinnedUploads
 
     cp = _FakeCuda()
-    source = ((np.zeros((2, 3)), np.zeros(2, np.int64)) for _ in range(5))
-    batches = _PinnedUploads(cp).batches(source, lambda xb, yb: [(xb, np.float32), (yb, yb.dtype)])
+    source = ((np.zeros((2, 3)), np.zeros(2, np.int64), None) for _ in range(5))
+    batches = _PinnedUploads(cp).batches(source, lambda xb, yb, wb: [(xb, np.float32), (yb, yb.dtype), None])
     next(batches)
     batches.close()
     assert len(cp.compute.waited) == 2

@@ -73,10 +73,11 @@ def _is_stream(x):
 
 
 class _ArrayBatches:
-    """Batches of batch_size rows from in-memory arrays (already checked), shuffled per epoch on request."""
+    """Batches (x, y, sample_weight) of batch_size rows from in-memory arrays (already checked; y and
+    the weights may be None), shuffled per epoch on request."""
 
-    def __init__(self, x, y, batch_size, steps=None, steps_name="steps"):
-        self.x, self.y, self.batch_size = x, y, batch_size
+    def __init__(self, x, y, batch_size, steps=None, steps_name="steps", w=None):
+        self.x, self.y, self.w, self.batch_size = x, y, w, batch_size
         self.samples = x.shape[0]
         full = -(-self.samples // batch_size)
         if steps is not None and steps > full:
@@ -96,7 +97,8 @@ class _ArrayBatches:
         for step in range(self.steps):
             sl = slice(step * self.batch_size, min(self.samples, (step + 1) * self.batch_size))
             xi, yi = (sl, sl) if order is None else (x_order[sl], y_order[sl])
-            yield self.x[xi], None if self.y is None else self.y[yi]
+            wi = sl if order is None else order[sl]
+            yield self.x[xi], None if self.y is None else self.y[yi], None if self.w is None else self.w[wi]
 
     def on_epoch_end(self):
         pass
@@ -148,23 +150,23 @@ class _PinnedUploads:
         return out, self.pinned[i][2]
 
     def batches(self, source, prepare):
-        """(x, y) device batches for the host batches of ``source``; ``prepare(xb, yb)`` gives the
-        list of (host array, dtype) to upload."""
+        """(x, y, w) device batches for the host batches of ``source``; ``prepare(xb, yb, wb)`` gives
+        the list of (host array, dtype) to upload."""
         compute = self.cp.cuda.get_current_stream()
         ahead = None
         try:
-            for xb, yb in source:
-                nxt = self._upload(prepare(xb, yb))
+            for xb, yb, wb in source:
+                nxt = self._upload(prepare(xb, yb, wb))
                 if ahead is not None:
-                    (x, y), ready = ahead
+                    (x, y, w), ready = ahead
                     compute.wait_event(ready)
-                    yield x, y
+                    yield x, y, w
                 ahead = nxt
             if ahead is not None:
-                (x, y), ready = ahead
+                (x, y, w), ready = ahead
                 ahead = None
                 compute.wait_event(ready)
-                yield x, y
+                yield x, y, w
         finally:
             # a batch uploaded but never used (training stopped): its device block goes back to the
             # compute stream's pool, so that stream must not reuse it before the copy has landed
@@ -220,23 +222,28 @@ class _StreamBatches:
 
     def _checked(self, batch, i):
         what = f"batch {i} of {self.name}"
+        wb = None
         if isinstance(batch, (list, tuple)):
-            if len(batch) == 3:
-                raise ValueError(f"{what} is (x, y, sample_weight); sample weights are not supported")
-            if len(batch) not in (1, 2):
-                raise ValueError(f"{what} must be (x, y) or x, received a {type(batch).__name__} of {len(batch)} items")
-            xb, yb = batch[0], batch[1] if len(batch) == 2 else None
+            if len(batch) not in (1, 2, 3):
+                raise ValueError(f"{what} must be x, (x, y) or (x, y, sample_weight), received a "
+                                 f"{type(batch).__name__} of {len(batch)} items")
+            xb, yb = batch[0], batch[1] if len(batch) >= 2 else None
+            wb = batch[2] if len(batch) == 3 else None
         else:
             xb, yb = batch, None
         xb = self.trainer._check_x(xb, f"x of {what}")
         if xb.shape[0] == 0:
             raise ValueError(f"{what} is empty")
         if not self.labels:
-            return xb, None
-        if yb is None:
+            return xb, None, None
+        if yb is None and not self.trainer._custom("train_step"):
             raise ValueError(f"{what} has no labels: yield (x, y) pairs")
+        if wb is not None:
+            wb = _check_sample_weight(wb, xb.shape[0], f"sample_weight of {what}")
+        if yb is None:
+            return xb, None, wb
         try:
-            return xb, self.trainer._check_y(yb, xb.shape[0], f"y of {what}")
+            return xb, self.trainer._check_y(yb, xb.shape[0], f"y of {what}"), wb
         except ValueError as e:
             if f"y of {what}" in str(e):
                 raise
@@ -257,8 +264,10 @@ class Trainer:
         self._loss_tracker = None
 
     # ------------------------------------------------------------------ compile
-    def compile(self, optimizer="rmsprop", loss=None, metrics=None, **kwargs):
-        """Set the optimizer, the loss and the metrics to report (names or objects, as in Keras)."""
+    def compile(self, optimizer="rmsprop", loss=None, metrics=None, weighted_metrics=None, **kwargs):
+        """Set the optimizer, the loss and the metrics to report (names or objects, as in Keras);
+        ``weighted_metrics`` are weighted by fit's and evaluate's sample_weight / class_weight (the
+        loss is, ``metrics`` are not, as in Keras 3)."""
         ignored = {"run_eagerly", "jit_compile", "steps_per_execution"}
         unknown = set(kwargs) - ignored
         if unknown:
@@ -276,7 +285,18 @@ class Trainer:
             raise TypeError("metrics per output (a dict) are not supported; pass a list")
         out_shape = self.outputs[0].shape if getattr(self, "_graph_ready", False) else None
         self.compiled_metrics = [_metrics.get(m, loss=self.loss, output_shape=out_shape) for m in metrics]
-        names = ["loss"] + [m.name for m in self.compiled_metrics]
+        if weighted_metrics is None:
+            weighted_metrics = []
+        if isinstance(weighted_metrics, (str, _metrics.Metric)) or callable(weighted_metrics) and \
+                not isinstance(weighted_metrics, (list, tuple)):
+            weighted_metrics = [weighted_metrics]
+        self.compiled_weighted_metrics = [_metrics.get(m, loss=self.loss, output_shape=out_shape)
+                                          for m in weighted_metrics]
+        taken = {m.name for m in self.compiled_metrics}
+        for m in self.compiled_weighted_metrics:
+            if m.name in taken:  # the same metric both ways: Keras names the weighted one weighted_<name>
+                m.name = "weighted_" + m.name
+        names = ["loss"] + [m.name for m in self.compiled_metrics + self.compiled_weighted_metrics]
         dup = {n for n in names if names.count(n) > 1}
         if dup:
             raise ValueError(f"metric names must be unique, these repeat: {sorted(dup)}")
@@ -294,7 +314,8 @@ class Trainer:
     def metrics(self):
         """The metrics fit resets at each epoch: the loss tracker and the compiled metrics, then every
         Metric held in a public attribute of the model (a custom train_step's trackers), as Keras."""
-        out = ([self._loss_tracker] if self._loss_tracker is not None else []) + list(self.compiled_metrics)
+        out = ([self._loss_tracker] if self._loss_tracker is not None else []) + list(self.compiled_metrics) + \
+            list(getattr(self, "compiled_weighted_metrics", ()))
         return out + [m for m in self.__dict__.get("_tracked_metrics", ()) if all(m is not o for o in out)]
 
     # ------------------------------------------------------------------ overridable steps (Keras)
@@ -307,39 +328,54 @@ class Trainer:
         Override it (with GradientTape, ``compute_loss`` and ``optimizer.apply_gradients``) for a
         GAN, distillation or any loss that is not a function of (y_true, y_pred); fit then calls
         yours, with callbacks and the progress bar as usual."""
-        x, y = _unpack(data)
+        x, y, w = _unpack(data)
         self._require_loss("train_step")
-        value, pred = self._train_step(x, y)
-        self._update_metrics(value, x.shape[0], y, pred)
+        value, pred = self._train_step(x, y, sample_weight=w)
+        self._update_metrics(value, x.shape[0], y, pred, w)
         return {m.name: m.result() for m in self.metrics}
 
     def test_step(self, data):
         """One evaluation step on a batch, as Keras' ``Model.test_step``; returns the logs."""
-        x, y = _unpack(data)
+        x, y, w = _unpack(data)
         self._require_loss("test_step")
-        value, pred = self._test_step(x, y)
-        self._update_metrics(value, x.shape[0], y, pred)
+        value, pred = self._test_step(x, y, sample_weight=w)
+        self._update_metrics(value, x.shape[0], y, pred, w)
         return {m.name: m.result() for m in self.metrics}
 
     def compute_loss(self, x=None, y=None, y_pred=None, sample_weight=None, training=True):
         """The compiled loss of (y, y_pred) plus the weights' regularization penalties, as Keras 3's
         ``Model.compute_loss``: a 0-d Tensor that a GradientTape differentiates when y_pred is one."""
         self._require_loss("compute_loss")
-        if sample_weight is not None:
-            raise NotImplementedError("compute_loss: sample_weight is not supported yet")
         if y_pred is None:
             y_pred = self(x, training=training)
-        value = self.loss(y, y_pred)
+        if sample_weight is None:
+            value = self.loss(y, y_pred)
+        else:
+            value = autodiff.weighted_loss_node(self.loss, y, y_pred, sample_weight)
         for v in self.weights:
             if v.regularizer is not None:
                 value = value + autodiff.regularizer_node(v)
         return value
 
     def compute_metrics(self, x, y, y_pred, sample_weight=None):
-        """Update the compiled metrics with (y, y_pred); returns every metric's result, as Keras."""
+        """Update the compiled metrics with (y, y_pred) (the weighted ones with sample_weight);
+        returns every metric's result, as Keras."""
         for m in self.compiled_metrics:
             m.update_state(y, y_pred)
+        for m in getattr(self, "compiled_weighted_metrics", ()):
+            m.update_state(y, y_pred, sample_weight=sample_weight)
         return {m.name: m.result() for m in self.metrics}
+
+    def _check_class_weight_labels(self, class_weight, y):
+        """Every class in the labels y must have a class weight (as Keras requires)."""
+        table = _class_weight_table(class_weight)
+        if y is None:
+            raise ValueError("class_weight needs labels y")
+        ids = np.unique(to_host(_class_ids(to_host(y), np)))
+        missing = [int(c) for c in ids if c >= len(table) or int(c) not in class_weight]
+        if missing:
+            raise ValueError(f"class_weight has no weight for class(es) {missing[:20]} found in y; give every class "
+                             "a weight")
 
     def _require_loss(self, what):
         if self.loss is None:
@@ -464,15 +500,18 @@ class Trainer:
         ahead (_PinnedUploads). Streams (Sequence, generator) are not read ahead: their batches
         arrive when the step asks, as before."""
         source = batches.epoch(shuffle)
-        if xp is np or not isinstance(batches, _ArrayBatches) or is_cupy(batches.x) or is_cupy(batches.y):
+        if xp is np or not isinstance(batches, _ArrayBatches) or is_cupy(batches.x) or is_cupy(batches.y) or \
+                is_cupy(batches.w):
             return source
         return _PinnedUploads(xp).batches(source, self._host_batch)
 
-    def _host_batch(self, xb, yb):
-        """What the GPU receives of a host batch: (array, dtype) of the inputs and of the labels."""
+    def _host_batch(self, xb, yb, wb=None):
+        """What the GPU receives of a host batch: (array, dtype) of the inputs, the labels and the
+        sample weights."""
         labels = None if yb is None else self._labels_for(yb, np)
         inputs = (xb, xb.dtype if self.dtype is None else self.dtype)
-        return [inputs, None if labels is None else (labels, labels.dtype)]
+        return [inputs, None if labels is None else (labels, labels.dtype),
+                None if wb is None else (wb, np.float64)]
 
     # ------------------------------------------------------------------ one step
     def _fuses(self):
@@ -483,7 +522,7 @@ class Trainer:
                 and last.output == id(self.outputs[0]) and len(self.outputs[0].shape) == 2
                 and hasattr(last.layer, "ends_in_softmax") and last.layer.ends_in_softmax())
 
-    def _train_step(self, xb, yb, check_finite=False):
+    def _train_step(self, xb, yb, check_finite=False, sample_weight=None):
         """One optimizer step on a device batch; returns (loss value, a 0-d array on the batch's
         device, and the predictions). A non-finite loss skips the update where that is known for
         free (a NumPy loss) or where check_finite asks to read the device for it."""
@@ -503,6 +542,8 @@ class Trainer:
                 pred = outs[0]
                 value, lsaved = self.loss.forward(yb, pred)
                 dout = self.loss.backward(lsaved)
+            if sample_weight is not None:
+                value, dout = _weighted(self.loss, yb, pred, sample_weight, dout)
             value = value + self._regularization_penalty()
         if _known_not_finite(value, read=check_finite):
             return value, pred  # the caller stops training; the weights stay as they were
@@ -524,15 +565,20 @@ class Trainer:
                 total += v.regularizer(v.value)
         return total
 
-    def _test_step(self, xb, yb):
+    def _test_step(self, xb, yb, sample_weight=None):
         outs, _ = self._run([xb], training=False)
-        value, _ = self.loss.forward(yb, outs[0])
+        if sample_weight is None:
+            value, _ = self.loss.forward(yb, outs[0])
+        else:
+            value, _ = _weighted(self.loss, yb, outs[0], sample_weight)
         return value + self._regularization_penalty(), outs[0]
 
-    def _update_metrics(self, value, n, yb, pred):
+    def _update_metrics(self, value, n, yb, pred, sample_weight=None):
         self._loss_tracker.update_state(value, sample_weight=n)
         for m in self.compiled_metrics:
             m.update_state(yb, pred)
+        for m in getattr(self, "compiled_weighted_metrics", ()):
+            m.update_state(yb, pred, sample_weight=sample_weight)
 
     def _reset_metrics(self):
         for m in self.metrics:
@@ -548,12 +594,15 @@ class Trainer:
         return {prefix + m.name: v for m, v in zip(metrics, _metrics._results(metrics))}
 
     # ------------------------------------------------------------------ fit
-    def _batches(self, x, y, batch_size, steps, name="x", steps_name="steps", labels=True):
+    def _batches(self, x, y, batch_size, steps, name="x", steps_name="steps", labels=True, sample_weight=None):
         """The batch source for x: arrays are checked whole here, streams batch by batch."""
         if _is_stream(x):
             if y is not None:
                 raise ValueError(f"y must not be given when {name} is a Sequence or a generator: its batches "
                                  "carry the labels")
+            if sample_weight is not None:
+                raise ValueError(f"sample_weight must not be given when {name} is a Sequence or a generator: "
+                                 "yield (x, y, sample_weight) batches instead")
             if batch_size is not None:
                 raise ValueError(f"batch_size must not be given when {name} is a Sequence or a generator: it "
                                  f"makes the batches, received batch_size={batch_size!r}")
@@ -563,17 +612,26 @@ class Trainer:
             y = self._check_y(y, x.shape[0], "y" if name == "x" else name.replace("[0]", "[1]"))
         if x.shape[0] == 0 and labels:
             raise ValueError(f"{name} has no samples")
-        return _ArrayBatches(x, y if labels else None, _batch_size(batch_size), steps, steps_name)
+        w = None if sample_weight is None else _check_sample_weight(sample_weight, x.shape[0],
+                                                                    "sample_weight" if name == "x" else
+                                                                    name.replace("[0]", "[2]"))
+        return _ArrayBatches(x, y if labels else None, _batch_size(batch_size), steps, steps_name, w=w)
 
     def fit(self, x=None, y=None, batch_size=None, epochs=1, verbose="auto", callbacks=None,
-            validation_split=0.0, validation_data=None, shuffle=True, initial_epoch=0, steps_per_epoch=None,
-            validation_steps=None, validation_batch_size=None, validation_freq=1):
+            validation_split=0.0, validation_data=None, shuffle=True, class_weight=None, sample_weight=None,
+            initial_epoch=0, steps_per_epoch=None, validation_steps=None, validation_batch_size=None,
+            validation_freq=1, **kwargs):
         """Train for ``epochs`` epochs over (x, y); returns a History whose ``.history`` holds loss,
         each metric, and val_loss / val_<metric> when there is validation data.
 
         x may also be a Sequence (``cnnkit.utils.Sequence`` or anything with ``__len__`` and
-        ``__getitem__`` returning (x, y) batches) or a generator of (x, y) batches, which needs
-        ``steps_per_epoch``; validation_data likewise (a generator needs ``validation_steps``)."""
+        ``__getitem__`` returning (x, y) or (x, y, sample_weight) batches) or a generator of such
+        batches, which needs ``steps_per_epoch``; validation_data likewise (a generator needs
+        ``validation_steps``), or (x_val, y_val) / (x_val, y_val, val_sample_weight) arrays.
+        ``sample_weight`` (one weight per sample) and ``class_weight`` ({class id: weight}, applied
+        through each sample's label) weigh the loss and the weighted metrics, as in Keras: the batch
+        loss is sum(weight * loss) / batch size."""
+        _no_unexpected("fit", kwargs)
         self._require_compiled("fit")
         custom = self._custom("train_step")
         if not custom:
@@ -592,10 +650,14 @@ class Trainer:
             if validation_split:
                 raise ValueError("validation_split needs x as arrays; with a Sequence or a generator pass "
                                  "validation_data instead")
-            train = self._batches(x, y, batch_size, steps_per_epoch, steps_name="steps_per_epoch")
+            train = self._batches(x, y, batch_size, steps_per_epoch, steps_name="steps_per_epoch",
+                                  sample_weight=sample_weight)
         else:
             x = self._check_x(x)
             y = self._check_y(y, x.shape[0]) if y is not None or not custom else None
+            w = None if sample_weight is None else _check_sample_weight(sample_weight, x.shape[0], "sample_weight")
+            if class_weight is not None:
+                self._check_class_weight_labels(class_weight, y)
             if validation_split and validation_data is None:
                 split = int(x.shape[0] * (1 - validation_split))  # Keras: the last samples, before shuffling
                 if split == 0 or split == x.shape[0]:
@@ -603,21 +665,24 @@ class Trainer:
                                      f"set for {x.shape[0]} samples")
                 val = _ArrayBatches(x[split:], None if y is None else y[split:],
                                     _batch_size(validation_batch_size or batch_size), validation_steps,
-                                    "validation_steps")
-                x, y = x[:split], None if y is None else y[:split]
+                                    "validation_steps", w=None if w is None else w[split:])
+                x, y, w = x[:split], None if y is None else y[:split], None if w is None else w[:split]
             if x.shape[0] == 0:
                 raise ValueError("x has no samples")
-            train = _ArrayBatches(x, y, _batch_size(batch_size), steps_per_epoch, "steps_per_epoch")
+            train = _ArrayBatches(x, y, _batch_size(batch_size), steps_per_epoch, "steps_per_epoch", w=w)
+        classes = None if class_weight is None else _class_weight_table(class_weight)
         if validation_data is not None:
             if _is_stream(validation_data):
                 val = self._batches(validation_data, None, None, validation_steps, "validation_data",
                                     "validation_steps")
-            elif not isinstance(validation_data, (list, tuple)) or len(validation_data) != 2:
-                raise ValueError("validation_data must be a tuple (x_val, y_val), a Sequence or a generator")
+            elif not isinstance(validation_data, (list, tuple)) or len(validation_data) not in (2, 3):
+                raise ValueError("validation_data must be a tuple (x_val, y_val) or (x_val, y_val, "
+                                 "val_sample_weight), a Sequence or a generator")
             else:
                 val = self._batches(validation_data[0], validation_data[1],
                                     _batch_size(validation_batch_size or batch_size), validation_steps,
-                                    "validation_data[0]", "validation_steps")
+                                    "validation_data[0]", "validation_steps",
+                                    sample_weight=validation_data[2] if len(validation_data) == 3 else None)
         self.history = _callbacks.History()
         cbs = list(callbacks or [])
         if verbose:
@@ -634,13 +699,17 @@ class Trainer:
             cb.on_epoch_begin(epoch)
             logs, seen = {}, 0
             # (the batches themselves are made, and a stream's checked, outside the trusted steps)
-            for step, (xb, yb) in enumerate(self._device_batches(train, shuffle, xp)):
+            for step, (xb, yb, wb) in enumerate(self._device_batches(train, shuffle, xp)):
                 if cb.wants("on_train_batch_begin"):
                     cb.on_train_batch_begin(step)
                 xb = self._inputs_on_device(xb, xp)
                 yb = None if yb is None else self._labels_for(yb, xp)
+                wb = _weights_on_device(wb, xp)
+                if classes is not None and yb is not None:
+                    cw = _class_weights_of(classes, yb, xp)
+                    wb = cw if wb is None else wb * cw
                 if custom:
-                    step_logs = self.train_step(xb if yb is None else (xb, yb))
+                    step_logs = self.train_step(xb if yb is None else (xb, yb) if wb is None else (xb, yb, wb))
                     seen += 1
                     if cb.wants("on_train_batch_end"):
                         batch_logs = cb.on_batch_end_lazy("on_train_batch_end", step,
@@ -651,7 +720,7 @@ class Trainer:
                                 break
                     continue
                 with self._checked_labels():
-                    value, pred = self._train_step(xb, yb)
+                    value, pred = self._train_step(xb, yb, sample_weight=wb)
                     seen += 1
                     if _known_not_finite(value):
                         print(f"Batch {step} of epoch {epoch + 1}: invalid loss {float(value)}, terminating "
@@ -659,7 +728,7 @@ class Trainer:
                         self.stop_training = True
                         self._loss_tracker.update_state(value, sample_weight=xb.shape[0])
                         break
-                    self._update_metrics(value, xb.shape[0], yb, pred)
+                    self._update_metrics(value, xb.shape[0], yb, pred, wb)
                 if cb.wants("on_train_batch_end"):
                     batch_logs = cb.on_batch_end_lazy("on_train_batch_end", step, self._logs)
                     if batch_logs is not None:
@@ -704,20 +773,21 @@ class Trainer:
         if not custom:
             self._require_loss("evaluate")
         step_logs = None
-        for step, (xb, yb) in enumerate(self._device_batches(batches, False, xp)):
+        for step, (xb, yb, wb) in enumerate(self._device_batches(batches, False, xp)):
             if cb is not None and cb.wants("on_test_batch_begin"):
                 cb.on_test_batch_begin(step)
             xb = self._inputs_on_device(xb, xp)
             yb = None if yb is None else self._labels_for(yb, xp)
+            wb = _weights_on_device(wb, xp)
             if custom:
-                step_logs = self.test_step(xb if yb is None else (xb, yb))
+                step_logs = self.test_step(xb if yb is None else (xb, yb) if wb is None else (xb, yb, wb))
                 seen += 1
                 if cb is not None and cb.wants("on_test_batch_end"):
                     cb.on_batch_end_lazy("on_test_batch_end", step, lambda: self._read_step_logs(step_logs))
                 continue
             with self._checked_labels():
-                value, pred = self._test_step(xb, yb)
-                self._update_metrics(value, xb.shape[0], yb, pred)
+                value, pred = self._test_step(xb, yb, sample_weight=wb)
+                self._update_metrics(value, xb.shape[0], yb, pred, wb)
             seen += 1
             if cb is not None and cb.wants("on_test_batch_end"):
                 cb.on_batch_end_lazy("on_test_batch_end", step, self._logs)
@@ -726,13 +796,14 @@ class Trainer:
             raise ValueError(f"{getattr(batches, 'name', 'the data')} produced no batches to evaluate")
         return self._read_step_logs(step_logs) if custom else self._logs()
 
-    def evaluate(self, x=None, y=None, batch_size=None, verbose="auto", steps=None, callbacks=None,
-                 return_dict=False):
+    def evaluate(self, x=None, y=None, batch_size=None, verbose="auto", sample_weight=None, steps=None,
+                 callbacks=None, return_dict=False, **kwargs):
         """Loss and metrics over (x, y) in inference mode: a float when there are no metrics, else
         [loss, *metrics] (a dict with return_dict=True). x may be a Sequence or a generator of
         (x, y) batches (a generator needs ``steps``)."""
+        _no_unexpected("evaluate", kwargs)
         self._require_compiled("evaluate")
-        batches = self._batches(x, y, batch_size, _steps(steps, "steps"))
+        batches = self._batches(x, y, batch_size, _steps(steps, "steps"), sample_weight=sample_weight)
         cb = _callbacks.CallbackList(list(callbacks or []), model=self, verbose=_verbose(verbose),
                                      steps=batches.steps)
         cb.on_test_begin()
@@ -745,17 +816,18 @@ class Trainer:
         values = list(logs.values())
         return values[0] if len(values) == 1 else values
 
-    def predict(self, x, batch_size=None, verbose="auto", steps=None, callbacks=None):
+    def predict(self, x, batch_size=None, verbose="auto", steps=None, callbacks=None, **kwargs):
         """Model outputs for x in inference mode, as a NumPy array (a list for several outputs). x may
         be a Sequence or a generator of batches (x, or (x, y) whose y is ignored; a generator needs
         ``steps``)."""
+        _no_unexpected("predict", kwargs)
         batches = self._batches(x, None, batch_size, _steps(steps, "steps"), labels=False)
         xp = self._xp()
         cb = _callbacks.CallbackList(list(callbacks or []), model=self)
         cb.on_predict_begin()
         subclassed = getattr(self, "_subclassed", False)
         chunks = [[]] if subclassed else [[] for _ in self.outputs]
-        for step, (xb, _) in enumerate(self._device_batches(batches, False, xp)):
+        for step, (xb, _, _) in enumerate(self._device_batches(batches, False, xp)):
             if cb.wants("on_predict_batch_begin"):
                 cb.on_predict_batch_begin(step)
             outs, _ = self._run([self._inputs_on_device(xb, xp)], training=False)
@@ -776,35 +848,46 @@ class Trainer:
     def predict_on_batch(self, x):
         return self.predict(x, batch_size=max(1, len(x)), verbose=0)
 
-    def train_on_batch(self, x, y, return_dict=False, reset_metrics=True):
-        """One optimizer step on (x, y); returns the loss (and metrics) of this batch."""
+    def train_on_batch(self, x, y=None, sample_weight=None, class_weight=None, return_dict=False,
+                       reset_metrics=True):
+        """One optimizer step on (x, y) (weighted as fit weighs); returns the loss (and metrics) of
+        this batch."""
         self._require_compiled("train_on_batch")
         x = self._check_x(x)
         y = self._check_y(y, x.shape[0])
+        w = None if sample_weight is None else _check_sample_weight(sample_weight, x.shape[0], "sample_weight")
+        if class_weight is not None:
+            self._check_class_weight_labels(class_weight, y)
         if x.shape[0] == 0:
             raise ValueError("x has no samples")
         if reset_metrics:
             self._reset_metrics()
         xp = self._xp()
         xb, yb = self._inputs_on_device(x, xp), self._labels_for(y, xp)
+        wb = _weights_on_device(w, xp)
+        if class_weight is not None:
+            cw = _class_weights_of(_class_weight_table(class_weight), yb, xp)
+            wb = cw if wb is None else wb * cw
         with self._checked_labels():
-            value, pred = self._train_step(xb, yb, check_finite=True)  # reads the results anyway
+            value, pred = self._train_step(xb, yb, check_finite=True, sample_weight=wb)  # reads the results anyway
             if _known_not_finite(value, read=True):
                 raise FloatingPointError(f"the loss is {float(value)} on this batch; the update was not applied")
-            self._update_metrics(value, xb.shape[0], yb, pred)
+            self._update_metrics(value, xb.shape[0], yb, pred, wb)
         return self._result(return_dict)
 
-    def test_on_batch(self, x, y, return_dict=False, reset_metrics=True):
+    def test_on_batch(self, x, y=None, sample_weight=None, return_dict=False, reset_metrics=True):
         self._require_compiled("test_on_batch")
         x = self._check_x(x)
         y = self._check_y(y, x.shape[0])
+        w = None if sample_weight is None else _check_sample_weight(sample_weight, x.shape[0], "sample_weight")
         if reset_metrics:
             self._reset_metrics()
         xp = self._xp()
         xb, yb = self._inputs_on_device(x, xp), self._labels_for(y, xp)
+        wb = _weights_on_device(w, xp)
         with self._checked_labels():
-            value, pred = self._test_step(xb, yb)
-            self._update_metrics(value, xb.shape[0], yb, pred)
+            value, pred = self._test_step(xb, yb, sample_weight=wb)
+            self._update_metrics(value, xb.shape[0], yb, pred, wb)
         return self._result(return_dict)
 
     def _result(self, return_dict):
@@ -816,16 +899,92 @@ class Trainer:
 
 
 def _unpack(data):
-    """(x, y) of a batch as train_step receives it: (x, y), (x, y, sample_weight) or x alone."""
+    """(x, y, sample_weight) of a batch as train_step receives it: (x, y), (x, y, sample_weight) or x
+    alone (keras.utils.unpack_x_y_sample_weight)."""
     if isinstance(data, (list, tuple)):
-        if len(data) == 2:
-            return data[0], data[1]
-        if len(data) == 3:
-            if data[2] is not None:
-                raise NotImplementedError("sample weights in a batch are not supported yet")
-            return data[0], data[1]
+        if len(data) in (1, 2, 3):
+            return tuple(data) + (None,) * (3 - len(data))
         raise ValueError(f"a batch must be x, (x, y) or (x, y, sample_weight), received a sequence of {len(data)}")
-    return data, None
+    return data, None, None
+
+
+def _no_unexpected(method, kwargs):
+    if kwargs:
+        raise TypeError(f"{method}() got unexpected keyword argument(s): {', '.join(sorted(kwargs))}")
+
+
+def _check_sample_weight(w, n, name):
+    """Sample weights as a host float64 (n,) array: one finite, non-negative weight per sample
+    ((n,) or (n, 1))."""
+    try:
+        w = to_host(w)
+    except Exception as exc:  # anything np.asarray refuses
+        raise TypeError(f"{name} must be an array of numbers, received {type(w).__name__}") from exc
+    if w.dtype.kind not in "fiub":
+        raise TypeError(f"{name} must hold numbers, received dtype {w.dtype}")
+    if w.ndim == 2 and w.shape[1] == 1:
+        w = w.reshape(-1)
+    if w.shape != (n,):
+        raise ValueError(f"{name} must hold one weight per sample, shape ({n},); received shape {w.shape}")
+    w = w.astype(np.float64)
+    if not np.all(np.isfinite(w)) or np.any(w < 0):
+        raise ValueError(f"{name} must hold finite, non-negative weights")
+    return w
+
+
+def _weights_on_device(w, xp):
+    if w is None:
+        return None
+    return xp.asarray(w, dtype=xp.float64) if (xp is not np or not is_cupy(w)) else xp.asarray(to_host(w))
+
+
+def _class_weight_table(class_weight):
+    """{class id: weight} as a float64 table indexed by class id (classes not named weigh 1)."""
+    if not isinstance(class_weight, dict) or not class_weight:
+        raise TypeError(f"class_weight must be a non-empty dict {{class id: weight}}, received {class_weight!r:.200}")
+    for k, v in class_weight.items():
+        if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 0:
+            raise ValueError(f"class_weight keys must be class ids (ints >= 0), received {k!r:.100}")
+        if isinstance(v, bool) or not isinstance(v, (int, float, np.integer, np.floating)) or not \
+                math.isfinite(v) or v < 0:
+            raise ValueError(f"class_weight[{k}] must be a finite, non-negative number, received {v!r:.100}")
+    table = np.ones(max(class_weight) + 1)
+    for k, v in class_weight.items():
+        table[k] = float(v)
+    return table
+
+
+def _class_ids(y, xp):
+    """Each sample's class id: the label itself (ids (N,) or (N, 1), or 0/1 targets), or the argmax of
+    a one-hot / probability row."""
+    if y.ndim == 2 and y.shape[1] > 1:
+        return y.argmax(axis=1)
+    return xp.rint(y.reshape(y.shape[0], -1)[:, 0]).astype(xp.int64) if y.dtype.kind == "f" else \
+        y.reshape(y.shape[0], -1)[:, 0].astype(xp.int64)
+
+
+def _class_weights_of(table, y, xp):
+    """The class weight of each sample of y (on y's device); ids past the table weigh 1."""
+    ids = _class_ids(y, xp)
+    t = xp.asarray(table)
+    return xp.where(ids < t.shape[0], t[xp.minimum(ids, t.shape[0] - 1)], 1.0)
+
+
+def _weighted(loss, y, pred, w, dout=None):
+    """The loss weighted as Keras 3 weighs it, sum(w * per-sample loss) / number of per-sample
+    losses, and (given the unweighted gradient dout) its gradient: each sample's rows scaled by w."""
+    if type(loss).per_sample is _losses.Loss.per_sample:
+        raise TypeError(f"sample and class weights need the loss's per-sample values: {type(loss).__name__} "
+                        "does not define per_sample(y_true, y_pred)")
+    per = loss.per_sample(y, pred)
+    xp = get_array_module(per)
+    w = xp.asarray(w, dtype=xp.float64)
+    wp = w.reshape(w.shape + (1,) * (per.ndim - 1))
+    total = (per * wp).sum() / per.size if per.size else xp.asarray(float("nan"))
+    value = xp.asarray(total, dtype=pred.dtype)
+    if dout is None:
+        return value, None
+    return value, dout * w.reshape(w.shape + (1,) * (dout.ndim - 1)).astype(dout.dtype)
 
 
 def _all_finite(a):

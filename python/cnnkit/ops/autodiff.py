@@ -956,6 +956,29 @@ def regularizer_node(variable):
     return Tensor(penalty, _Node("regularizer", [leaf], vjp, penalty))
 
 
+def weighted_loss_node(loss, y_true, y_pred, sample_weight):
+    """A loss weighted per sample as Keras 3 weighs it (sum(w * per-sample loss) / their number), as
+    a 0-d Tensor whose VJP is the loss's backward with each sample's rows scaled by its weight."""
+    pred = _as_tensor(y_pred)
+    yt, yp = _raw(y_true), _raw(y_pred)
+    per = loss.per_sample(yt, yp)
+    xp = get_array_module(per)
+    w = xp.asarray(_raw(sample_weight), dtype=xp.float64)
+    if w.shape != per.shape[:1]:
+        raise ValueError(f"sample_weight must hold one weight per sample, shape ({per.shape[0]},); received shape "
+                         f"{tuple(w.shape)}")
+    value = xp.asarray((per * w.reshape(w.shape + (1,) * (per.ndim - 1))).sum() / max(per.size, 1), dtype=yp.dtype)
+    if pred is None or not pred.requires_grad or not recording():
+        return Tensor(value)
+    _, saved = loss.forward(yt, yp)
+
+    def vjp(g):
+        d = loss.backward(saved)
+        return [d * (w.reshape(w.shape + (1,) * (d.ndim - 1)) * g).astype(d.dtype)]
+
+    return Tensor(value, _Node(type(loss).__name__, [_vertex(pred)], vjp, value))
+
+
 def loss_node(loss, y_true, y_pred):
     """A cnnkit.losses.Loss applied to tensors: its value as a 0-d Tensor whose VJP is the loss's
     own ``backward`` (y_true is a constant: targets carry no gradient)."""
