@@ -8,7 +8,7 @@ import sys
 import numpy as np
 import pytest
 
-from cnnkit import layers, models, optimizers
+from cnnkit import callbacks, layers, models, optimizers
 from cnnkit.utils import (Sequence, image_dataset_from_directory, normalize, set_random_seed,
                           train_test_split)
 from helpers import assert_close, assert_raises_naming, to_numpy
@@ -138,7 +138,7 @@ def test_fit_shuffles_sequence_batches_and_honours_steps_per_epoch(data):
     assert len(seq.seen) == 6 and len(set(seq.seen[:3])) == 3 and set(seq.seen) <= set(range(5))
 
 
-def test_fit_on_a_generator_needs_steps_per_epoch(data, capsys):
+def test_fit_on_a_generator_with_and_without_steps_per_epoch(data, capsys):
     x, y = data
 
     def batches(n):
@@ -146,8 +146,14 @@ def test_fit_on_a_generator_needs_steps_per_epoch(data, capsys):
             yield x[i * 4:(i + 1) * 4], y[i * 4:(i + 1) * 4]
 
     model = dense_model()
-    with pytest.raises(ValueError, match="steps_per_epoch is required"):
-        model.fit(batches(5), epochs=1, verbose=0)
+    # without steps_per_epoch a finite generator is one epoch, read until it ends (as Keras)
+    seen = []
+    cb = callbacks.LambdaCallback(on_train_batch_end=lambda i, logs: seen.append(i))
+    history = model.fit(batches(5), epochs=3, verbose=0, callbacks=[cb])
+    assert seen == [0, 1, 2, 3, 4] and len(history.history["loss"]) == 1
+    assert "ran out of data" in capsys.readouterr().err  # the second epoch found it empty
+    assert model.predict((xb for xb, _ in batches(3)), verbose=0).shape == (12, 3)
+    assert np.isfinite(model.evaluate(batches(2), verbose=0)[0])
     history = model.fit(batches(5), steps_per_epoch=2, epochs=2, validation_data=batches(4), validation_steps=2,
                         verbose=0)
     assert len(history.history["loss"]) == len(history.history["val_loss"]) == 2

@@ -2,7 +2,7 @@
 
 Values can also be set from the environment before import:
 ``CNNKIT_WORKSPACE_MB`` (im2col workspace limit in MiB), ``CNNKIT_GPU_WORKSPACE_MB`` (the same on
-the GPU), ``CNNKIT_ALLOW_TF32=1`` and ``CNNKIT_FLOATX=float64``.
+the GPU), ``CNNKIT_ALLOW_TF32=1``, ``CNNKIT_FLOATX=float64`` and ``CNNKIT_PREFETCH_BATCHES``.
 """
 
 import os
@@ -37,6 +37,12 @@ class _Setting:
         config.__dict__[self.name] = self.check(value, self.name)
 
 
+def _non_negative_int(value, name):
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        refuse(name, value, "an int >= 0")
+    return value
+
+
 def _float_dtype(value, name):
     if value not in ("float32", "float64"):
         refuse(name, value, '"float32" or "float64"')
@@ -56,16 +62,21 @@ class Config:
         torch.backends.cuda.matmul.allow_tf32).""")
     floatx = _Setting(_float_dtype, """The dtype layers create weights in and models cast inputs to: "float32"
         (default) or "float64" (for gradient checks), like keras.config.floatx().""")
+    prefetch_batches = _Setting(_non_negative_int, """How many batches of a Sequence, generator or other
+        iterable fit/evaluate/predict read ahead on a background thread while the current step runs
+        (default 2; 0 reads each batch when the step asks for it). The order and the results are the
+        same either way.""")
 
     def __init__(self):
         self.workspace_limit = _env_int("CNNKIT_WORKSPACE_MB", 64) * 2**20
         self.gpu_workspace_limit = _env_int("CNNKIT_GPU_WORKSPACE_MB", 1024) * 2**20
         self.allow_tf32 = os.environ.get("CNNKIT_ALLOW_TF32", "0") == "1"
         self.floatx = os.environ.get("CNNKIT_FLOATX", "float32")
+        self.prefetch_batches = _env_int("CNNKIT_PREFETCH_BATCHES", 2)
 
     def __repr__(self):
         return (f"Config(workspace_limit={self.workspace_limit}, gpu_workspace_limit={self.gpu_workspace_limit}, "
-                f"allow_tf32={self.allow_tf32}, floatx={self.floatx!r})")
+                f"allow_tf32={self.allow_tf32}, floatx={self.floatx!r}, prefetch_batches={self.prefetch_batches})")
 
 
 config = Config()

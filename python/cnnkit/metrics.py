@@ -22,7 +22,7 @@ from . import ops
 from ._checks import fraction, int_at_least, number, positive_int, string
 from ._registry import Configurable, Registry, snake_case
 from .ops import to_host
-from .ops import _backend
+from .ops import _backend, autodiff
 
 __all__ = [
     "Metric", "Mean", "MeanMetricWrapper", "Accuracy", "SparseCategoricalAccuracy", "CategoricalAccuracy",
@@ -631,15 +631,13 @@ def _module(*arrays):
 
 def _to(xp, a):
     """a (array, list, number or Tensor) as an array of module xp."""
-    if type(a).__name__ in ("Tensor", "Variable"):
-        a = a.value
+    a = autodiff.unwrap(a)
     return to_host(a) if xp is np else xp.asarray(a)
 
 
 def _align(y_true, y_pred, who):
     """Both as arrays of y_pred's module (labels follow predictions onto the GPU); numeric only."""
-    if type(y_pred).__name__ in ("Tensor", "Variable"):
-        y_pred = y_pred.value
+    y_pred = autodiff.unwrap(y_pred)
     if not hasattr(y_pred, "dtype"):
         y_pred = np.asarray(y_pred)
     xp = ops.get_array_module(y_pred)

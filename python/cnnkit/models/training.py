@@ -44,11 +44,15 @@ __all__ = ["Trainer"]
 
 def _to_numpy_input(a, name):
     """a as a NumPy array, or a CuPy array as it is: data already on the GPU stays there and its
-    batches are gathered there."""
+    batches are gathered there. Objects with ``__array__`` (a PyTorch CPU tensor) or a host
+    ``__dlpack__`` are read as NumPy arrays, GPU DLPack ones as CuPy arrays, without importing their
+    library."""
     if a is None:
         raise ValueError(f"{name} is required")
     if is_cupy(a):
         return a
+    if not hasattr(a, "__array__") and hasattr(a, "__dlpack__"):
+        return _backend.as_array(a) if _backend._is_gpu_dlpack(a) else np.from_dlpack(a)
     if hasattr(a, "__array__") or isinstance(a, (list, tuple)):
         arr = to_host(a)
         if arr.dtype == object:
@@ -66,10 +70,21 @@ def _steps(value, name):
 
 
 def _is_stream(x):
-    """A Sequence-like object (__len__ and __getitem__ but no array interface) or an iterator."""
-    if x is None or isinstance(x, (list, tuple, dict, str, bytes)) or hasattr(x, "__array__") or hasattr(x, "shape"):
+    """Batches rather than arrays: a Sequence-like object (__len__ and __getitem__ but no array
+    interface), an iterator (a generator), any other iterable (a PyTorch DataLoader), or a list of
+    (x, y[, w]) tuples of arrays."""
+    if x is None or isinstance(x, (dict, str, bytes)) or hasattr(x, "__array__") or hasattr(x, "shape") or \
+            hasattr(x, "__dlpack__"):
         return False
-    return hasattr(x, "__next__") or (hasattr(x, "__len__") and hasattr(x, "__getitem__"))
+    if isinstance(x, (list, tuple)):
+        first = x[0] if x else None
+        return isinstance(first, (list, tuple)) and len(first) in (2, 3) and _is_batch_array(first[0])
+    return hasattr(x, "__next__") or hasattr(x, "__iter__") or (hasattr(x, "__len__") and hasattr(x, "__getitem__"))
+
+
+def _is_batch_array(a):
+    """An array of at least one axis (what a batch's x is), not a number or a nested list of numbers."""
+    return (hasattr(a, "shape") or hasattr(a, "__array__") or hasattr(a, "__dlpack__")) and len(getattr(a, "shape", (1,))) >= 1
 
 
 class _ArrayBatches:
@@ -175,30 +190,49 @@ class _PinnedUploads:
 
 
 class _StreamBatches:
-    """(x, y) NumPy batches from a Sequence (len + getitem; the batch order is shuffled per epoch on
-    request, as Keras does) or a generator (``steps`` batches per epoch, continuing where the last
-    epoch stopped). Each batch is checked as fit checks arrays, when it arrives."""
+    """(x, y, sample_weight) NumPy batches from
+    - a Sequence (len + getitem) or a list of (x, y[, w]) tuples: the batch order is shuffled per
+      epoch on request, as Keras does;
+    - an iterable that is not an iterator (a PyTorch DataLoader): iterated afresh each epoch, for
+      ``steps`` batches or until it ends;
+    - an iterator (a generator): ``steps`` batches per epoch, continuing where the last epoch
+      stopped; without ``steps``, until it ends (one epoch, whose length is then known, as Keras).
+    Each batch is checked as fit checks arrays, when it arrives; with ``config.prefetch_batches`` the
+    next ones are read and checked on a background thread while the current step runs."""
 
     def __init__(self, trainer, data, steps, name, steps_name, labels=True):
         self.trainer, self.data, self.name, self.labels = trainer, data, name, labels
-        self.sequence = not hasattr(data, "__next__")
+        if hasattr(data, "__next__"):
+            self.kind = "iterator"
+        elif hasattr(data, "__len__") and hasattr(data, "__getitem__"):
+            self.kind = "sequence"
+        else:
+            self.kind = "iterable"
         self.samples = None
         self.exhausted = False
-        if self.sequence:
+        self.steps_name = steps_name
+        if self.kind == "sequence":
             n = len(data)
             if n == 0:
                 raise ValueError(f"{name} has no batches (len({name}) == 0)")
             if steps is not None and steps > n:
                 raise ValueError(f"{steps_name}={steps} is more than the {n} batches of {name}")
             self.steps = steps or n
-        elif steps is None:
-            raise ValueError(f"{steps_name} is required when {name} is a generator: say how many batches make "
-                             "one epoch")
+        elif self.kind == "iterable" and steps is None and hasattr(data, "__len__"):
+            self.steps = len(data) or None
         else:
-            self.steps = steps
+            self.steps = steps  # None: until the data ends
+        self.until_exhausted = self.steps is None
+
+    @property
+    def sequence(self):
+        return self.kind == "sequence"
 
     def epoch(self, shuffle=False):
-        if self.sequence:
+        return _prefetched(self._epoch(shuffle), config.prefetch_batches)
+
+    def _epoch(self, shuffle):
+        if self.kind == "sequence":
             if hasattr(self.data, "on_epoch_begin"):
                 self.data.on_epoch_begin()
             n = len(self.data)
@@ -206,15 +240,23 @@ class _StreamBatches:
             for i in order:
                 yield self._checked(self.data[int(i)], int(i))
             return
-        for step in range(self.steps):
+        source = iter(self.data) if self.kind == "iterable" else self.data
+        step = 0
+        while self.steps is None or step < self.steps:
             try:
-                batch = next(self.data)
+                batch = next(source)
             except StopIteration:
+                if self.until_exhausted and (self.kind == "iterable" or step > 0):
+                    if self.kind == "iterator":
+                        self.steps = step  # the length of the one epoch a finite generator holds
+                    return
                 self.exhausted = True
                 print(f"Your input ran out of data after {step} batches of this epoch; interrupting. Make sure "
-                      f"{self.name} can generate at least steps * epochs batches.", file=sys.stderr, flush=True)
+                      f"{self.name} can generate at least {self.steps_name} * epochs batches.", file=sys.stderr,
+                      flush=True)
                 return
             yield self._checked(batch, step)
+            step += 1
 
     def on_epoch_end(self):
         if self.sequence and hasattr(self.data, "on_epoch_end"):
@@ -386,7 +428,7 @@ class Trainer:
         if not isinstance(logs, dict):
             raise TypeError(f"train_step/test_step must return a dict of logs, received {type(logs).__name__}")
         keys = list(logs)
-        values = [getattr(v, "value", v) if type(v).__name__ == "Tensor" else v for v in logs.values()]
+        values = [autodiff.unwrap(v) for v in logs.values()]
         return dict(zip(keys, _backend.read_scalars(values)))
 
     def _require_compiled(self, what):
@@ -896,6 +938,64 @@ class Trainer:
             return logs
         values = list(logs.values())
         return values[0] if len(values) == 1 else values
+
+
+class _PrefetchError:
+    """An exception raised on the prefetch thread, carried to the consumer."""
+
+    def __init__(self, exc):
+        self.exc = exc
+
+
+_DONE = object()
+
+
+def _prefetched(source, depth):
+    """The items of the generator ``source``, read up to ``depth`` ahead on a background thread
+    (source is not touched by the caller's thread meanwhile; the order is kept). An exception the
+    source raises is raised here, at its place in the sequence. depth 0: source itself."""
+    if depth <= 0:
+        yield from source
+        return
+    import queue
+    import threading
+
+    items = queue.Queue(maxsize=depth)
+    stop = threading.Event()
+
+    def produce():
+        try:
+            for item in source:
+                while not stop.is_set():
+                    try:
+                        items.put(item, timeout=0.1)
+                        break
+                    except queue.Full:
+                        continue
+                if stop.is_set():
+                    return
+            items.put(_DONE)
+        except BaseException as exc:  # handed to the consumer, raised there
+            items.put(_PrefetchError(exc))
+
+    worker = threading.Thread(target=produce, name="cnnkit-prefetch", daemon=True)
+    worker.start()
+    try:
+        while True:
+            item = items.get()
+            if item is _DONE:
+                return
+            if isinstance(item, _PrefetchError):
+                raise item.exc
+            yield item
+    finally:
+        stop.set()
+        while worker.is_alive():  # unblock a producer waiting on a full queue, then let it finish
+            try:
+                items.get_nowait()
+            except queue.Empty:
+                worker.join(0.05)
+        source.close()
 
 
 def _unpack(data):

@@ -53,15 +53,12 @@ _autodiff.bind_ops(_sys.modules[__name__])
 
 def get_array_module(*arrays):
     """numpy or cupy, whichever module the arrays (or Tensors, Variables) belong to."""
-    return _get_array_module(*(getattr(a, "value", a) if type(a).__name__ in ("Tensor", "Variable") else a
-                               for a in arrays))
+    return _get_array_module(*(_autodiff.unwrap(a) for a in arrays))
 
 
 def to_host(a):
     """a as a NumPy array (a CuPy array, a Tensor or a Variable copied to the host)."""
-    if type(a).__name__ in ("Tensor", "Variable"):
-        a = a.value
-    return _to_host(a)
+    return _to_host(_autodiff.unwrap(a))
 
 
 __all__ = ["reference", "get_array_module", "to_host", "GradientTape", "Tensor", "convert_to_tensor",

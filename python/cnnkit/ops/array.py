@@ -18,7 +18,7 @@ import numpy as np
 
 from . import _op_args
 from ._op_args import is_cupy
-from .autodiff import _ops, register, stop_gradient  # noqa: F401 (stop_gradient is public here)
+from .autodiff import _ops, register, stop_gradient, unwrap  # noqa: F401 (stop_gradient is public here)
 
 __all__ = [
     "add", "subtract", "multiply", "divide", "true_divide", "negative", "power", "square", "sqrt", "exp",
@@ -513,7 +513,7 @@ def _basic_index(key):
 def _raw_key(key):
     if isinstance(key, tuple):
         return tuple(_raw_key(k) for k in key)
-    return getattr(key, "value", key) if type(key).__name__ in ("Tensor", "Variable") else key
+    return unwrap(key)
 
 
 def _getitem_raw(x, key):

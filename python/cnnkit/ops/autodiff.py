@@ -305,6 +305,11 @@ def is_tensor(x):
     return isinstance(x, Tensor)
 
 
+def unwrap(a):
+    """The array behind a Tensor or a Variable; anything else as it is."""
+    return a.value if type(a) in _TRACKED else a
+
+
 def _watched(a):
     """The leaf Tensor a recording tape made for raw array a (tape.watch), or None."""
     for tape in reversed(_state.tapes):
