@@ -7,6 +7,8 @@ trainable weight upstream, and asks layers for dx only where something upstream 
 first convolution never computes its input gradient.
 """
 
+import json
+
 from .. import device as _device
 from ..ops import autodiff
 from ..layers.base import InputLayer, KerasTensor, Layer, format_shape, unique_name
@@ -366,7 +368,11 @@ class Model(Trainer, Layer):
 
     @classmethod
     def from_config(cls, config, custom_objects=None):
-        """The model ``get_config`` described, its layers rebuilt and called again in graph order."""
+        """The model ``get_config`` described, its layers rebuilt and called again in graph order
+        (a Sequential's config gives a Sequential)."""
+        if isinstance(config, dict) and "layers" in config and "input_layers" not in config and \
+                not getattr(cls, "_builds_graph", False):
+            return serialization.get_class("Sequential").from_config(config, custom_objects)
         try:
             created = {}
             for e in config["layers"]:
@@ -398,6 +404,41 @@ class Model(Trainer, Layer):
                     outputs[0] if config.get("single_output", True) else outputs, name=config.get("name"))
         model.trainable = config.get("trainable", True)
         return model
+
+    # ------------------------------------------------------------------ Keras' model attributes
+    def _graph_attr(self, what):
+        if not self._graph_ready:
+            raise AttributeError(f"model {self.name!r} has no {what} yet: it has not been built (give it an input "
+                                 "shape, or call it on data first)")
+
+    @property
+    def input(self):
+        """The model's input tensor (a list for several), as Keras' ``model.input``."""
+        self._graph_attr("input")
+        return self.inputs[0] if self._single_input else list(self.inputs)
+
+    @property
+    def output(self):
+        """The model's output tensor (a list for several), as Keras' ``model.output``."""
+        if not self._graph_ready and self._nodes:
+            return Layer.output.fget(self)
+        self._graph_attr("output")
+        return self.outputs[0] if self._single_output else list(self.outputs)
+
+    @property
+    def input_shape(self):
+        self._graph_attr("input shape")
+        return self.inputs[0].shape if self._single_input else [t.shape for t in self.inputs]
+
+    @property
+    def output_shape(self):
+        self._graph_attr("output shape")
+        return self.outputs[0].shape if self._single_output else [t.shape for t in self.outputs]
+
+    def to_json(self, **kwargs):
+        """The architecture as a JSON string, as Keras' ``model.to_json()``; read it back with
+        ``cnnkit.models.model_from_json``."""
+        return json.dumps(serialization.serialize(self), **kwargs)
 
     def save(self, filepath, overwrite=True):
         """Write architecture, weights, compile arguments and optimizer state to one ``.cnnkit`` file
