@@ -20,7 +20,8 @@ import warnings
 from ._checks import int_at_least, number
 
 __all__ = ["Callback", "CallbackList", "History", "ProgbarLogger", "EarlyStopping", "ModelCheckpoint",
-           "ReduceLROnPlateau", "LearningRateScheduler", "CSVLogger", "TerminateOnNaN", "LambdaCallback"]
+           "ReduceLROnPlateau", "LearningRateScheduler", "CSVLogger", "TerminateOnNaN", "LambdaCallback",
+           "TensorBoard"]
 
 HOOKS = ("on_train_begin", "on_train_end", "on_epoch_begin", "on_epoch_end", "on_batch_begin", "on_batch_end",
          "on_train_batch_begin", "on_train_batch_end", "on_test_begin", "on_test_end", "on_test_batch_begin",
@@ -270,8 +271,74 @@ class ProgbarLogger(Callback):
         self._width = 0
 
 
+class TensorBoard(Callback):
+    """Scalars for TensorBoard, as Keras' TensorBoard callback writes them: per epoch ``epoch_<name>``
+    under ``log_dir/train`` and, for the validation logs (``val_<name>``), ``epoch_<name>`` under
+    ``log_dir/validation``, at step = epoch; with ``update_freq="batch"`` or an int N, also
+    ``batch_<name>`` every N training batches at step = the batch count since training began (each
+    such write reads the logs off the device; the default "epoch" reads nothing per step).
+
+    Written in TensorBoard's own event format by the ``tensorboard`` package's writer (an optional
+    extra: ``pip install 'cnnkit[tensorboard]'``), so ``tensorboard --logdir log_dir`` shows them."""
+
+    def __init__(self, log_dir="logs", update_freq="epoch"):
+        super().__init__()
+        try:
+            from tensorboard.compat.proto import event_pb2, summary_pb2
+            from tensorboard.summary.writer.event_file_writer import EventFileWriter
+        except ImportError as exc:
+            raise ImportError("callbacks.TensorBoard writes with the tensorboard package: pip install "
+                              "'cnnkit[tensorboard]' (or pip install tensorboard)") from exc
+        self._event, self._summary, self._writer_class = event_pb2.Event, summary_pb2.Summary, EventFileWriter
+        if update_freq in ("epoch", "batch"):
+            self.update_freq = update_freq
+        else:
+            self.update_freq = int_at_least(update_freq, "update_freq", 1)
+        self.log_dir = os.fspath(log_dir)
+        self._writers = {}
+        self._batches = 0
+
+    def _every(self):
+        return None if self.update_freq == "epoch" else 1 if self.update_freq == "batch" else self.update_freq
+
+    def _writer(self, which):
+        if which not in self._writers:
+            self._writers[which] = self._writer_class(os.path.join(self.log_dir, which))
+        return self._writers[which]
+
+    def _write(self, which, prefix, logs, step):
+        values = [self._summary.Value(tag=prefix + key, simple_value=float(value)) for key, value in logs.items()
+                  if isinstance(value, numbers.Real) and not isinstance(value, bool)]
+        if values:
+            writer = self._writer(which)
+            writer.add_event(self._event(wall_time=time.time(), step=int(step), summary=self._summary(value=values)))
+            writer.flush()
+
+    def on_train_begin(self, logs=None):
+        self._batches = 0
+
+    def on_train_batch_end(self, batch, logs=None):
+        """Given a function returning the logs (CallbackList.on_batch_end_lazy): called only on the
+        batches that are written."""
+        self._batches += 1
+        every = self._every()
+        if every is None or self._batches % every:
+            return
+        self._write("train", "batch_", logs() if callable(logs) else dict(logs or {}), self._batches)
+
+    def on_epoch_end(self, epoch, logs=None):
+        logs = dict(logs or {})
+        self._write("train", "epoch_", {k: v for k, v in logs.items() if not k.startswith("val_")}, epoch)
+        self._write("validation", "epoch_", {k[4:]: v for k, v in logs.items() if k.startswith("val_")}, epoch)
+
+    def on_train_end(self, logs=None):
+        for writer in self._writers.values():
+            writer.close()
+        self._writers = {}
+
+
 # The hooks that CallbackList.on_batch_end_lazy hands a function returning the logs, not the logs.
-_LAZY_LOG_HOOKS = (ProgbarLogger.on_train_batch_end,)
+_LAZY_LOG_HOOKS = (ProgbarLogger.on_train_batch_end, TensorBoard.on_train_batch_end)
 
 
 # ---------------------------------------------------------------------- monitored quantities
