@@ -158,7 +158,6 @@ def test_prefetch_reads_ahead_on_a_thread_and_changes_no_result(data):
         try:
             seq = Augmenting(x, y, 4)
             m = _model(seed=7)
-            steps = []
             cb = callbacks.LambdaCallback(on_train_batch_begin=lambda i, logs=None: (
                 seq.lock.acquire(), seq.events.append(("step", i, "")), seq.lock.release()))
             m.fit(seq, epochs=2, shuffle=True, verbose=0, callbacks=[cb])

@@ -6,13 +6,14 @@ import numpy as np
 
 from .. import _random
 from .image_dataset import image_dataset_from_directory
+from .model_plot import plot_model
 from .numerical import normalize
 from .receptive_field import ReceptiveField, receptive_field
 from .sequence import PyDataset, Sequence
 from .split import train_test_split
 
 __all__ = ["set_random_seed", "to_categorical", "normalize", "train_test_split", "image_dataset_from_directory",
-           "Sequence", "PyDataset", "receptive_field", "ReceptiveField"]
+           "Sequence", "PyDataset", "receptive_field", "ReceptiveField", "plot_model"]
 
 
 def set_random_seed(seed):
