@@ -305,15 +305,23 @@ def _expand_reduced(g, axis, ndim, keepdims):
     return g
 
 
-def _sum_raw(x, axis=None, keepdims=False):
+def _reduce(function, x, axis, keepdims):
     xp = _xp(x)
-    return xp.sum(_arr(xp, x), axis=axis, keepdims=keepdims)
+    return getattr(xp, function)(_arr(xp, x), axis=axis, keepdims=keepdims)
+
+
+def _spread(g, a):
+    """g (the gradient of a reduction of a["x"]) broadcast back over the reduced axes."""
+    x = a["x"]
+    return _xp(g).broadcast_to(_expand_reduced(g, a["axis"], x.ndim, a["keepdims"]), x.shape)
+
+
+def _sum_raw(x, axis=None, keepdims=False):
+    return _reduce("sum", x, axis, keepdims)
 
 
 def _sum_vjp(g, out, a, needs):
-    x = a["x"]
-    xp = _xp(g)
-    return {"x": xp.broadcast_to(_expand_reduced(g, a["axis"], x.ndim, a["keepdims"]), x.shape).copy()}
+    return {"x": _spread(g, a).copy()}
 
 
 sum = register("sum", _sum_raw, ("x",), _sum_vjp, keep=())
@@ -328,15 +336,11 @@ def _count(x, axis):
 
 
 def _mean_raw(x, axis=None, keepdims=False):
-    xp = _xp(x)
-    return xp.mean(_arr(xp, x), axis=axis, keepdims=keepdims)
+    return _reduce("mean", x, axis, keepdims)
 
 
 def _mean_vjp(g, out, a, needs):
-    x = a["x"]
-    xp = _xp(g)
-    g = _expand_reduced(g, a["axis"], x.ndim, a["keepdims"]) / _count(x, a["axis"])
-    return {"x": xp.broadcast_to(g, x.shape).astype(x.dtype)}
+    return {"x": (_spread(g, a) / _count(a["x"], a["axis"])).astype(a["x"].dtype)}
 
 
 mean = register("mean", _mean_raw, ("x",), _mean_vjp, keep=())
@@ -345,8 +349,7 @@ mean.__doc__ = "Mean over axis (all axes by default)."
 
 def _extreme(name, reduce):
     def raw(x, axis=None, keepdims=False):
-        xp = _xp(x)
-        return getattr(xp, reduce)(_arr(xp, x), axis=axis, keepdims=keepdims)
+        return _reduce(reduce, x, axis, keepdims)
 
     def vjp(g, out, a, needs):
         x = a["x"]
@@ -380,13 +383,18 @@ def std(x, axis=None, keepdims=False):
 # shapes
 
 
+def _via(function, x, *args):
+    """xp.function(x, *args) in x's array module."""
+    xp = _xp(x)
+    return getattr(xp, function)(_arr(xp, x), *args)
+
+
 def _reshape_vjp(g, out, a, needs):
     return {"x": g.reshape(a["x"].shape)}
 
 
 def _reshape_raw(x, newshape):
-    xp = _xp(x)
-    return xp.reshape(_arr(xp, x), newshape)
+    return _via("reshape", x, newshape)
 
 
 reshape = register("reshape", _reshape_raw, ("x",), _reshape_vjp, keep=())
@@ -394,8 +402,7 @@ reshape.__doc__ = "x with a new shape (one axis may be -1)."
 
 
 def _transpose_raw(x, axes=None):
-    xp = _xp(x)
-    return xp.transpose(_arr(xp, x), axes)
+    return _via("transpose", x, axes)
 
 
 def _transpose_vjp(g, out, a, needs):
@@ -412,8 +419,7 @@ transpose.__doc__ = "x with its axes permuted (reversed by default)."
 
 
 def _expand_dims_raw(x, axis):
-    xp = _xp(x)
-    return xp.expand_dims(_arr(xp, x), axis)
+    return _via("expand_dims", x, axis)
 
 
 expand_dims = register("expand_dims", _expand_dims_raw, ("x",), _reshape_vjp, keep=())
@@ -421,8 +427,7 @@ expand_dims.__doc__ = "x with a new axis of size 1 at ``axis``."
 
 
 def _squeeze_raw(x, axis=None):
-    xp = _xp(x)
-    return xp.squeeze(_arr(xp, x), axis)
+    return _via("squeeze", x, axis)
 
 
 squeeze = register("squeeze", _squeeze_raw, ("x",), _reshape_vjp, keep=())
@@ -430,8 +435,7 @@ squeeze.__doc__ = "x without its axes of size 1 (or only ``axis``)."
 
 
 def _broadcast_to_raw(x, shape):
-    xp = _xp(x)
-    return xp.broadcast_to(_arr(xp, x), shape)
+    return _via("broadcast_to", x, shape)
 
 
 def _broadcast_to_vjp(g, out, a, needs):
