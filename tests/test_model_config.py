@@ -131,3 +131,23 @@ def test_input_and_output_attributes():
         models.model_from_json("{'class_name': 1")
     with pytest.raises(ValueError, match="Lambda"):
         models.model_from_json(models.Sequential([layers.Input((2,)), layers.Lambda(lambda t: t)]).to_json())
+
+
+def test_a_config_declaring_huge_weights_is_refused_before_allocating(tmp_path):
+    """model_from_json builds the architecture without weights first (deferred_weights): a config
+    that declares more weight memory than the machine has is refused at once."""
+    import resource
+    import time
+
+    clear_session()
+    small = models.Sequential([layers.Input((4,)), layers.Dense(3)])
+    entry = json.loads(small.to_json())
+    for layer in entry["config"]["layers"]:
+        if layer["class_name"] == "Dense":
+            layer["config"]["units"] = 10**12
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    start = time.perf_counter()
+    with pytest.raises(ValueError, match="bytes of weights"):
+        models.model_from_json(json.dumps(entry))
+    assert time.perf_counter() - start < 5
+    assert resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before < 200 * 1024  # KiB: under 200 MiB

@@ -2,7 +2,9 @@
 config helpers ``model_from_json``, ``model_from_config`` and ``clone_model``."""
 
 import json
+import os
 
+from ..layers.base import deferred_weights
 from . import serialization
 from .model import Model
 from .saving import load_model
@@ -14,8 +16,25 @@ _MAX_JSON = 64 * 2**20
 
 
 def model_from_config(config, custom_objects=None):
-    """The model a ``{"class_name", "config"}`` entry describes (``serialization.serialize``)."""
+    """The model a ``{"class_name", "config"}`` entry describes (``serialization.serialize``), with
+    fresh weights. The config may come from anywhere: the architecture is first built without
+    weights (``deferred_weights``) and refused when its weights would not fit in this machine's
+    memory, before anything is drawn for them."""
+    with deferred_weights():
+        probe = serialization.deserialize(config, custom_objects)
+    need = sum(v.size * v.dtype.itemsize for v in probe.weights) if isinstance(probe, Model) else 0
+    limit = _physical_memory()
+    if limit and need > limit:
+        raise ValueError(f"the model config declares {need:,} bytes of weights, more than this machine's "
+                         f"{limit:,} bytes of memory; refused before allocating them")
     return serialization.deserialize(config, custom_objects)
+
+
+def _physical_memory():
+    try:
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (ValueError, OSError, AttributeError):
+        return None
 
 
 def model_from_json(json_string, custom_objects=None):
