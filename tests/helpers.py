@@ -51,6 +51,15 @@ def assert_close(actual, expected, dtype=None, tol=None, what=""):
     assert err <= tol, f"{what} relative error {err:.3e} > {tol:.0e}"
 
 
+def assert_sums_close(actual, expected, terms, dtype, what=""):
+    """Sums of random terms (a convolution's dw and db, a norm's dgamma) against float64: each
+    element's error measured against the sum of its terms' sizes (``terms``), since a sum that
+    cancels to almost 0 (db of a (1, 7, 5, 3) input with one output channel: 1.8e-5 relative to
+    itself with seed 584614078) carries the rounding of its terms, not of its value."""
+    err = np.max(np.abs(to_numpy(actual).astype(np.float64) - expected) / np.maximum(terms, 1e-300), initial=0.0)
+    assert err <= TOL[np.dtype(dtype)], f"{what}: error {err:.2e} of its terms' size"
+
+
 def numerical_grad(f, x, dy, h=1e-6):
     """d/dx of sum(f(x) * dy) by central differences, in float64. f maps an array to an array."""
     x = np.array(x, dtype=np.float64)

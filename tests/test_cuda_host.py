@@ -24,7 +24,7 @@ from cnnkit import _core, _cuda_host as host, ops
 from cnnkit.ops import _backend, _op_args
 from cnnkit.ops import convolution as conv_ops
 from cnnkit.ops import reference as ref
-from helpers import assert_close, to_numpy
+from helpers import assert_close, assert_sums_close, to_numpy
 from test_activation import ELEMENTWISE, ELEMENTWISE_IDS, SHAPES as ACT_SHAPES, _data as act_data
 from test_conv import CASES as CONV_CASES, IDS as CONV_IDS
 from test_optimizer_ops import (CASES as OPT_CASES, IDS as OPT_IDS, ORDER as OPT_ORDER, assert_update_close,
@@ -107,15 +107,6 @@ def _direct_weights(dy, x, w_shape, with_bias, geom, bits):
     return dw, db
 
 
-def _assert_sums_close(actual, expected, terms, dtype, what):
-    """Sums of random terms (dw, db) against float64: each element's error measured against the sum
-    of its terms' sizes, as a sum that cancels to almost 0 (a (1, 7, 5, 3) input with one output
-    channel drew db at 4.8e-5 relative with seed 791900) carries the rounding of its terms."""
-    err = np.max(np.abs(to_numpy(actual).astype(np.float64) - expected) / np.maximum(terms, 1e-300), initial=0.0)
-    assert err <= TOL_SUM[np.dtype(dtype)], f"{what}: error {err:.2e} of its terms' size"
-
-
-TOL_SUM = {np.dtype(np.float32): 1e-5, np.dtype(np.float64): 1e-12}
 
 
 @pytest.mark.parametrize("bits", BITS)
@@ -132,9 +123,9 @@ def test_direct_conv_matches_reference(rng, bits, dtype, x_shape, w_shape, kwarg
     edw, edb = ref.conv2d_backward(_f64(dy), _f64(x), _f64(w), _f64(b), **kwargs)[1:]
     tdw, tdb = ref.conv2d_backward(abs(_f64(dy)), abs(_f64(x)), _f64(w), _f64(b), **kwargs)[1:]  # terms' sizes
     dw, db = _direct_weights(dy, x, w_shape, with_bias, geom, bits)
-    _assert_sums_close(dw, edw, tdw, dtype, "dw")
+    assert_sums_close(dw, edw, tdw, dtype, "dw")
     if with_bias:
-        _assert_sums_close(db, edb, tdb, dtype, "db")
+        assert_sums_close(db, edb, tdb, dtype, "db")
 
 
 @pytest.mark.parametrize("bits", BITS)
