@@ -41,6 +41,19 @@ def labels_trusted():
 
 
 FLOATS = (np.dtype(np.float32), np.dtype(np.float64))
+
+
+def check_in_place(a, name):
+    """An array an op updates in place: C-contiguous, aligned and writable (ValueError naming it)."""
+    if not a.flags.c_contiguous:
+        raise ValueError(f"{name} must be C-contiguous: it is updated in place")
+    if not getattr(a.flags, "aligned", True):
+        raise ValueError(f"{name} must be aligned (its data address a multiple of {a.dtype.itemsize} "
+                         "bytes): it is updated in place")
+    if not getattr(a.flags, "writeable", True):  # CuPy arrays have no read-only flag
+        raise ValueError(f"{name} must be writable: it is updated in place")
+
+
 NHWC = "NHWC (N, H, W, C)"
 
 
@@ -637,13 +650,7 @@ def _moving(a, name, x, c, updated):
     if a.shape != (c,):
         raise ValueError(f"{name} must have shape ({c},) to match the {c} channels of x "
                          f"{tuple(x.shape)}, got shape {tuple(a.shape)}")
-    if not a.flags.c_contiguous:
-        raise ValueError(f"{name} must be C-contiguous: it is updated in place")
-    if not getattr(a.flags, "aligned", True):
-        raise ValueError(f"{name} must be aligned (its data address a multiple of {a.dtype.itemsize} "
-                         "bytes): it is updated in place")
-    if not getattr(a.flags, "writeable", True):  # CuPy arrays have no read-only flag
-        raise ValueError(f"{name} must be writable: it is updated in place")
+    check_in_place(a, name)
 
 
 def _norm_scalars(momentum, epsilon):
@@ -776,13 +783,7 @@ def _in_place(a, name, variable):
     float_array(a, name, dtype=variable.dtype)
     if a.shape != variable.shape:
         raise ValueError(f"{name} has shape {tuple(a.shape)} but variable has shape {tuple(variable.shape)}")
-    if not a.flags.c_contiguous:
-        raise ValueError(f"{name} must be C-contiguous: it is updated in place")
-    if not getattr(a.flags, "aligned", True):
-        raise ValueError(f"{name} must be aligned (its data address a multiple of {a.dtype.itemsize} bytes): "
-                         "it is updated in place")
-    if not getattr(a.flags, "writeable", True):  # CuPy arrays have no read-only flag
-        raise ValueError(f"{name} must be writable: it is updated in place")
+    check_in_place(a, name)
 
 
 def check_update(variable, gradient, **slots):
